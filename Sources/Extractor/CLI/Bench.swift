@@ -1,0 +1,67 @@
+import ArgumentParser
+import BackboneEngine
+import Backbones
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a backbone's forward pass: images per second and peak memory.",
+        discussion: """
+        Runs the compiled backbone on a fixed random batch (after warm-up) for --seconds and reports \
+        images/s and the process's peak resident memory. To compare with ONNX Runtime on the same \
+        machine in the same run: tools/bench/compare.sh.
+        """)
+
+    @OptionGroup var options: BackboneOptions
+    @Option(help: "Images per forward pass.") var batch = 16
+    @Option(name: .customLong("image-size"), help: "Input height and width (default: the backbone's own).")
+    var imageSize: Int?
+    @Option(help: "fp32 or bf16.") var precision: Precision = .fp32
+    @Option(help: "Seconds to measure after warm-up.") var seconds = 10.0
+    @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "List the oneDNN implementation chosen for every primitive.") var verbose = false
+
+    func validate() throws {
+        guard batch >= 1, batch <= 1024 else { throw ValidationError("--batch must be between 1 and 1024") }
+        if let s = imageSize, s < 32 || s > 1024 { throw ValidationError("--image-size must be between 32 and 1024") }
+    }
+
+    struct Report: Encodable {
+        let backbone: String, precision: String, batch: Int, image_size: Int, threads: Int
+        let images_per_second: Double, peak_rss_bytes: Int
+    }
+
+    func run() throws {
+        let threads = options.configureThreads()
+        try failing {
+            let spec = try Backbones.named(options.backbone)
+            let loaded = try LoadedBackbone(spec, weights: options.weightsURL)
+            let size = imageSize ?? spec.inputSize
+            let net = try loaded.compile(batch: batch, size: size, precision: precision)
+            var rng = SystemRandomNumberGenerator()
+            for i in 0..<net.inputCount { net.input[i] = Float.random(in: -1...1, using: &rng) }
+            for _ in 0..<3 { try net.run() }
+            var runs = 0
+            let start = DispatchTime.now().uptimeNanoseconds
+            var elapsed = 0.0
+            while elapsed < seconds || runs < 3 {
+                try net.run()
+                runs += 1
+                elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            }
+            let report = Report(backbone: spec.id, precision: precision.rawValue, batch: batch, image_size: size,
+                                threads: threads, images_per_second: Double(runs * batch) / elapsed,
+                                peak_rss_bytes: peakResidentBytes())
+            if verbose { net.implementations.forEach { FileHandle.standardError.write(Data("\($0)\n".utf8)) } }
+            if json {
+                try printJSON(report)
+            } else {
+                print(String(format: "%@ %@ batch %d %dx%d, %d threads: %.1f images/s, peak RSS %.0f MiB",
+                             spec.id, precision.rawValue, batch, size, size, threads, report.images_per_second,
+                             Double(report.peak_rss_bytes) / 1_048_576))
+            }
+        }
+    }
+}
+
+extension Precision: ExpressibleByArgument {}

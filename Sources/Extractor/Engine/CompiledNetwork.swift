@@ -1,0 +1,551 @@
+import CDNNL
+import Foundation
+
+/// Numeric precision of a compiled network. Weights and activations are stored in this type inside
+/// the engine; inputs and outputs are always fp32.
+/// Layout of activations between convolutions. Measured on this project's 2-core AVX-512 machine
+/// (`extract bench`, EfficientNet-Lite0, batch 16): channel-blocked `nChw16c` (oneDNN's `jit:avx512_core`
+/// kernels) ran about 25% faster than letting each convolution choose (`any`, which picks `nhwc` +
+/// `brgconv`). `WORKBENCH_LAYOUT=any|nhwc|blocked` overrides it for experiments.
+public enum ActivationLayout: String, Sendable {
+    case blocked, nhwc, any
+
+    public static var preferred: ActivationLayout {
+        ProcessInfo.processInfo.environment["WORKBENCH_LAYOUT"].flatMap(ActivationLayout.init(rawValue:)) ?? .blocked
+    }
+
+    var tag: dnnl_format_tag_t {
+        switch self {
+        case .blocked: return dnnl_aBcd16b
+        case .nhwc: return dnnl_acdb
+        case .any: return dnnl_format_tag_any
+        }
+    }
+}
+
+public enum Precision: String, CaseIterable, Sendable, Codable {
+    case fp32, bf16
+
+    var dataType: dnnl_data_type_t { self == .fp32 ? dnnl_f32 : dnnl_bf16 }
+}
+
+/// A `Network` compiled for one (batch, height, width, precision): oneDNN primitives created once,
+/// weights reordered once into the layouts the primitives chose (`format_tag_any`), activations
+/// planned into a few reused buffers. `run()` executes the primitives in order; the hot loop is
+/// `run()` itself and lives in oneDNN.
+///
+/// Usage: fill `input` (N x C x H x W fp32, already preprocessed), call `run()`, read `output(name)`.
+public final class CompiledNetwork {
+    public let name: String
+    public let batch: Int
+    public let height: Int
+    public let width: Int
+    public let precision: Precision
+    /// Shape of each named output, flattened to [batch, features].
+    public private(set) var outputShapes: [String: [Int]] = [:]
+    /// One line per primitive: layer name and the oneDNN implementation chosen (e.g. `brgconv:avx512_core`).
+    public private(set) var implementations: [String] = []
+    /// Bytes held for activations (after buffer reuse), weights and the shared scratchpad.
+    public private(set) var activationBytes = 0
+    public private(set) var weightBytes = 0
+    public private(set) var scratchpadBytes = 0
+
+    /// Input buffer: batch x channels x height x width, fp32, row-major.
+    public var input: UnsafeMutablePointer<Float> { inputBuffer.pointer.assumingMemoryBound(to: Float.self) }
+    public let inputCount: Int
+
+    private let inputBuffer: AlignedBuffer
+    private var outputBuffers: [String: AlignedBuffer] = [:]
+    private var steps: [(primitive: dnnl_primitive_t, args: [dnnl_exec_arg_t])] = []
+    private var memories: [dnnl_memory_t] = []
+    private var owned: [AlignedBuffer] = []
+
+    public init(_ network: Network, batch: Int, height: Int, width: Int, precision: Precision = .fp32,
+                layout: ActivationLayout = .preferred) throws {
+        name = network.name
+        self.batch = batch
+        self.height = height
+        self.width = width
+        self.precision = precision
+        inputCount = batch * network.inputChannels * height * width
+        inputBuffer = try AlignedBuffer(byteCount: inputCount * 4)
+        var builder = try Builder(network: network, batch: batch, height: height, width: width,
+                                  precision: precision, layout: layout)
+        try builder.build()
+        try finish(builder)
+    }
+
+    deinit {
+        for s in steps { dnnl_primitive_destroy(s.primitive) }
+        for m in memories { dnnl_memory_destroy(m) }
+    }
+
+    /// Runs the network on `input`; results are then in `output(_:)`.
+    public func run() throws {
+        let ctx = DNNLContext.shared
+        for step in steps {
+            try step.args.withUnsafeBufferPointer { args in
+                try check(dnnl_primitive_execute(step.primitive, ctx.stream, Int32(args.count), args.baseAddress),
+                          "run \(name)")
+            }
+        }
+        try check(dnnl_stream_wait(ctx.stream), "finish \(name)")
+    }
+
+    /// A named output (`"features"`, `"logits"`, ...) as batch x features fp32 values.
+    public func output(_ name: String) -> UnsafeBufferPointer<Float>? {
+        guard let b = outputBuffers[name], let shape = outputShapes[name] else { return nil }
+        return UnsafeBufferPointer(start: b.pointer.assumingMemoryBound(to: Float.self), count: shape.reduce(1, *))
+    }
+
+    // MARK: - Turning the builder's plan into memory objects and primitives
+
+    private func finish(_ b: Builder) throws {
+        let ctx = DNNLContext.shared
+        implementations = b.implementations
+        outputShapes = b.outputShapes
+        owned = b.weightBuffers
+        weightBytes = b.weightBuffers.reduce(0) { $0 + $1.byteCount }
+
+        // Activation buffers: liveness-based slot reuse over the step sequence.
+        let slots = b.planSlots()
+        var slotBuffers: [AlignedBuffer] = []
+        for size in slots.sizes { slotBuffers.append(try AlignedBuffer(byteCount: size)) }
+        activationBytes = slots.sizes.reduce(0, +)
+        owned += slotBuffers
+        let scratch = try AlignedBuffer(byteCount: b.scratchpadSize)
+        scratchpadBytes = scratch.byteCount
+        owned.append(scratch)
+        for (name, shape) in b.outputShapes {
+            outputBuffers[name] = try AlignedBuffer(byteCount: shape.reduce(1, *) * 4)
+        }
+
+        func memory(_ md: dnnl_memory_desc_t, _ handle: UnsafeMutableRawPointer) throws -> dnnl_memory_t {
+            var m: dnnl_memory_t?
+            var d = md
+            try check(dnnl_memory_create(&m, &d, ctx.engine, handle), "create a memory object")
+            memories.append(m!)
+            return m!
+        }
+
+        var tensorMemory: [String: dnnl_memory_t] = [:]
+        func tensor(_ name: String) throws -> dnnl_memory_t {
+            if let m = tensorMemory[name] { return m }
+            let t = b.tensors[name]!
+            let handle: UnsafeMutableRawPointer
+            if name == Builder.userInput {
+                handle = inputBuffer.pointer
+            } else if let out = b.userOutputs[name] {
+                handle = outputBuffers[out]!.pointer
+            } else {
+                handle = slotBuffers[slots.slotOf[name]!].pointer
+            }
+            let m = try memory(t.md, handle)
+            tensorMemory[name] = m
+            return m
+        }
+
+        for step in b.steps {
+            var args: [dnnl_exec_arg_t] = []
+            for (arg, ref) in step.args {
+                let m: dnnl_memory_t
+                switch ref {
+                case .tensor(let n): m = try tensor(n)
+                case .weights(let i): m = try memory(b.weightMDs[i], b.weightBuffers[i].pointer)
+                case .scratchpad(let md): m = try memory(md, scratch.pointer)
+                }
+                args.append(dnnl_exec_arg_t(arg: arg, memory: m))
+            }
+            var prim: dnnl_primitive_t?
+            try check(dnnl_primitive_create(&prim, step.pd), "create the primitive for \(step.layer)")
+            dnnl_primitive_desc_destroy(step.pd)
+            steps.append((prim!, args))
+        }
+    }
+}
+
+/// Plans a network: primitive descriptors, tensor layouts, reorders, weights. Creates no
+/// activation memory; `CompiledNetwork.finish` does that from the plan.
+struct Builder {
+    static let userInput = "input"
+
+    enum ArgRef { case tensor(String), weights(Int), scratchpad(dnnl_memory_desc_t) }
+    struct Step { let layer: String; let pd: OpaquePointer; var args: [(Int32, ArgRef)]; let reads: [String]; let writes: String }
+    struct Tensor { var dims: [Int]; var md: dnnl_memory_desc_t; var aliasOf: String? = nil }
+
+    let network: Network
+    let batch: Int, height: Int, width: Int
+    let precision: Precision
+    let layout: ActivationLayout
+    var tensors: [String: Tensor] = [:]
+    var steps: [Step] = []
+    var weightBuffers: [AlignedBuffer] = []
+    var weightMDs: [dnnl_memory_desc_t] = []
+    var implementations: [String] = []
+    var outputShapes: [String: [Int]] = [:]
+    /// Tensor name -> output name, for tensors that live in a user output buffer.
+    var userOutputs: [String: String] = [:]
+    var scratchpadSize = 0
+    /// The last layer index that reads each tensor (network outputs: past the end).
+    var lastUse: [String: Int] = [:]
+
+    init(network: Network, batch: Int, height: Int, width: Int, precision: Precision,
+         layout: ActivationLayout) throws {
+        self.network = network
+        self.layout = layout
+        self.batch = batch
+        self.height = height
+        self.width = width
+        self.precision = precision
+        let dims = [batch, network.inputChannels, height, width]
+        tensors[Self.userInput] = Tensor(dims: dims, md: try MD.make(dims, dnnl_f32, dnnl_nchw))
+        for (i, layer) in network.layers.enumerated() {
+            for input in layer.inputs { lastUse[input] = i }
+            if case .conv(let c) = layer.op, let r = c.residual { lastUse[r] = i }
+        }
+        for (_, t) in network.outputs { lastUse[t] = Int.max }
+    }
+
+    var dt: dnnl_data_type_t { precision.dataType }
+
+    mutating func build() throws {
+        for (i, layer) in network.layers.enumerated() {
+            for input in layer.inputs where tensors[input] == nil {
+                throw EngineError("\(network.name): layer \(layer.name) reads \(input), which no earlier layer produces")
+            }
+            switch layer.op {
+            case .conv(let c): try convolution(layer, c, index: i)
+            case .maxPool(let k, let s, let p): try pooling(layer, dnnl_pooling_max, kernel: (k, k), stride: s, padding: p)
+            case .averagePool(let k, let s, let p):
+                try pooling(layer, dnnl_pooling_avg_exclude_padding, kernel: (k, k), stride: s, padding: p)
+            case .globalAveragePool:
+                let d = tensors[layer.inputs[0]]!.dims
+                try pooling(layer, dnnl_pooling_avg_exclude_padding, kernel: (d[2], d[3]), stride: 1, padding: .valid)
+            case .dense(let d): try dense(layer, d)
+            case .activation(let a): try eltwise(layer, a)
+            case .add(let a): try binary(layer, dnnl_binary_add, activation: a)
+            case .multiply: try binary(layer, dnnl_binary_mul, activation: .none)
+            }
+        }
+        for (output, tensorName) in network.outputs.sorted(by: { $0.key < $1.key }) {
+            guard let t = tensors[tensorName] else {
+                throw EngineError("\(network.name): output \(output) names \(tensorName), which no layer produces")
+            }
+            let flat = [t.dims[0], t.dims.dropFirst().reduce(1, *)]
+            outputShapes[output] = flat
+            let plain = try MD.make(t.dims, dnnl_f32, MD.plainTag(rank: t.dims.count))
+            let dest = "\(tensorName)@\(output)"
+            tensors[dest] = Tensor(dims: t.dims, md: plain)
+            userOutputs[dest] = output
+            try reorder(from: tensorName, to: dest, layer: "output \(output)")
+        }
+    }
+
+    // MARK: Layers
+
+    private mutating func convolution(_ layer: Layer, _ c: Convolution, index: Int) throws {
+        let src = tensors[layer.inputs[0]]!
+        let (n, ci, h, w) = (src.dims[0], src.dims[1], src.dims[2], src.dims[3])
+        let (kh, kw) = c.kernel
+        let (pt, pb) = c.padding.amounts(input: h, kernel: kh, stride: c.stride, vertical: true)
+        let (pl, pr) = c.padding.amounts(input: w, kernel: kw, stride: c.stride, vertical: false)
+        let oh = (h + pt + pb - kh) / c.stride + 1
+        let ow = (w + pl + pr - kw) / c.stride + 1
+        let g = c.groups
+        guard ci % g == 0, c.outChannels % g == 0 else {
+            throw EngineError("\(network.name): layer \(layer.name) has \(ci) input and \(c.outChannels) output channels, not divisible into \(g) groups")
+        }
+        let wDims = g == 1 ? [c.outChannels, ci, kh, kw] : [g, c.outChannels / g, ci / g, kh, kw]
+        guard c.weights.count == wDims.reduce(1, *) else {
+            throw EngineError("\(network.name): layer \(layer.name) expects \(c.outChannels * ci / g * kh * kw) weights [\(c.outChannels), \(ci / g), \(kh), \(kw)], got \(c.weights.count)")
+        }
+        let tag = layout.tag
+        // The first convolution reads the 3-channel image in whatever layout its kernel prefers.
+        var srcMD = try MD.make([n, ci, h, w], dt, ci < 8 ? dnnl_format_tag_any : tag)
+        var wMD = try MD.make(wDims, dt, dnnl_format_tag_any)
+        var bMD = try MD.make([c.outChannels], dnnl_f32, dnnl_a)
+        var dstMD = try MD.make([n, c.outChannels, oh, ow], dt, tag)
+        var desc = dnnl_convolution_desc_t()
+        let bias = c.bias ?? [Float](repeating: 0, count: c.outChannels)
+        try check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
+                                                     &srcMD, &wMD, &bMD, &dstMD, [c.stride, c.stride].map(Int64.init),
+                                                     [pt, pl].map(Int64.init), [pb, pr].map(Int64.init)),
+                  "describe convolution \(layer.name)")
+        let attr = try Attributes(residual: c.residual != nil, activation: c.activation)
+        defer { attr.destroy() }
+        var pdOut: OpaquePointer?
+        try check(dnnl_primitive_desc_create(&pdOut, &desc, attr.handle, DNNLContext.shared.engine, nil),
+                  "create convolution \(layer.name) (\(ci)->\(c.outChannels), \(kh)x\(kw)/\(c.stride), groups \(g))")
+        let pd = pdOut!
+        let input = try conform(layer.inputs[0], to: MD.query(pd, dnnl_query_src_md)!, layer: layer.name)
+        let wIndex = try addWeights(c.weights, dims: wDims, to: MD.query(pd, dnnl_query_weights_md)!, layer: layer.name)
+        let bIndex = try addWeights(bias, dims: [c.outChannels], to: bMD, layer: layer.name)
+        let outMD = MD.query(pd, dnnl_query_dst_md)!
+        var out = Tensor(dims: [n, c.outChannels, oh, ow], md: outMD)
+
+        if let r = c.residual {
+            guard let res = tensors[r], res.dims == out.dims else {
+                throw EngineError("\(network.name): layer \(layer.name) adds \(r), whose shape differs from its output")
+            }
+            // The sum post-op accumulates into dst: start dst from the residual. When the residual
+            // dies here and has the same layout, write in place; otherwise copy it in first.
+            if lastUse[r] == index, r != layer.inputs[0], r != Self.userInput, MD.equal(res.md, outMD),
+               tensors.values.allSatisfy({ $0.aliasOf != r }) {
+                out.aliasOf = r
+                tensors[layer.name] = out
+            } else {
+                tensors[layer.name] = out
+                try reorder(from: r, to: layer.name, layer: layer.name + " residual")
+            }
+        } else {
+            tensors[layer.name] = out
+        }
+        try append(layer.name, pd, [(DNNL_ARG_SRC, .tensor(input)), (DNNL_ARG_WEIGHTS, .weights(wIndex)),
+                                     (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
+                   reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name)
+    }
+
+    private mutating func pooling(_ layer: Layer, _ alg: dnnl_alg_kind_t, kernel: (Int, Int), stride: Int,
+                                  padding: Padding) throws {
+        let src = tensors[layer.inputs[0]]!
+        let (n, c, h, w) = (src.dims[0], src.dims[1], src.dims[2], src.dims[3])
+        let (pt, pb) = padding.amounts(input: h, kernel: kernel.0, stride: stride, vertical: true)
+        let (pl, pr) = padding.amounts(input: w, kernel: kernel.1, stride: stride, vertical: false)
+        let oh = (h + pt + pb - kernel.0) / stride + 1
+        let ow = (w + pl + pr - kernel.1) / stride + 1
+        var srcMD = src.md
+        var dstMD = try MD.make([n, c, oh, ow], dt, dnnl_format_tag_any)
+        var desc = dnnl_pooling_desc_t()
+        try check(dnnl_pooling_forward_desc_init(&desc, dnnl_forward_inference, alg, &srcMD, &dstMD,
+                                                 [stride, stride].map(Int64.init), [kernel.0, kernel.1].map(Int64.init),
+                                                 [pt, pl].map(Int64.init), [pb, pr].map(Int64.init)),
+                  "describe pooling \(layer.name)")
+        let attr = try Attributes(residual: false, activation: .none)
+        defer { attr.destroy() }
+        var pd: OpaquePointer?
+        try check(dnnl_primitive_desc_create(&pd, &desc, attr.handle, DNNLContext.shared.engine, nil),
+                  "create pooling \(layer.name)")
+        tensors[layer.name] = Tensor(dims: [n, c, oh, ow], md: MD.query(pd!, dnnl_query_dst_md)!)
+        try append(layer.name, pd!, [(DNNL_ARG_SRC, .tensor(layer.inputs[0])), (DNNL_ARG_DST, .tensor(layer.name))],
+                   reads: [layer.inputs[0]], writes: layer.name)
+    }
+
+    private mutating func dense(_ layer: Layer, _ d: Dense) throws {
+        let src = tensors[layer.inputs[0]]!
+        let inFeatures = src.dims.dropFirst().reduce(1, *)
+        guard d.weights.count == d.outFeatures * inFeatures else {
+            throw EngineError("\(network.name): dense layer \(layer.name) expects \(d.outFeatures)x\(inFeatures) weights, got \(d.weights.count)")
+        }
+        var srcMD = try MD.make(src.dims, dt, dnnl_format_tag_any)
+        let wDims = [d.outFeatures] + src.dims.dropFirst()
+        var wMD = try MD.make(wDims, dt, dnnl_format_tag_any)
+        var bMD = try MD.make([d.outFeatures], dnnl_f32, dnnl_a)
+        var dstMD = try MD.make([src.dims[0], d.outFeatures], dt, dnnl_format_tag_any)
+        var desc = dnnl_inner_product_desc_t()
+        try check(dnnl_inner_product_forward_desc_init(&desc, dnnl_forward_inference, &srcMD, &wMD, &bMD, &dstMD),
+                  "describe dense layer \(layer.name)")
+        let attr = try Attributes(residual: false, activation: d.activation)
+        defer { attr.destroy() }
+        var pdOut: OpaquePointer?
+        try check(dnnl_primitive_desc_create(&pdOut, &desc, attr.handle, DNNLContext.shared.engine, nil),
+                  "create dense layer \(layer.name)")
+        let pd = pdOut!
+        let input = try conform(layer.inputs[0], to: MD.query(pd, dnnl_query_src_md)!, layer: layer.name)
+        let wIndex = try addWeights(d.weights, dims: wDims, to: MD.query(pd, dnnl_query_weights_md)!, layer: layer.name)
+        let bIndex = try addWeights(d.bias ?? [Float](repeating: 0, count: d.outFeatures), dims: [d.outFeatures],
+                                    to: bMD, layer: layer.name)
+        tensors[layer.name] = Tensor(dims: [src.dims[0], d.outFeatures], md: MD.query(pd, dnnl_query_dst_md)!)
+        try append(layer.name, pd, [(DNNL_ARG_SRC, .tensor(input)), (DNNL_ARG_WEIGHTS, .weights(wIndex)),
+                                     (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
+                   reads: [input], writes: layer.name)
+    }
+
+    private mutating func eltwise(_ layer: Layer, _ a: Activation) throws {
+        let src = tensors[layer.inputs[0]]!
+        var md = src.md
+        var desc = dnnl_eltwise_desc_t()
+        let (alg, alpha, beta) = a.dnnl
+        try check(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, alg, &md, alpha, beta),
+                  "describe activation \(layer.name)")
+        let attr = try Attributes(residual: false, activation: .none)
+        defer { attr.destroy() }
+        var pd: OpaquePointer?
+        try check(dnnl_primitive_desc_create(&pd, &desc, attr.handle, DNNLContext.shared.engine, nil),
+                  "create activation \(layer.name)")
+        tensors[layer.name] = Tensor(dims: src.dims, md: src.md)
+        try append(layer.name, pd!, [(DNNL_ARG_SRC, .tensor(layer.inputs[0])), (DNNL_ARG_DST, .tensor(layer.name))],
+                   reads: [layer.inputs[0]], writes: layer.name)
+    }
+
+    private mutating func binary(_ layer: Layer, _ alg: dnnl_alg_kind_t, activation: Activation) throws {
+        guard layer.inputs.count == 2 else {
+            throw EngineError("\(network.name): layer \(layer.name) needs two inputs")
+        }
+        let a = tensors[layer.inputs[0]]!, b = tensors[layer.inputs[1]]!
+        var aMD = a.md, bMD = b.md, dstMD = a.md
+        var desc = dnnl_binary_desc_t()
+        try check(dnnl_binary_desc_init(&desc, alg, &aMD, &bMD, &dstMD), "describe \(layer.name)")
+        let attr = try Attributes(residual: false, activation: activation)
+        defer { attr.destroy() }
+        var pd: OpaquePointer?
+        try check(dnnl_primitive_desc_create(&pd, &desc, attr.handle, DNNLContext.shared.engine, nil),
+                  "create \(layer.name)")
+        tensors[layer.name] = Tensor(dims: a.dims, md: a.md)
+        try append(layer.name, pd!, [(DNNL_ARG_SRC_0, .tensor(layer.inputs[0])), (DNNL_ARG_SRC_1, .tensor(layer.inputs[1])),
+                                     (DNNL_ARG_DST, .tensor(layer.name))],
+                   reads: layer.inputs, writes: layer.name)
+    }
+
+    // MARK: Helpers
+
+    /// Returns a tensor holding `name` in layout `md`, inserting a reorder when the producer chose
+    /// another layout (reused if several consumers want the same one).
+    private mutating func conform(_ name: String, to md: dnnl_memory_desc_t, layer: String) throws -> String {
+        let t = tensors[name]!
+        if MD.equal(t.md, md) { return name }
+        var i = 0
+        while let existing = tensors["\(name)~\(i)"] {
+            if MD.equal(existing.md, md) { return "\(name)~\(i)" }
+            i += 1
+        }
+        let converted = "\(name)~\(i)"
+        tensors[converted] = Tensor(dims: t.dims, md: md)
+        try reorder(from: name, to: converted, layer: layer + " input")
+        // The converted copy lives as long as the original would have.
+        lastUse[converted] = lastUse[name]
+        return converted
+    }
+
+    private mutating func reorder(from: String, to: String, layer: String) throws {
+        var a = tensors[from]!.md, b = tensors[to]!.md
+        var pd: OpaquePointer?
+        let attr = try Attributes(residual: false, activation: .none)
+        defer { attr.destroy() }
+        let engine = DNNLContext.shared.engine
+        try check(dnnl_reorder_primitive_desc_create(&pd, &a, engine, &b, engine, attr.handle), "reorder for \(layer)")
+        try append(layer, pd!, [(DNNL_ARG_FROM, .tensor(from)), (DNNL_ARG_TO, .tensor(to))], reads: [from], writes: to)
+    }
+
+    /// Copies `values` (plain row-major `dims`, fp32) into a buffer in the layout `md` chosen by
+    /// the primitive. Runs once, at compile time.
+    private mutating func addWeights(_ values: [Float], dims: [Int], to md: dnnl_memory_desc_t, layer: String) throws -> Int {
+        let ctx = DNNLContext.shared
+        var userMD = try MD.make(dims, dnnl_f32, MD.plainTag(rank: dims.count))
+        var dstMD = md
+        let dst = try AlignedBuffer(byteCount: MD.size(md))
+        var values = values
+        try values.withUnsafeMutableBytes { raw in
+            var src: dnnl_memory_t?, out: dnnl_memory_t?
+            try check(dnnl_memory_create(&src, &userMD, ctx.engine, raw.baseAddress), "wrap weights of \(layer)")
+            defer { dnnl_memory_destroy(src) }
+            try check(dnnl_memory_create(&out, &dstMD, ctx.engine, dst.pointer), "hold weights of \(layer)")
+            defer { dnnl_memory_destroy(out) }
+            var pd: OpaquePointer?
+            try check(dnnl_reorder_primitive_desc_create(&pd, &userMD, ctx.engine, &dstMD, ctx.engine, nil),
+                      "reorder weights of \(layer)")
+            defer { dnnl_primitive_desc_destroy(pd) }
+            var prim: dnnl_primitive_t?
+            try check(dnnl_primitive_create(&prim, pd), "reorder weights of \(layer)")
+            defer { dnnl_primitive_destroy(prim) }
+            let args = [dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: src), dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: out)]
+            try check(dnnl_primitive_execute(prim, ctx.stream, 2, args), "reorder weights of \(layer)")
+            try check(dnnl_stream_wait(ctx.stream), "reorder weights of \(layer)")
+        }
+        weightBuffers.append(dst)
+        weightMDs.append(md)
+        return weightBuffers.count - 1
+    }
+
+    private mutating func append(_ layer: String, _ pd: OpaquePointer, _ args: [(Int32, ArgRef)],
+                                 reads: [String], writes: String) throws {
+        var args = args
+        if let scratch = MD.query(pd, dnnl_query_scratchpad_md), MD.size(scratch) > 0 {
+            scratchpadSize = max(scratchpadSize, MD.size(scratch))
+            args.append((DNNL_ARG_SCRATCHPAD, .scratchpad(scratch)))
+        }
+        implementations.append("\(layer): \(MD.implementation(pd))")
+        steps.append(Step(layer: layer, pd: pd, args: args, reads: reads, writes: writes))
+    }
+
+    // MARK: Buffer planning
+
+    struct Slots { var sizes: [Int] = []; var slotOf: [String: Int] = [:] }
+
+    /// Assigns every intermediate tensor to a reusable buffer: a tensor takes a free slot when it
+    /// is first written and gives it back after its last read (or hands it on to a tensor that
+    /// aliases it in place).
+    func planSlots() -> Slots {
+        var slots = Slots()
+        var free: [Int] = []
+        var last: [String: Int] = [:]
+        for (i, s) in steps.enumerated() {
+            for r in s.reads { last[r] = i }
+            last[s.writes] = max(last[s.writes] ?? i, i)
+        }
+        for (_, t) in network.outputs { last[t] = Int.max }
+        let aliased = Set(tensors.values.compactMap { $0.aliasOf })
+        var live: Set<String> = []
+        for (i, s) in steps.enumerated() {
+            let w = s.writes
+            if slots.slotOf[w] == nil, w != Self.userInput, userOutputs[w] == nil {
+                let size = MD.size(tensors[w]!.md)
+                if let a = tensors[w]!.aliasOf, let slot = slots.slotOf[a] {
+                    slots.slotOf[w] = slot
+                } else if let best = free.filter({ slots.sizes[$0] >= size }).min(by: { slots.sizes[$0] < slots.sizes[$1] }) {
+                    free.removeAll { $0 == best }
+                    slots.slotOf[w] = best
+                } else if let grow = free.max(by: { slots.sizes[$0] < slots.sizes[$1] }) {
+                    free.removeAll { $0 == grow }
+                    slots.sizes[grow] = size
+                    slots.slotOf[w] = grow
+                } else {
+                    slots.sizes.append(size)
+                    slots.slotOf[w] = slots.sizes.count - 1
+                }
+                live.insert(w)
+            }
+            for name in live where (last[name] ?? i) <= i {
+                live.remove(name)
+                if !aliased.contains(name), let slot = slots.slotOf[name] { free.append(slot) }
+            }
+        }
+        return slots
+    }
+}
+
+/// Post-ops of a primitive: optional residual sum, then optional activation.
+struct Attributes {
+    let handle: dnnl_primitive_attr_t
+
+    init(residual: Bool, activation: Activation) throws {
+        var attr: dnnl_primitive_attr_t?
+        try check(dnnl_primitive_attr_create(&attr), "create primitive attributes")
+        try check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set the scratchpad mode")
+        if residual || activation != .none {
+            var po: dnnl_post_ops_t?
+            try check(dnnl_post_ops_create(&po), "create post-ops")
+            defer { dnnl_post_ops_destroy(po) }
+            if residual { try check(dnnl_post_ops_append_sum(po, 1.0), "fuse a residual sum") }
+            if activation != .none {
+                let (alg, alpha, beta) = activation.dnnl
+                try check(dnnl_post_ops_append_eltwise(po, 1.0, alg, alpha, beta), "fuse an activation")
+            }
+            try check(dnnl_primitive_attr_set_post_ops(attr, po), "attach post-ops")
+        }
+        handle = attr!
+    }
+
+    func destroy() { dnnl_primitive_attr_destroy(handle) }
+}
+
+extension Activation {
+    var dnnl: (dnnl_alg_kind_t, Float, Float) {
+        switch self {
+        case .none: return (dnnl_eltwise_linear, 1, 0)
+        case .relu: return (dnnl_eltwise_relu, 0, 0)
+        case .relu6: return (dnnl_eltwise_clip_v2, 0, 6)
+        case .swish: return (dnnl_eltwise_swish, 1, 0)
+        case .sigmoid: return (dnnl_eltwise_logistic, 0, 0)
+        }
+    }
+}
