@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "extract", targets: ["Extractor"]),
         .executable(name: "train-head", targets: ["HeadTrainer"]),
+        .library(name: "FeatureStore", targets: ["FeatureStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -21,7 +22,15 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
 
-        // The extractor: engine, weight formats, backbone definitions, command line.
+        // OpenCV (Debian's libopencv-imgcodecs-dev, which ships no pkg-config file) behind a small C API.
+        .target(name: "CImageCodec", path: "Sources/CImageCodec",
+                cxxSettings: [.unsafeFlags(["-I/usr/include/opencv4"])],
+                linkerSettings: [.linkedLibrary("opencv_imgcodecs"), .linkedLibrary("opencv_imgproc"),
+                                 .linkedLibrary("opencv_core")]),
+
+        // The extractor: images, engine, weight formats, backbone definitions, command line.
+        .target(name: "Imaging", dependencies: ["CImageCodec", "COpenSSL"],
+                path: "Sources/Extractor/Imaging", swiftSettings: release),
         .target(name: "BackboneEngine", dependencies: ["CDNNL"],
                 path: "Sources/Extractor/Engine", swiftSettings: release),
         .target(name: "WeightFormats", dependencies: [],
@@ -29,9 +38,12 @@ let package = Package(
         .target(name: "Backbones", dependencies: ["BackboneEngine", "WeightFormats", "COpenSSL"],
                 path: "Sources/Extractor/Backbones", swiftSettings: release),
         .executableTarget(name: "Extractor",
-                          dependencies: ["Backbones",
+                          dependencies: ["Backbones", "FeatureStore", "Imaging",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Extractor/CLI", swiftSettings: release),
+
+        // The store shared by both programs: schema, migrations, all reads and writes of the SQLite file.
+        .target(name: "FeatureStore", dependencies: ["CSQLite"], path: "Sources/FeatureStore", swiftSettings: release),
 
         // The head trainer.
         .executableTarget(name: "HeadTrainer",
@@ -40,8 +52,12 @@ let package = Package(
 
         .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "BackboneTests", dependencies: ["Backbones", "WeightFormats", "BackboneEngine"],
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "BackboneTests", dependencies: ["Backbones", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLITests", dependencies: []),
+        .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore"], path: "Tests/FeatureStoreStress"),
+        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress"]),
     ],
     swiftLanguageModes: [.v5]
 )

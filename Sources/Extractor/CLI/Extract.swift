@@ -14,7 +14,7 @@ struct Extract: ParsableCommand {
           extract classify --backbone efficientnet_lite0 cat.jpg
           extract bench --backbone efficientnet_lite0 --batch 16 --json
         """,
-        subcommands: [Bench.self])
+        subcommands: [Classify.self, Bench.self])
 }
 
 /// Options every command that runs a backbone shares.

@@ -1,0 +1,282 @@
+import CImageCodec
+import Foundation
+
+/// Decodes, augments and batches images on worker threads while the caller consumes earlier batches.
+///
+/// - Work unit: one item (its file is read, hashed and decoded once, then all its copies are rendered).
+/// - Order: batches hold copies in item order, then copy order, whatever the thread count; a skipped
+///   item simply contributes nothing. Every batch has `batchSize` images except possibly the last.
+/// - Memory: workers may only run ahead of the consumer by `prefetchBatches * batchSize` images
+///   (plus one item per worker), so memory stays bounded on any dataset size.
+/// - Bad files: reported once through `onSkip` (on the caller's thread, in item order) and counted;
+///   the run goes on.
+/// - `consume` and `onSkip` run on the thread that called `run`, so the consumer (the backbone's
+///   forward pass) needs no locking. If either throws, workers stop and the error is rethrown.
+public final class ImagePipeline {
+    /// One image of a batch.
+    public struct Entry: Hashable, Sendable {
+        public let item: DatasetItem
+        /// Position of the item in the `items` array given to the pipeline.
+        public let itemIndex: Int
+        /// 0 = the plain image; 1... = augmented copies.
+        public let copy: Int
+        /// SHA-256 (hex) of the file's bytes.
+        public let sha256: String
+        /// Size of the decoded source image (after EXIF orientation).
+        public let sourceWidth: Int
+        public let sourceHeight: Int
+    }
+
+    /// A batch of `count` size x size RGB images, contiguous HWC uint8 (image i starts at i*size*size*3).
+    public struct Batch {
+        public let size: Int
+        public let entries: [Entry]
+        public var pixels: [UInt8]
+        public var count: Int { entries.count }
+
+        public func image(at index: Int) -> RGBImage {
+            let n = size * size * 3
+            return RGBImage(width: size, height: size, pixels: Array(pixels[(index * n)..<((index + 1) * n)]))
+        }
+
+        /// Writes the batch as NCHW floats into `out` (count * 3 * size * size values):
+        /// out[n][c][y][x] = (v * scale - mean[c]) / std[c], where v is the channel value 0...255 and
+        /// channel c is R, G, B (or B, G, R when `bgr`; give mean/std in that same order).
+        /// Torchvision-style: scale 1/255, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225].
+        /// Caffe-style: bgr true, scale 1, mean [103.94, 116.78, 123.68], std [1, 1, 1].
+        public func writeNCHW(into out: UnsafeMutablePointer<Float>, mean: [Float], std: [Float],
+                              scale: Float = 1.0 / 255.0, bgr: Bool = false) {
+            precondition(mean.count == 3 && std.count == 3, "mean and std need 3 values")
+            var lut = [Float](repeating: 0, count: 768)
+            for c in 0..<3 {
+                let inv = 1 / std[c]
+                for v in 0..<256 { lut[c * 256 + v] = (Float(v) * scale - mean[c]) * inv }
+            }
+            pixels.withUnsafeBufferPointer { src in
+                lut.withUnsafeBufferPointer { table in
+                    cic_normalize_nchw(src.baseAddress, Int32(count), Int32(size * size), table.baseAddress, bgr ? 1 : 0, out)
+                }
+            }
+        }
+    }
+
+    /// Counts of a finished run.
+    public struct Statistics: Sendable {
+        public var items = 0
+        public var images = 0
+        public var batches = 0
+        public var skipped = 0
+        public var seconds = 0.0
+    }
+
+    public let items: [DatasetItem]
+    public let size: Int
+    public let fit: Fit
+    public let policy: AugmentationPolicy
+    public let seed: UInt64
+    public let batchSize: Int
+    public let threads: Int
+    public let maxPixels: Int
+    public let prefetchBatches: Int
+    private let copyLists: [[Int]]
+    /// start[i] = number of images produced by items before i (before skips); start[n] = total.
+    private let start: [Int]
+
+    /// `copies` = K renders copies 0..<K of every item (copy 0 is the plain image).
+    public convenience init(items: [DatasetItem], size: Int = 224, fit: Fit = .pad, policy: AugmentationPolicy = .none,
+                            copies: Int = 1, seed: UInt64 = 0, batchSize: Int = 32,
+                            threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                            maxPixels: Int = ImageCodec.defaultMaxPixels, prefetchBatches: Int = 2) throws {
+        guard copies >= 1 else { throw ImagingError.invalidArgument("copies must be >= 1 (got \(copies))") }
+        try self.init(items: items, size: size, fit: fit, policy: policy, copiesFor: { _ in Array(0..<copies) },
+                      seed: seed, batchSize: batchSize, threads: threads, maxPixels: maxPixels,
+                      prefetchBatches: prefetchBatches)
+    }
+
+    /// `copiesFor` chooses the copy indices per item (e.g. [0] for test items, [0...7] for training ones,
+    /// or only the copies missing from the feature store). Called once per item at init.
+    public init(items: [DatasetItem], size: Int = 224, fit: Fit = .pad, policy: AugmentationPolicy = .none,
+                copiesFor: (DatasetItem) -> [Int], seed: UInt64 = 0, batchSize: Int = 32,
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                maxPixels: Int = ImageCodec.defaultMaxPixels, prefetchBatches: Int = 2) throws {
+        guard size > 0, size <= 16384 else { throw ImagingError.invalidArgument("size must be 1...16384 (got \(size))") }
+        guard batchSize > 0 else { throw ImagingError.invalidArgument("batchSize must be > 0 (got \(batchSize))") }
+        guard threads > 0 else { throw ImagingError.invalidArgument("threads must be > 0 (got \(threads))") }
+        guard maxPixels > 0 else { throw ImagingError.invalidArgument("maxPixels must be > 0 (got \(maxPixels))") }
+        try policy.validate()
+        self.items = items
+        self.size = size
+        self.fit = fit
+        self.policy = policy
+        self.seed = seed
+        self.batchSize = batchSize
+        self.threads = threads
+        self.maxPixels = maxPixels
+        self.prefetchBatches = max(1, prefetchBatches)
+        var lists: [[Int]] = []
+        var start = [0]
+        for item in items {
+            let copies = copiesFor(item)
+            guard copies.allSatisfy({ $0 >= 0 }) else { throw ImagingError.invalidArgument("copy indices must be >= 0 (\(item.path.path))") }
+            lists.append(copies)
+            start.append(start.last! + copies.count)
+        }
+        copyLists = lists
+        self.start = start
+    }
+
+    /// Total images the run produces if no file is skipped.
+    public var plannedImages: Int { start.last ?? 0 }
+
+    /// What a worker hands back for one item.
+    private enum ItemResult {
+        case rendered(entries: [Entry], pixels: [UInt8])
+        case skipped(SkippedFile)
+    }
+
+    /// Shared state between the workers and the consumer, guarded by `condition`.
+    private final class State {
+        let condition = NSCondition()
+        var nextClaim = 0
+        var nextConsume = 0
+        var results: [Int: ItemResult] = [:]
+        var cancelled = false
+        var runningWorkers = 0
+    }
+
+    /// Runs the pipeline to the end. Returns counts; rethrows the first error of `consume`/`onSkip`.
+    @discardableResult
+    public func run(_ consume: (Batch) throws -> Void, onSkip: (SkippedFile) -> Void = { _ in }) throws -> Statistics {
+        _ = ImageCodec.configureOpenCVOnce
+        let began = Date()
+        let state = State()
+        let count = items.count
+        let aheadLimit = prefetchBatches * batchSize
+        let workerCount = min(threads, max(1, count))
+
+        state.runningWorkers = workerCount
+        for w in 0..<workerCount {
+            let thread = Thread { [self] in
+                worker(state: state, count: count, aheadLimit: aheadLimit)
+            }
+            thread.name = "imaging-\(w)"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        defer {
+            state.condition.lock()
+            state.cancelled = true
+            state.condition.broadcast()
+            while state.runningWorkers > 0 { state.condition.wait() }
+            state.condition.unlock()
+        }
+
+        var stats = Statistics()
+        stats.items = count
+        let imageBytes = size * size * 3
+        var entries: [Entry] = []
+        var pixels: [UInt8] = []
+        entries.reserveCapacity(batchSize)
+        pixels.reserveCapacity(batchSize * imageBytes)
+
+        for index in 0..<count {
+            state.condition.lock()
+            while state.results[index] == nil { state.condition.wait() }
+            let result = state.results.removeValue(forKey: index)!
+            state.nextConsume = index + 1
+            state.condition.broadcast()
+            state.condition.unlock()
+
+            switch result {
+            case .skipped(let file):
+                stats.skipped += 1
+                onSkip(file)
+            case .rendered(let itemEntries, let itemPixels):
+                var offset = 0
+                for entry in itemEntries {
+                    entries.append(entry)
+                    pixels.append(contentsOf: itemPixels[offset..<(offset + imageBytes)])
+                    offset += imageBytes
+                    if entries.count == batchSize {
+                        stats.images += entries.count
+                        stats.batches += 1
+                        try consume(Batch(size: size, entries: entries, pixels: pixels))
+                        entries.removeAll(keepingCapacity: true)
+                        pixels.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+        }
+        if !entries.isEmpty {
+            stats.images += entries.count
+            stats.batches += 1
+            try consume(Batch(size: size, entries: entries, pixels: pixels))
+        }
+        stats.seconds = Date().timeIntervalSince(began)
+        return stats
+    }
+
+    private func worker(state: State, count: Int, aheadLimit: Int) {
+        state.condition.lock()
+        while !state.cancelled && state.nextClaim < count {
+            let index = state.nextClaim
+            // Run ahead of the consumer by at most `aheadLimit` images; the next item to be consumed is
+            // always allowed, so progress never stalls on a huge item.
+            if index != state.nextConsume && start[index + 1] - start[state.nextConsume] > aheadLimit {
+                state.condition.wait()
+                continue
+            }
+            state.nextClaim += 1
+            state.condition.unlock()
+            let result = process(index)
+            state.condition.lock()
+            state.results[index] = result
+            state.condition.broadcast()
+        }
+        state.runningWorkers -= 1
+        state.condition.broadcast()
+        state.condition.unlock()
+    }
+
+    /// Reads, hashes, decodes and renders all copies of one item. Never throws: failures become skips.
+    private func process(_ index: Int) -> ItemResult {
+        let item = items[index]
+        let copies = copyLists[index]
+        do {
+            let bytes = try ImageCodec.readFile(item.path)
+            let sha = ContentHash.sha256Hex(bytes)
+            let image = try ImageCodec.decode(bytes: bytes, name: item.path.path, maxPixels: maxPixels)
+            let prepared = try Geometry.Prepared(image, size: size, fit: fit, policy: policy)
+            let imageBytes = size * size * 3
+            var pixels = [UInt8](repeating: 0, count: imageBytes * copies.count)
+            var entries: [Entry] = []
+            entries.reserveCapacity(copies.count)
+            try pixels.withUnsafeMutableBufferPointer { out in
+                for (k, copy) in copies.enumerated() {
+                    let p = AugmentationParameters.draw(policy: policy, contentHash: sha, copy: copy, seed: seed)
+                    try prepared.render(p, into: out.baseAddress! + k * imageBytes)
+                    entries.append(Entry(item: item, itemIndex: index, copy: copy, sha256: sha,
+                                         sourceWidth: image.width, sourceHeight: image.height))
+                }
+            }
+            return .rendered(entries: entries, pixels: pixels)
+        } catch let error as ImagingError {
+            return .skipped(SkippedFile(path: item.path.path, reason: error.reason))
+        } catch {
+            return .skipped(SkippedFile(path: item.path.path, reason: "\(error)"))
+        }
+    }
+}
+
+extension ImagingError {
+    /// The message without the path (for `SkippedFile`, which carries the path separately).
+    public var reason: String {
+        switch self {
+        case let .unreadable(_, reason): return "cannot read file: \(reason)"
+        case let .badImage(_, _, reason): return reason
+        case let .badDataset(_, reason): return reason
+        case let .writeFailed(_, reason): return "cannot write: \(reason)"
+        case .invalidPolicy, .invalidArgument: return description
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+
+/// One named, ordered schema step. Steps are append-only: once released, a step's SQL never
+/// changes (a store records which steps it has, by number and name), new needs get a new step.
+struct Migration {
+    let version: Int
+    let name: String
+    let sql: String
+}
+
+/// The schema, as the ordered list of migrations that build it (GRDB's idea, on the raw C API).
+///
+/// The version of a store is the number of the last step applied, recorded in `schema_migrations`
+/// (and mirrored in `PRAGMA user_version` so `sqlite3 file 'PRAGMA user_version'` shows it).
+enum Schema {
+    /// Marks the file as ours (`PRAGMA application_id`), ASCII "TWFS" (transfer workbench store).
+    static let applicationID: Int32 = 0x5457_4653
+
+    /// The bookkeeping table itself; created before step 1 and never changed.
+    static let migrationsTable = """
+        CREATE TABLE IF NOT EXISTS schema_migrations(
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TEXT NOT NULL
+        );
+        """
+
+    static let migrations: [Migration] = [
+        Migration(version: 1, name: "create-datasets-images-extractions-features", sql: """
+            CREATE TABLE datasets(
+                id INTEGER PRIMARY KEY,
+                root TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            );
+            -- The class list is part of the dataset: indices never shift, new classes append.
+            CREATE TABLE classes(
+                dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+                class_index INTEGER NOT NULL CHECK(class_index >= 0),
+                name TEXT NOT NULL,
+                PRIMARY KEY(dataset_id, class_index),
+                UNIQUE(dataset_id, name)
+            );
+            -- An image is its content: same sha256 = same image (a rename only updates path).
+            CREATE TABLE images(
+                id INTEGER PRIMARY KEY,
+                dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+                sha256 TEXT NOT NULL,
+                path TEXT NOT NULL,
+                class_index INTEGER NOT NULL,
+                split TEXT NOT NULL CHECK(split IN ('train', 'test')),
+                width INTEGER NOT NULL,
+                height INTEGER NOT NULL,
+                UNIQUE(dataset_id, sha256),
+                FOREIGN KEY(dataset_id, class_index) REFERENCES classes(dataset_id, class_index)
+            );
+            -- One row per distinct set of settings per dataset (settings_key = sha256 of them).
+            CREATE TABLE extractions(
+                id INTEGER PRIMARY KEY,
+                dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+                settings_key TEXT NOT NULL,
+                backbone TEXT NOT NULL,
+                weights_sha256 TEXT NOT NULL,
+                weights_source TEXT NOT NULL,
+                preprocessing TEXT NOT NULL,
+                augmentation_policy TEXT NOT NULL,
+                augmentation_hash TEXT NOT NULL,
+                image_size INTEGER NOT NULL,
+                fit TEXT NOT NULL,
+                precision TEXT NOT NULL,
+                feature_dtype TEXT NOT NULL CHECK(feature_dtype IN ('f32', 'f16')),
+                feature_dim INTEGER NOT NULL CHECK(feature_dim > 0),
+                tool_version TEXT NOT NULL,
+                seed INTEGER NOT NULL,
+                created_at TEXT NOT NULL,
+                finished_at TEXT,
+                UNIQUE(dataset_id, settings_key)
+            );
+            -- Vectors are little-endian f32 or f16 (per extraction); size checked on every read.
+            CREATE TABLE features(
+                id INTEGER PRIMARY KEY,
+                extraction_id INTEGER NOT NULL REFERENCES extractions(id) ON DELETE CASCADE,
+                image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                aug_index INTEGER NOT NULL CHECK(aug_index >= 0),
+                vector BLOB NOT NULL,
+                UNIQUE(extraction_id, image_id, aug_index)
+            );
+            CREATE TABLE failures(
+                id INTEGER PRIMARY KEY,
+                dataset_id INTEGER REFERENCES datasets(id) ON DELETE CASCADE,
+                extraction_id INTEGER REFERENCES extractions(id) ON DELETE CASCADE,
+                path TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            );
+            """),
+        Migration(version: 2, name: "create-sweeps-heads", sql: """
+            CREATE TABLE sweeps(
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                config TEXT NOT NULL CHECK(json_valid(config)),
+                created_at TEXT NOT NULL
+            );
+            CREATE TABLE heads(
+                id INTEGER PRIMARY KEY,
+                extraction_id INTEGER NOT NULL REFERENCES extractions(id) ON DELETE CASCADE,
+                config TEXT NOT NULL CHECK(json_valid(config)),
+                class_names TEXT NOT NULL CHECK(json_valid(class_names)),
+                weights BLOB NOT NULL,
+                metrics TEXT NOT NULL CHECK(json_valid(metrics)),
+                curves TEXT NOT NULL CHECK(json_valid(curves)),
+                created_at TEXT NOT NULL,
+                sweep_id INTEGER REFERENCES sweeps(id) ON DELETE CASCADE,
+                trial_key TEXT,
+                CHECK((sweep_id IS NULL) = (trial_key IS NULL)),
+                UNIQUE(sweep_id, trial_key)
+            );
+            """),
+        Migration(version: 3, name: "add-lookup-indexes", sql: """
+            -- Foreign-key children need indexes or every parent delete scans the table.
+            CREATE INDEX images_by_path ON images(dataset_id, path);
+            CREATE INDEX features_by_image ON features(image_id);
+            CREATE INDEX failures_by_extraction ON failures(extraction_id);
+            CREATE INDEX failures_by_dataset ON failures(dataset_id);
+            CREATE INDEX heads_by_extraction ON heads(extraction_id);
+            """),
+    ]
+
+    static var currentVersion: Int { migrations.last?.version ?? 0 }
+}

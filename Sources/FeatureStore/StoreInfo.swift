@@ -1,0 +1,176 @@
+import Foundation
+
+/// A summary of a store, for `info` commands. Its JSON keys are part of the tools' interface:
+/// snake_case, always present (null when empty), never renamed.
+///
+/// ```json
+/// {"path": "...", "schema_version": 3, "images": 2400, "datasets": [...],
+///  "extractions": [{"id": 1, "backbone": "resnet50", "features": 2400, ...}],
+///  "failures": [{"path": "...", "reason": "..."}], "failure_count": 1, "heads": 0, "sweeps": 0}
+/// ```
+public struct StoreInfo: Codable, Equatable, Sendable {
+    public var path: String
+    public var schemaVersion: Int
+    /// Number of distinct images over all datasets.
+    public var images: Int
+    public var datasets: [DatasetInfo]
+    public var extractions: [ExtractionInfo]
+    /// The most recent failures (at most the limit passed to `info`), oldest first.
+    public var failures: [FailureInfo]
+    /// All failures, including those not listed.
+    public var failureCount: Int
+    public var heads: Int
+    public var sweeps: Int
+
+    enum CodingKeys: String, CodingKey {
+        case path, schemaVersion = "schema_version", images, datasets, extractions, failures
+        case failureCount = "failure_count", heads, sweeps
+    }
+
+    /// Pretty (or compact) JSON with sorted keys.
+    public func jsonString(pretty: Bool = true) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(self) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+public struct DatasetInfo: Codable, Equatable, Sendable {
+    public var id: Int64
+    public var root: String
+    public var name: String
+    public var classes: [String]
+    public var images: Int
+    public var trainImages: Int
+    public var testImages: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, root, name, classes, images, trainImages = "train_images", testImages = "test_images"
+    }
+}
+
+public struct ExtractionInfo: Codable, Equatable, Sendable {
+    public var id: Int64
+    public var datasetID: Int64
+    public var backbone: String
+    public var settingsKey: String
+    public var weightsSHA256: String
+    public var featureDim: Int
+    public var featureDType: String
+    public var imageSize: Int
+    public var fit: String
+    public var precision: String
+    public var augmentationHash: String
+    public var seed: Int64
+    public var toolVersion: String
+    /// Feature rows (images x augmentations).
+    public var features: Int
+    /// Distinct images with at least one feature row.
+    public var images: Int
+    public var heads: Int
+    public var createdAt: String
+    /// nil (JSON null) while unfinished.
+    public var finishedAt: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, datasetID = "dataset_id", backbone, settingsKey = "settings_key", weightsSHA256 = "weights_sha256"
+        case featureDim = "feature_dim", featureDType = "feature_dtype", imageSize = "image_size", fit, precision
+        case augmentationHash = "augmentation_hash", seed, toolVersion = "tool_version", features, images, heads
+        case createdAt = "created_at", finishedAt = "finished_at"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id); try c.encode(datasetID, forKey: .datasetID)
+        try c.encode(backbone, forKey: .backbone); try c.encode(settingsKey, forKey: .settingsKey)
+        try c.encode(weightsSHA256, forKey: .weightsSHA256); try c.encode(featureDim, forKey: .featureDim)
+        try c.encode(featureDType, forKey: .featureDType); try c.encode(imageSize, forKey: .imageSize)
+        try c.encode(fit, forKey: .fit); try c.encode(precision, forKey: .precision)
+        try c.encode(augmentationHash, forKey: .augmentationHash); try c.encode(seed, forKey: .seed)
+        try c.encode(toolVersion, forKey: .toolVersion); try c.encode(features, forKey: .features)
+        try c.encode(images, forKey: .images); try c.encode(heads, forKey: .heads)
+        try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(finishedAt, forKey: .finishedAt) // explicit null keeps the key present
+    }
+}
+
+public struct FailureInfo: Codable, Equatable, Sendable {
+    public var path: String
+    public var reason: String
+    public var datasetID: Int64?
+    public var extractionID: Int64?
+    public var createdAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case path, reason, datasetID = "dataset_id", extractionID = "extraction_id", createdAt = "created_at"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(path, forKey: .path); try c.encode(reason, forKey: .reason)
+        try c.encode(datasetID, forKey: .datasetID); try c.encode(extractionID, forKey: .extractionID)
+        try c.encode(createdAt, forKey: .createdAt)
+    }
+}
+
+extension FeatureStore {
+    /// Summarises the store from one snapshot. Lists at most `maxFailures` failures (the newest).
+    public func info(maxFailures: Int = 1000) throws -> StoreInfo {
+        try readSnapshot {
+            let images = Int(try connection.scalarInt("SELECT count(*) FROM images") ?? 0)
+            var datasets: [DatasetInfo] = []
+            for record in try self.datasets() {
+                let counts = try connection.prepare("""
+                    SELECT count(*), coalesce(sum(split = 'train'), 0), coalesce(sum(split = 'test'), 0)
+                    FROM images WHERE dataset_id = ?
+                    """)
+                counts.bind(1, record.id)
+                _ = try counts.step()
+                datasets.append(DatasetInfo(id: record.id, root: record.root, name: record.name, classes: record.classes,
+                                            images: counts.int(0), trainImages: counts.int(1), testImages: counts.int(2)))
+                counts.reset()
+            }
+
+            var featureCounts: [Int64: (rows: Int, images: Int)] = [:]
+            let features = try connection.prepare("""
+                SELECT extraction_id, count(*), count(DISTINCT image_id) FROM features GROUP BY extraction_id
+                """)
+            while try features.step() { featureCounts[features.int64(0)] = (features.int(1), features.int(2)) }
+            features.reset()
+            var headCounts: [Int64: Int] = [:]
+            let heads = try connection.prepare("SELECT extraction_id, count(*) FROM heads GROUP BY extraction_id")
+            while try heads.step() { headCounts[heads.int64(0)] = heads.int(1) }
+            heads.reset()
+
+            let extractions = try self.extractions().map { e -> ExtractionInfo in
+                let s = e.settings
+                return ExtractionInfo(
+                    id: e.id, datasetID: s.datasetID, backbone: s.backbone, settingsKey: e.settingsKey,
+                    weightsSHA256: s.weightsSHA256, featureDim: s.featureDim, featureDType: s.featureDType.rawValue,
+                    imageSize: s.imageSize, fit: s.fit, precision: s.precision, augmentationHash: e.augmentationHash,
+                    seed: s.seed, toolVersion: s.toolVersion, features: featureCounts[e.id]?.rows ?? 0,
+                    images: featureCounts[e.id]?.images ?? 0, heads: headCounts[e.id] ?? 0,
+                    createdAt: Timestamp.string(e.createdAt), finishedAt: e.finishedAt.map { Timestamp.string($0) })
+            }
+
+            let failureCount = Int(try connection.scalarInt("SELECT count(*) FROM failures") ?? 0)
+            let recent = try connection.prepare("""
+                SELECT path, reason, dataset_id, extraction_id, created_at FROM
+                    (SELECT * FROM failures ORDER BY id DESC LIMIT ?) ORDER BY id
+                """)
+            recent.bind(1, max(0, maxFailures))
+            var failures: [FailureInfo] = []
+            while try recent.step() {
+                failures.append(FailureInfo(path: recent.text(0), reason: recent.text(1), datasetID: recent.optionalInt64(2),
+                                            extractionID: recent.optionalInt64(3), createdAt: recent.text(4)))
+            }
+            recent.reset()
+
+            return StoreInfo(path: path, schemaVersion: try fileSchemaVersion(), images: images, datasets: datasets,
+                             extractions: extractions, failures: failures, failureCount: failureCount,
+                             heads: Int(try connection.scalarInt("SELECT count(*) FROM heads") ?? 0),
+                             sweeps: Int(try connection.scalarInt("SELECT count(*) FROM sweeps") ?? 0))
+        }
+    }
+}

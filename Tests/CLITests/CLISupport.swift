@@ -1,0 +1,54 @@
+import Foundation
+import XCTest
+
+/// Runs the built command-line programs (`make test` builds them before the tests run).
+enum CLI {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let scenes6 = repo.deletingLastPathComponent().appendingPathComponent("shared/datasets/scenes6")
+
+    /// The directory holding the test bundle also holds the built executables.
+    static func binary(_ name: String) throws -> URL {
+        var dir = Bundle.main.bundleURL
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        for config in ["release", "debug"] {
+            let candidate = repo.appendingPathComponent(".build/\(config)/\(name)")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw XCTSkip("\(name) is not built; run `make test`, which builds it first")
+    }
+
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    @discardableResult
+    static func run(_ name: String, _ arguments: [String], cwd: URL? = nil, environment: [String: String] = [:]) throws -> Result {
+        let p = Process()
+        p.executableURL = try binary(name)
+        p.arguments = arguments
+        if let cwd { p.currentDirectoryURL = cwd }
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Read both pipes concurrently so a chatty child never blocks on a full pipe.
+        var errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    static func temporaryDirectory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("workbench-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import XCTest
+
+final class ClassifyTests: XCTestCase {
+    let photos = CLI.repo.appendingPathComponent("Tests/BackboneTests/Fixtures/photos")
+
+    struct Entry: Decodable {
+        struct Guess: Decodable { let label: String; let index: Int; let probability: Double }
+        let path: String
+        let top: [Guess]?
+        let error: String?
+    }
+
+    func testChelseaIsAnEgyptianCatAndCoffeeIsEspresso() throws {
+        let r = try CLI.run("extract", ["classify", "--backbone", "EfficientNet-Lite0", "--json",
+                                        photos.appendingPathComponent("chelsea.png").path,
+                                        photos.appendingPathComponent("coffee.jpg").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let entries = try JSONDecoder().decode([Entry].self, from: Data(r.stdout.utf8))
+        XCTAssertEqual(entries.count, 2)
+        XCTAssertEqual(entries[0].top?.first?.label, "Egyptian cat")
+        XCTAssertEqual(entries[0].top?.first?.index, 285)
+        XCTAssertEqual(entries[1].top?.first?.label, "espresso")
+        XCTAssertEqual(entries[0].top?.count, 5)
+        XCTAssertGreaterThan(entries[1].top?.first?.probability ?? 0, 0.5)
+    }
+
+    func testABadFileIsReportedAndTheRestIsClassified() throws {
+        let dir = try CLI.temporaryDirectory()
+        let bad = dir.appendingPathComponent("notes.jpg")
+        try Data("not an image".utf8).write(to: bad)
+        let r = try CLI.run("extract", ["classify", "--backbone", "efficientnet_lite0", "--json", bad.path,
+                                        photos.appendingPathComponent("chelsea.png").path])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("notes.jpg"), r.stderr)
+        let entries = try JSONDecoder().decode([Entry].self, from: Data(r.stdout.utf8))
+        XCTAssertNotNil(entries[0].error)
+        XCTAssertEqual(entries[1].top?.first?.index, 285)
+    }
+
+    func testUnknownBackboneNamesTheKnownOnes() throws {
+        let r = try CLI.run("extract", ["classify", "--backbone", "alexnet", photos.appendingPathComponent("chelsea.png").path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("efficientnet_lite0"), r.stderr)
+    }
+
+    func testMissingWeightsSayWhatToRun() throws {
+        let empty = try CLI.temporaryDirectory()
+        let r = try CLI.run("extract", ["classify", "--backbone", "efficientnet_lite0", photos.appendingPathComponent("chelsea.png").path],
+                            environment: ["WORKBENCH_WEIGHTS_DIR": empty.path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("make setup"), r.stderr)
+    }
+
+    func testBenchPrintsTheDocumentedJSON() throws {
+        let r = try CLI.run("extract", ["bench", "--backbone", "efficientnet_lite0", "--batch", "2", "--seconds", "0.2", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        for key in ["backbone", "precision", "batch", "image_size", "threads", "images_per_second", "peak_rss_bytes"] {
+            XCTAssertNotNil(obj?[key], "missing \(key)")
+        }
+        XCTAssertEqual(obj?["image_size"] as? Int, 224)
+    }
+}
