@@ -11,10 +11,13 @@ struct Extract: ParsableCommand {
         pixels are never yours to normalize: pass images as they are.
 
         Examples:
+          extract --backbone efficientnet_lite0 --data ../shared/datasets/scenes6 --augment 2
+          extract store info features.sqlite
           extract classify --backbone efficientnet_lite0 cat.jpg
           extract bench --backbone efficientnet_lite0 --batch 16 --json
         """,
-        subcommands: [Classify.self, Bench.self])
+        subcommands: [Run.self, Classify.self, Bench.self, PreviewCommand.self, StoreCommand.self],
+        defaultSubcommand: Run.self)
 }
 
 /// Options every command that runs a backbone shares.

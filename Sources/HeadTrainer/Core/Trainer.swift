@@ -1,0 +1,188 @@
+import Foundation
+
+/// Knobs that do not change the fitted model's definition (so they are not part of `HeadConfig`).
+public struct TrainingOptions {
+    /// Worker threads; nil uses every core. Results are identical for any value (fixed work chunks).
+    public var threads: Int?
+    /// Called after every epoch (e.g. to print progress).
+    public var onEpoch: ((EpochRecord) -> Void)?
+
+    public init(threads: Int? = nil, onEpoch: ((EpochRecord) -> Void)? = nil) {
+        self.threads = threads; self.onEpoch = onEpoch
+    }
+}
+
+/// Everything a training run produced.
+public struct TrainingResult: Codable, Sendable {
+    /// The head with the best epoch's weights restored.
+    public var head: TrainedHead
+    /// 1-based epoch whose weights were kept (the last one when there is no validation split).
+    public var bestEpoch: Int
+    public var epochsRun: Int
+    public var curves: TrainingCurves
+    public var metrics: SplitMetrics
+    /// Rows used for fitting (all copies 0...augmented of training images) and validating (copy 0).
+    public var trainRows: Int
+    public var validationRows: Int
+    /// Image ids held out for validation (disjoint from the fitted images).
+    public var validationImageIDs: [Int64]
+    /// Per-class loss weights used (all 1 without class weighting).
+    public var classWeights: [Double]
+    /// Wall time of the fitting loop, and per epoch.
+    public var trainingSeconds: Double
+    public var secondsPerEpoch: Double
+
+    enum CodingKeys: String, CodingKey {
+        case head, curves, metrics
+        case bestEpoch = "best_epoch", epochsRun = "epochs_run", trainRows = "train_rows", validationRows = "validation_rows"
+        case validationImageIDs = "validation_image_ids", classWeights = "class_weights"
+        case trainingSeconds = "training_seconds", secondsPerEpoch = "seconds_per_epoch"
+    }
+}
+
+/// Fits a softmax head on `train` and scores it on train (copy 0), validation and `test` (copy 0).
+///
+/// Validation images are drawn from `train` (stratified by class, grouped by image id); training
+/// uses copies 0...`config.augmented` of the remaining images. Early stopping watches the validation
+/// loss and restores the best epoch's weights (Keras EarlyStopping(restore_best_weights=True)).
+public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledFeatures?,
+                      options: TrainingOptions = TrainingOptions()) throws -> TrainingResult {
+    try config.validate()
+    try train.validate(split: "train")
+    if let test {
+        try test.validate(split: "test")
+        guard test.dim == train.dim else {
+            throw HeadTrainerError.incompatible(what: "train/test", detail: "train features are \(train.dim)-wide but test features are \(test.dim)-wide; extract both with the same backbone")
+        }
+        guard test.classNames == train.classNames else {
+            throw HeadTrainerError.incompatible(what: "train/test", detail: "class names differ (\(train.classNames) vs \(test.classNames)); both splits must use the same class list")
+        }
+    }
+    let split = try TrainValidationSplit.make(train, valSplit: config.valSplit, augmented: config.augmented, seed: config.seed)
+    var counts = [Int](repeating: 0, count: train.classCount)
+    for r in split.trainRows { counts[Int(train.labels[r])] += 1 }
+    let present = counts.indices.filter { counts[$0] > 0 }
+    if present.count < 2 { throw HeadTrainerError.singleClass(split: "train", classIndex: present.first) }
+    let classWeights: [Double] = config.classWeights == .balanced
+        ? counts.map { $0 > 0 ? Double(split.trainRows.count) / (Double(present.count) * Double($0)) : 0 }
+        : [Double](repeating: 1, count: train.classCount)
+
+    let validation = split.validationRows.isEmpty ? nil : train.subset(split.validationRows)
+    let blas = BLASThreadsGuard()
+    defer { blas.restore() }
+
+    let fit: FitOutcome
+    switch config.effectiveSolver {
+    case .lbfgs:
+        fit = try fitLinearLBFGS(config: config, train: train, rows: split.trainRows, validation: validation,
+                                 classWeights: classWeights, options: options)
+    default:
+        fit = fitAdam(config: config, train: train, rows: split.trainRows, validation: validation,
+                      classWeights: classWeights, options: options)
+    }
+
+    let head = try TrainedHead(config: config, classNames: train.classNames, weights: fit.weights)
+    let trainCopy0 = train.subset(split.trainRows.filter { train.augIndex[$0] == 0 })
+    func score(_ d: LabeledFeatures) throws -> ClassificationMetrics {
+        try ClassificationMetrics(probabilities: head.predict(d, threads: options.threads), labels: d.labels, classNames: train.classNames)
+    }
+    var testMetrics: ClassificationMetrics? = nil
+    if let test {
+        let rows = (0..<test.n).filter { test.augIndex[$0] == 0 }
+        if rows.isEmpty { throw HeadTrainerError.emptySplit(split: "test", reason: "no original (copy 0) rows; extract the test images without augmentation") }
+        testMetrics = try score(test.subset(rows))
+    }
+    let metrics = SplitMetrics(train: try score(trainCopy0.n > 0 ? trainCopy0 : train.subset(split.trainRows)),
+                               validation: try validation.map(score), test: testMetrics)
+    return TrainingResult(head: head, bestEpoch: fit.bestEpoch, epochsRun: fit.records.count,
+                          curves: TrainingCurves(epochs: fit.records, bestEpoch: fit.bestEpoch), metrics: metrics,
+                          trainRows: split.trainRows.count, validationRows: split.validationRows.count,
+                          validationImageIDs: split.validationImages, classWeights: classWeights,
+                          trainingSeconds: fit.seconds, secondsPerEpoch: fit.seconds / Double(max(fit.records.count, 1)))
+}
+
+struct FitOutcome {
+    var weights: HeadWeights
+    var bestEpoch: Int
+    var records: [EpochRecord]
+    var seconds: Double
+}
+
+func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+/// Tracks the best validation loss (Keras EarlyStopping, min_delta 0, restore_best_weights).
+struct EarlyStopping {
+    let patience: Int
+    var best = Double.infinity
+    var bestEpoch = 0
+    var wait = 0
+    /// Returns (improved, stop).
+    mutating func update(epoch: Int, loss: Double) -> (improved: Bool, stop: Bool) {
+        if loss < best { best = loss; bestEpoch = epoch; wait = 0; return (true, false) }
+        wait += 1
+        return (false, patience > 0 && wait >= patience)
+    }
+}
+
+/// Minibatch Adam: the Keras-equivalent path, used for every head with `solver: adam`.
+func fitAdam(config: HeadConfig, train: LabeledFeatures, rows: [Int], validation: LabeledFeatures?,
+             classWeights: [Double], options: TrainingOptions) -> FitOutcome {
+    var initRNG = HeadRNG(seed: config.seed, stream: RNGStream.initialization)
+    let initial = HeadWeights.initial(config: config, inputs: train.dim, classes: train.classCount, rng: &initRNG)
+    let net = HeadNetwork(config: config, weights: initial, maxBatch: config.batchSize, threads: options.threads)
+    net.classWeight = classWeights.map { Float($0) }
+    var shuffleRNG = HeadRNG(seed: config.seed, stream: RNGStream.shuffle)
+    var order = rows
+    var stopper = EarlyStopping(patience: config.patience)
+    var best: HeadWeights? = nil
+    var records: [EpochRecord] = []
+    let start = monotonicSeconds()
+    train.values.withUnsafeBufferPointer { xs in
+        train.labels.withUnsafeBufferPointer { ys in
+            for epoch in 1...config.epochs {
+                let t0 = monotonicSeconds()
+                shuffleRNG.shuffle(&order)
+                var lossSum = 0.0, correct = 0
+                order.withUnsafeBufferPointer { ord in
+                    // HOT: the step loop. Everything inside trainStep reuses preallocated buffers.
+                    var lo = 0
+                    while lo < ord.count {
+                        let hi = min(ord.count, lo + config.batchSize)
+                        let r = net.trainStep(data: xs.baseAddress!, labels: ys.baseAddress!,
+                                              rows: UnsafeBufferPointer(rebasing: ord[lo..<hi]))
+                        lossSum += r.weightedLossSum + r.penalty * Double(hi - lo)
+                        correct += r.correct
+                        lo = hi
+                    }
+                }
+                var rec = EpochRecord(epoch: epoch, trainLoss: lossSum / Double(order.count),
+                                      trainAccuracy: Double(correct) / Double(order.count),
+                                      validationLoss: nil, validationAccuracy: nil, seconds: 0)
+                if let v = validation {
+                    let (vl, vc) = v.values.withUnsafeBufferPointer { vx in
+                        v.labels.withUnsafeBufferPointer { vy in
+                            net.evaluate(data: vx.baseAddress!, n: v.n, labels: vy.baseAddress!, probsOut: nil)
+                        }
+                    }
+                    rec.validationLoss = vl / Double(v.n) + net.l2Penalty()
+                    rec.validationAccuracy = Double(vc) / Double(v.n)
+                }
+                rec.seconds = monotonicSeconds() - t0
+                records.append(rec)
+                options.onEpoch?(rec)
+                if let vloss = rec.validationLoss, config.patience > 0 {
+                    let (improved, stop) = stopper.update(epoch: epoch, loss: vloss)
+                    if improved { best = net.weights() }
+                    if stop { break }
+                }
+            }
+        }
+    }
+    let seconds = monotonicSeconds() - start
+    if let best { return FitOutcome(weights: best, bestEpoch: stopper.bestEpoch, records: records, seconds: seconds) }
+    return FitOutcome(weights: net.weights(), bestEpoch: records.count, records: records, seconds: seconds)
+}
