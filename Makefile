@@ -12,7 +12,7 @@ build:
 	swift build $(SWIFT_FLAGS)
 
 test: build
-	swift test $(SWIFT_FLAGS)
+	swift test $(SWIFT_FLAGS) --disable-swift-testing
 
 demo: setup build
 	scripts/demo
