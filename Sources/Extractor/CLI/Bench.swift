@@ -2,6 +2,7 @@ import ArgumentParser
 import BackboneEngine
 import Backbones
 import Foundation
+import Imaging
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,7 +13,12 @@ struct Bench: ParsableCommand {
         machine in the same run: tools/bench/compare.sh.
         """)
 
-    @OptionGroup var options: BackboneOptions
+    @Option(help: "Backbone to measure (not needed with --pipeline).") var backbone: String?
+    @Option(help: "Use this weights file instead of the cached one.") var weights: String?
+    @Option(help: "Threads (default: all cores; --pipeline: 1).") var threads: Int?
+    @Flag(help: "Measure the image pipeline instead: decode + augment + pad of the images in --data.") var pipeline = false
+    @Option(help: "Dataset folder for --pipeline.") var data: String?
+    @Option(help: "Augmented copies per image for --pipeline.") var augment = 1
     @Option(help: "Images per forward pass.") var batch = 16
     @Option(name: .customLong("image-size"), help: "Input height and width (default: the backbone's own).")
     var imageSize: Int?
@@ -22,6 +28,11 @@ struct Bench: ParsableCommand {
     @Flag(help: "List the oneDNN implementation chosen for every primitive.") var verbose = false
 
     func validate() throws {
+        if pipeline {
+            guard data != nil else { throw ValidationError("--pipeline needs --data DIR") }
+        } else if backbone == nil {
+            throw ValidationError("--backbone NAME is required (or --pipeline --data DIR)")
+        }
         guard batch >= 1, batch <= 1024 else { throw ValidationError("--batch must be between 1 and 1024") }
         if let s = imageSize, s < 32 || s > 1024 { throw ValidationError("--image-size must be between 32 and 1024") }
     }
@@ -31,11 +42,17 @@ struct Bench: ParsableCommand {
         let images_per_second: Double, peak_rss_bytes: Int
     }
 
+    struct PipelineReport: Encodable {
+        let images_per_second: Double, threads: Int, images: Int, augment: Int, image_size: Int, images_per_cpu_second: Double
+    }
+
     func run() throws {
-        let threads = options.configureThreads()
+        if pipeline { return try failing { try runPipeline() } }
+        let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        setenv("OMP_NUM_THREADS", String(threads), 1)
         try failing {
-            let spec = try Backbones.named(options.backbone)
-            let loaded = try LoadedBackbone(spec, weights: options.weightsURL)
+            let spec = try Backbones.named(backbone!)
+            let loaded = try LoadedBackbone(spec, weights: weights.map { URL(fileURLWithPath: $0) })
             let size = imageSize ?? spec.inputSize
             let net = try loaded.compile(batch: batch, size: size, precision: precision)
             var rng = SystemRandomNumberGenerator()
@@ -60,6 +77,20 @@ struct Bench: ParsableCommand {
                              spec.id, precision.rawValue, batch, size, size, threads, report.images_per_second,
                              Double(report.peak_rss_bytes) / 1_048_576))
             }
+        }
+    }
+
+    private func runPipeline() throws {
+        let size = imageSize ?? 224
+        let r = try PipelineBenchmark.run(dir: URL(fileURLWithPath: data!), augment: augment, size: size,
+                                          threads: threads ?? 1)
+        let report = PipelineReport(images_per_second: r.imagesPerSecond, threads: r.threads, images: r.images,
+                                    augment: augment, image_size: size, images_per_cpu_second: r.imagesPerCPUSecond)
+        if json {
+            try printJSON(report)
+        } else {
+            print(String(format: "pipeline: %d images (decode + %d augmented copies + pad to %d) at %.0f images/s on %d threads (%.0f per CPU-second)",
+                         r.images, augment, size, r.imagesPerSecond, r.threads, r.imagesPerCPUSecond))
         }
     }
 }
