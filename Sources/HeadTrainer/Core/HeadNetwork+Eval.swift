@@ -34,8 +34,8 @@ extension HeadNetwork {
         let sc = evalScratch!
         let d = self.d, f = self.f, h = self.h, c = self.c
         // Fold BN: y = (x - mean) * (gamma / sqrt(var + eps)) + beta.
-        if bn1 { for j in 0..<d { sc.s1.p[j] = g1!.p[j] / (rv1!.p[j] + 1e-3).squareRoot() } }
-        if bn2 { for k in 0..<h { sc.s2.p[k] = g2!.p[k] / (rv2!.p[k] + 1e-3).squareRoot() } }
+        if bn1 { for j in 0..<d { sc.s1.p[j] = g1!.p[j] / (rv1!.p[j] + eps1).squareRoot() } }
+        if bn2 { for k in 0..<h { sc.s2.p[k] = g2!.p[k] / (rv2!.p[k] + eps2).squareRoot() } }
         let slots = EvalScratch.slots
         par.run(slots) { si in
             let range = Parallel.range(si, of: slots, n, align: 1)

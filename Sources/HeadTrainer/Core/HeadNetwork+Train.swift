@@ -47,7 +47,7 @@ extension HeadNetwork {
             for ci in 0..<chunks {
                 batchNormForwardTrain(batch: bsz, cols: Parallel.range(ci, of: chunks, d), ld: d,
                                       src: { data + rowsBase[$0] * d }, xhat: xin, out: a0, gamma: g1, beta: be1,
-                                      movingMean: rm1, movingVar: rv1, mean: mu1, istd: istd1)
+                                      movingMean: rm1, movingVar: rv1, mean: mu1, istd: istd1, epsilon: eps1)
             }
         } else {
             for i in 0..<bsz { (xin + i * d).update(from: data + rowsBase[i] * d, count: d) }
@@ -183,7 +183,7 @@ extension HeadNetwork {
         if bn2 {
             batchNormForwardTrain(batch: batch, cols: cols, ld: h, src: { UnsafePointer(hd + $0 * h) },
                                   xhat: dhat2!.p, out: a2!.p, gamma: g2!.p, beta: be2!.p,
-                                  movingMean: rm2!.p, movingVar: rv2!.p, mean: mu2!.p, istd: istd2!.p)
+                                  movingMean: rm2!.p, movingVar: rv2!.p, mean: mu2!.p, istd: istd2!.p, epsilon: eps2)
         }
     }
 

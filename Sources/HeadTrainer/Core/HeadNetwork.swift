@@ -9,6 +9,8 @@ final class HeadNetwork {
     let config: HeadConfig
     let d: Int, h: Int, c: Int, f: Int
     let bn1: Bool, bn2: Bool
+    /// Batch-norm epsilons (Keras default 1e-3, taken from the weights).
+    let eps1: Float, eps2: Float
     let maxBatch: Int
     /// Fixed work split of the wide layers (independent of the thread count => identical results).
     let chunks: Int
@@ -56,6 +58,8 @@ final class HeadNetwork {
         f = h > 0 ? h : c
         bn1 = weights.inputBatchNorm != nil
         bn2 = weights.hiddenBatchNorm != nil
+        eps1 = weights.inputBatchNorm?.epsilon ?? 1e-3
+        eps2 = weights.hiddenBatchNorm?.epsilon ?? 1e-3
         self.maxBatch = maxBatch
         chunks = f >= 64 ? 4 : 1
         par = Parallel(threads: threads)
@@ -99,7 +103,7 @@ final class HeadNetwork {
     func weights() -> HeadWeights {
         func bn(_ g: FloatBuffer?, _ b: FloatBuffer?, _ m: FloatBuffer?, _ v: FloatBuffer?) -> BatchNormWeights? {
             guard let g, let b, let m, let v else { return nil }
-            return BatchNormWeights(gamma: g.array, beta: b.array, movingMean: m.array, movingVariance: v.array)
+            return BatchNormWeights(gamma: g.array, beta: b.array, movingMean: m.array, movingVariance: v.array, epsilon: g === g1 ? eps1 : eps2)
         }
         let first = DenseWeights(inputs: d, outputs: f, kernel: w1.array, bias: b1.array)
         if h == 0 {

@@ -77,7 +77,12 @@ public struct TrainedHead: Codable, Hashable, Sendable {
         var hidden: Int
         var batchnorm: Bool
         var tensors: [Tensor]
-        enum CodingKeys: String, CodingKey { case config, hidden, batchnorm, tensors, classNames = "class_names", inputDim = "input_dim" }
+        var inputBNEpsilon: Float?
+        var hiddenBNEpsilon: Float?
+        enum CodingKeys: String, CodingKey {
+            case config, hidden, batchnorm, tensors, classNames = "class_names", inputDim = "input_dim"
+            case inputBNEpsilon = "input_bn_epsilon", hiddenBNEpsilon = "hidden_bn_epsilon"
+        }
     }
 
     /// Compact binary serialization (header JSON + raw little-endian float32 blobs).
@@ -85,7 +90,8 @@ public struct TrainedHead: Codable, Hashable, Sendable {
         let blobs = weights.blobs
         let header = Header(config: config, classNames: classNames, inputDim: inputDim, hidden: weights.hidden?.outputs ?? 0,
                             batchnorm: weights.inputBatchNorm != nil,
-                            tensors: blobs.map { .init(name: $0.name, count: $0.values.count) })
+                            tensors: blobs.map { .init(name: $0.name, count: $0.values.count) },
+                            inputBNEpsilon: weights.inputBatchNorm?.epsilon, hiddenBNEpsilon: weights.hiddenBatchNorm?.epsilon)
         let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
         let h = try enc.encode(header)
         var data = Data(TrainedHead.magic)
@@ -120,17 +126,19 @@ public struct TrainedHead: Codable, Hashable, Sendable {
         }
         guard offset == bytes.count else { throw fail("\(bytes.count - offset) trailing bytes") }
         func get(_ n: String) throws -> [Float] { guard let v = tensors[n] else { throw fail("tensor \(n) missing") }; return v }
-        func bn(_ p: String) throws -> BatchNormWeights? {
+        func bn(_ p: String, _ eps: Float?) throws -> BatchNormWeights? {
             guard tensors["\(p).gamma"] != nil else { return nil }
             return BatchNormWeights(gamma: try get("\(p).gamma"), beta: try get("\(p).beta"),
-                                    movingMean: try get("\(p).moving_mean"), movingVariance: try get("\(p).moving_variance"))
+                                    movingMean: try get("\(p).moving_mean"), movingVariance: try get("\(p).moving_variance"),
+                                    epsilon: eps ?? 1e-3)
         }
         let k = header.classNames.count, hidden = header.hidden
         var hid: DenseWeights? = nil
         if hidden > 0 { hid = DenseWeights(inputs: header.inputDim, outputs: hidden, kernel: try get("hidden.kernel"), bias: try get("hidden.bias")) }
         let out = DenseWeights(inputs: hidden > 0 ? hidden : header.inputDim, outputs: k, kernel: try get("output.kernel"), bias: try get("output.bias"))
         config = header.config; classNames = header.classNames; inputDim = header.inputDim
-        weights = HeadWeights(inputBatchNorm: try bn("input_bn"), hidden: hid, hiddenBatchNorm: try bn("hidden_bn"), output: out)
+        weights = HeadWeights(inputBatchNorm: try bn("input_bn", header.inputBNEpsilon), hidden: hid,
+                              hiddenBatchNorm: try bn("hidden_bn", header.hiddenBNEpsilon), output: out)
         try check(source: source)
     }
 
