@@ -45,9 +45,12 @@ let package = Package(
         // The store shared by both programs: schema, migrations, all reads and writes of the SQLite file.
         .target(name: "FeatureStore", dependencies: ["CSQLite"], path: "Sources/FeatureStore", swiftSettings: release),
 
-        // The head trainer.
+        // The head trainer: training core on OpenBLAS, and the command line.
+        .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS"],
+                path: "Sources/HeadTrainer/Core", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
-                          dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["HeadTrainerCore", "FeatureStore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer/CLI", swiftSettings: release),
 
         .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats"],
@@ -55,6 +58,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: []),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore"], path: "Tests/FeatureStoreStress"),
         .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress"]),
