@@ -14,6 +14,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // System libraries (Debian packages installed by scripts/setup).
@@ -49,7 +50,7 @@ let package = Package(
         .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS"],
                 path: "Sources/HeadTrainer/Core", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
-                          dependencies: ["HeadTrainerCore", "FeatureStore",
+                          dependencies: ["HeadTrainerCore", "FeatureStore", .product(name: "Yams", package: "Yams"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer/CLI", swiftSettings: release),
 

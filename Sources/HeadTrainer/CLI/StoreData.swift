@@ -1,0 +1,68 @@
+import FeatureStore
+import Foundation
+import HeadTrainerCore
+
+/// The trainer's only contact with the extractor: the features in the store.
+enum StoreData {
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    static func open(_ path: String) throws -> FeatureStore {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw Failure(description: "\(path) does not exist. Extract features first, e.g. "
+                          + "`extract --backbone efficientnet_lite0 --data DIR --store \(path)`")
+        }
+        return try FeatureStore(path: path, mode: .readWrite)
+    }
+
+    /// The extraction to train on: `--extraction ID`, or the one of `--backbone` with the most features.
+    static func extraction(in db: FeatureStore, id: Int64?, backbone: String?) throws -> ExtractionRecord {
+        if let id {
+            guard let e = try db.extraction(id: id) else {
+                let known = try db.extractions().map { "\($0.id) (\($0.settings.backbone))" }
+                throw Failure(description: "\(db.path) has no extraction \(id); it has: \(known.isEmpty ? "none" : known.joined(separator: ", "))")
+            }
+            return e
+        }
+        let key = normalize(backbone ?? "")
+        let matching = try db.extractions().filter { normalize($0.settings.backbone) == key }
+        guard !matching.isEmpty else {
+            let have = Set(try db.extractions().map(\.settings.backbone)).sorted()
+            throw Failure(description: "\(db.path) has no features for backbone \(backbone ?? "?")"
+                          + (have.isEmpty ? "" : " (it has: \(have.joined(separator: ", ")))")
+                          + ". Run `extract --backbone \(backbone ?? "NAME") --data DIR --store \(db.path)` first.")
+        }
+        return try matching.max { try db.featureCount(extractionID: $0.id) < db.featureCount(extractionID: $1.id) }!
+    }
+
+    static func normalize(_ s: String) -> String { s.lowercased().filter { $0.isLetter || $0.isNumber } }
+
+    /// Train split (all stored copies; the trainer keeps 0...K) and test split (copy 0), if any.
+    static func load(_ db: FeatureStore, _ e: ExtractionRecord) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
+        let train = try db.loadFeatures(extractionID: e.id, split: .train)
+        guard train.rows > 0 else {
+            throw Failure(description: "extraction \(e.id) (\(e.settings.backbone)) has no training features in \(db.path); "
+                          + "run `extract` on a dataset with a train split")
+        }
+        let test = try db.loadFeatures(extractionID: e.id, split: .test, maxAugIndex: 0)
+        return (labeled(train), test.rows > 0 ? labeled(test) : nil)
+    }
+
+    static func labeled(_ m: FeatureMatrix) -> LabeledFeatures {
+        LabeledFeatures(dim: m.dim, values: m.values, labels: m.labels.map(Int32.init), imageIDs: m.imageIDs,
+                        augIndex: m.augIndex.map(Int32.init), classNames: m.classNames)
+    }
+
+    /// Keeps a trained head with everything needed to use and compare it later.
+    static func save(_ result: TrainingResult, config: HeadConfig, extraction: ExtractionRecord, in db: FeatureStore,
+                     sweepID: Int64? = nil, trialKey: String? = nil) throws -> Int64 {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        return try db.saveHead(HeadRecord(
+            extractionID: extraction.id,
+            config: String(decoding: try enc.encode(config), as: UTF8.self),
+            classNames: result.head.classNames, weights: try result.head.encoded(),
+            metrics: String(decoding: try enc.encode(result.metrics), as: UTF8.self),
+            curves: String(decoding: try enc.encode(result.curves), as: UTF8.self),
+            sweepID: sweepID, trialKey: trialKey))
+    }
+}
