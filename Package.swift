@@ -22,6 +22,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5"),
 
         // OpenCV (Debian's libopencv-imgcodecs-dev, which ships no pkg-config file) behind a small C API.
         .target(name: "CImageCodec", path: "Sources/CImageCodec",
@@ -34,12 +35,12 @@ let package = Package(
                 path: "Sources/Extractor/Imaging", swiftSettings: release),
         .target(name: "BackboneEngine", dependencies: ["CDNNL"],
                 path: "Sources/Extractor/Engine", swiftSettings: release),
-        .target(name: "WeightFormats", dependencies: [],
+        .target(name: "WeightFormats", dependencies: ["CHDF5"],
                 path: "Sources/Extractor/Weights", swiftSettings: release),
         .target(name: "Backbones", dependencies: ["BackboneEngine", "WeightFormats", "COpenSSL"],
                 path: "Sources/Extractor/Backbones", swiftSettings: release),
         .executableTarget(name: "Extractor",
-                          dependencies: ["Backbones", "FeatureStore", "Imaging",
+                          dependencies: ["Backbones", "FeatureStore", "Imaging", "HeadTrainerCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Extractor/CLI", swiftSettings: release),
 

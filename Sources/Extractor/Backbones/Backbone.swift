@@ -208,10 +208,3 @@ public enum FileDigest {
         return digest.map { String(format: "%02x", $0) }.joined()
     }
 }
-
-/// Opens a weights file in any supported format (decided by its first bytes).
-public enum WeightFiles {
-    public static func load(_ url: URL) throws -> StateDict {
-        try PyTorchCheckpoint.load(url)
-    }
-}

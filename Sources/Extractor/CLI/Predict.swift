@@ -1,0 +1,69 @@
+import ArgumentParser
+import BackboneEngine
+import Backbones
+import FeatureStore
+import Foundation
+import HeadTrainerCore
+import Imaging
+
+/// `extract predict --head ID IMAGE...`: the reason to train a head — backbone + head on new images.
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Classify new images with a trained head: the head's backbone, preprocessing and geometry, then the head.")
+
+    @Option(help: "Feature store holding the head.") var store = "features.sqlite"
+    @Option(help: "Head id (printed by train-head; see `extract store info`).") var head: Int64
+    @Option(help: "Use this weights file instead of the cached one (must be the one the head was trained on).")
+    var weights: String?
+    @Option(help: "Classes to show per image.") var top = 3
+    @Flag(help: "Print a JSON array, one object per image.") var json = false
+    @Argument(help: "Image files.") var images: [String]
+
+    struct Entry: Encodable {
+        struct P: Encodable { let label: String; let index: Int; let probability: Float }
+        let path: String; let top: [P]?; let error: String?
+    }
+
+    func run() throws {
+        setenv("OMP_NUM_THREADS", String(ProcessInfo.processInfo.activeProcessorCount), 1)
+        var failures = 0
+        try failing {
+            guard FileManager.default.fileExists(atPath: store) else { throw ValidationError("\(store) does not exist") }
+            let db = try FeatureStore(path: store, mode: .readOnly)
+            let record = try db.head(id: head)
+            guard let e = try db.extraction(id: record.extractionID) else {
+                throw ValidationError("head \(head) refers to extraction \(record.extractionID), which \(store) no longer has")
+            }
+            let trained = try TrainedHead(encoded: record.weights, source: "head \(head) in \(store)")
+            let s = e.settings
+            let loaded = try LoadedBackbone(try Backbones.named(s.backbone), weights: weights.map { URL(fileURLWithPath: $0) })
+            guard loaded.weightsSHA256 == s.weightsSHA256 else {
+                throw ValidationError("head \(head) was trained on \(s.backbone) weights \(s.weightsSHA256.prefix(12))…, "
+                                      + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")
+            }
+            let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32)
+            let fit = Fit(rawValue: s.fit) ?? .pad
+            var entries: [Entry] = []
+            for path in images {
+                do {
+                    let img = try ImageCodec.decode(file: URL(fileURLWithPath: path))
+                    let input = try Geometry.render(img, size: ex.size, fit: fit, contentHash: "")
+                    let probs = try trained.predict(features: try ex.run(rgb: input.pixels, count: 1)["features"]!)
+                    let ranked = probs.enumerated().sorted { $0.element > $1.element }.prefix(top)
+                    entries.append(Entry(path: path, top: ranked.map { .init(label: trained.classNames[$0.offset], index: $0.offset, probability: $0.element) }, error: nil))
+                } catch {
+                    failures += 1
+                    FileHandle.standardError.write(Data("skipped \(path): \(error)\n".utf8))
+                    entries.append(Entry(path: path, top: nil, error: "\(error)"))
+                }
+            }
+            if json { try printJSON(entries) } else {
+                for e in entries {
+                    guard let t = e.top else { continue }
+                    print(e.path + "  " + t.map { String(format: "%@ %.1f%%", $0.label, $0.probability * 100) }.joined(separator: "  "))
+                }
+            }
+        }
+        if failures == images.count { throw ExitCode.failure }
+    }
+}
