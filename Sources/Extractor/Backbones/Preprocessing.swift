@@ -25,6 +25,9 @@ public struct Preprocessing: Codable, Hashable, Sendable, CustomStringConvertibl
                                                std: [0.229 * 255, 0.224 * 255, 0.225 * 255])
     /// Keras "caffe" mode (VGG16, ResNet v1): BGR, ImageNet mean subtracted on 0-255, no scaling.
     public static let caffe = Preprocessing(order: .bgr, mean: [103.939, 116.779, 123.68], std: [1, 1, 1])
+    /// Raw 0-255 RGB, unchanged: for models that normalize their input themselves (Keras
+    /// EfficientNet's Rescaling + Normalization layers, built into the network here).
+    public static let rawRGB = Preprocessing(order: .rgb, mean: [0, 0, 0], std: [1, 1, 1])
 
     /// A stable identity recorded with every extraction.
     public var description: String {

@@ -1,0 +1,152 @@
+import BackboneEngine
+import WeightFormats
+
+/// VGG16 (configuration D): thirteen 3x3 convolutions with ReLU in five blocks, each block ending
+/// in a 2x2 max pool, then three fully connected layers.
+///
+/// Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition",
+/// ICLR 2015 (arXiv:1409.1556).
+///
+/// Outputs:
+/// - `features` (512): global average pool of the last block (after its max pool), what Keras's
+///   `VGG16(include_top=False, pooling="avg")` returns. Works at any input size.
+/// - `fc7` (4096, after ReLU) and `logits` (1000), when the file has the classifier. The
+///   classifier reads the 7 x 7 x 512 map flattened, so these need 224 x 224 inputs.
+///
+/// Layouts: torchvision (`features.0.weight` ..., `classifier.0/3/6` for fc6/fc7/fc8; ImageNet
+/// preprocessing) and Keras applications (`block1_conv1` ..., `fc1`/`fc2`/`predictions`; caffe
+/// preprocessing: BGR, mean subtracted, 0-255). Same architecture; convolutions carry biases, no
+/// batch norm. Keras flattens the last map as (h, w, c) where the engine flattens (c, h, w): fc1's
+/// inputs are permuted when reading the file.
+///
+/// Published files (not registered as `WeightsSource`s yet: pass them with --weights):
+/// torchvision `vgg16-397923af.pth` (https://download.pytorch.org/models/); Keras
+/// `vgg16_weights_tf_dim_ordering_tf_kernels.h5` and `..._notop.h5`
+/// (https://storage.googleapis.com/tensorflow/keras-applications/vgg16/).
+public enum VGG {
+    /// Five blocks: (convolutions, output channels). A 2x2 max pool ends each block.
+    static let blocks = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]
+    /// The 13 convolutions in order: (block, index in block, output channels), all counted from 1.
+    static let convolutions: [(block: Int, index: Int, out: Int)] = blocks.enumerated().flatMap { b, spec in
+        (1...spec.0).map { (b + 1, $0, spec.1) }
+    }
+    public static let featureDimension = 512
+    static let hidden = 4096
+    static let classes = 1000
+    /// The classifier's input map: 512 x 7 x 7 at 224.
+    static let mapSize = 7
+
+    /// Index of each convolution in torchvision's `features` Sequential (ReLUs and pools between).
+    static let torchvisionIndex = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+
+    /// Keras layer name of convolution `i` (0-based): `block<b>_conv<j>`.
+    static func kerasName(_ i: Int) -> String { "block\(convolutions[i].block)_conv\(convolutions[i].index)" }
+
+    enum Part { case conv(Int), fc6, fc7, fc8 }
+
+    // MARK: Tensor lists
+
+    public static func torchvisionTensors(classifier: Bool) -> [String: [Int]] {
+        var shapes: [String: [Int]] = [:]
+        var inp = 3
+        for (i, (_, _, out)) in convolutions.enumerated() {
+            shapes["features.\(torchvisionIndex[i]).weight"] = [out, inp, 3, 3]
+            shapes["features.\(torchvisionIndex[i]).bias"] = [out]
+            inp = out
+        }
+        if classifier {
+            for (index, inputs, outputs) in [(0, 512 * mapSize * mapSize, hidden), (3, hidden, hidden), (6, hidden, classes)] {
+                shapes["classifier.\(index).weight"] = [outputs, inputs]
+                shapes["classifier.\(index).bias"] = [outputs]
+            }
+        }
+        return shapes
+    }
+
+    /// Canonical Keras names (`layer/weight`) and stored shapes.
+    public static func kerasTensors(classifier: Bool) -> [String: [Int]] {
+        var shapes: [String: [Int]] = [:]
+        var inp = 3
+        for (i, (_, _, out)) in convolutions.enumerated() {
+            shapes["\(kerasName(i))/kernel"] = [3, 3, inp, out]
+            shapes["\(kerasName(i))/bias"] = [out]
+            inp = out
+        }
+        if classifier {
+            for (name, inputs, outputs) in [("fc1", 512 * mapSize * mapSize, hidden), ("fc2", hidden, hidden),
+                                            ("predictions", hidden, classes)] {
+                shapes["\(name)/kernel"] = [inputs, outputs]
+                shapes["\(name)/bias"] = [outputs]
+            }
+        }
+        return shapes
+    }
+
+    // MARK: The network
+
+    /// One definition for both layouts; `read` supplies each part's weights in engine layout.
+    static func network(classifier: Bool, read: (Part) throws -> (weights: [Float], bias: [Float]?)) throws -> Network {
+        var net = Network(name: "vgg16")
+        var x = "input"
+        for (i, (block, index, out)) in convolutions.enumerated() {
+            let (w, b) = try read(.conv(i))
+            x = net.add("block\(block).conv\(index)", .conv(Convolution(outChannels: out, kernel: 3, padding: .symmetric(1),
+                                                                       weights: w, bias: b, activation: .relu)),
+                        inputs: [x])
+            if index == blocks[block - 1].0 {
+                x = net.add("block\(block).pool", .maxPool(kernel: 2, stride: 2, padding: .valid), inputs: [x])
+            }
+        }
+        net.outputs["features"] = net.add("gap", .globalAveragePool, inputs: [x])
+        if classifier {
+            let (w6, b6) = try read(.fc6), (w7, b7) = try read(.fc7), (w8, b8) = try read(.fc8)
+            let fc6 = net.add("fc6", .dense(Dense(outFeatures: hidden, weights: w6, bias: b6, activation: .relu)), inputs: [x])
+            let fc7 = net.add("fc7", .dense(Dense(outFeatures: hidden, weights: w7, bias: b7, activation: .relu)), inputs: [fc6])
+            net.outputs["fc7"] = fc7
+            net.outputs["logits"] = net.add("fc8", .dense(Dense(outFeatures: classes, weights: w8, bias: b8,
+                                                                 activation: .none)), inputs: [fc7])
+        }
+        return net
+    }
+
+    static func torchvisionNetwork(weights sd: StateDict) throws -> Network {
+        let t = TorchWeights(sd: sd)
+        return try network(classifier: sd.tensors["classifier.0.weight"] != nil) { part in
+            switch part {
+            case .conv(let i): return try t.conv("features.\(torchvisionIndex[i])", bn: nil, bias: true, epsilon: 0)
+            case .fc6: return try t.dense("classifier.0")
+            case .fc7: return try t.dense("classifier.3")
+            case .fc8: return try t.dense("classifier.6")
+            }
+        }
+    }
+
+    static func kerasNetwork(weights sd: StateDict) throws -> Network {
+        let k = KerasWeights(sd)
+        return try network(classifier: k.has("fc1", "kernel")) { part in
+            switch part {
+            case .conv(let i): return try k.conv(kerasName(i))
+            case .fc6: return try k.dense("fc1", inputShape: (mapSize, mapSize, 512))
+            case .fc7: return try k.dense("fc2")
+            case .fc8: return try k.dense("predictions")
+            }
+        }
+    }
+
+    // MARK: The backbone
+
+    static let spec: BackboneSpec = {
+        let torchvision = WeightLayout(
+            name: "torchvision", preprocessing: .imagenet,
+            matches: { $0.tensors["features.28.weight"]?.shape.count == 4 },
+            expected: { torchvisionTensors(classifier: $0.tensors["classifier.0.weight"] != nil) },
+            build: { try torchvisionNetwork(weights: $0) })
+        let keras = WeightLayout(
+            name: "keras", preprocessing: .caffe,
+            matches: { KerasWeights($0).has("block5_conv3", "kernel") },
+            expected: { sd in let k = KerasWeights(sd); return k.expected(kerasTensors(classifier: k.has("fc1", "kernel"))) },
+            build: { try kerasNetwork(weights: $0) })
+        return BackboneSpec(id: "vgg16", displayName: "VGG16", inputSize: 224, featureDimension: featureDimension,
+                            sources: [], layouts: [torchvision, keras])
+    }()
+}
