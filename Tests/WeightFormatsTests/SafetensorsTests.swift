@@ -83,7 +83,8 @@ final class SafetensorsTests: XCTestCase {
 
     func testTruncatedAtEveryLengthNeverCrashes() throws {
         let full = try FormatFixtures.bytes("tiny.safetensors")
-        for cut in 0..<full.count {
+        // Every length through the length field and the header's start, then every 7th, then the data's end.
+        for cut in Array(0..<16) + Array(stride(from: 16, to: full.count, by: 7)) + [full.count - 1] {
             guard let error = try formatError(Array(full.prefix(cut)), name: "cut.safetensors", Safetensors.load) else {
                 return XCTFail("a file cut to \(cut) of \(full.count) bytes loaded")
             }
@@ -96,7 +97,7 @@ final class SafetensorsTests: XCTestCase {
         let headerEnd = 8 + Int(full[0]) + Int(full[1]) << 8
         var random = SplitMix64(state: 42)
         var failures = 0
-        for _ in 0..<1500 {
+        for _ in 0..<400 {
             var bytes = full
             for _ in 0..<(1 + random.below(3)) {
                 let i = random.below(headerEnd)
