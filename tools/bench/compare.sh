@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throughput of our extractor vs the ONNX Runtime peer on the same backbone, batch and thread count.
 #
-# Usage: tools/bench/compare.sh [--backbone efficientnet_lite0] [--batch 16] [--seconds 20] [--no-build]
+# Usage: tools/bench/compare.sh [--backbone efficientnet_lite0] [--batch 16] [--seconds 10] [--rounds 3] [--precision fp32] [--no-build]
 # Env:   PYTHON  interpreter with torch + onnxruntime + efficientnet-lite-pytorch
 #                (default /work/venv-ref/bin/python if present, else python3)
 #
@@ -16,13 +16,17 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BACKBONE=efficientnet_lite0
 BATCH=16
-SECONDS_ARG=20
+SECONDS_ARG=10
+ROUNDS=3
+PRECISION=fp32
 BUILD=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --backbone) BACKBONE="$2"; shift 2 ;;
         --batch) BATCH="$2"; shift 2 ;;
         --seconds) SECONDS_ARG="$2"; shift 2 ;;
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --precision) PRECISION="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
@@ -43,35 +47,30 @@ if [[ ! -x .build/release/extract ]]; then
     exit 1
 fi
 
-echo "== ours: extract bench --backbone $BACKBONE --batch $BATCH --json" >&2
-OURS_JSON="$(.build/release/extract bench --backbone "$BACKBONE" --batch "$BATCH" --json)"
-echo "== peer: peer_ort.py --backbone $BACKBONE --batch $BATCH --seconds $SECONDS_ARG" >&2
-PEER_JSON="$("$PYTHON" tools/bench/peer_ort.py --backbone "$BACKBONE" --batch "$BATCH" --seconds "$SECONDS_ARG")"
+# Alternate ours and the peer for --rounds rounds, so both see the same machine; a shared or noisy
+# machine slows whichever runs during a burst, so the best round of each is compared (and the median).
+OURS=()
+PEER=()
+for ((r = 1; r <= ROUNDS; r++)); do
+    echo "== round $r/$ROUNDS ours: extract bench --backbone $BACKBONE --batch $BATCH --precision $PRECISION --seconds $SECONDS_ARG" >&2
+    OURS+=("$(.build/release/extract bench --backbone "$BACKBONE" --batch "$BATCH" --precision "$PRECISION" --seconds "$SECONDS_ARG" --json | tr -d '\n')")
+    echo "== round $r/$ROUNDS peer: peer_ort.py --backbone $BACKBONE --batch $BATCH --seconds $SECONDS_ARG" >&2
+    PEER+=("$("$PYTHON" tools/bench/peer_ort.py --backbone "$BACKBONE" --batch "$BATCH" --seconds "$SECONDS_ARG" 2>/dev/null | tail -n 1)")
+done
 
-"$PYTHON" - "$OURS_JSON" "$PEER_JSON" <<'EOF'
-import json, sys
+"$PYTHON" - "${#OURS[@]}" "${OURS[@]}" "${PEER[@]}" <<'EOF'
+import json, statistics, sys
 
-def parse(label, text):
-    """Whole output as JSON, else the last line that is a JSON object (tolerates log lines)."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                continue
-    sys.exit(f"compare.sh: no JSON object in the {label} output:\n{text}")
-
-ours, peer = parse("ours", sys.argv[1]), parse("peer", sys.argv[2])
-for label, d in (("ours", ours), ("peer", peer)):
-    if not isinstance(d.get("images_per_second"), (int, float)) or d["images_per_second"] <= 0:
-        sys.exit(f"compare.sh: {label} JSON lacks a positive images_per_second: {d}")
-print(json.dumps({"ours": ours, "peer": peer}))
-ratio = ours["images_per_second"] / peer["images_per_second"]
-print(f"ours {ours['images_per_second']:.2f} img/s, {peer['peer']} {peer['images_per_second']:.2f} img/s, "
-      f"ratio ours/peer = {ratio:.3f}")
+n = int(sys.argv[1])
+ours = [json.loads(t) for t in sys.argv[2:2 + n]]
+peer = [json.loads(t) for t in sys.argv[2 + n:2 + 2 * n]]
+o = [d["images_per_second"] for d in ours]
+p = [d["images_per_second"] for d in peer]
+for i, (a, b) in enumerate(zip(o, p), 1):
+    print(f"round {i}: ours {a:.1f} img/s, {peer[0]['peer']} {b:.1f} img/s, ratio {a / b:.3f}")
+print(json.dumps({"backbone": ours[0]["backbone"], "precision": ours[0]["precision"], "batch": ours[0]["batch"],
+                  "threads": ours[0]["threads"], "ours_best": max(o), "peer_best": max(p),
+                  "ratio_best": max(o) / max(p), "ratio_median": statistics.median(o) / statistics.median(p),
+                  "peak_rss_bytes": max(d["peak_rss_bytes"] for d in ours)}))
+print(f"best of {n}: ours {max(o):.1f} img/s, {peer[0]['peer']} {max(p):.1f} img/s, ratio ours/peer = {max(o) / max(p):.3f}")
 EOF
