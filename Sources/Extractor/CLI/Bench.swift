@@ -48,8 +48,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if pipeline { return try failing { try runPipeline() } }
-        let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
-        setenv("OMP_NUM_THREADS", String(threads), 1)
+        let threads = EngineThreads.configure(self.threads)
         try failing {
             let spec = try Backbones.named(backbone!)
             let loaded = try LoadedBackbone(spec, weights: weights.map { URL(fileURLWithPath: $0) })

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BackboneEngine
 import Foundation
 
 @main
@@ -32,12 +33,7 @@ struct BackboneOptions: ParsableArguments {
     @Option(name: .long, help: "Worker threads for the backbone (default: all cores).")
     var threads: Int?
 
-    /// oneDNN (OpenMP build) reads the thread count once, before its first primitive runs.
-    func configureThreads() -> Int {
-        let n = threads ?? ProcessInfo.processInfo.activeProcessorCount
-        setenv("OMP_NUM_THREADS", String(n), 1)
-        return n
-    }
+    func configureThreads() -> Int { EngineThreads.configure(threads) }
 
     var weightsURL: URL? { weights.map { URL(fileURLWithPath: $0) } }
 }

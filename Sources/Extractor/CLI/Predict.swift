@@ -25,7 +25,7 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
-        setenv("OMP_NUM_THREADS", String(ProcessInfo.processInfo.activeProcessorCount), 1)
+        EngineThreads.configure(nil)
         var failures = 0
         try failing {
             guard FileManager.default.fileExists(atPath: store) else { throw ValidationError("\(store) does not exist") }
