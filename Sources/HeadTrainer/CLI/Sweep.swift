@@ -1,0 +1,200 @@
+import ArgumentParser
+import FeatureStore
+import Foundation
+import HeadTrainerCore
+
+/// `train-head sweep CONFIG.yaml`: many heads over one or more extractions, resumable and shardable.
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Train a grid or random search of heads; every trial is kept in the store and a re-run resumes.",
+        discussion: """
+        Features are loaded once per extraction; trials run in parallel (one core each). Each trial is \
+        saved as a head of the sweep under a stable key (hash of the extraction settings and the \
+        head config), so an interrupted sweep skips its finished trials when run again, and \
+        `--shard i/n` (i = 0..n-1) splits the trials between machines (merge the stores with \
+        `extract store merge`). Ends with a leaderboard sorted by validation loss.
+
+        Examples:
+          train-head sweep configs/scenes-lite0-sweep.yaml --store features.sqlite
+          train-head sweep configs/scenes-experiment.yaml --jobs 2 --json
+          train-head sweep configs/scenes-lite0-sweep.yaml --shard 0/2   # the other machine: --shard 1/2
+        """)
+
+    @Argument(help: "Sweep file (YAML); see configs/scenes-lite0-sweep.yaml.") var config: String
+    @Option(help: "Feature store written by `extract` (default: the file's `store:`, else features.sqlite).") var store: String?
+    @Option(help: "Trials trained at the same time (default: the number of cores).") var jobs: Int?
+    @Option(help: "Run only the trials of shard i of n (0-based, e.g. 0/2), a fixed split of the trial list.") var shard: String?
+    @Flag(help: "Print one JSON object: every trial and the best one.") var json = false
+    @Option(help: "Leaderboard rows to print (0: all).") var top = 0
+    @Flag(help: "List the planned trials and exit without training.") var dryRun = false
+    @Flag(help: "No per-trial progress lines on stderr.") var quiet = false
+
+    func validate() throws {
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if let shard, Self.parseShard(shard) == nil { throw ValidationError("--shard must look like i/n with 0 <= i < n, e.g. 0/2") }
+        if top < 0 { throw ValidationError("--top must be 0 (all) or more") }
+    }
+
+    static func parseShard(_ s: String) -> (index: Int, count: Int)? {
+        let parts = s.split(separator: "/")
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 0, i < n else { return nil }
+        return (i, n)
+    }
+
+    func run() throws {
+        do {
+            try runSweep()
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    func note(_ s: String) { if !quiet || s.hasPrefix("warning") { FileHandle.standardError.write(Data((s + "\n").utf8)) } }
+
+    func runSweep() throws {
+        let spec = try SweepSpec.load(path: config)
+        let storePath = store ?? spec.store ?? "features.sqlite"
+        let db = try StoreData.open(storePath)
+        let configs = try spec.configurations()
+
+        // Extractions named in the file; a missing backbone is reported and skipped.
+        var extractions: [ExtractionRecord] = [], missing: [String] = []
+        for ref in spec.extractions {
+            let e: ExtractionRecord
+            switch ref {
+            case .backbone(let b):
+                let key = StoreData.normalize(b)
+                guard try db.extractions().contains(where: { StoreData.normalize($0.settings.backbone) == key }) else {
+                    missing.append(b)
+                    let roots = try db.datasets().map(\.root)
+                    let data = roots.count == 1 ? roots[0] : "DATASET_DIR"
+                    note("warning: \(storePath) has no features for backbone \(b); run `extract --backbone \(b) --data \(data) "
+                         + "--store \(storePath)` and run this sweep again (it resumes). Continuing without \(b).")
+                    continue
+                }
+                e = try StoreData.extraction(in: db, id: nil, backbone: b)
+            case .id(let id):
+                guard let found = try db.extraction(id: id) else {
+                    missing.append("extraction \(id)")
+                    note("warning: \(storePath) has no extraction \(id) (see `extract store info \(storePath)`); continuing without it.")
+                    continue
+                }
+                e = found
+            }
+            if !extractions.contains(where: { $0.id == e.id }) { extractions.append(e) }
+        }
+        guard !extractions.isEmpty else {
+            throw StoreData.Failure(description: "none of the extractions of \(config) (\(spec.extractions.map(\.description).joined(separator: ", "))) "
+                                    + "is in \(storePath); extract features first (see scripts/extract-all.sh)")
+        }
+
+        // The plan: every (extraction, config), in file order; a shard takes every n-th trial.
+        var plan: [PlannedTrial] = []
+        for e in extractions {
+            for c in configs {
+                plan.append(PlannedTrial(index: plan.count, extraction: e, config: c,
+                                         key: SweepSpec.trialKey(extractionSettingsKey: e.settingsKey, config: c)))
+            }
+        }
+        let shardSpec = shard.flatMap(Self.parseShard)
+        let mine = shardSpec.map { s in plan.filter { $0.index % s.count == s.index } } ?? plan
+
+        if dryRun {
+            for t in mine { print("\(t.key)  \(t.extraction.settings.backbone)  \(SweepSpec.json(t.config))") }
+            note("\(mine.count) trials" + (shardSpec != nil ? " in this shard (of \(plan.count))" : ""))
+            return
+        }
+
+        let sweep = try db.sweep(name: spec.name, config: spec.canonicalJSON)
+        if Self.canonical(sweep.config, ignoringTrials: true) != Self.canonical(spec.canonicalJSON, ignoringTrials: true) {
+            throw StoreData.Failure(description: "\(storePath) already has a sweep named \"\(spec.name)\" with different settings "
+                                    + "(stored: \(sweep.config)). Give this sweep another `name:` in \(config), "
+                                    + "or restore the file's earlier settings to resume it.")
+        }
+        let finished = try db.trialKeys(sweepID: sweep.id)
+        let pending = mine.filter { !finished.contains($0.key) }
+        let jobCount = max(1, min(jobs ?? ProcessInfo.processInfo.activeProcessorCount, max(pending.count, 1)))
+        note("sweep \"\(spec.name)\" (id \(sweep.id)) in \(storePath): \(plan.count) trials (\(extractions.count) extraction(s) x "
+             + "\(configs.count) configs)" + (shardSpec.map { ", shard \($0.index)/\($0.count): \(mine.count)" } ?? "")
+             + "; \(mine.count - pending.count) already finished, \(pending.count) to train with \(jobCount) job(s)")
+
+        // Features once per extraction that still has work.
+        var data: [Int64: SweepRunner.Features] = [:]
+        for e in extractions where pending.contains(where: { $0.extraction.id == e.id }) {
+            let (train, test) = try StoreData.load(db, e)
+            let copies = Int(train.augIndex.max() ?? 0)
+            let wanted = pending.filter { $0.extraction.id == e.id }.compactMap(\.config.augmented).max() ?? 0
+            if wanted > copies {
+                note("warning: extraction \(e.id) (\(e.settings.backbone)) stores copies 0...\(copies) only; trials asking for "
+                     + "augmented: \(wanted) use those. Add copies with `extract --backbone \(e.settings.backbone) --augment \(wanted) ...`.")
+            }
+            data[e.id] = SweepRunner.Features(train: train, test: test)
+        }
+
+        let runner = SweepRunner(db: db, sweepID: sweep.id, data: data, quiet: quiet, total: pending.count)
+        let failures = runner.run(pending, jobs: jobCount)
+
+        // The leaderboard comes from the store: the same for a resumed and an uninterrupted run.
+        let planKeys = Set(plan.map(\.key))
+        let results = TrialResult.ranked(try StoredResults.trials(db, sweepID: sweep.id).filter { planKeys.contains($0.id) })
+        if json {
+            let out = SweepJSON(sweep: spec.name, sweep_id: sweep.id, store: storePath, planned: plan.count,
+                                shard_trials: mine.count, ran: pending.count - failures.count,
+                                skipped: mine.count - pending.count, missing: missing,
+                                failed: failures.map { SweepJSON.FailedTrial(id: $0.key, error: $0.error) },
+                                trials: results.map(\.json), best: results.first?.id)
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try enc.encode(out), as: UTF8.self))
+        } else {
+            print("sweep \"\(spec.name)\": \(results.count) of \(plan.count) trials in \(storePath), sorted by validation loss")
+            var keys = ["backbone"] + spec.sweptKeys
+            if spec.repeats > 1 && !keys.contains("seed") { keys.append("seed") }
+            print(Leaderboard.text(results, keys: keys, limit: top > 0 ? top : nil), terminator: "")
+            if let best = results.first {
+                print("best: \(best.id) (head \(best.headID), \(best.backbone)): \(best.summary)")
+            }
+            if !missing.isEmpty { print("not trained (no features in the store): \(missing.joined(separator: ", "))") }
+        }
+        if !failures.isEmpty {
+            for f in failures { FileHandle.standardError.write(Data("error: trial \(f.key): \(f.error)\n".utf8)) }
+            throw ExitCode.failure
+        }
+    }
+
+    /// Sorted-key JSON. `ignoringTrials` drops a random search's trial count: the sampler draws the
+    /// same sequence, so raising `trials` extends a sweep (its first trials are the ones already run).
+    static func canonical(_ json: String, ignoringTrials: Bool = false) -> String {
+        guard var o = try? JSONSerialization.jsonObject(with: Data(json.utf8), options: [.fragmentsAllowed]) else { return json }
+        if ignoringTrials, var m = o as? [String: Any] { m["trials"] = nil; o = m }
+        guard let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .fragmentsAllowed]) else { return json }
+        return String(decoding: d, as: UTF8.self)
+    }
+
+    struct SweepJSON: Encodable {
+        struct FailedTrial: Encodable { let id: String; let error: String }
+        let sweep: String
+        let sweep_id: Int64
+        let store: String
+        let planned: Int
+        let shard_trials: Int
+        let ran: Int
+        let skipped: Int
+        let missing: [String]
+        let failed: [FailedTrial]
+        let trials: [TrialResult.JSON]
+        let best: String?
+    }
+}
+
+/// One trial of the plan.
+struct PlannedTrial {
+    let index: Int
+    let extraction: ExtractionRecord
+    let config: HeadConfig
+    let key: String
+}

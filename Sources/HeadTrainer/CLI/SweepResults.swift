@@ -1,0 +1,175 @@
+import FeatureStore
+import Foundation
+import HeadTrainerCore
+
+/// A stored head read back for comparison: its config, metrics and curves (weights are not needed).
+struct TrialResult {
+    /// The sweep trial key, or "head-ID" for a head trained outside a sweep.
+    let id: String
+    let headID: Int64
+    let sweepID: Int64?
+    let extractionID: Int64
+    let backbone: String
+    let config: HeadConfig
+    let metrics: SplitMetrics
+    let curves: TrainingCurves
+
+    /// What heads are ranked by: the validation cross-entropy (no L2 term, so heads with different
+    /// penalties compare fairly); heads without a validation split rank last.
+    var validationLoss: Double { metrics.validation?.logLoss ?? .infinity }
+
+    init(_ record: HeadRecord, backbone: String) throws {
+        let dec = JSONDecoder()
+        func decode<T: Decodable>(_ type: T.Type, _ text: String, _ what: String) throws -> T {
+            do { return try dec.decode(type, from: Data(text.utf8)) } catch {
+                throw StoreData.Failure(description: "head \(record.id ?? -1): its \(what) JSON cannot be read (\(error)); "
+                                        + "it was written by another version of train-head; retrain it or delete it")
+            }
+        }
+        id = record.trialKey ?? "head-\(record.id ?? -1)"
+        headID = record.id ?? -1
+        sweepID = record.sweepID
+        extractionID = record.extractionID
+        self.backbone = backbone
+        config = try decode(HeadConfig.self, record.config, "config")
+        metrics = try decode(SplitMetrics.self, record.metrics, "metrics")
+        curves = try decode(TrainingCurves.self, record.curves, "curves")
+    }
+
+    /// Lowest validation loss first; the trial id breaks ties so the order is stable.
+    static func ranked(_ trials: [TrialResult]) -> [TrialResult] {
+        trials.sorted { ($0.validationLoss, $0.id) < ($1.validationLoss, $1.id) }
+    }
+
+    /// The value of a head setting as shown in tables ("-" when the trainer ignores it).
+    func setting(_ key: String) -> String {
+        if key == "backbone" { return backbone }
+        if !SweepSpec.relevant(key, config) { return "-" }
+        return TrialResult.format(key, config)
+    }
+
+    static func format(_ key: String, _ c: HeadConfig) -> String {
+        func g(_ x: Double) -> String { String(format: "%g", x) }
+        switch key {
+        case "hidden": return "\(c.hidden)"
+        case "dropout": return g(c.dropout)
+        case "l2": return g(c.l2)
+        case "batchnorm": return c.batchnorm ? "yes" : "no"
+        case "lr": return g(c.lr)
+        case "batch_size": return "\(c.batchSize)"
+        case "epochs": return "\(c.epochs)"
+        case "patience": return "\(c.patience)"
+        case "val_split": return g(c.valSplit)
+        case "augmented": return c.augmented.map(String.init) ?? "all"
+        case "class_weights": return c.classWeights.rawValue
+        case "solver": return c.effectiveSolver.rawValue
+        case "seed": return "\(c.seed)"
+        default: return "?"
+        }
+    }
+
+    /// A numeric value of a setting for plots (nil for non-numeric settings).
+    func numeric(_ key: String) -> Double? {
+        switch key {
+        case "hidden": return Double(config.hidden)
+        case "dropout": return config.dropout
+        case "l2": return config.l2
+        case "lr": return config.lr
+        case "batch_size": return Double(config.batchSize)
+        case "epochs": return Double(config.epochs)
+        case "patience": return Double(config.patience)
+        case "val_split": return config.valSplit
+        case "augmented": return config.augmented.map(Double.init)
+        case "seed": return Double(config.seed)
+        default: return nil
+        }
+    }
+
+    /// A compact description of the head: "BN + Dense 256 + dropout 0.2, L2 1e-4, Adam 1e-4, batch 32".
+    var summary: String {
+        let c = config
+        var parts: [String] = []
+        parts.append((c.batchnorm ? "BN + " : "") + (c.hidden > 0 ? "Dense \(c.hidden) + dropout \(String(format: "%g", c.dropout))" : "linear"))
+        parts.append("L2 \(String(format: "%g", c.l2))")
+        parts.append(c.effectiveSolver == .lbfgs ? "L-BFGS" : "Adam \(String(format: "%g", c.lr)), batch \(c.batchSize)")
+        parts.append(c.augmented.map { $0 == 0 ? "original images only" : "copies 0..\($0)" } ?? "all copies")
+        if c.classWeights != .none { parts.append("\(c.classWeights.rawValue) class weights") }
+        parts.append("seed \(c.seed)")
+        return parts.joined(separator: ", ")
+    }
+
+    /// The JSON form of one trial (`sweep --json`): metric objects as in `train-head --json`.
+    struct JSON: Encodable {
+        let id: String
+        let head_id: Int64
+        let backbone: String
+        let extraction_id: Int64
+        let config: HeadConfig
+        let best_epoch: Int
+        let epochs_run: Int
+        let validation_loss: Double?
+        let train: ClassificationMetrics
+        let validation: ClassificationMetrics?
+        let test: ClassificationMetrics?
+    }
+
+    var json: JSON {
+        JSON(id: id, head_id: headID, backbone: backbone, extraction_id: extractionID, config: config,
+             best_epoch: curves.bestEpoch, epochs_run: curves.epochs.count,
+             validation_loss: metrics.validation?.logLoss, train: metrics.train,
+             validation: metrics.validation, test: metrics.test)
+    }
+}
+
+/// Reads heads and the backbones they were trained on.
+enum StoredResults {
+    static func backbones(_ db: FeatureStore) throws -> [Int64: String] {
+        Dictionary(uniqueKeysWithValues: try db.extractions().map { ($0.id, $0.settings.backbone) })
+    }
+
+    static func trials(_ db: FeatureStore, sweepID: Int64) throws -> [TrialResult] {
+        let names = try backbones(db)
+        return try db.heads(sweepID: sweepID).map { try TrialResult($0, backbone: names[$0.extractionID] ?? "?") }
+    }
+
+    static func allHeads(_ db: FeatureStore) throws -> [TrialResult] {
+        let names = try backbones(db)
+        var out: [TrialResult] = []
+        for e in try db.extractions() {
+            out += try db.heads(extractionID: e.id).map { try TrialResult($0, backbone: names[$0.extractionID] ?? "?") }
+        }
+        return out
+    }
+}
+
+/// The text leaderboard printed at the end of a sweep.
+enum Leaderboard {
+    /// Columns: rank, trial, the settings that vary, then best epoch and metrics.
+    static func text(_ ranked: [TrialResult], keys: [String], limit: Int? = nil) -> String {
+        let header = ["#", "trial"] + keys + ["best ep", "val loss", "val acc", "test acc", "test F1"]
+        func f(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "n/a" }
+        var rows: [[String]] = []
+        for (i, t) in ranked.enumerated() where limit.map({ i < $0 }) ?? true {
+            rows.append(["\(i + 1)", t.id] + keys.map { t.setting($0) }
+                        + ["\(t.curves.bestEpoch)", f(t.metrics.validation?.logLoss), f(t.metrics.validation?.accuracy),
+                           f(t.metrics.test?.accuracy), f(t.metrics.test?.macroF1)])
+        }
+        let widths = header.indices.map { c in ([header[c]] + rows.map { $0[c] }).map(\.count).max() ?? 0 }
+        func line(_ r: [String]) -> String {
+            r.enumerated().map { c, s in
+                let pad = String(repeating: " ", count: widths[c] - s.count)
+                return c == 1 || (c >= 2 && c < 2 + keys.count && keys[c - 2] == "backbone") ? s + pad : pad + s
+            }.joined(separator: "  ")
+        }
+        var out = line(header) + "\n"
+        for r in rows { out += line(r) + "\n" }
+        if let limit, ranked.count > limit { out += "... \(ranked.count - limit) more (use --top 0 to list all)\n" }
+        return out
+    }
+
+    /// The settings worth a column: those that differ between trials (backbone first).
+    static func varyingKeys(_ trials: [TrialResult]) -> [String] {
+        let keys = ["backbone"] + SweepSpec.headKeys
+        return keys.filter { k in Set(trials.map { $0.setting(k) }).count > 1 }
+    }
+}

@@ -1,0 +1,119 @@
+import COpenBLAS
+import FeatureStore
+import Foundation
+import HeadTrainerCore
+
+/// Trains sweep trials on `jobs` threads, one trial per thread at a time, each single-threaded.
+///
+/// Small heads do not scale across cores within one trial (a 32-row step is ~100 us of work), but
+/// independent trials do: N trials on N cores is ~N times the throughput. Every finished trial is
+/// saved in its own transaction right away, so a killed sweep loses only the trials in flight.
+final class SweepRunner {
+    struct Features {
+        let train: LabeledFeatures
+        let test: LabeledFeatures?
+    }
+    struct Failure { let key: String; let error: String }
+
+    let db: FeatureStore
+    let sweepID: Int64
+    let data: [Int64: Features]
+    let quiet: Bool
+    let total: Int
+
+    /// Guards the queue position, the store (one SQLite connection) and stderr.
+    private let lock = NSLock()
+    private var next = 0
+    private var done = 0
+    private var failures: [Failure] = []
+    private var stop = false
+
+    init(db: FeatureStore, sweepID: Int64, data: [Int64: Features], quiet: Bool, total: Int) {
+        self.db = db; self.sweepID = sweepID; self.data = data; self.quiet = quiet; self.total = total
+    }
+
+    /// Runs `trials` (longest first, so the last trials finishing together are short) and returns
+    /// the trials that failed. A failure to save stops the sweep (the store is unusable); a failure
+    /// to train one trial is reported and the others go on.
+    func run(_ trials: [PlannedTrial], jobs: Int) -> [Failure] {
+        guard !trials.isEmpty else { return [] }
+        let queue = trials.sorted { (Self.cost($0), $1.index) > (Self.cost($1), $0.index) }
+        // OpenBLAS's thread count is process-wide and each trainHead call saves and restores it: set 1
+        // once for the whole sweep, so concurrent trials never restore a multi-threaded setting.
+        let previous = openblas_get_num_threads()
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(previous) }
+        SweepRunner.parallel(jobs: jobs) { self.work(queue) }
+        return failures
+    }
+
+    /// Runs `body` on `jobs` threads at once and waits for all of them. Threads (not
+    /// `concurrentPerform`) so that `--jobs` above the core count really runs that many.
+    static func parallel(jobs: Int, _ body: @escaping () -> Void) {
+        let group = DispatchGroup()
+        for _ in 0..<max(1, jobs) {
+            group.enter()
+            let thread = Thread {
+                body()
+                group.leave()
+            }
+            thread.stackSize = 16 << 20
+            thread.start()
+        }
+        group.wait()
+    }
+
+    /// Relative training cost, for scheduling only: rows x width (linear L-BFGS heads are cheap).
+    static func cost(_ t: PlannedTrial) -> Double {
+        let c = t.config
+        let copies = Double((c.augmented ?? 2) + 1)
+        let width = c.effectiveSolver == .lbfgs ? 8.0 : Double(c.hidden + 32)
+        return copies * width * (c.lr < 3e-4 ? 2 : 1) * (c.hidden > 0 ? 32 / Double(c.batchSize) : 1)
+    }
+
+    private func work(_ queue: [PlannedTrial]) {
+        while true {
+            lock.lock()
+            if stop || next >= queue.count { lock.unlock(); return }
+            let t = queue[next]
+            next += 1
+            lock.unlock()
+            guard let d = data[t.extraction.id] else { continue }
+            let start = Date()
+            do {
+                let result = try trainHead(config: t.config, train: d.train, test: d.test, options: TrainingOptions(threads: 1))
+                lock.lock()
+                defer { lock.unlock() }
+                do {
+                    let id = try StoreData.save(result, config: t.config, extraction: t.extraction, in: db, sweepID: sweepID, trialKey: t.key)
+                    done += 1
+                    if !quiet { progress(t, result, head: id, seconds: Date().timeIntervalSince(start)) }
+                } catch {
+                    failures.append(Failure(key: t.key, error: "could not save the trial in \(db.path): \(error)"))
+                    stop = true
+                }
+            } catch {
+                lock.lock()
+                failures.append(Failure(key: t.key, error: "\(error)"))
+                lock.unlock()
+            }
+        }
+    }
+
+    private func progress(_ t: PlannedTrial, _ r: TrainingResult, head: Int64, seconds: Double) {
+        func f(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "n/a" }
+        let c = t.config
+        var settings = "hidden \(c.hidden)"
+        if SweepSpec.relevant("dropout", c) { settings += " dropout \(String(format: "%g", c.dropout))" }
+        settings += " l2 \(String(format: "%g", c.l2))"
+        if SweepSpec.relevant("lr", c) { settings += " lr \(String(format: "%g", c.lr)) batch \(c.batchSize)" }
+        settings += " aug \(c.augmented.map(String.init) ?? "all")"
+        if !c.batchnorm { settings += " no-bn" }
+        if c.classWeights != .none { settings += " \(c.classWeights.rawValue)" }
+        settings += " seed \(c.seed)"
+        let line = "[\(done)/\(total)] \(t.key) \(t.extraction.settings.backbone) \(settings): val loss \(f(r.metrics.validation?.logLoss)) "
+            + "val acc \(f(r.metrics.validation?.accuracy)) test acc \(f(r.metrics.test?.accuracy)), "
+            + "epoch \(r.bestEpoch)/\(r.epochsRun), \(String(format: "%.1f", seconds)) s (head \(head))\n"
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+import XCTest
+
+/// `train-head sweep` and `train-head report` end to end, on a small EfficientNet-Lite0 extraction
+/// of scenes6 made once per test run (3 classes, 8 training and 2 test images each, 1 augmented copy).
+final class SweepTests: XCTestCase {
+    /// 8 trials (2 hidden x 2 lr x 2 augmented), fixed 150 epochs so each takes a moment; vgg16 has
+    /// no features in the store, which must be reported and skipped.
+    static let sweepYAML = """
+        name: test-sweep
+        extractions: [vgg16, efficientnet_lite0]
+        defaults: {epochs: 150, patience: 0, batch_size: 8, val_split: 0.25}
+        parameters:
+          hidden: [16, 32]
+          lr: [1e-3, 3.0e-3]
+          augmented: [0, 1]
+        """
+
+    static var cachedStore: URL?
+
+    /// The extraction store, made once (a minute at most); every test works on its own copy.
+    func freshStore() throws -> URL {
+        if SweepTests.cachedStore == nil {
+            guard FileManager.default.fileExists(atPath: CLI.scenes6.path) else { throw XCTSkip("scenes6 not beside the repo") }
+            let dir = try CLI.temporaryDirectory()
+            let data = dir.appendingPathComponent("data")
+            for (split, n) in [("train", 8), ("test", 2)] {
+                for c in ["forest", "glacier", "street"] {
+                    let src = CLI.scenes6.appendingPathComponent("\(split)/\(c)")
+                    let dst = data.appendingPathComponent("\(split)/\(c)")
+                    try FileManager.default.createDirectory(at: dst, withIntermediateDirectories: true)
+                    for f in try FileManager.default.contentsOfDirectory(atPath: src.path).sorted().prefix(n) {
+                        try FileManager.default.copyItem(at: src.appendingPathComponent(f), to: dst.appendingPathComponent(f))
+                    }
+                }
+            }
+            let store = dir.appendingPathComponent("base.sqlite")
+            let r = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path,
+                                            "--augment", "1", "--batch", "8", "--quiet"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            SweepTests.cachedStore = store
+        }
+        let copy = try CLI.temporaryDirectory().appendingPathComponent("f.sqlite")
+        try FileManager.default.copyItem(at: SweepTests.cachedStore!, to: copy)
+        return copy
+    }
+
+    func sweepFile(in dir: URL) throws -> URL {
+        let url = dir.appendingPathComponent("sweep.yaml")
+        try SweepTests.sweepYAML.write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    /// The stdout of the last `sweepJSON` call (for exact decoding).
+    var lastStdout = ""
+
+    func sweepJSON(_ store: URL, _ extra: [String] = []) throws -> [String: Any] {
+        let r = try CLI.run("train-head", ["sweep", try sweepFile(in: store.deletingLastPathComponent()).path,
+                                           "--store", store.path, "--json", "--quiet"] + extra)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        lastStdout = r.stdout
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+    }
+
+    /// The trials without their store-specific head ids, for comparing runs.
+    func comparable(_ json: [String: Any]) -> [NSDictionary] {
+        ((json["trials"] as? [[String: Any]]) ?? []).map { t in
+            var t = t
+            t["head_id"] = nil
+            return t as NSDictionary
+        }
+    }
+
+    func testSweepRunsEveryTrialReportsTheMissingBackboneAndPrintsTheJSONShape() throws {
+        let store = try freshStore()
+        let file = try sweepFile(in: store.deletingLastPathComponent())
+        let text = try CLI.run("train-head", ["sweep", file.path, "--store", store.path, "--jobs", "2"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stderr.contains("extract --backbone vgg16"), text.stderr)
+        XCTAssertTrue(text.stdout.contains("8 of 8 trials"), text.stdout)
+        XCTAssertTrue(text.stdout.contains("val loss"), text.stdout)
+
+        // Run again: nothing left to train, same answer.
+        let json = try sweepJSON(store)
+        XCTAssertEqual(json["ran"] as? Int, 0)
+        XCTAssertEqual(json["skipped"] as? Int, 8)
+        XCTAssertEqual(json["missing"] as? [String], ["vgg16"])
+        let trials = try XCTUnwrap(json["trials"] as? [[String: Any]])
+        XCTAssertEqual(trials.count, 8)
+        XCTAssertEqual(Set(trials.compactMap { $0["id"] as? String }).count, 8)
+        var losses: [Double] = []
+        for t in trials {
+            XCTAssertNotNil(t["id"] as? String)
+            let config = try XCTUnwrap(t["config"] as? [String: Any])
+            for key in ["hidden", "dropout", "l2", "lr", "batch_size", "augmented", "seed", "class_weights"] {
+                XCTAssertNotNil(config[key], "config lacks \(key)")
+            }
+            XCTAssertEqual(config["epochs"] as? Int, 150)
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(t["best_epoch"] as? Int), 1)
+            for split in ["validation", "test"] {
+                let m = try XCTUnwrap(t[split] as? [String: Any], "trial lacks \(split)")
+                for key in ["accuracy", "macro_precision", "macro_recall", "macro_f1", "log_loss", "confusion", "per_class", "count"] {
+                    XCTAssertNotNil(m[key], "\(split) lacks \(key)")
+                }
+            }
+            losses.append(try XCTUnwrap((t["validation"] as? [String: Any])?["log_loss"] as? Double))
+        }
+        XCTAssertEqual(losses, losses.sorted(), "trials are sorted by validation loss")
+        XCTAssertEqual(json["best"] as? String, trials[0]["id"] as? String)
+    }
+
+    func testKilledSweepResumesWithoutRedoingTrialsAndEndsWithTheSameLeaderboard() throws {
+        let whole = try freshStore()
+        let reference = try sweepJSON(whole, ["--jobs", "2"])
+
+        let store = try freshStore()
+        let file = try sweepFile(in: store.deletingLastPathComponent())
+        let p = Process()
+        p.executableURL = try CLI.binary("train-head")
+        p.arguments = ["sweep", file.path, "--store", store.path, "--jobs", "1"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        // Progress lines ("[k/8] ...") are printed after each trial is saved: kill after the third.
+        var seen = ""
+        let deadline = Date().addingTimeInterval(120)
+        while !seen.contains("[3/8]") && Date() < deadline {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertTrue(seen.contains("[3/8]"), seen)
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the sweep was killed before it finished")
+
+        let resumed = try sweepJSON(store)
+        let skipped = try XCTUnwrap(resumed["skipped"] as? Int)
+        XCTAssertGreaterThanOrEqual(skipped, 3)
+        XCTAssertLessThan(skipped, 8)
+        XCTAssertEqual(resumed["ran"] as? Int, 8 - skipped, "finished trials are not trained again")
+        XCTAssertEqual(comparable(resumed), comparable(reference), "same trials, configs and metrics as an uninterrupted run")
+        XCTAssertEqual(resumed["best"] as? String, reference["best"] as? String)
+    }
+
+    func testShardsSplitTheTrialsWithoutOverlap() throws {
+        let store = try freshStore()
+        let file = try sweepFile(in: store.deletingLastPathComponent())
+        func keys(_ extra: [String]) throws -> [String] {
+            let r = try CLI.run("train-head", ["sweep", file.path, "--store", store.path, "--dry-run", "--quiet"] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return r.stdout.split(separator: "\n").map { String($0.split(separator: " ")[0]) }
+        }
+        let all = try keys([]), a = try keys(["--shard", "0/2"]), b = try keys(["--shard", "1/2"])
+        XCTAssertEqual(all.count, 8)
+        XCTAssertEqual(a.count, 4)
+        XCTAssertEqual(Set(a).intersection(b), [])
+        XCTAssertEqual(Set(a).union(b), Set(all))
+        XCTAssertEqual(try keys(["--shard", "0/2"]), a, "deterministic")
+    }
+
+    func testReportNumbersEqualTheStore() throws {
+        let store = try freshStore()
+        let json = try sweepJSON(store, ["--jobs", "2"])
+        let out = store.deletingLastPathComponent().appendingPathComponent("report")
+        let r = try CLI.run("train-head", ["report", "--store", store.path, "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        let md = try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8)
+
+        // Every metric cell: data-head / data-split / data-metric / data-value, equal to the store's value.
+        // (Decoded with JSONDecoder: Foundation's JSONSerialization may round the last digit on Linux.)
+        struct Metrics: Decodable {
+            let accuracy: Double, macro_precision: Double, macro_recall: Double, macro_f1: Double, log_loss: Double
+            let macro_auc: Double?
+            var byName: [String: Double?] {
+                ["accuracy": accuracy, "macro_precision": macro_precision, "macro_recall": macro_recall,
+                 "macro_f1": macro_f1, "log_loss": log_loss, "macro_auc": macro_auc]
+            }
+        }
+        struct Trial: Decodable { let id: String; let head_id: Int; let train: Metrics; let validation: Metrics; let test: Metrics }
+        struct Sweep: Decodable { let trials: [Trial] }
+        let exact = try JSONDecoder().decode(Sweep.self, from: Data(lastStdout.utf8)).trials
+        let trials = try XCTUnwrap(json["trials"] as? [[String: Any]])
+        var byHead: [Int: Trial] = [:]
+        for t in exact { byHead[t.head_id] = t }
+        let cell = try NSRegularExpression(pattern: #"data-head="(\d+)" data-split="(\w+)" data-metric="(\w+)" data-value="([^"]+)""#)
+        let matches = cell.matches(in: html, range: NSRange(html.startIndex..., in: html))
+        XCTAssertGreaterThanOrEqual(matches.count, 8 * 5 + 7)
+        for m in matches {
+            let g = (1...4).map { String(html[Range(m.range(at: $0), in: html)!]) }
+            let trial = try XCTUnwrap(byHead[Int(g[0])!], "head \(g[0]) of the report is not in the sweep")
+            let split = [("train", trial.train), ("validation", trial.validation), ("test", trial.test)].first { $0.0 == g[1] }!.1
+            XCTAssertEqual(Double(g[3]), try XCTUnwrap(split.byName[g[2]]), "head \(g[0]) \(g[1]) \(g[2])")
+        }
+        // The leaderboard lists every trial in the store's order; the backbone row is the best head.
+        let rows = try NSRegularExpression(pattern: #"<tr data-trial="([0-9a-f]+)""#)
+        let ids = rows.matches(in: html, range: NSRange(html.startIndex..., in: html)).map { String(html[Range($0.range(at: 1), in: html)!]) }
+        XCTAssertEqual(ids, trials.compactMap { $0["id"] as? String })
+        let best = trials[0]
+        let bestTest = exact[0].test.accuracy
+        XCTAssertTrue(html.contains(#"<tr data-backbone="efficientnet_lite0"><td>efficientnet_lite0</td><td class="num">\#(best["head_id"]!)</td>"#))
+        XCTAssertTrue(md.contains("| efficientnet_lite0 | \(best["head_id"]!) |"), md)
+        XCTAssertTrue(md.contains(String(format: "%.4f", bestTest)), md)
+        // The Keras notebook's numbers, curves, confusion matrix and one scatter plot per swept setting.
+        for ref in ["0.881", "0.735", "0.725", "0.167"] { XCTAssertTrue(html.contains(">\(ref)</td>"), ref) }
+        for key in ["hidden", "lr", "augmented"] { XCTAssertTrue(html.contains("data-scatter=\"\(key)\""), key) }
+        XCTAssertTrue(html.contains("true \\ predicted"))
+        XCTAssertTrue(html.contains("best epoch"))
+        // Self-contained: nothing loaded from elsewhere.
+        for bad in ["<script", "<link", "src=", "@import", "url("] { XCTAssertFalse(html.contains(bad), bad) }
+    }
+
+    /// Renders the report in headless Chromium when it is installed (it is not a CI dependency).
+    func testReportRendersInHeadlessChromium() throws {
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let chromium else { throw XCTSkip("chromium is not installed (scripts/check-report.sh does the same check)") }
+        let store = try freshStore()
+        _ = try sweepJSON(store, ["--jobs", "2"])
+        let out = store.deletingLastPathComponent().appendingPathComponent("report")
+        XCTAssertEqual(try CLI.run("train-head", ["report", "--store", store.path, "--out", out.path]).status, 0)
+        let png = out.appendingPathComponent("report.png")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: chromium)
+        p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2400",
+                       "--screenshot=\(png.path)", out.appendingPathComponent("report.html").absoluteString]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let bytes = try Data(contentsOf: png)
+        XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47], "a PNG")
+        XCTAssertGreaterThan(bytes.count, 50_000, "a page with tables and plots, not a blank one")
+    }
+}
