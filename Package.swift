@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS"],
                 path: "Sources/HeadTrainer/Core", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
-                          dependencies: ["HeadTrainerCore", "FeatureStore", .product(name: "Yams", package: "Yams"),
+                          dependencies: ["HeadTrainerCore", "FeatureStore", "COpenBLAS", .product(name: "Yams", package: "Yams"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer/CLI", swiftSettings: release),
 
