@@ -26,17 +26,22 @@ public struct WeightLayout: Sendable {
     let expected: @Sendable (StateDict) -> [String: [Int]]
     /// Names that may be present and are not used (e.g. `num_batches_tracked`, a classifier).
     let ignoring: @Sendable (String) -> Bool
+    /// Name prefixes of the classifier's tensors, dropped before building when only features are
+    /// wanted (a VGG16 file with its classifier holds 470 MB of fully connected weights).
+    let classifier: [String]
     let build: @Sendable (StateDict) throws -> Network
 
     public init(name: String, preprocessing: Preprocessing, matches: @escaping @Sendable (StateDict) -> Bool,
                 expected: @escaping @Sendable (StateDict) -> [String: [Int]],
                 ignoring: @escaping @Sendable (String) -> Bool = { _ in false },
+                classifier: [String] = [],
                 build: @escaping @Sendable (StateDict) throws -> Network) {
         self.name = name
         self.preprocessing = preprocessing
         self.matches = matches
         self.expected = expected
         self.ignoring = ignoring
+        self.classifier = classifier
         self.build = build
     }
 }
@@ -123,6 +128,7 @@ public enum Backbones {
             matches: { $0.tensors["_conv_stem.weight"] != nil },
             expected: { EfficientNetLite.expectedTensors(v, classifier: $0.tensors["_fc.weight"] != nil) },
             ignoring: { $0.hasSuffix("num_batches_tracked") },
+            classifier: ["_fc."],
             build: { try EfficientNetLite.network(v, weights: $0) })
         return BackboneSpec(id: "efficientnet_lite\(n)", displayName: "EfficientNet-Lite\(n)",
                             inputSize: v.resolution, featureDimension: EfficientNetLite.featureDimension,
@@ -160,8 +166,9 @@ public struct LoadedBackbone {
     public var preprocessing: Preprocessing { layout.preprocessing }
 
     /// Loads weights from `file`, or from the cache when nil. Every tensor is checked by name and
-    /// shape before anything is built.
-    public init(_ spec: BackboneSpec, weights file: URL? = nil) throws {
+    /// shape before anything is built. With `classifier: false` the classifier's tensors are dropped
+    /// first, so only what features need is built and kept in memory.
+    public init(_ spec: BackboneSpec, weights file: URL? = nil, classifier: Bool = true) throws {
         self.spec = spec
         let url: URL
         if let file {
@@ -175,7 +182,11 @@ public struct LoadedBackbone {
                 backbone: spec.displayName,
                 looked: spec.sources.map { WeightsCache.directory.appendingPathComponent($0.fileName).path })
         }
-        (layout, network) = try spec.network(from: try WeightFiles.load(url))
+        var sd = try WeightFiles.load(url)
+        if !classifier, let layout = spec.layouts.first(where: { $0.matches(sd) }) {
+            for name in sd.names where layout.classifier.contains(where: { name.hasPrefix($0) }) { sd.remove(name) }
+        }
+        (layout, network) = try spec.network(from: sd)
         weightsFile = url
         weightsSHA256 = try FileDigest.sha256(url)
     }

@@ -276,6 +276,7 @@ public enum EfficientNet {
             matches: { $0.tensors["features.1.0.block.1.fc1.weight"] != nil && $0.tensors["features.8.0.weight"] != nil },
             expected: { torchvisionTensors(classifier: $0.tensors["classifier.1.weight"] != nil) },
             ignoring: { TorchWeights.ignoring($0) },
+            classifier: ["classifier."],
             build: { try torchvisionNetwork(weights: $0) })
         let keras = WeightLayout(
             name: "keras", preprocessing: .rawRGB,
@@ -289,6 +290,7 @@ public enum EfficientNet {
             },
             // The Normalization layer's sample counter (an int64 scalar).
             ignoring: { KerasWeights.key($0)?.hasSuffix("/count") == true },
+            classifier: ["predictions/"],
             build: { try kerasNetwork(weights: $0) })
         return BackboneSpec(id: "efficientnet_b0", displayName: "EfficientNet-B0", inputSize: 224,
                             featureDimension: featureDimension, sources: [], layouts: [torchvision, keras])

@@ -200,6 +200,7 @@ public enum ResNet {
             matches: { $0.tensors["layer3.\(last).conv1.weight"] != nil && $0.tensors["layer3.\(last + 1).conv1.weight"] == nil },
             expected: { torchvisionTensors(depth, classifier: $0.tensors["fc.weight"] != nil) },
             ignoring: { TorchWeights.ignoring($0) },
+            classifier: ["fc."],
             build: { try torchvisionNetwork(depth, weights: $0) })
         let keras = WeightLayout(
             name: "keras", preprocessing: .caffe,
@@ -208,6 +209,7 @@ public enum ResNet {
                 return k.has("conv4_block\(last + 1)_1_conv", "kernel") && !k.has("conv4_block\(last + 2)_1_conv", "kernel")
             },
             expected: { sd in let k = KerasWeights(sd); return k.expected(kerasTensors(depth, classifier: k.has("predictions", "kernel"))) },
+            classifier: ["predictions/", "probs/"],
             build: { try kerasNetwork(depth, weights: $0) })
         return BackboneSpec(id: "resnet\(depth.rawValue)", displayName: "ResNet\(depth.rawValue)", inputSize: 224,
                             featureDimension: featureDimension, sources: [], layouts: [torchvision, keras])

@@ -140,11 +140,13 @@ public enum VGG {
             name: "torchvision", preprocessing: .imagenet,
             matches: { $0.tensors["features.28.weight"]?.shape.count == 4 },
             expected: { torchvisionTensors(classifier: $0.tensors["classifier.0.weight"] != nil) },
+            classifier: ["classifier."],
             build: { try torchvisionNetwork(weights: $0) })
         let keras = WeightLayout(
             name: "keras", preprocessing: .caffe,
             matches: { KerasWeights($0).has("block5_conv3", "kernel") },
             expected: { sd in let k = KerasWeights(sd); return k.expected(kerasTensors(classifier: k.has("fc1", "kernel"))) },
+            classifier: ["fc1/", "fc2/", "predictions/"],
             build: { try kerasNetwork(weights: $0) })
         return BackboneSpec(id: "vgg16", displayName: "VGG16", inputSize: 224, featureDimension: featureDimension,
                             sources: [], layouts: [torchvision, keras])

@@ -51,7 +51,7 @@ struct Bench: ParsableCommand {
         let threads = EngineThreads.configure(self.threads)
         try failing {
             let spec = try Backbones.named(backbone!)
-            let loaded = try LoadedBackbone(spec, weights: weights.map { URL(fileURLWithPath: $0) })
+            let loaded = try LoadedBackbone(spec, weights: weights.map { URL(fileURLWithPath: $0) }, classifier: false)
             let size = imageSize ?? spec.inputSize
             let net = try loaded.compile(batch: batch, size: size, precision: precision)
             var rng = SystemRandomNumberGenerator()

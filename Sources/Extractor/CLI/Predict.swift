@@ -36,7 +36,7 @@ struct Predict: ParsableCommand {
             }
             let trained = try TrainedHead(encoded: record.weights, source: "head \(head) in \(store)")
             let s = e.settings
-            let loaded = try LoadedBackbone(try Backbones.named(s.backbone), weights: weights.map { URL(fileURLWithPath: $0) })
+            let loaded = try LoadedBackbone(try Backbones.named(s.backbone), weights: weights.map { URL(fileURLWithPath: $0) }, classifier: false)
             guard loaded.weightsSHA256 == s.weightsSHA256 else {
                 throw ValidationError("head \(head) was trained on \(s.backbone) weights \(s.weightsSHA256.prefix(12))…, "
                                       + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")

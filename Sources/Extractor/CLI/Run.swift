@@ -111,7 +111,7 @@ struct Run: ParsableCommand {
         let ids = try db.upsertImages(records)
         let imageID = Dictionary(zip(usable.map(\.path), ids), uniquingKeysWith: { a, _ in a })
 
-        let loaded = try LoadedBackbone(spec, weights: options.weightsURL)
+        let loaded = try LoadedBackbone(spec, weights: options.weightsURL, classifier: false)
         let extractor = try FeatureExtractor(loaded, batch: batch, size: size, precision: precision)
         let settings = ExtractionSettings(
             datasetID: dataset.id, backbone: spec.id, weightsSHA256: loaded.weightsSHA256,
