@@ -36,18 +36,11 @@ import WeightFormats
 /// timm's EfficientNet-B0 names its tensors differently (`conv_stem`, `blocks.0.0.conv_dw`) and is
 /// not read.
 public enum EfficientNet {
-    struct Stage { let repeats: Int; let kernel: Int; let stride: Int; let expand: Int; let input: Int; let output: Int }
+    typealias Stage = EfficientNetLite.Stage
 
-    /// EfficientNet-B0's seven stages (width and depth multipliers 1.0).
-    static let stages = [
-        Stage(repeats: 1, kernel: 3, stride: 1, expand: 1, input: 32, output: 16),
-        Stage(repeats: 2, kernel: 3, stride: 2, expand: 6, input: 16, output: 24),
-        Stage(repeats: 2, kernel: 5, stride: 2, expand: 6, input: 24, output: 40),
-        Stage(repeats: 3, kernel: 3, stride: 2, expand: 6, input: 40, output: 80),
-        Stage(repeats: 3, kernel: 5, stride: 1, expand: 6, input: 80, output: 112),
-        Stage(repeats: 4, kernel: 5, stride: 2, expand: 6, input: 112, output: 192),
-        Stage(repeats: 1, kernel: 3, stride: 1, expand: 6, input: 192, output: 320),
-    ]
+    /// EfficientNet-B0's seven stages (width and depth multipliers 1.0): the same table the Lite
+    /// family starts from (Lite drops squeeze-excite and swish, not stages).
+    static let stages = EfficientNetLite.stages
     static let stem = 32
     public static let featureDimension = 1280
     static let classes = 1000
