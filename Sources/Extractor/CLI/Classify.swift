@@ -14,13 +14,6 @@ struct Classify: ParsableCommand {
     @Flag(help: "Print a JSON array, one object per image.") var json = false
     @Argument(help: "Image files (JPEG, PNG, BMP, WebP).") var images: [String]
 
-    struct Entry: Encodable {
-        struct Guess: Encodable { let label: String; let index: Int; let probability: Float }
-        let path: String
-        let top: [Guess]?
-        let error: String?
-    }
-
     func validate() throws {
         if images.isEmpty { throw ValidationError("give at least one image file") }
         if top < 1 || top > 1000 { throw ValidationError("--top must be between 1 and 1000") }
@@ -28,39 +21,19 @@ struct Classify: ParsableCommand {
 
     func run() throws {
         _ = options.configureThreads()
-        var failures = 0
+        var entries: [RankedImage] = []
         try failing {
             let loaded = try LoadedBackbone(try Backbones.named(options.backbone), weights: options.weightsURL)
             let ex = try FeatureExtractor(loaded, batch: 1, outputs: ["logits"])
             guard ex.dimension("logits") == 1000 else {
                 throw ValidationError("\(loaded.weightsFile.path) has no ImageNet classifier, so it cannot classify")
             }
-            var entries: [Entry] = []
-            for path in images {
-                do {
-                    let img = try ImageCodec.decode(file: URL(fileURLWithPath: path))
-                    let input = try Geometry.render(img, size: ex.size, fit: fit, contentHash: "")
-                    let guesses = topK(logits: try ex.run(rgb: input.pixels, count: 1)["logits"]!, classes: 1000, k: top)[0]
-                    entries.append(Entry(path: path, top: guesses.map {
-                        .init(label: imageNetLabels[$0.index], index: $0.index, probability: $0.probability)
-                    }, error: nil))
-                } catch {
-                    failures += 1
-                    FileHandle.standardError.write(Data("skipped \(path): \(error)\n".utf8))
-                    entries.append(Entry(path: path, top: nil, error: "\(error)"))
-                }
+            entries = rankImages(images, extractor: ex, fit: fit, labels: imageNetLabels) {
+                topK(logits: $0["logits"]!, classes: 1000, k: top)[0]
             }
-            if json {
-                try printJSON(entries)
-            } else {
-                for e in entries {
-                    guard let t = e.top else { continue }
-                    print(e.path)
-                    for g in t { print(String(format: "  %6.2f%%  %@ (%d)", g.probability * 100, g.label, g.index)) }
-                }
-            }
+            try printRanked(entries, json: json)
         }
-        if failures == images.count { throw ExitCode.failure }
+        if entries.allSatisfy({ $0.top == nil }) { throw ExitCode.failure }
     }
 }
 

@@ -19,14 +19,9 @@ struct Predict: ParsableCommand {
     @Flag(help: "Print a JSON array, one object per image.") var json = false
     @Argument(help: "Image files.") var images: [String]
 
-    struct Entry: Encodable {
-        struct P: Encodable { let label: String; let index: Int; let probability: Float }
-        let path: String; let top: [P]?; let error: String?
-    }
-
     func run() throws {
         EngineThreads.configure(nil)
-        var failures = 0
+        var entries: [RankedImage] = []
         try failing {
             guard FileManager.default.fileExists(atPath: store) else { throw ValidationError("\(store) does not exist") }
             let db = try FeatureStore(path: store, mode: .readOnly)
@@ -42,28 +37,12 @@ struct Predict: ParsableCommand {
                                       + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")
             }
             let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32)
-            let fit = Fit(rawValue: s.fit) ?? .pad
-            var entries: [Entry] = []
-            for path in images {
-                do {
-                    let img = try ImageCodec.decode(file: URL(fileURLWithPath: path))
-                    let input = try Geometry.render(img, size: ex.size, fit: fit, contentHash: "")
-                    let probs = try trained.predict(features: try ex.run(rgb: input.pixels, count: 1)["features"]!)
-                    let ranked = probs.enumerated().sorted { $0.element > $1.element }.prefix(top)
-                    entries.append(Entry(path: path, top: ranked.map { .init(label: trained.classNames[$0.offset], index: $0.offset, probability: $0.element) }, error: nil))
-                } catch {
-                    failures += 1
-                    FileHandle.standardError.write(Data("skipped \(path): \(error)\n".utf8))
-                    entries.append(Entry(path: path, top: nil, error: "\(error)"))
-                }
+            entries = rankImages(images, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, labels: trained.classNames) {
+                let probs = try trained.predict(features: $0["features"]!)
+                return probs.enumerated().sorted { $0.element > $1.element }.prefix(top).map { ($0.offset, $0.element) }
             }
-            if json { try printJSON(entries) } else {
-                for e in entries {
-                    guard let t = e.top else { continue }
-                    print(e.path + "  " + t.map { String(format: "%@ %.1f%%", $0.label, $0.probability * 100) }.joined(separator: "  "))
-                }
-            }
+            try printRanked(entries, json: json)
         }
-        if failures == images.count { throw ExitCode.failure }
+        if entries.allSatisfy({ $0.top == nil }) { throw ExitCode.failure }
     }
 }
