@@ -51,6 +51,8 @@ final class Lite0ParityTests: XCTestCase {
         for (i, image) in ref.images.enumerated() {
             let f = out["features"]![i * 1280 ..< (i + 1) * 1280]
             let l = out["logits"]![i * 1000 ..< (i + 1) * 1000]
+            print(String(format: "lite0 parity %@: features %.2e, logits %.2e relative L2", image.name,
+                         relativeL2(f, image.feature), relativeL2(l, image.logits)))
             XCTAssertLessThan(relativeL2(f, image.feature), 1e-4, "features of \(image.name)")
             XCTAssertLessThan(relativeL2(l, image.logits), 1e-4, "logits of \(image.name)")
             XCTAssertEqual(topK(logits: Array(l), classes: 1000, k: 1)[0][0].index, image.top5[0], image.name)

@@ -3,10 +3,11 @@ import Foundation
 
 /// Numeric precision of a compiled network. Weights and activations are stored in this type inside
 /// the engine; inputs and outputs are always fp32.
-/// Layout of activations between convolutions. Measured on this project's 2-core AVX-512 machine
-/// (`extract bench`, EfficientNet-Lite0, batch 16): channel-blocked `nChw16c` (oneDNN's `jit:avx512_core`
-/// kernels) ran about 25% faster than letting each convolution choose (`any`, which picks `nhwc` +
-/// `brgconv`). `WORKBENCH_LAYOUT=any|nhwc|blocked` overrides it for experiments.
+/// Layout of activations between convolutions. Measured on this project's 2-core AVX-512 machine with
+/// `WORKBENCH_LAYOUT=blocked|any extract bench --backbone efficientnet_lite0` (batch 16, quiet machine):
+/// channel-blocked `nChw16c` (oneDNN's `jit:avx512_core` kernels) 200-207 images/s, letting each
+/// convolution choose (`any`, which picks `nhwc` + `brgconv`) 156-164. `WORKBENCH_LAYOUT=any|nhwc|blocked`
+/// overrides it for experiments.
 public enum ActivationLayout: String, Sendable {
     case blocked, nhwc, any
 
@@ -411,8 +412,6 @@ struct Builder {
         let converted = "\(name)~\(i)"
         tensors[converted] = Tensor(dims: t.dims, md: md)
         try reorder(from: name, to: converted, layer: layer + " input")
-        // The converted copy lives as long as the original would have.
-        lastUse[converted] = lastUse[name]
         return converted
     }
 

@@ -109,10 +109,11 @@ enum MD {
 /// the first primitive runs: call `configure` first thing in a command.
 public enum EngineThreads {
     /// Sets OMP_NUM_THREADS (default: all cores) and returns the count. Unless the user chose a wait
-    /// policy, it also shortens OpenMP's spin at barriers (GOMP_SPINCOUNT=10000): measured with
-    /// `extract bench` (Lite0, batch 16), the default 300,000 spins fell from about 210 to 38 images/s
-    /// whenever another process held one of the two cores, while 10,000 spins kept 110 under that load
-    /// and lost nothing on a quiet machine (207-214 images/s for 1,000-50,000 spins).
+    /// policy, it also shortens OpenMP's spin at barriers (GOMP_SPINCOUNT=10000). Measured with
+    /// `extract bench --backbone efficientnet_lite0` while another process held one of the two cores:
+    /// 38 images/s with the default spin, 110 with GOMP_SPINCOUNT=1000 or OMP_WAIT_POLICY=passive; on a
+    /// quiet machine 1,000-50,000 spins all gave 207-214. A full scenes6 extraction (`extract ... --json`)
+    /// ran at 190 images/s with 10,000 spins against 174-181 with 1,000, 300,000 or passive waiting.
     @discardableResult
     public static func configure(_ threads: Int?) -> Int {
         let n = threads ?? ProcessInfo.processInfo.activeProcessorCount

@@ -31,7 +31,8 @@ enum StoreData {
                           + (have.isEmpty ? "" : " (it has: \(have.joined(separator: ", ")))")
                           + ". Run `extract --backbone \(backbone ?? "NAME") --data DIR --store \(db.path)` first.")
         }
-        return try matching.max { try db.featureCount(extractionID: $0.id) < db.featureCount(extractionID: $1.id) }!
+        let counted = try matching.map { ($0, try db.featureCount(extractionID: $0.id)) }
+        return counted.max { $0.1 < $1.1 }!.0
     }
 
     static func normalize(_ s: String) -> String { s.lowercased().filter { $0.isLetter || $0.isNumber } }
