@@ -48,7 +48,9 @@ let package = Package(
         .target(name: "FeatureStore", dependencies: ["CSQLite"], path: "Sources/FeatureStore", swiftSettings: release),
 
         // The head trainer: training core on OpenBLAS, and the command line.
-        .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS"],
+        // Hot loops of the training step, with AVX-512/AVX2 variants chosen at run time.
+        .target(name: "CHeadKernels", path: "Sources/CHeadKernels"),
+        .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels"],
                 path: "Sources/HeadTrainer/Core", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
                           dependencies: ["HeadTrainerCore", "FeatureStore", "COpenBLAS", .product(name: "Yams", package: "Yams"),

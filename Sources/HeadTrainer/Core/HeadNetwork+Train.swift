@@ -25,9 +25,9 @@ extension HeadNetwork {
 
     /// One training step (forward, backward, Adam) on the batch `rows` of `data` (row-major, `d` wide).
     ///
-    /// Two parallel regions (fixed chunks): Dense1 forward + ReLU + dropout + BN2 by hidden columns,
-    /// and the fused first-layer gradient + Adam by input rows. Input BN and the small output layer
-    /// run on the calling thread.
+    /// Two parallel regions (fixed chunks, so results do not depend on the thread count): input BN +
+    /// Dense1 forward by input features, and the fused first-layer gradient + Adam by input rows.
+    /// The small hidden/output layers run on the calling thread in between.
     func trainStep(data: UnsafePointer<Float>, labels: UnsafePointer<Int32>, rows: UnsafeBufferPointer<Int>,
                    capture: GradientCapture? = nil) -> StepResult {
         let bsz = rows.count
@@ -38,35 +38,51 @@ extension HeadNetwork {
         let d = self.d, f = self.f, h = self.h, c = self.c
         let chunks = self.chunks
 
-        // 1. Input: batch norm (training statistics) or a plain gather.
+        // 1+2. Input batch norm (or a plain gather) and Dense1 forward, split by input features
+        //      (GEMM depth): chunk ci normalises its feature columns and multiplies them by its rows of
+        //      W1 into its own partial product. Splitting the depth packs every operand once (the
+        //      column split repacked the whole batch per chunk) and lets OpenBLAS use its
+        //      unpacked small-matrix kernels on depth blocks of `forwardDepthBlock`.
         let xin = self.xin.p
-        if bn1 {
-            let a0 = self.a0!.p, g1 = self.g1!.p, be1 = self.be1!.p, rm1 = self.rm1!.p, rv1 = self.rv1!.p
-            let mu1 = self.mu1!.p, istd1 = self.istd1!.p
-            // One thread: ~20 us of work, not worth a synchronisation point.
-            for ci in 0..<chunks {
-                batchNormForwardTrain(batch: bsz, cols: Parallel.range(ci, of: chunks, d), ld: d,
-                                      src: { data + rowsBase[$0] * d }, xhat: xin, out: a0, gamma: g1, beta: be1,
-                                      movingMean: rm1, movingVar: rv1, mean: mu1, istd: istd1, epsilon: eps1)
-            }
-        } else {
-            for i in 0..<bsz { (xin + i * d).update(from: data + rowsBase[i] * d, count: d) }
-        }
         let a0 = bn1 ? self.a0!.p : xin
-
-        // 2. Dense1 forward (+ ReLU, dropout, BN2 when there is a hidden layer), by column chunks of F.
-        let z1 = self.z1.p, b1 = self.b1.p, w1 = self.w1.p
-        let rate = (capture == nil && h > 0) ? Float(config.dropout) : 0
-        let rngs = dropoutState
+        let z1 = self.z1.p, b1 = self.b1.p, w1 = self.w1.p, zpart = self.zPartial.p
+        let kb = forwardDepthBlock
         par.run(chunks) { ci in
-            let cr = Parallel.range(ci, of: chunks, f)
-            if cr.isEmpty { return }
-            gemm(m: bsz, n: cr.count, k: d, a: a0, lda: d, b: w1 + cr.lowerBound, ldb: f, c: z1 + cr.lowerBound, ldc: f)
-            for i in 0..<bsz {
-                let zr = z1 + i * f
-                for k in cr { zr[k] += b1[k] }
+            let kr = Parallel.range(ci, of: chunks, d)
+            let zc = zpart + ci * bsz * f
+            if kr.isEmpty { zc.update(repeating: 0, count: bsz * f); return }
+            if bn1 {
+                batchNormForwardTrain(batch: bsz, cols: kr, ld: d, src: data, rows: rowsBase, srcLD: d,
+                                      xhat: xin, out: a0, gamma: self.g1!.p, beta: self.be1!.p,
+                                      movingMean: self.rm1!.p, movingVar: self.rv1!.p,
+                                      mean: self.mu1!.p, istd: self.istd1!.p, epsilon: self.eps1)
+            } else {
+                for i in 0..<bsz { (xin + i * d + kr.lowerBound).update(from: data + rowsBase[i] * d + kr.lowerBound, count: kr.count) }
             }
-            if h > 0 { self.reluDropoutBN2(cols: cr, batch: bsz, rate: rate, rng: rngs + ci) }
+            var lo = kr.lowerBound
+            while lo < kr.upperBound {
+                let hi = min(kr.upperBound, lo + kb)
+                gemm(m: bsz, n: f, k: hi - lo, a: a0 + lo, lda: d, b: w1 + lo * f, ldb: f,
+                     beta: lo == kr.lowerBound ? 0 : 1, c: zc, ldc: f)
+                lo = hi
+            }
+        }
+        // z1 = bias + sum of the partial products, in chunk order (fixed: thread-count independent).
+        for i in 0..<bsz {
+            let zr = z1 + i * f
+            zr.update(from: b1, count: f)
+            for ci in 0..<chunks {
+                let pr = zpart + ci * bsz * f + i * f
+                for k in 0..<f { zr[k] += pr[k] }
+            }
+        }
+        // ReLU, dropout and BN2 by hidden-column chunks, each with its own dropout generator.
+        let rate = (capture == nil && h > 0) ? Float(config.dropout) : 0
+        if h > 0 {
+            for ci in 0..<chunks {
+                let cr = Parallel.range(ci, of: chunks, f)
+                if !cr.isEmpty { reluDropoutBN2(cols: cr, batch: bsz, rate: rate, rng: dropoutState + ci) }
+            }
         }
 
         // 3. Output layer, softmax, loss and dlogits (one thread: B x H x C is tiny).
@@ -181,7 +197,7 @@ extension HeadNetwork {
             }
         }
         if bn2 {
-            batchNormForwardTrain(batch: batch, cols: cols, ld: h, src: { UnsafePointer(hd + $0 * h) },
+            batchNormForwardTrain(batch: batch, cols: cols, ld: h, src: hd, rows: nil, srcLD: h,
                                   xhat: dhat2!.p, out: a2!.p, gamma: g2!.p, beta: be2!.p,
                                   movingMean: rm2!.p, movingVar: rv2!.p, mean: mu2!.p, istd: istd2!.p, epsilon: eps2)
         }

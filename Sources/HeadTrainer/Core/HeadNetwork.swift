@@ -33,6 +33,10 @@ final class HeadNetwork {
     let a0: FloatBuffer?      // B x D: gamma*xhat + beta
     let mu1: FloatBuffer?, istd1: FloatBuffer?
     let z1: FloatBuffer       // B x F
+    let zPartial: FloatBuffer // chunks x B x F: Dense1 partial products by input-feature chunk
+    /// Depth of the forward GEMM blocks: keeps B x F x depth within OpenBLAS's small-matrix range
+    /// (<= 1e6 multiply-adds), where it skips packing.
+    let forwardDepthBlock: Int
     let scale: FloatBuffer?   // B x H: relu'(z) * dropout mask / (1 - p)
     let hd: FloatBuffer?      // B x H: relu(z) * mask
     let dhat2: FloatBuffer?, a2: FloatBuffer?, mu2: FloatBuffer?, istd2: FloatBuffer?
@@ -82,6 +86,8 @@ final class HeadNetwork {
         let b = maxBatch
         xin = FloatBuffer(b * d); a0 = opt(bn1, b * d); mu1 = opt(bn1, d); istd1 = opt(bn1, d)
         z1 = FloatBuffer(b * f)
+        zPartial = FloatBuffer(chunks * b * f)
+        forwardDepthBlock = max(16, 1_000_000 / max(1, b * f) / 16 * 16)
         scale = opt(h > 0, b * h); hd = opt(h > 0, b * h)
         dhat2 = opt(bn2, b * h); a2 = opt(bn2, b * h); mu2 = opt(bn2, h); istd2 = opt(bn2, h)
         logits = FloatBuffer(b * c); probs = FloatBuffer(b * c); dlog = FloatBuffer(b * c)

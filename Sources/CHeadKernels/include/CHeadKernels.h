@@ -1,0 +1,68 @@
+// Hot loops of the head trainer, in C so that they can be compiled for several instruction sets
+// (AVX-512, AVX2, and the x86-64 baseline) and picked at run time, while the rest of the package
+// stays built for the generic baseline.
+//
+// Every variant evaluates the same expressions in the same order on 16-lane vectors (fp32, no FMA
+// contraction, exact sqrt and division), so all variants give bit-identical results.
+#ifndef CHEADKERNELS_H
+#define CHEADKERNELS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Instruction-set variants of the kernels.
+enum {
+    CHK_ISA_GENERIC = 0,   ///< portable (SSE2 on x86-64)
+    CHK_ISA_AVX2 = 1,      ///< AVX2 (+FMA present, but not used for arithmetic)
+    CHK_ISA_AVX512 = 2     ///< AVX-512F
+};
+
+/// Best variant this CPU supports.
+int chk_isa_best(void);
+/// Variant currently used.
+int chk_isa_active(void);
+/// Selects a variant (clamped to what the CPU supports); a negative value selects the best.
+/// Returns the variant now active.
+int chk_isa_set(int isa);
+
+/// Keras Adam constants for one step.
+typedef struct {
+    float alpha;   ///< lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+    float c1;      ///< 1 - beta1
+    float c2;      ///< 1 - beta2
+    float eps;     ///< epsilon
+} chk_adam_params;
+
+/// Adam on n parameters: g' = g + l2x2 * w; m += (g' - m) c1; v += (g'^2 - v) c2;
+/// w -= m alpha / (sqrt(v) + eps).
+void chk_adam(float *w, const float *g, float *m, float *v, long n, float l2x2, chk_adam_params adam);
+
+/// The first dense layer's fused gradient + Adam update (see FirstLayerUpdate in Kernels.swift).
+typedef struct {
+    float *w, *m, *v;          ///< D x F kernel and its Adam moments (row-major)
+    const float *p;            ///< D x F: xin^T dz (row j at p + j*f)
+    const float *cs;           ///< F: column sums of dz
+    long f;
+    float *gamma, *beta;       ///< input batch norm (NULL: no input batch norm)
+    float *m_gamma, *v_gamma, *m_beta, *v_beta;
+    float l2x2;                ///< 2 * l2
+    chk_adam_params adam;
+} chk_first_layer;
+
+/// Updates rows [row_lo, row_hi); returns sum of W^2 (before the update) over those rows.
+double chk_first_layer_update(const chk_first_layer *args, long row_lo, long row_hi);
+
+/// Training-mode batch norm of columns [col_lo, col_hi) over `batch` rows. Row i is read at
+/// src + (rows ? rows[i] : i) * src_ld; xhat and out have leading dimension ld. Writes the batch
+/// mean and 1/sqrt(var + eps) (biased variance) and updates the moving statistics.
+void chk_batchnorm_train(long batch, long col_lo, long col_hi, long ld,
+                         const float *src, const long *rows, long src_ld,
+                         float *xhat, float *out, const float *gamma, const float *beta,
+                         float *moving_mean, float *moving_var, float *mean, float *istd,
+                         float momentum, float epsilon);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
