@@ -94,6 +94,29 @@ final class BatchAndPreviewTests: XCTestCase {
         XCTAssertThrowsError(try ImagePipeline(items: [], size: 0)) { XCTAssertTrue("\($0)".contains("size")) }
     }
 
+    /// Idle-priority workers with a consumer that renders items itself whenever it would wait give
+    /// exactly the batches of a plain single-worker run, including when the consumer is slow.
+    func testIdlePriorityWorkersAndHelpingConsumerKeepOrder() throws {
+        let dir = try TempDir()
+        for i in 0..<13 { try dir.write("c\(i % 2)/\(i).png", try Fixtures.bytes("inputs/small-street.png")) }
+        try dir.write("c0/bad.png", Array("not a png".utf8))
+        let items = try DatasetScan.scan(dir.url).items
+        func batches(idle: Bool, slow: Bool) throws -> [[String]] {
+            let p = try ImagePipeline(items: items, size: 16, policy: .standard, copies: 2, batchSize: 3, threads: 2)
+            p.idlePriority = idle
+            var out: [[String]] = []
+            try p.run({ b in
+                if slow { Thread.sleep(forTimeInterval: 0.002) }
+                out.append(b.entries.map { "\($0.item.path.lastPathComponent)#\($0.copy)" } + [String(b.pixels.hashValue)])
+            })
+            return out
+        }
+        let reference = try batches(idle: false, slow: false)
+        XCTAssertEqual(reference.count, 9)   // 13 good items x 2 copies = 26 images in batches of 3
+        XCTAssertEqual(try batches(idle: true, slow: false), reference)
+        XCTAssertEqual(try batches(idle: true, slow: true), reference)
+    }
+
     func testPreviewWritesCopies() throws {
         let data = try TempDir(), out = try TempDir()
         try data.write("cats/1.txt.jpg", Array("text".utf8))

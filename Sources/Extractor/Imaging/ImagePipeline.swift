@@ -78,6 +78,12 @@ public final class ImagePipeline {
     public let threads: Int
     public let maxPixels: Int
     public let prefetchBatches: Int
+    /// Run the workers at idle CPU priority (Linux `SCHED_IDLE`): they then only use cycles the
+    /// consumer leaves free. For a consumer that keeps every core busy (a multithreaded forward
+    /// pass), this packs decoding into the consumer's serial gaps instead of pre-empting one of its
+    /// threads (which stalls the others at the next barrier); when the workers fall behind, the
+    /// consumer waits and they get the whole machine.
+    public var idlePriority = false
     private let copyLists: [[Int]]
     /// start[i] = number of images produced by items before i (before skips); start[n] = total.
     private let start: [Int]
@@ -156,7 +162,9 @@ public final class ImagePipeline {
 
         state.runningWorkers = workerCount
         for w in 0..<workerCount {
+            let idle = idlePriority
             let thread = Thread { [self] in
+                if idle { Self.lowerCurrentThreadPriority() }
                 worker(state: state, count: count, aheadLimit: aheadLimit)
             }
             thread.name = "imaging-\(w)"
@@ -181,7 +189,21 @@ public final class ImagePipeline {
 
         for index in 0..<count {
             state.condition.lock()
-            while state.results[index] == nil { state.condition.wait() }
+            while state.results[index] == nil {
+                // Help rather than wait: when the workers are behind (or starved at idle priority by
+                // other processes), the consumer renders the next unclaimed item itself.
+                if !state.cancelled, state.nextClaim < count, canClaim(state.nextClaim, state: state, aheadLimit: aheadLimit) {
+                    let claimed = state.nextClaim
+                    state.nextClaim += 1
+                    state.condition.unlock()
+                    let result = process(claimed)
+                    state.condition.lock()
+                    state.results[claimed] = result
+                    state.condition.broadcast()
+                } else {
+                    state.condition.wait()
+                }
+            }
             let result = state.results.removeValue(forKey: index)!
             state.nextConsume = index + 1
             state.condition.broadcast()
@@ -216,13 +238,30 @@ public final class ImagePipeline {
         return stats
     }
 
+    /// Whether item `index` may be started now: at most `aheadLimit` images ahead of the consumer,
+    /// except that the next item to be consumed is always allowed (a huge item never stalls).
+    /// Call with `state.condition` locked.
+    private func canClaim(_ index: Int, state: State, aheadLimit: Int) -> Bool {
+        index == state.nextConsume || start[index + 1] - start[state.nextConsume] <= aheadLimit
+    }
+
+    /// Puts the calling thread in the idle scheduling class (no effect where that does not exist).
+    private static func lowerCurrentThreadPriority() {
+        #if os(Linux)
+        var param = sched_param()
+        param.sched_priority = 0
+        let schedIdle: Int32 = 5   // SCHED_IDLE (linux/sched.h; glibc hides it behind _GNU_SOURCE)
+        _ = sched_setscheduler(0, schedIdle, &param)   // best effort: a failure only costs speed
+        #endif
+    }
+
     private func worker(state: State, count: Int, aheadLimit: Int) {
         state.condition.lock()
         while !state.cancelled && state.nextClaim < count {
             let index = state.nextClaim
             // Run ahead of the consumer by at most `aheadLimit` images; the next item to be consumed is
             // always allowed, so progress never stalls on a huge item.
-            if index != state.nextConsume && start[index + 1] - start[state.nextConsume] > aheadLimit {
+            if !canClaim(index, state: state, aheadLimit: aheadLimit) {
                 state.condition.wait()
                 continue
             }
