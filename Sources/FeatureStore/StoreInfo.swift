@@ -56,6 +56,10 @@ public struct ExtractionInfo: Codable, Equatable, Sendable {
     public var backbone: String
     public var settingsKey: String
     public var weightsSHA256: String
+    /// The weight layout the extractor recognised (keras, torchvision, timm, pypi).
+    public var weightsSource: String
+    /// The backbone's own input normalisation, as recorded by the extractor.
+    public var preprocessing: String
     public var featureDim: Int
     public var featureDType: String
     public var imageSize: Int
@@ -75,6 +79,7 @@ public struct ExtractionInfo: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case id, datasetID = "dataset_id", backbone, settingsKey = "settings_key", weightsSHA256 = "weights_sha256"
+        case weightsSource = "weights_source", preprocessing
         case featureDim = "feature_dim", featureDType = "feature_dtype", imageSize = "image_size", fit, precision
         case augmentationHash = "augmentation_hash", seed, toolVersion = "tool_version", features, images, heads
         case createdAt = "created_at", finishedAt = "finished_at"
@@ -85,6 +90,7 @@ public struct ExtractionInfo: Codable, Equatable, Sendable {
         try c.encode(id, forKey: .id); try c.encode(datasetID, forKey: .datasetID)
         try c.encode(backbone, forKey: .backbone); try c.encode(settingsKey, forKey: .settingsKey)
         try c.encode(weightsSHA256, forKey: .weightsSHA256); try c.encode(featureDim, forKey: .featureDim)
+        try c.encode(weightsSource, forKey: .weightsSource); try c.encode(preprocessing, forKey: .preprocessing)
         try c.encode(featureDType, forKey: .featureDType); try c.encode(imageSize, forKey: .imageSize)
         try c.encode(fit, forKey: .fit); try c.encode(precision, forKey: .precision)
         try c.encode(augmentationHash, forKey: .augmentationHash); try c.encode(seed, forKey: .seed)
@@ -147,7 +153,7 @@ extension FeatureStore {
                 let s = e.settings
                 return ExtractionInfo(
                     id: e.id, datasetID: s.datasetID, backbone: s.backbone, settingsKey: e.settingsKey,
-                    weightsSHA256: s.weightsSHA256, featureDim: s.featureDim, featureDType: s.featureDType.rawValue,
+                    weightsSHA256: s.weightsSHA256, weightsSource: s.weightsSource, preprocessing: s.preprocessing, featureDim: s.featureDim, featureDType: s.featureDType.rawValue,
                     imageSize: s.imageSize, fit: s.fit, precision: s.precision, augmentationHash: e.augmentationHash,
                     seed: s.seed, toolVersion: s.toolVersion, features: featureCounts[e.id]?.rows ?? 0,
                     images: featureCounts[e.id]?.images ?? 0, heads: headCounts[e.id] ?? 0,

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BackboneEngine
+import Backbones
 import Foundation
 
 @main
@@ -56,4 +57,42 @@ func peakResidentBytes() -> Int {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Int(usage.ru_maxrss) * 1024
+}
+
+/// What an extraction stores: a backbone's default feature (`vgg16`) or another named output of
+/// its network (`vgg16:fc7`). The store's backbone column holds this name, so features of two
+/// outputs are two extractions that never mix, and `predict` recomputes the same output.
+struct FeatureSource {
+    static let defaultOutput = "features"
+    let spec: BackboneSpec
+    let output: String
+
+    init(spec: BackboneSpec, output: String) {
+        self.spec = spec
+        self.output = output
+    }
+
+    /// Parses a stored name, e.g. `resnet50` or `vgg16:fc7`.
+    init(stored: String) throws {
+        let parts = stored.split(separator: ":", maxSplits: 1).map(String.init)
+        spec = try Backbones.named(parts.first ?? stored)
+        output = parts.count == 2 ? parts[1] : Self.defaultOutput
+    }
+
+    var storedName: String { output == Self.defaultOutput ? spec.id : "\(spec.id):\(output)" }
+    /// Outputs other than the pooled features live in the classifier (VGG16's fc7).
+    var needsClassifier: Bool { output != Self.defaultOutput }
+
+    /// Loads the backbone with what this output needs; a file without that output is a clear error.
+    func load(weights: URL?) throws -> LoadedBackbone {
+        let loaded = try LoadedBackbone(spec, weights: weights, classifier: needsClassifier)
+        guard loaded.network.outputs[output] != nil else {
+            let offered = loaded.network.outputs.keys.filter { $0 != "logits" }.sorted()
+            throw ValidationError("\(loaded.weightsFile.path) gives \(spec.id) the outputs \(offered.joined(separator: ", ")), not '\(output)'"
+                                  + (spec.id == "vgg16" && output == "fc7"
+                                     ? "; fc7 needs the weights file with the classifier (e.g. Keras' vgg16_weights_tf_dim_ordering_tf_kernels.h5, not ..._notop.h5, or torchvision's vgg16-397923af.pth)"
+                                     : ""))
+        }
+        return loaded
+    }
 }

@@ -31,14 +31,16 @@ struct Predict: ParsableCommand {
             }
             let trained = try TrainedHead(encoded: record.weights, source: "head \(head) in \(store)")
             let s = e.settings
-            let loaded = try LoadedBackbone(try Backbones.named(s.backbone), weights: weights.map { URL(fileURLWithPath: $0) }, classifier: false)
+            let source = try FeatureSource(stored: s.backbone)
+            let loaded = try source.load(weights: weights.map { URL(fileURLWithPath: $0) })
             guard loaded.weightsSHA256 == s.weightsSHA256 else {
                 throw ValidationError("head \(head) was trained on \(s.backbone) weights \(s.weightsSHA256.prefix(12))…, "
                                       + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")
             }
-            let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32)
+            let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
+                                          outputs: [source.output])
             entries = rankImages(images, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, labels: trained.classNames) {
-                let probs = try trained.predict(features: $0["features"]!)
+                let probs = try trained.predict(features: $0[source.output]!)
                 return probs.enumerated().sorted { $0.element > $1.element }.prefix(top).map { ($0.offset, $0.element) }
             }
             try printRanked(entries, json: json)

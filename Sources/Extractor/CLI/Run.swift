@@ -18,6 +18,11 @@ struct Run: ParsableCommand {
         backbone work for what is already stored; more copies (--augment), new images or another backbone \
         compute only what is missing. Bad files are reported, recorded in the store and skipped.
 
+        Preprocessing belongs to the backbone and to the source of its weights (Keras VGG16/ResNet: BGR \
+        with the ImageNet mean subtracted on 0-255; Keras EfficientNetB0: 0-255, normalised inside; \
+        torchvision/timm: RGB 0-1 with ImageNet mean and std; EfficientNet-Lite: (x - 127) / 128). Give \
+        image files as they are: there is nothing to rescale, and no option to do it.
+
         Sharding across machines: run `--shard i/n` (i = 0..n-1) on n machines, each with its own --store, \
         then `extract store merge OUT shard*.sqlite`.
         """)
@@ -25,6 +30,9 @@ struct Run: ParsableCommand {
     @OptionGroup var options: BackboneOptions
     @Option(help: "Dataset folder (DIR/<class>/* or DIR/train|test/<class>/*).") var data: String
     @Option(help: "Feature store file (created if missing).") var store = "features.sqlite"
+    @Option(help: ArgumentHelp("Which output to store: features (the pooled penultimate features) or fc7 (VGG16's 4,096-d fully connected layer; needs the weights file with the classifier and the 224 input).",
+                               valueName: "features|fc7"))
+    var feature = FeatureSource.defaultOutput
     @Option(help: "Augmented copies per image in addition to the original (copy 0).") var augment = 0
     @Option(help: "Augmentation policy JSON file (default: the standard six augmentations).") var policy: String?
     @Option(help: "Seed of the augmentations.") var seed: UInt64 = 0
@@ -44,6 +52,11 @@ struct Run: ParsableCommand {
         guard batch >= 1, batch <= 1024 else { throw ValidationError("--batch must be between 1 and 1024") }
         if let s = imageSize, s < 32 || s > 1024 { throw ValidationError("--image-size must be between 32 and 1024") }
         if let shard { _ = try Shard(shard) }
+        if feature != FeatureSource.defaultOutput {
+            guard feature == "fc7", (try? Backbones.named(options.backbone))?.id == "vgg16" else {
+                throw ValidationError("--feature \(feature): only vgg16 has another output (fc7); the others store their pooled features (--feature features)")
+            }
+        }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: data, isDirectory: &isDir), isDir.boolValue else {
             throw ValidationError("--data \(data) is not a folder")
@@ -62,10 +75,14 @@ struct Run: ParsableCommand {
 
     private func extract() throws {
         let started = Date()
-        let spec = try Backbones.named(options.backbone)
+        let source = FeatureSource(spec: try Backbones.named(options.backbone), output: feature)
+        let spec = source.spec
         let policyValue = try policy.map { try AugmentationPolicy.fromJSON(Data(contentsOf: URL(fileURLWithPath: $0))) }
             ?? .standard
         let size = imageSize ?? spec.inputSize
+        if source.needsClassifier && size != spec.inputSize {
+            throw ValidationError("--feature \(feature) comes after the classifier's first layer, which only takes \(spec.inputSize)x\(spec.inputSize) inputs; drop --image-size")
+        }
         let root = URL(fileURLWithPath: data).standardizedFileURL
         let scan = try DatasetScan.scan(root)
         var items = scan.items
@@ -111,13 +128,13 @@ struct Run: ParsableCommand {
         let ids = try db.upsertImages(records)
         let imageID = Dictionary(zip(usable.map(\.path), ids), uniquingKeysWith: { a, _ in a })
 
-        let loaded = try LoadedBackbone(spec, weights: options.weightsURL, classifier: false)
-        let extractor = try FeatureExtractor(loaded, batch: batch, size: size, precision: precision)
+        let loaded = try source.load(weights: options.weightsURL)
+        let extractor = try FeatureExtractor(loaded, batch: batch, size: size, precision: precision, outputs: [feature])
         let settings = ExtractionSettings(
-            datasetID: dataset.id, backbone: spec.id, weightsSHA256: loaded.weightsSHA256,
+            datasetID: dataset.id, backbone: source.storedName, weightsSHA256: loaded.weightsSHA256,
             weightsSource: loaded.layout.name, preprocessing: loaded.preprocessing.description,
             augmentationPolicy: policyValue.canonicalJSON, imageSize: size, fit: fit.rawValue,
-            precision: precision.rawValue, featureDType: dtype, featureDim: extractor.dimension("features"),
+            precision: precision.rawValue, featureDType: dtype, featureDim: extractor.dimension(feature),
             toolVersion: toolVersion, seed: Int64(bitPattern: seed))
         let extraction = try db.extraction(for: settings)
         let existing = try db.existingFeatureKeys(extractionID: extraction.id)
@@ -131,13 +148,16 @@ struct Run: ParsableCommand {
                 reused += wanted.count - missing.count
                 return missing
             },
-            seed: seed, batchSize: batch, threads: 1, maxPixels: maxPixels)
+            seed: seed, batchSize: batch, threads: ProcessInfo.processInfo.activeProcessorCount, maxPixels: maxPixels)
+        // Decoding fills the forward pass's gaps instead of competing with its threads (measured
+        // in tools/bench/extract_e2e.sh).
+        pipeline.idlePriority = true
 
         let progress = Progress(total: pipeline.plannedImages, label: "\(spec.id)", quiet: quiet)
         var written = 0
         try pipeline.run({ b in
-            let features = try extractor.run(rgb: b.pixels, count: b.count)["features"]!
-            let dim = extractor.dimension("features")
+            let features = try extractor.run(rgb: b.pixels, count: b.count)[feature]!
+            let dim = extractor.dimension(feature)
             let rows = b.entries.enumerated().map { i, e in
                 FeatureRow(imageID: imageID[e.item.path]!, augIndex: e.copy,
                            values: Array(features[i * dim ..< (i + 1) * dim]))
@@ -154,14 +174,14 @@ struct Run: ParsableCommand {
         try db.finishExtraction(extraction.id)
 
         let seconds = Date().timeIntervalSince(started)
-        let summary = Summary(store: store, extraction_id: extraction.id, backbone: spec.id, images: usable.count,
+        let summary = Summary(store: store, extraction_id: extraction.id, backbone: source.storedName, images: usable.count,
                               new_features: written, reused_features: reused, failed: failed, seconds: seconds,
                               images_per_second: progress.rate)
         if json {
             try printJSON(summary)
         } else if !quiet {
             print(String(format: "%@: %d new features, %d reused, %d failed, %.1f s (extraction %lld in %@)",
-                         spec.id, written, reused, failed, seconds, extraction.id, store))
+                         source.storedName, written, reused, failed, seconds, extraction.id, store))
         }
     }
 

@@ -95,6 +95,7 @@ private func printSummary(_ info: StoreInfo) {
     for e in info.extractions {
         print("extraction \(e.id): \(e.backbone) \(e.imageSize)px \(e.precision) \(e.featureDType), \(e.featureDim)-d, "
               + "\(e.features) features of \(e.images) images, \(e.heads) heads\(e.finishedAt == nil ? " (unfinished)" : "")")
+        print("  weights \(e.weightsSource) \(e.weightsSHA256.prefix(12))…, preprocessing \(e.preprocessing)")
     }
     for f in info.failures.prefix(20) { print("failed: \(f.path): \(f.reason)") }
     if info.failureCount > 20 { print("... \(info.failureCount - 20) more failures (--json lists them)") }
