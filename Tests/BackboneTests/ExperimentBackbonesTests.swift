@@ -32,6 +32,45 @@ final class ExperimentBackbonesTests: XCTestCase {
     func testEfficientNetB0Torchvision() throws { try checkParity("efficientnet_b0", "torchvision") }
     func testEfficientNetB0Keras() throws { try checkParity("efficientnet_b0", "keras") }
 
+    // timm (references: tools/goldens/experiment.py timm, timm 1.0.31)
+    func testVGG16Timm() throws { try checkParity("vgg16", "timm", outputs: ["features", "fc7"]) }
+    func testEfficientNetB0Timm() throws { try checkParity("efficientnet_b0", "timm") }
+
+    // Keras 3 `.weights.h5` names (`layers/conv2d_3/vars/0` + the layer names Keras records):
+    // same models and weights as the Keras 2 files, so the same references.
+    func testVGG16Keras3() throws { try checkParity("vgg16", "keras", outputs: ["features", "fc7"], keras3: true) }
+    func testResNet50Keras3() throws { try checkParity("resnet50", "keras", keras3: true) }
+    func testResNet101Keras3() throws { try checkParity("resnet101", "keras", keras3: true) }
+    func testEfficientNetB0Keras3() throws { try checkParity("efficientnet_b0", "keras", keras3: true) }
+
+    /// A real Keras 3 `.weights.h5` file (written here with libhdf5, classifier included) through
+    /// the public path: `LoadedBackbone` with `classifier: false` never reads the classifier, and
+    /// `FeatureExtractor` on 8-bit pixels matches Keras.
+    func testEfficientNetB0Keras3FileEndToEnd() throws {
+        let spec = try Backbones.named("efficientnet_b0", in: Backbones.experiment)
+        let shapes = EfficientNet.kerasTensors(classifier: true)
+        let (paths, layerNames) = try KerasFileWriter.keras3Paths(shapes)
+        var tensors: [String: (shape: [Int], values: [Float])] = [:]
+        for (key, shape) in shapes {
+            tensors[paths[key]!] = (shape, try GeneratedWeights.values(key, shape: shape, in: shapes, keras: true))
+        }
+        tensors[paths["normalization/count"]!] = ([], [0])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keras3-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("efficientnet_b0.weights.h5")
+        try KerasFileWriter.write(url, tensors: tensors, layerNames: layerNames)
+
+        let features = try LoadedBackbone(spec, weights: url, classifier: false)
+        XCTAssertEqual(features.layout.name, "keras")
+        XCTAssertEqual(Set(features.skippedTensors.map(\.name)), [paths["predictions/kernel"]!, paths["predictions/bias"]!])
+        XCTAssertNil(features.network.outputs["logits"])
+        try checkExtractor(features, fixture: "efficientnet_b0_keras", what: "keras3 file")
+        let full = try LoadedBackbone(spec, weights: url, classifier: true)
+        XCTAssertEqual(full.skippedTensors.count, 0)
+        XCTAssertNotNil(full.network.outputs["logits"])
+    }
+
     /// The published Keras "notop" files have no fc1/fc2/predictions: same features, no fc7. The
     /// tensors are spelled as in the original Keras 1 VGG16 file (`block1_conv1/block1_conv1_W_1:0`).
     func testVGG16KerasWithoutTop() throws {
@@ -52,43 +91,59 @@ final class ExperimentBackbonesTests: XCTestCase {
 
     /// End to end through the public path (`LoadedBackbone` reading a real file, `FeatureExtractor`
     /// preprocessing 8-bit pixels) on the files `tools/goldens/experiment.py --weights-dir DIR`
-    /// wrote: set WORKBENCH_EXPERIMENT_WEIGHTS=DIR (not committed: 1.7 GB).
+    /// wrote (torch, timm, keras: also Keras 3's own `.weights.h5`), each loaded with and without
+    /// its classifier: set WORKBENCH_EXPERIMENT_WEIGHTS=DIR (not committed: several GB).
     func testGeneratedWeightFilesEndToEnd() throws {
         guard let dir = ProcessInfo.processInfo.environment["WORKBENCH_EXPERIMENT_WEIGHTS"], !dir.isEmpty else {
             throw XCTSkip("set WORKBENCH_EXPERIMENT_WEIGHTS to the --weights-dir of tools/goldens/experiment.py")
         }
         var checked = 0
         for spec in Backbones.experiment {
-            for (layoutName, ext) in [("torchvision", "pth"), ("keras", "h5")] {
-                let url = URL(fileURLWithPath: dir).appendingPathComponent("\(spec.id)_\(layoutName).\(ext)")
+            // (file suffix, layout, fixture layout): Keras 3's own save_weights file has the Keras references.
+            for (suffix, layoutName, fixtureLayout) in [("torchvision.pth", "torchvision", "torchvision"),
+                                                        ("timm.pth", "timm", "timm"), ("keras.h5", "keras", "keras"),
+                                                        ("keras.weights.h5", "keras", "keras")] {
+                let url = URL(fileURLWithPath: dir).appendingPathComponent("\(spec.id)_\(suffix)")
                 guard FileManager.default.fileExists(atPath: url.path) else { continue }
-                let fixtureURL = Self.fixtures.appendingPathComponent("experiment/\(spec.id)_\(layoutName).json")
-                let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: fixtureURL))
-                let loaded = try LoadedBackbone(spec, weights: url)
-                XCTAssertEqual(loaded.layout.name, layoutName, url.lastPathComponent)
-                let outputs = fixture.outputs.keys.sorted()
-                let extractor = try FeatureExtractor(loaded, batch: fixture.images.count, outputs: outputs)
-                var pixels: [UInt8] = []
-                for image in fixture.images {
-                    pixels += try ImageCodec.decode(file: Self.fixtures.appendingPathComponent(image)).pixels
+                for classifier in [true, false] {
+                    let loaded = try LoadedBackbone(spec, weights: url, classifier: classifier)
+                    XCTAssertEqual(loaded.layout.name, layoutName, url.lastPathComponent)
+                    XCTAssertEqual(loaded.skippedTensors.isEmpty, classifier, url.lastPathComponent)
+                    try checkExtractor(loaded, fixture: "\(spec.id)_\(fixtureLayout)",
+                                       what: "\(url.lastPathComponent) classifier \(classifier)",
+                                       only: classifier ? nil : ["features"])
                 }
-                let result = try pixels.withUnsafeBufferPointer {
-                    try extractor.run(rgb: $0.baseAddress!, count: fixture.images.count)
-                }
-                for name in outputs {
-                    let ref = fixture.outputs[name]!
-                    let values = try XCTUnwrap(result[name])
-                    for i in 0..<fixture.images.count {
-                        let e = Self.errors(Array(values[i * ref.dimension ..< (i + 1) * ref.dimension]), ref, image: i)
-                        let what = "\(url.lastPathComponent) \(name) of \(fixture.images[i])"
-                        XCTAssertLessThanOrEqual(max(e.sample, e.norm, e.projections), Self.tolerance, what)
-                    }
-                }
-                print("checked \(url.lastPathComponent) (\(outputs.joined(separator: ", ")))")
                 checked += 1
             }
         }
         if checked == 0 { throw XCTSkip("no generated weight files readable in \(dir)") }
+    }
+
+    /// Runs `loaded` through `FeatureExtractor` on the fixture's images (8-bit pixels) and
+    /// compares every output the fixture has (or `only` those).
+    func checkExtractor(_ loaded: LoadedBackbone, fixture name: String, what: String, only: [String]? = nil,
+                        file: StaticString = #filePath, line: UInt = #line) throws {
+        let fixtureURL = Self.fixtures.appendingPathComponent("experiment/\(name).json")
+        let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: fixtureURL))
+        let outputs = only ?? fixture.outputs.keys.sorted()
+        let extractor = try FeatureExtractor(loaded, batch: fixture.images.count, outputs: outputs)
+        var pixels: [UInt8] = []
+        for image in fixture.images {
+            pixels += try ImageCodec.decode(file: Self.fixtures.appendingPathComponent(image)).pixels
+        }
+        let result = try pixels.withUnsafeBufferPointer {
+            try extractor.run(rgb: $0.baseAddress!, count: fixture.images.count)
+        }
+        for output in outputs {
+            let ref = try XCTUnwrap(fixture.outputs[output], file: file, line: line)
+            let values = try XCTUnwrap(result[output], file: file, line: line)
+            for i in 0..<fixture.images.count {
+                let e = Self.errors(Array(values[i * ref.dimension ..< (i + 1) * ref.dimension]), ref, image: i)
+                XCTAssertLessThanOrEqual(max(e.sample, e.norm, e.projections), Self.tolerance,
+                                         "\(what) \(output) of \(fixture.images[i])", file: file, line: line)
+            }
+        }
+        print("checked \(what) (\(outputs.joined(separator: ", ")))")
     }
 
     // MARK: Layout detection and preprocessing
@@ -100,11 +155,12 @@ final class ExperimentBackbonesTests: XCTestCase {
     /// torchvision weights get ImageNet mean/std on 0-1.
     func testPreprocessingFollowsTheLayout() throws {
         XCTAssertEqual(Backbones.experiment.map(\.id), ["vgg16", "resnet50", "resnet101", "efficientnet_b0"])
+        let layouts = ["vgg16": ["timm", "torchvision", "keras"], "efficientnet_b0": ["torchvision", "timm", "keras"]]
         for spec in Backbones.experiment {
-            XCTAssertEqual(spec.layouts.map(\.name), ["torchvision", "keras"], spec.id)
+            XCTAssertEqual(spec.layouts.map(\.name), layouts[spec.id] ?? ["torchvision", "keras"], spec.id)
             for layout in spec.layouts {
                 switch (spec.id, layout.name) {
-                case (_, "torchvision"):
+                case (_, "torchvision"), (_, "timm"):
                     XCTAssertEqual(layout.preprocessing, .imagenet, spec.id)
                 case ("efficientnet_b0", "keras"):
                     XCTAssertEqual(layout.preprocessing, .rawRGB, spec.id)
@@ -164,6 +220,11 @@ final class ExperimentBackbonesTests: XCTestCase {
     /// Canonical tensor shapes of a backbone in a layout (Keras: `layer/weight` keys).
     func tensors(_ backbone: String, _ layout: String, classifier: Bool) throws -> [String: [Int]] {
         let keras = layout == "keras"
+        switch (backbone, layout) {
+        case ("vgg16", "timm"): return VGG.timmTensors(classifier: classifier)
+        case ("efficientnet_b0", "timm"): return EfficientNet.timmTensors(classifier: classifier)
+        default: break
+        }
         switch backbone {
         case "vgg16": return keras ? VGG.kerasTensors(classifier: classifier) : VGG.torchvisionTensors(classifier: classifier)
         case "resnet50", "resnet101":
@@ -181,9 +242,18 @@ final class ExperimentBackbonesTests: XCTestCase {
     /// (what `KerasHDF5` names the tensors of a Keras 2 file: layer group / weight_names entry)
     /// unless `spelling` says otherwise, and
     /// EfficientNet's Normalization layer gets its int64 `count` (which the layout ignores).
+    /// `keras3`: Keras 3 `.weights.h5` names (`layers/<class>_n/vars/<i>`, see `KerasFileWriter`)
+    /// with the layer names the reader reports.
     func stateDict(_ shapes: [String: [Int]], keras: Bool, values: Bool = true,
-                   spelling: ((String) -> String)? = nil) throws -> StateDict {
+                   spelling: ((String) -> String)? = nil, keras3: Bool = false) throws -> StateDict {
         var list: [WeightTensor] = []
+        var layerNames: [String: String] = [:]
+        var spelling = spelling
+        if keras3 {
+            let (paths, names) = try KerasFileWriter.keras3Paths(shapes)
+            layerNames = names
+            spelling = { paths[$0] ?? $0 }
+        }
         for key in shapes.keys.sorted() {
             let shape = shapes[key]!
             let count = shape.reduce(1, *)
@@ -200,17 +270,17 @@ final class ExperimentBackbonesTests: XCTestCase {
             let name = spelling?("normalization/count") ?? "normalization/normalization/count:0"
             list.append(WeightTensor(name: name, shape: [], sourceDType: .int64, values: [0]))
         }
-        return try StateDict(file: URL(fileURLWithPath: "/generated/weights"), orderedTensors: list)
+        return try StateDict(file: URL(fileURLWithPath: "/generated/weights"), orderedTensors: list, kerasLayerNames: layerNames)
     }
 
     func checkParity(_ backbone: String, _ layoutName: String, outputs: [String] = ["features"],
-                     classifier: Bool = true, spelling: ((String) -> String)? = nil,
+                     classifier: Bool = true, spelling: ((String) -> String)? = nil, keras3: Bool = false,
                      file: StaticString = #filePath, line: UInt = #line) throws {
         let fixtureURL = Self.fixtures.appendingPathComponent("experiment/\(backbone)_\(layoutName).json")
         let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: fixtureURL))
         let spec = try Backbones.named(backbone, in: Backbones.experiment)
         let sd = try stateDict(try tensors(backbone, layoutName, classifier: classifier), keras: layoutName == "keras",
-                               spelling: spelling)
+                               spelling: spelling, keras3: keras3)
         let (layout, network) = try spec.network(from: sd)
         XCTAssertEqual(layout.name, layoutName, file: file, line: line)
 

@@ -4,8 +4,19 @@ in both weight layouts each: torchvision and Keras applications.
 
 Run (two interpreters: torch and TensorFlow live in separate venvs):
   /work/venv-ref/bin/python tools/goldens/experiment.py torch [--weights-dir DIR] [--only vgg16,...]
+  /work/venv-ref/bin/python tools/goldens/experiment.py timm  [--weights-dir DIR] [--only vgg16,...]
   /work/venv-tf/bin/python  tools/goldens/experiment.py keras [--weights-dir DIR] [--only vgg16,...]
-Needs: torch + torchvision (0.29) + pillow in the first; tensorflow + keras (3.x) + h5py in the second.
+Needs: torch + torchvision (0.29) + pillow (+ timm 1.0 for `timm`) in the first; tensorflow + keras
+(3.x) + h5py in the second.
+
+The timm mode covers efficientnet_b0 and vgg16 (timm's resnet50/101 use torchvision's tensor
+names): weights generated under timm's names exactly as for torchvision, the reference is
+timm.create_model(name, pretrained=False) with them loaded; features are forward_head(...,
+pre_logits=True) for EfficientNet-B0, and forward_features(x).mean((2, 3)) plus fc7 =
+pre_logits(forward_features(x)) for VGG16. With --weights-dir the keras mode also saves each
+loaded model with Keras 3's own `model.save_weights("<backbone>_keras.weights.h5")` (the Keras 3
+layout, `layers/<class>/vars/<i>` with the layer name as the `name` attribute of `vars`); its
+reference outputs are those of the Keras 2 file (same model, same weights).
 The Swift tests never need either.
 
 Writes Tests/BackboneTests/Fixtures/experiment/<backbone>_<layout>.json (small: summaries of the
@@ -280,6 +291,52 @@ def run_torch(backbones, weights_dir: Path | None) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# timm (efficientnet_b0, vgg16: the two whose tensor names differ from torchvision's; timm's
+# resnet50/101 use torchvision's names and are covered by the torchvision fixtures)
+
+TIMM_BACKBONES = ["vgg16", "efficientnet_b0"]
+
+
+def run_timm(backbones, weights_dir: Path | None) -> None:
+    import timm
+    import torch
+    from torchvision.transforms import functional as TF
+
+    torch.set_num_threads(2)
+    pixels = load_pixels()
+    batch = torch.stack([TF.normalize(TF.to_tensor(p), IMAGENET_MEAN, IMAGENET_STD) for p in pixels])
+    for backbone in backbones:
+        if backbone not in TIMM_BACKBONES:
+            log(f"timm: skipping {backbone} (same tensor names as torchvision)")
+            continue
+        model = timm.create_model(backbone, pretrained=False).eval()
+        reference_sd = model.state_dict()
+        shapes = {k: list(v.shape) for k, v in reference_sd.items()}
+        generated = {}
+        for name, t in reference_sd.items():
+            if name.endswith("num_batches_tracked"):
+                generated[name] = torch.zeros_like(t)
+                continue
+            kind, fan_in = torch_kind(name, shapes)
+            generated[name] = torch.from_numpy(generate(name, shapes[name], kind, fan_in))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = (weights_dir or Path(tmp)) / f"{backbone}_timm.pth"
+            torch.save(generated, path)
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(loaded, strict=True)
+        for name, t in model.state_dict().items():
+            assert torch.equal(t, generated[name]), name
+        with torch.no_grad():
+            maps = model.forward_features(batch)
+            if backbone == "vgg16":
+                outputs = {"features": maps.mean((2, 3)), "fc7": torch.flatten(model.pre_logits(maps), 1)}
+            else:
+                outputs = {"features": model.forward_head(maps, pre_logits=True)}
+        write_fixture(backbone, "timm", f"timm {timm.__version__} create_model('{backbone}'), torch {torch.__version__}",
+                      {k: v.numpy() for k, v in outputs.items()}, classifier=True)
+
+
+# --------------------------------------------------------------------------------------------
 # Keras applications
 
 KERAS_MODELS = {  # backbone -> (application function, preprocess module, feature layer)
@@ -356,6 +413,8 @@ def run_keras(backbones, weights_dir: Path | None) -> None:
             for w in layer.weights:
                 key = keras_weight_name(layer, w)
                 assert np.array_equal(np.asarray(w.numpy()), values[key]), key
+        if weights_dir:
+            model.save_weights(str(weights_dir / f"{backbone}_keras.weights.h5"))
         x = getattr(keras.applications, module).preprocess_input(pixels.copy())
         if backbone == "vgg16":
             pooled = keras.layers.GlobalAveragePooling2D()(model.get_layer(feature_layer).output)
@@ -371,7 +430,7 @@ def run_keras(backbones, weights_dir: Path | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("framework", choices=["torch", "keras"])
+    parser.add_argument("framework", choices=["torch", "timm", "keras"])
     parser.add_argument("--only", default=",".join(BACKBONES), help="comma-separated backbones")
     parser.add_argument("--weights-dir", type=Path, default=None,
                         help="keep the generated weights files here (not committed)")
@@ -382,7 +441,7 @@ def main() -> None:
             raise SystemExit(f"unknown backbone {b}; choose from {BACKBONES}")
     if args.weights_dir:
         args.weights_dir.mkdir(parents=True, exist_ok=True)
-    (run_torch if args.framework == "torch" else run_keras)(backbones, args.weights_dir)
+    {"torch": run_torch, "timm": run_timm, "keras": run_keras}[args.framework](backbones, args.weights_dir)
 
 
 if __name__ == "__main__":

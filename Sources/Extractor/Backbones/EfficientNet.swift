@@ -33,8 +33,11 @@ import WeightFormats
 /// Published files (not registered as `WeightsSource`s yet: pass them with --weights):
 /// torchvision `efficientnet_b0_rwightman-7f5810bc.pth` (https://download.pytorch.org/models/);
 /// Keras `efficientnetb0.h5`, `efficientnetb0_notop.h5` (https://storage.googleapis.com/keras-applications/).
-/// timm's EfficientNet-B0 names its tensors differently (`conv_stem`, `blocks.0.0.conv_dw`) and is
-/// not read.
+/// timm `efficientnet_b0` (e.g. `efficientnet_b0.ra_in1k`): the torchvision network (symmetric
+/// padding, epsilon 1e-5, ImageNet preprocessing) under timm's names: `conv_stem`/`bn1`,
+/// `blocks.<stage>.<block>.{conv_pw, bn1, conv_dw, bn2, se.conv_reduce, se.conv_expand, conv_pwl,
+/// bn3}` (the first stage, which does not expand: `conv_dw`/`bn1`, `conv_pw`/`bn2`),
+/// `conv_head`/`bn2`, `classifier`.
 public enum EfficientNet {
     typealias Stage = EfficientNetLite.Stage
 
@@ -79,6 +82,23 @@ public enum EfficientNet {
         case .project(let i): return "\(block(i)).\(offset(i) + 2)"
         case .head: return "features.8"
         case .classifier: return "classifier.1"
+        }
+    }
+
+    /// timm (convolution, batch norm) names of a part; batch norm "" when there is none.
+    static func timmName(_ part: Part) -> (conv: String, bn: String) {
+        func block(_ i: Int) -> String { "blocks.\(blocks[i].stage).\(blocks[i].repeatIndex)" }
+        switch part {
+        case .stem: return ("conv_stem", "bn1")
+        case .expand(let i): return ("\(block(i)).conv_pw", "\(block(i)).bn1")
+        case .depthwise(let i): return ("\(block(i)).conv_dw", "\(block(i)).\(blocks[i].expands ? "bn2" : "bn1")")
+        case .seReduce(let i): return ("\(block(i)).se.conv_reduce", "")
+        case .seExpand(let i): return ("\(block(i)).se.conv_expand", "")
+        case .project(let i):
+            // A block without expansion (timm's DepthwiseSeparableConv) calls its projection conv_pw.
+            return blocks[i].expands ? ("\(block(i)).conv_pwl", "\(block(i)).bn3") : ("\(block(i)).conv_pw", "\(block(i)).bn2")
+        case .head: return ("conv_head", "bn2")
+        case .classifier: return ("classifier", "")
         }
     }
 
@@ -132,6 +152,20 @@ public enum EfficientNet {
         if classifier {
             shapes["classifier.1.weight"] = [classes, featureDimension]
             shapes["classifier.1.bias"] = [classes]
+        }
+        return shapes
+    }
+
+    public static func timmTensors(classifier: Bool) -> [String: [Int]] {
+        var shapes: [String: [Int]] = [:]
+        parts { part, out, inp, k, _, bn in
+            let (conv, norm) = timmName(part)
+            shapes["\(conv).weight"] = [out, inp, k, k]
+            if bn { TorchWeights.batchNorm(norm, out, into: &shapes) } else { shapes["\(conv).bias"] = [out] }
+        }
+        if classifier {
+            shapes["classifier.weight"] = [classes, featureDimension]
+            shapes["classifier.bias"] = [classes]
         }
         return shapes
     }
@@ -225,6 +259,19 @@ public enum EfficientNet {
         }
     }
 
+    static func timmNetwork(weights sd: StateDict) throws -> Network {
+        let t = TorchWeights(sd: sd)
+        return try network(classifier: sd.tensors["classifier.weight"] != nil, padding: { .symmetric($0 / 2) },
+                           inputAffine: nil) { part in
+            let (conv, bn) = timmName(part)
+            switch part {
+            case .classifier: return try t.dense(conv)
+            case .seReduce, .seExpand: return try t.conv(conv, bn: nil, bias: true, epsilon: 0)
+            default: return try t.conv(conv, bn: bn, epsilon: torchvisionEpsilon)
+            }
+        }
+    }
+
     static func kerasNetwork(weights sd: StateDict) throws -> Network {
         let k = KerasWeights(sd)
         return try network(classifier: k.has("predictions", "kernel"), padding: { _ in .same },
@@ -266,14 +313,21 @@ public enum EfficientNet {
     static let spec: BackboneSpec = {
         let torchvision = WeightLayout(
             name: "torchvision", preprocessing: .imagenet,
-            matches: { $0.tensors["features.1.0.block.1.fc1.weight"] != nil && $0.tensors["features.8.0.weight"] != nil },
+            matches: { $0.shape(of: "features.1.0.block.1.fc1.weight") != nil && $0.shape(of: "features.8.0.weight") != nil },
             expected: { torchvisionTensors(classifier: $0.tensors["classifier.1.weight"] != nil) },
             ignoring: { TorchWeights.ignoring($0) },
             classifier: ["classifier."],
             build: { try torchvisionNetwork(weights: $0) })
+        let timm = WeightLayout(
+            name: "timm", preprocessing: .imagenet,
+            matches: { $0.shape(of: "conv_stem.weight") != nil && $0.shape(of: "blocks.1.0.conv_pwl.weight") != nil },
+            expected: { timmTensors(classifier: $0.tensors["classifier.weight"] != nil) },
+            ignoring: { TorchWeights.ignoring($0) },
+            classifier: ["classifier."],
+            build: { try timmNetwork(weights: $0) })
         let keras = WeightLayout(
             name: "keras", preprocessing: .rawRGB,
-            matches: { sd in let k = KerasWeights(sd); return k.has("stem_conv", "kernel") && k.has("block1a_se_reduce", "kernel") },
+            matches: { sd in let k = KerasNames(sd); return k.has("stem_conv", "kernel") && k.has("block1a_se_reduce", "kernel") },
             expected: { sd in
                 let k = KerasWeights(sd)
                 var shapes = kerasTensors(classifier: k.has("predictions", "kernel"))
@@ -282,10 +336,10 @@ public enum EfficientNet {
                 return k.expected(shapes)
             },
             // The Normalization layer's sample counter (an int64 scalar).
-            ignoring: { KerasWeights.key($0)?.hasSuffix("/count") == true },
+            ignoring: { KerasNames.weight($0) == "count" },
             classifier: ["predictions/"],
             build: { try kerasNetwork(weights: $0) })
         return BackboneSpec(id: "efficientnet_b0", displayName: "EfficientNet-B0", inputSize: 224,
-                            featureDimension: featureDimension, sources: [], layouts: [torchvision, keras])
+                            featureDimension: featureDimension, sources: [], layouts: [torchvision, timm, keras])
     }()
 }

@@ -15,12 +15,24 @@ extension BackboneSpec {
     /// network: what `LoadedBackbone` does once it has read a file. Public so that tests and
     /// converters can build from tensors already in memory through the same code path.
     public func network(from weights: StateDict) throws -> (layout: WeightLayout, network: Network) {
-        guard let layout = layouts.first(where: { $0.matches(weights) }) else {
-            throw BackboneError.unknownLayout(backbone: displayName, file: weights.file.path,
-                                              layouts: layouts.map(\.name), sample: Array(weights.names.prefix(4)))
+        let layout = try layout(of: weights)
+        return (layout, try network(from: weights, layout: layout))
+    }
+
+    /// The first layout `listing` (a loaded state dict or a file's index) is in.
+    func layout(of listing: any TensorListing) throws -> WeightLayout {
+        guard let layout = layouts.first(where: { $0.matches(listing) }) else {
+            throw BackboneError.unknownLayout(backbone: displayName, file: listing.file.path,
+                                              layouts: layouts.map(\.name), sample: Array(listing.names.prefix(4)))
         }
+        return layout
+    }
+
+    /// Checks `weights` against `layout` (already recognized, e.g. from the file's index before the
+    /// classifier was left out) and builds the network.
+    func network(from weights: StateDict, layout: WeightLayout) throws -> Network {
         try weights.validate(expected: layout.expected(weights), ignoring: layout.ignoring)
-        return (layout, try layout.build(weights))
+        return try layout.build(weights)
     }
 }
 
@@ -57,28 +69,34 @@ struct TorchWeights {
 
 // MARK: - Reading Keras-layout weights (keras.applications .h5 files)
 
-/// Keras tensors looked up by (layer, weight), e.g. ("conv1_conv", "kernel"), whatever the exact
-/// spelling of the name in the file: `conv1_conv/kernel:0` (Keras 2 `weight_names`),
-/// `conv1_conv/conv1_conv/kernel:0` (the HDF5 dataset path), `conv1_conv/kernel` (Keras 3), a
-/// model nested in another (`vgg16/block1_conv1/kernel:0`), or the Keras 1 names of the original
-/// VGG16 file (`block1_conv1/block1_conv1_W_1:0`). The layer is the next-to-last path component.
-///
-/// Stored shapes are Keras's: convolution kernels `[kh, kw, in, out]`, depthwise kernels
-/// `[kh, kw, in, multiplier]`, dense kernels `[in, out]`; the accessors return the engine's
-/// PyTorch layouts.
-struct KerasWeights {
-    let sd: StateDict
+/// Keras tensor names resolved to canonical (layer, weight) keys, e.g. ("conv1_conv", "kernel"),
+/// whatever the exact spelling of the name in the file: `conv1_conv/kernel:0` (Keras 2
+/// `weight_names`), `conv1_conv/conv1_conv/kernel:0` (the HDF5 dataset path), `conv1_conv/kernel`
+/// (Keras 3 legacy writer), a model nested in another (`vgg16/block1_conv1/kernel:0`), the Keras 1
+/// names of the original VGG16 file (`block1_conv1/block1_conv1_W_1:0`), or a Keras 3
+/// `.weights.h5` path (`layers/conv2d/vars/0`, see `keras3Key`). Needs names only, so layouts can
+/// be recognized from a file's index before its values are read.
+struct KerasNames {
+    let listing: any TensorListing
     /// "layer/weight" -> the name in the file.
     private(set) var names: [String: String] = [:]
 
-    init(_ sd: StateDict) {
-        self.sd = sd
-        for name in sd.names {
-            if let key = Self.key(name), names[key] == nil { names[key] = name }
+    init(_ listing: any TensorListing) {
+        self.listing = listing
+        for name in listing.names {
+            if let key = key(name), names[key] == nil { names[key] = name }
         }
     }
 
-    /// The canonical "layer/weight" key of a file name, nil if it has no layer component.
+    /// The canonical key of a file name: Keras 3 paths through the layer names the file records,
+    /// other names by `KerasNames.key(_:)`.
+    func key(_ name: String) -> String? {
+        if let k = Self.keras3Key(name, layerNames: listing.kerasLayerNames) { return k }
+        return name.hasPrefix("layers/") && name.contains("/vars/") ? nil : Self.key(name)
+    }
+
+    /// The canonical "layer/weight" key of a Keras 1/2 name, nil if it has no layer component.
+    /// The layer is the next-to-last path component.
     static func key(_ name: String) -> String? {
         let parts = name.split(separator: "/").map(String.init)
         guard parts.count >= 2 else { return nil }
@@ -97,9 +115,53 @@ struct KerasWeights {
         return "\(layer)/\(weight)"
     }
 
+    /// Keras 3 `.weights.h5`: variables are numbered within a group named after the layer's
+    /// class (`conv2d_7`, `batch_normalization_12`), in the order the layer creates them; the
+    /// layer's own name is the `name` attribute Keras 3 writes on the `vars` group (present in the
+    /// files Keras 3.15 writes; files without it are not recognized). Only the classes the
+    /// keras.applications backbones use are mapped.
+    static let keras3Variables: [String: [String]] = [
+        "conv2d": ["kernel", "bias"],
+        "depthwise_conv2d": ["depthwise_kernel", "bias"],
+        "dense": ["kernel", "bias"],
+        "batch_normalization": ["gamma", "beta", "moving_mean", "moving_variance"],
+        "normalization": ["mean", "variance", "count"],
+    ]
+
+    /// `layers/<class>[_n]/vars/<i>` -> "<recorded layer name>/<weight>", nil for other names.
+    static func keras3Key(_ name: String, layerNames: [String: String]) -> String? {
+        guard let slash = name.lastIndex(of: "/") else { return nil }
+        let group = String(name[..<slash])
+        guard let layer = layerNames[group], let index = Int(name[name.index(after: slash)...]),
+              let weight = keras3Weight(group: group, index: index) else { return nil }
+        return "\(layer)/\(weight)"
+    }
+
+    /// The weight name of variable `index` of the `vars` group `group` (`layers/conv2d_3/vars`).
+    static func keras3Weight(group: String, index: Int) -> String? {
+        let parts = group.split(separator: "/")
+        guard parts.count >= 2, parts.last == "vars" else { return nil }
+        var cls = Substring(parts[parts.count - 2])
+        if let us = cls.lastIndex(of: "_"), cls[cls.index(after: us)...].allSatisfy(\.isNumber),
+           cls.index(after: us) != cls.endIndex {
+            cls = cls[..<us]
+        }
+        guard let list = keras3Variables[String(cls)], index >= 0, index < list.count else { return nil }
+        return list[index]
+    }
+
+    /// The canonical weight name of a tensor name without needing the file ("count" for
+    /// `normalization/normalization/count:0` and for `layers/normalization/vars/2`).
+    static func weight(_ name: String) -> String? {
+        if let slash = name.lastIndex(of: "/"), name.hasPrefix("layers/"), let index = Int(name[name.index(after: slash)...]) {
+            return keras3Weight(group: String(name[..<slash]), index: index)
+        }
+        return key(name).map { String($0[$0.index(after: $0.lastIndex(of: "/")!)...]) }
+    }
+
     /// Layers that have a weight called `weight`, in file order.
     func layers(having weight: String) -> [String] {
-        sd.names.compactMap { Self.key($0) }.filter { $0.hasSuffix("/\(weight)") }.map { String($0.dropLast(weight.count + 1)) }
+        listing.names.compactMap { key($0) }.filter { $0.hasSuffix("/\(weight)") }.map { String($0.dropLast(weight.count + 1)) }
     }
 
     /// Keras 3 calls a depthwise kernel `kernel`; Keras 2 files say `depthwise_kernel`.
@@ -112,10 +174,6 @@ struct KerasWeights {
 
     func has(_ layer: String, _ weight: String) -> Bool { name(layer, weight) != nil }
 
-    func tensor(_ layer: String, _ weight: String) throws -> WeightTensor {
-        try sd.tensor(name(layer, weight) ?? "\(layer)/\(weight)")
-    }
-
     /// Turns canonical shapes (`"layer/weight" -> shape`) into the file's own names, so that
     /// validation reports the names the user sees; missing tensors keep the canonical name.
     func expected(_ canonical: [String: [Int]]) -> [String: [Int]] {
@@ -126,6 +184,30 @@ struct KerasWeights {
             out[name(layer, weight) ?? key] = shape
         }
         return out
+    }
+}
+
+/// Keras tensors by canonical (layer, weight) (see `KerasNames`), converted to the engine's
+/// layouts. Stored shapes are Keras's: convolution kernels `[kh, kw, in, out]`, depthwise kernels
+/// `[kh, kw, in, multiplier]`, dense kernels `[in, out]`; the accessors return PyTorch layouts.
+struct KerasWeights {
+    let sd: StateDict
+    let keys: KerasNames
+
+    init(_ sd: StateDict) {
+        self.sd = sd
+        self.keys = KerasNames(sd)
+    }
+
+    static func key(_ name: String) -> String? { KerasNames.key(name) }
+
+    func layers(having weight: String) -> [String] { keys.layers(having: weight) }
+    func name(_ layer: String, _ weight: String) -> String? { keys.name(layer, weight) }
+    func has(_ layer: String, _ weight: String) -> Bool { keys.has(layer, weight) }
+    func expected(_ canonical: [String: [Int]]) -> [String: [Int]] { keys.expected(canonical) }
+
+    func tensor(_ layer: String, _ weight: String) throws -> WeightTensor {
+        try sd.tensor(name(layer, weight) ?? "\(layer)/\(weight)")
     }
 
     /// The tensor (layer, weight), required to have `rank` dimensions. (Layouts validate every

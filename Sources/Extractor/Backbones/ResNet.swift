@@ -197,7 +197,7 @@ public enum ResNet {
         let last = depth.blocks[2] - 1
         let torchvision = WeightLayout(
             name: "torchvision", preprocessing: .imagenet,
-            matches: { $0.tensors["layer3.\(last).conv1.weight"] != nil && $0.tensors["layer3.\(last + 1).conv1.weight"] == nil },
+            matches: { $0.shape(of: "layer3.\(last).conv1.weight") != nil && $0.shape(of: "layer3.\(last + 1).conv1.weight") == nil },
             expected: { torchvisionTensors(depth, classifier: $0.tensors["fc.weight"] != nil) },
             ignoring: { TorchWeights.ignoring($0) },
             classifier: ["fc."],
@@ -205,7 +205,7 @@ public enum ResNet {
         let keras = WeightLayout(
             name: "keras", preprocessing: .caffe,
             matches: { sd in
-                let k = KerasWeights(sd)
+                let k = KerasNames(sd)
                 return k.has("conv4_block\(last + 1)_1_conv", "kernel") && !k.has("conv4_block\(last + 2)_1_conv", "kernel")
             },
             expected: { sd in let k = KerasWeights(sd); return k.expected(kerasTensors(depth, classifier: k.has("predictions", "kernel"))) },

@@ -19,6 +19,11 @@ import WeightFormats
 /// batch norm. Keras flattens the last map as (h, w, c) where the engine flattens (c, h, w): fc1's
 /// inputs are permuted when reading the file.
 ///
+/// timm `vgg16` (e.g. `vgg16.tv_in1k`, torchvision's weights re-published): `features.N` as in
+/// torchvision, then fc6/fc7 as convolutions (`pre_logits.fc1` 7x7 over the 7x7 map, which is the
+/// dense layer over the flattened (c, h, w) map, and `pre_logits.fc2` 1x1) and `head.fc` for fc8;
+/// ImageNet preprocessing.
+///
 /// Published files (not registered as `WeightsSource`s yet: pass them with --weights):
 /// torchvision `vgg16-397923af.pth` (https://download.pytorch.org/models/); Keras
 /// `vgg16_weights_tf_dim_ordering_tf_kernels.h5` and `..._notop.h5`
@@ -59,6 +64,20 @@ public enum VGG {
                 shapes["classifier.\(index).weight"] = [outputs, inputs]
                 shapes["classifier.\(index).bias"] = [outputs]
             }
+        }
+        return shapes
+    }
+
+    /// timm: torchvision's `features`, and the classifier as `pre_logits.fc1/fc2` convolutions + `head.fc`.
+    public static func timmTensors(classifier: Bool) -> [String: [Int]] {
+        var shapes = torchvisionTensors(classifier: false)
+        if classifier {
+            shapes["pre_logits.fc1.weight"] = [hidden, 512, mapSize, mapSize]
+            shapes["pre_logits.fc1.bias"] = [hidden]
+            shapes["pre_logits.fc2.weight"] = [hidden, hidden, 1, 1]
+            shapes["pre_logits.fc2.bias"] = [hidden]
+            shapes["head.fc.weight"] = [classes, hidden]
+            shapes["head.fc.bias"] = [classes]
         }
         return shapes
     }
@@ -121,6 +140,20 @@ public enum VGG {
         }
     }
 
+    /// timm's 7x7 `pre_logits.fc1` kernel `[4096, 512, 7, 7]` is, row-major, exactly the dense
+    /// matrix `[4096, 512 * 7 * 7]` over the (c, h, w)-flattened map; fc2's 1x1 kernel likewise.
+    static func timmNetwork(weights sd: StateDict) throws -> Network {
+        let t = TorchWeights(sd: sd)
+        return try network(classifier: sd.tensors["pre_logits.fc1.weight"] != nil) { part in
+            switch part {
+            case .conv(let i): return try t.conv("features.\(torchvisionIndex[i])", bn: nil, bias: true, epsilon: 0)
+            case .fc6: return try t.dense("pre_logits.fc1")
+            case .fc7: return try t.dense("pre_logits.fc2")
+            case .fc8: return try t.dense("head.fc")
+            }
+        }
+    }
+
     static func kerasNetwork(weights sd: StateDict) throws -> Network {
         let k = KerasWeights(sd)
         return try network(classifier: k.has("fc1", "kernel")) { part in
@@ -138,17 +171,24 @@ public enum VGG {
     static let spec: BackboneSpec = {
         let torchvision = WeightLayout(
             name: "torchvision", preprocessing: .imagenet,
-            matches: { $0.tensors["features.28.weight"]?.shape.count == 4 },
+            matches: { $0.shape(of: "features.28.weight")?.count == 4 },
             expected: { torchvisionTensors(classifier: $0.tensors["classifier.0.weight"] != nil) },
             classifier: ["classifier."],
             build: { try torchvisionNetwork(weights: $0) })
+        // Before torchvision: a timm file has the same `features.N` and differs only in its classifier.
+        let timm = WeightLayout(
+            name: "timm", preprocessing: .imagenet,
+            matches: { $0.shape(of: "features.28.weight")?.count == 4 && $0.shape(of: "pre_logits.fc1.weight") != nil },
+            expected: { timmTensors(classifier: $0.tensors["pre_logits.fc1.weight"] != nil) },
+            classifier: ["pre_logits.", "head."],
+            build: { try timmNetwork(weights: $0) })
         let keras = WeightLayout(
             name: "keras", preprocessing: .caffe,
-            matches: { KerasWeights($0).has("block5_conv3", "kernel") },
+            matches: { KerasNames($0).has("block5_conv3", "kernel") },
             expected: { sd in let k = KerasWeights(sd); return k.expected(kerasTensors(classifier: k.has("fc1", "kernel"))) },
             classifier: ["fc1/", "fc2/", "predictions/"],
             build: { try kerasNetwork(weights: $0) })
         return BackboneSpec(id: "vgg16", displayName: "VGG16", inputSize: 224, featureDimension: featureDimension,
-                            sources: [], layouts: [torchvision, keras])
+                            sources: [], layouts: [timm, torchvision, keras])
     }()
 }

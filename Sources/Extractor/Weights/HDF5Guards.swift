@@ -79,7 +79,10 @@ struct GlobalHeaps {
     /// as libhdf5 does: a 2-byte index, 2-byte reference count, 4 reserved bytes, a length, the data
     /// padded to 8 bytes; index 0 is free space whose size includes its header. A collection must lie
     /// inside the file and each object inside its collection.
-    static func scan(_ bytes: UnsafeRawBufferPointer, superblock: HDF5Superblock, file: URL) throws -> GlobalHeaps {
+    /// `release(range)`, when given, is told which bytes the scan has passed (every 64 MiB, and
+    /// all of them at the end), so that a memory map need not keep the whole file resident.
+    static func scan(_ bytes: UnsafeRawBufferPointer, superblock: HDF5Superblock, file: URL,
+                     release: ((Range<Int>) -> Void)? = nil) throws -> GlobalHeaps {
         func bad(_ at: Int, _ detail: String) -> WeightFormatError {
             .malformed(file: file, format: .kerasHDF5, detail: "global heap collection at byte \(at): \(detail)")
         }
@@ -89,9 +92,24 @@ struct GlobalHeaps {
         let signature: [UInt8] = [0x47, 0x43, 0x4F, 0x4C, 0x01, 0x00, 0x00, 0x00]
         guard let base = bytes.baseAddress, bytes.count >= headerSize + signature.count else { return heaps }
         var from = 0
+        var released = 0
+        let window = 64 << 20
+        defer { release?(0..<bytes.count) }
         while from <= bytes.count - signature.count {
+            if let release, from - released >= window {
+                // A page before `from - 4096` is behind every collection still to be checked.
+                let upTo = max(released, from - 4096)
+                release(released..<upTo)
+                released = upTo
+            }
             // HOT LOOP over the whole file: memchr finds the next 'G', then the rest of the signature.
-            guard let hit = memchr(base + from, Int32(signature[0]), bytes.count - from) else { break }
+            // At most one window per call, so that a long run without 'G' is not read in one go.
+            let limit = min(bytes.count - from, window)
+            guard let hit = memchr(base + from, Int32(signature[0]), limit) else {
+                if limit == bytes.count - from { break }
+                from += limit
+                continue
+            }
             let at = base.distance(to: UnsafeRawPointer(hit))
             from = at + 1
             guard at <= bytes.count - signature.count,

@@ -28,7 +28,9 @@ import Glibc
 /// without the leading slash**, e.g. `layers/conv2d/vars/0`, `layers/batch_normalization/vars/3`,
 /// `layers/functional/layers/dense/vars/1` (nested model). Keras 3 names these groups after the layer
 /// *class* (snake case, `_1`, `_2`... for repeats), not after the layer's name; recent Keras 3 versions
-/// store the layer's own name as a `name` attribute on the `vars` group (not used here). Variables
+/// (3.15 does) store the layer's own name as a string attribute `name` on the `vars` group: it is
+/// reported in `StateDict.kerasLayerNames` (`"layers/conv2d/vars": "stem_conv"`), which is how the
+/// backbones map these files to their layers. Variables
 /// are numbered in the layer's `weights` order (Conv2D: 0 kernel, 1 bias; BatchNormalization:
 /// 0 gamma, 1 beta, 2 moving_mean, 3 moving_variance). HDF5 keeps no creation order in these files,
 /// so file order is depth first with each group's members in natural order, numbers compared by
@@ -48,6 +50,13 @@ import Glibc
 /// byte changes each) gave errors or loads and no crash, which is evidence, not proof.
 public enum KerasHDF5 {
     public static func load(_ url: URL) throws -> StateDict {
+        try load(url, include: nil)
+    }
+
+    /// Loads the tensors for which `include(name)` is true (all when nil). The others are checked
+    /// as far as their HDF5 headers go (element type, shape, storage) and listed in
+    /// `StateDict.skipped`; their data is never read.
+    public static func load(_ url: URL, include: ((String) -> Bool)?) throws -> StateDict {
         let (head, size) = try WeightFiles.readHead(url, count: 64)
         guard head.starts(with: WeightFiles.hdf5Signature) else {
             if !head.isEmpty, head.count < 8, WeightFiles.hdf5Signature.starts(with: head) {
@@ -70,13 +79,18 @@ public enum KerasHDF5 {
         case .unknown:
             break
         }
+        // The guards read the map (the heap scan reads all of it, releasing pages as it goes);
+        // libhdf5 reads the file itself, only the datasets asked for.
         let mapped = try MappedFile(url)
         let guards = try superblock.map { sb in
-            Guards(bytes: mapped.bytes, superblock: sb, heaps: try GlobalHeaps.scan(mapped.bytes, superblock: sb, file: url))
+            Guards(bytes: mapped.bytes, superblock: sb,
+                   heaps: try GlobalHeaps.scan(mapped.bytes, superblock: sb, file: url, release: { mapped.release($0) }))
         }
-        let reader = try Reader(url, guards: guards)
+        let reader = try Reader(url, guards: guards, include: include)
         return try withExtendedLifetime(mapped) {
-            try StateDict(file: url, orderedTensors: try reader.tensors())
+            let tensors = try reader.tensors()
+            return try StateDict(file: url, orderedTensors: tensors, skipped: reader.skipped,
+                                 kerasLayerNames: reader.kerasLayerNames)
         }
     }
 
@@ -118,10 +132,16 @@ private final class Reader {
     let datasetAccess: H5Handle
     let linkAccess: H5Handle
     private var objectsSeen = 0
+    /// Which tensors to read (nil: all); the others are only described in `skipped`.
+    let include: ((String) -> Bool)?
+    private(set) var skipped: [TensorInfo] = []
+    /// Keras 3: the `name` attribute of each `vars` group, by the group's path.
+    private(set) var kerasLayerNames: [String: String] = [:]
 
-    init(_ url: URL, guards: Guards?) throws {
+    init(_ url: URL, guards: Guards?, include: ((String) -> Bool)?) throws {
         self.url = url
         self.guards = guards
+        self.include = include
         chdf5_quiet()
         func plist(_ cls: hid_t, _ what: String) throws -> H5Handle {
             let id = H5Pcreate(cls)
@@ -171,7 +191,7 @@ private final class Reader {
         }
         var out: [WeightTensor] = []
         try walk(root, path: "", depth: 0, into: &out)
-        if out.isEmpty {
+        if out.isEmpty && skipped.isEmpty {
             throw malformed("no weights found: neither a Keras 2 layout (root attribute 'layer_names') nor a "
                 + "Keras 3 one (datasets under layers/<layer>/vars/)")
         }
@@ -203,7 +223,7 @@ private final class Reader {
                     throw malformed("weight '\(weight)' is listed in the weight_names of layer '\(layer)' but "
                         + "there is no dataset \(prefix)\(name)")
                 }
-                out.append(try readDataset(layerGroup.id, weight, name: name))
+                if let t = try readDataset(layerGroup.id, weight, name: name) { out.append(t) }
             }
         }
         return out
@@ -227,8 +247,13 @@ private final class Reader {
             guard objectsSeen <= KerasHDF5.maxObjects else { throw malformed("more than \(KerasHDF5.maxObjects) objects") }
             let child = path.isEmpty ? name : "\(path)/\(name)"
             switch linkKind(group.id, name) {
-            case .group: try walk(try openGroup(group.id, name, path: child), path: child, depth: depth + 1, into: &out)
-            case .dataset: out.append(try readDataset(group.id, name, name: child))
+            case .group:
+                let g = try openGroup(group.id, name, path: child)
+                if name == "vars", let layer = try stringList(g.id, "name", on: child)?.first, !layer.isEmpty {
+                    kerasLayerNames[child] = layer
+                }
+                try walk(g, path: child, depth: depth + 1, into: &out)
+            case .dataset: if let t = try readDataset(group.id, name, name: child) { out.append(t) }
             case .other, .missing: continue   // soft/external links, named datatypes
             }
         }
@@ -377,7 +402,9 @@ private final class Reader {
     // MARK: datasets
 
     /// Reads dataset `path` (relative to `loc`) as Float32; `name` is the tensor's name in errors.
-    private func readDataset(_ loc: hid_t, _ path: String, name: String) throws -> WeightTensor {
+    /// Returns nil, after checking the header, for a tensor `include` leaves out (then only
+    /// recorded in `skipped`).
+    private func readDataset(_ loc: hid_t, _ path: String, name: String) throws -> WeightTensor? {
         let id = H5Dopen2(loc, path, datasetAccess.id)
         guard id >= 0 else { throw Reader.hdf5Error(url, "cannot open the dataset of tensor '\(name)'") }
         let dataset = H5Handle(id, H5Dclose)
@@ -434,12 +461,16 @@ private final class Reader {
         guard H5Pget_external_count(create.id) == 0 else {
             throw malformed("tensor '\(name)' keeps its data in external files; refusing to follow them")
         }
-        if count == 0 { return WeightTensor(name: name, shape: shape, sourceDType: dtype, values: []) }
+        let skip = include.map { !$0(name) } ?? false
+        if skip { skipped.append(TensorInfo(name: name, shape: shape, sourceDType: dtype)) }
+        if count == 0 { return skip ? nil : WeightTensor(name: name, shape: shape, sourceDType: dtype, values: []) }
         let stored = H5Dget_storage_size(dataset.id)
         guard stored > 0 else { throw malformed("tensor '\(name)' (shape \(shape)) has no stored data") }
         if layout == H5D_CONTIGUOUS || layout == H5D_COMPACT, stored != UInt64(count * typeSize) {
             throw malformed("tensor '\(name)' of shape \(shape) needs \(count * typeSize) bytes but \(stored) are stored")
         }
+        // Everything above is metadata; a skipped tensor's data is never read.
+        if skip { return nil }
 
         // HOT PATH: libhdf5 reads and converts to native Float32 in one call.
         var ok = true

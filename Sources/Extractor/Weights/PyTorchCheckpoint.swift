@@ -13,14 +13,22 @@ public enum PyTorchCheckpoint {
     /// Loads the state dict in `url` (format detected from the first bytes). A top-level dict that
     /// holds the state dict under "state_dict", "model" or "model_state_dict" is unwrapped.
     public static func load(_ url: URL) throws -> StateDict {
+        try load(url, include: nil)
+    }
+
+    /// Loads the tensors for which `include(name)` is true (all when nil). The others are checked
+    /// as far as the pickle goes (a tensor, its storage present) and listed in
+    /// `StateDict.skipped`; their bytes are never read.
+    public static func load(_ url: URL, include: ((String) -> Bool)?) throws -> StateDict {
         let mapped = try MappedFile(url)
         let bytes = mapped.bytes
+        let reading = Reading(include: include, pages: mapped)
         return try withExtendedLifetime(mapped) {
             if bytes.count >= 4, bytes.leValue(at: 0, as: UInt32.self) == 0x0403_4B50 {   // "PK\3\4"
-                return try loadZip(bytes, file: url)
+                return try loadZip(bytes, file: url, reading)
             }
             if bytes.count >= 2, bytes[0] == 0x80, bytes[1] >= 2 {                          // PROTO 2+
-                return try loadLegacy(bytes, file: url)
+                return try loadLegacy(bytes, file: url, reading)
             }
             if bytes.count < 4, bytes.count > 0, bytes[0] == 0x50 || bytes[0] == 0x80 {
                 throw WeightFileError.truncated(file: url, detail: "only \(bytes.count) bytes")
@@ -31,7 +39,13 @@ public enum PyTorchCheckpoint {
 
     // MARK: - zip
 
-    private static func loadZip(_ bytes: UnsafeRawBufferPointer, file: URL) throws -> StateDict {
+    /// Which tensors to convert, and the map their bytes lie in.
+    private struct Reading {
+        let include: ((String) -> Bool)?
+        let pages: MappedFile
+    }
+
+    private static func loadZip(_ bytes: UnsafeRawBufferPointer, file: URL, _ reading: Reading) throws -> StateDict {
         let zip = try ZipDirectory(bytes, file: file)
         // The archive's folder is whatever precedes "/data.pkl" (shortest such path wins).
         guard let pickleName = zip.names.filter({ $0.hasSuffix("/data.pkl") || $0 == "data.pkl" })
@@ -56,7 +70,7 @@ public enum PyTorchCheckpoint {
         var machine = PickleMachine(bytes: UnsafeRawBufferPointer(rebasing: bytes[pickleRange]), start: 0,
                                     file: file, context: "\(pickleName)")
         let top = try machine.run().value
-        return try buildStateDict(top, file: file) { ref in
+        return try buildStateDict(top, file: file, reading) { ref in
             let member = folder + "data/" + ref.storage.key
             guard let range = zip.members[member] else {
                 throw WeightFileError.unsupportedArchive(
@@ -71,7 +85,7 @@ public enum PyTorchCheckpoint {
     /// 0x1950a86a20f9469cfc6c as little-endian bytes (how LONG1 stores it).
     private static let legacyMagic: [UInt8] = [0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]
 
-    private static func loadLegacy(_ bytes: UnsafeRawBufferPointer, file: URL) throws -> StateDict {
+    private static func loadLegacy(_ bytes: UnsafeRawBufferPointer, file: URL, _ reading: Reading) throws -> StateDict {
         var offset = 0
         func nextPickle(_ what: String) throws -> (PickleValue, PickleMachine) {
             var machine = PickleMachine(bytes: bytes, start: offset, file: file, context: "legacy \(what) pickle")
@@ -112,7 +126,7 @@ public enum PyTorchCheckpoint {
             try cursor.skip(byteCount)
             storages[key] = start..<(start + byteCount)
         }
-        return try buildStateDict(top, file: file) { ref in
+        return try buildStateDict(top, file: file, reading) { ref in
             guard let range = storages[ref.storage.key] else {
                 throw WeightFileError.malformed(file: file, detail: "storage '\(ref.storage.key)' has no data")
             }
@@ -125,7 +139,7 @@ public enum PyTorchCheckpoint {
     /// Keys under which published checkpoints nest the state dict.
     private static let wrapperKeys = ["state_dict", "model", "model_state_dict"]
 
-    private static func buildStateDict(_ top: PickleValue, file: URL,
+    private static func buildStateDict(_ top: PickleValue, file: URL, _ reading: Reading,
                                        storage: (TensorRef) throws -> UnsafeRawBufferPointer) throws -> StateDict {
         guard case .dict(var dict) = top else {
             throw WeightFileError.notAStateDict(file: file, detail: "the top-level object is a \(top.typeName)")
@@ -139,6 +153,7 @@ public enum PyTorchCheckpoint {
             }
         }
         var tensors: [WeightTensor] = []
+        var skipped: [TensorInfo] = []
         tensors.reserveCapacity(dict.entries.count)
         for (key, value) in dict.entries {
             guard case .string(let name) = key else {
@@ -152,8 +167,32 @@ public enum PyTorchCheckpoint {
                     file: file, detail: "entry '\(name)' is a \(value.typeName), not a tensor (keys: "
                         + "\(keys.joined(separator: ", "))\(dict.entries.count > 8 ? ", ..." : ""))")
             }
-            tensors.append(try TensorConversion.materialize(name: name, ref: ref, storage: try storage(ref), file: file))
+            let bytes = try storage(ref)
+            if let include = reading.include, !include(name) {
+                _ = try TensorConversion.materialize(name: name, ref: ref, storage: bytes, file: file, readValues: false)
+                skipped.append(TensorInfo(name: name, shape: ref.shape, sourceDType: ref.storage.dtype))
+                continue
+            }
+            // Only the bytes this view reaches are read ahead and released after (storages may be
+            // shared by several tensors; a released page is simply read again when needed).
+            let range = viewByteRange(ref, in: bytes, pages: reading.pages)
+            if let range { reading.pages.willNeed(range) }
+            tensors.append(try TensorConversion.materialize(name: name, ref: ref, storage: bytes, file: file))
+            if let range { reading.pages.release(range) }
         }
-        return try StateDict(file: file, orderedTensors: tensors)
+        return try StateDict(file: file, orderedTensors: tensors, skipped: skipped)
+    }
+
+    /// The file bytes a contiguous tensor view reads (nil for other views: then nothing is advised,
+    /// which only costs memory). Clamped to `storage`.
+    private static func viewByteRange(_ ref: TensorRef, in storage: UnsafeRawBufferPointer, pages: MappedFile) -> Range<Int>? {
+        guard let base = storage.baseAddress, TensorConversion.isContiguous(ref) else { return nil }
+        let size = ref.storage.dtype.byteSize
+        let count = ref.shape.reduce(1) { $0.multipliedReportingOverflow(by: max($1, 0)).partialValue }
+        let (first, o1) = (ref.storage.elementOffset &+ ref.offset).multipliedReportingOverflow(by: size)
+        let (length, o2) = count.multipliedReportingOverflow(by: size)
+        guard !o1, !o2, first >= 0, length > 0, first < storage.count else { return nil }
+        let start = pages.offset(of: base) + first
+        return start..<(start + min(length, storage.count - first))
     }
 }

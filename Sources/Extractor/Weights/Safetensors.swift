@@ -21,8 +21,14 @@ public enum Safetensors {
     public static let maxHeaderBytes = 100 << 20
 
     public static func load(_ url: URL) throws -> StateDict {
+        try load(url, include: nil)
+    }
+
+    /// Loads the tensors for which `include(name)` is true (all when nil); the others are
+    /// checked from the header alone and listed in `StateDict.skipped`, their bytes never read.
+    public static func load(_ url: URL, include: ((String) -> Bool)?) throws -> StateDict {
         let mapped = try MappedFile(url)
-        return try withExtendedLifetime(mapped) { try parse(mapped.bytes, file: url) }
+        return try withExtendedLifetime(mapped) { try parse(mapped.bytes, file: url, include: include, pages: mapped) }
     }
 
     /// One header entry, checked: `begin..<end` lies inside the data section.
@@ -34,7 +40,9 @@ public enum Safetensors {
         let end: Int
     }
 
-    static func parse(_ bytes: UnsafeRawBufferPointer, file: URL) throws -> StateDict {
+    /// `pages`: the map `bytes` lies in, if any, so that converted bytes can leave memory.
+    static func parse(_ bytes: UnsafeRawBufferPointer, file: URL, include: ((String) -> Bool)? = nil,
+                      pages: MappedFile? = nil) throws -> StateDict {
         func malformed(_ detail: String) -> WeightFormatError { .malformed(file: file, format: .safetensors, detail: detail) }
         func truncated(_ detail: String) -> WeightFormatError { .truncated(file: file, format: .safetensors, detail: detail) }
 
@@ -110,8 +118,13 @@ public enum Safetensors {
         }
 
         var tensors: [WeightTensor] = []
+        var skipped: [TensorInfo] = []
         tensors.reserveCapacity(entries.count)
         for e in entries {
+            if let include, !include(e.name) {
+                skipped.append(TensorInfo(name: e.name, shape: e.shape, sourceDType: e.dtype))
+                continue
+            }
             // Contiguous row-major strides; the shared converter copies F32 in one go and widens the rest.
             var strides = [Int](repeating: 1, count: e.shape.count)
             var step = 1
@@ -123,9 +136,12 @@ public enum Safetensors {
             let ref = TensorRef(storage: StorageRef(key: e.name, dtype: e.dtype, elementOffset: 0, elementCount: count),
                                 offset: 0, shape: e.shape, strides: strides)
             let storage = UnsafeRawBufferPointer(rebasing: data[e.begin..<e.end])
+            let byteRange = (dataStart + e.begin)..<(dataStart + e.end)
+            pages?.willNeed(byteRange)
             tensors.append(try TensorConversion.materialize(name: e.name, ref: ref, storage: storage, file: file))
+            pages?.release(byteRange)
         }
-        return try StateDict(file: file, orderedTensors: tensors)
+        return try StateDict(file: file, orderedTensors: tensors, skipped: skipped)
     }
 
     static func dtype(_ code: String) -> TensorDType? {

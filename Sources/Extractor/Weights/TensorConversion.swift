@@ -6,8 +6,10 @@ import Foundation
 /// transposes, slices with steps and stride-0 broadcasts are gathered); every index that will be
 /// touched is bounds-checked up front, so the hot loops below run without checks.
 enum TensorConversion {
+    /// `readValues: false` runs every check and reads nothing (the tensor returned has no values):
+    /// how skipped tensors are checked, so a damaged file fails the same way whatever is skipped.
     static func materialize(name: String, ref: TensorRef, storage: UnsafeRawBufferPointer,
-                            file: URL) throws -> WeightTensor {
+                            file: URL, readValues: Bool = true) throws -> WeightTensor {
         func bad(_ detail: String) -> WeightFileError {
             .malformed(file: file, detail: "tensor '\(name)': \(detail)")
         }
@@ -52,6 +54,7 @@ enum TensorConversion {
         if count > usable && count > 1 << 28 {
             throw bad("broadcast view of shape \(ref.shape) would expand \(usable) stored elements to \(count)")
         }
+        if !readValues { return WeightTensor(name: name, shape: ref.shape, sourceDType: dtype, values: []) }
         // Byte address of element 0 of this (possibly legacy-view) storage.
         let base = storage.baseAddress! + ref.storage.elementOffset * size
         // Every element is written below, so skip zero-filling the array first.

@@ -80,11 +80,28 @@ public enum WeightFormatError: Error, CustomStringConvertible {
 public enum WeightFiles {
     /// Loads every tensor of `url` as Float32, whatever the format (see `detectFormat`).
     public static func load(_ url: URL) throws -> StateDict {
+        try load(url, include: nil)
+    }
+
+    /// Loads the tensors of `url` for which `include(name)` is true; the others are checked as far
+    /// as their headers go (name, shape, element type, where their bytes are) but their values are
+    /// never read: they are listed in `StateDict.skipped`. A VGG16 file with its classifier is
+    /// 553 MB of which 470 MB are fully connected weights that feature extraction never uses.
+    /// `include` is called once per tensor, in file order. nil loads everything.
+    public static func load(_ url: URL, include: ((String) -> Bool)?) throws -> StateDict {
         switch try detectFormat(url) {
-        case .pytorch: return try PyTorchCheckpoint.load(url)
-        case .safetensors: return try Safetensors.load(url)
-        case .kerasHDF5: return try KerasHDF5.load(url)
+        case .pytorch: return try PyTorchCheckpoint.load(url, include: include)
+        case .safetensors: return try Safetensors.load(url, include: include)
+        case .kerasHDF5: return try KerasHDF5.load(url, include: include)
         }
+    }
+
+    /// Names, shapes and element types of every tensor of `url`, without reading any values
+    /// (for recognizing a file's layout before deciding what to load).
+    public static func index(_ url: URL) throws -> WeightFileIndex {
+        let format = try detectFormat(url)
+        let sd = try load(url, include: { _ in false })
+        return WeightFileIndex(file: url, format: format, tensors: sd.skipped, kerasLayerNames: sd.kerasLayerNames)
     }
 
     /// The format of `url` by magic bytes:
