@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "CImageCodec", path: "Sources/CImageCodec",
                 cxxSettings: [.unsafeFlags(["-I/usr/include/opencv4"])],
                 linkerSettings: [.linkedLibrary("opencv_imgcodecs"), .linkedLibrary("opencv_imgproc"),
-                                 .linkedLibrary("opencv_core")]),
+                                 .linkedLibrary("opencv_core"), .linkedLibrary("jpeg")]),
 
         // The extractor: images, engine, weight formats, backbone definitions, command line.
         .target(name: "Imaging", dependencies: ["CImageCodec", "COpenSSL"],

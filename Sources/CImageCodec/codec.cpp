@@ -6,6 +6,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <malloc.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -73,6 +75,17 @@ static cv::Mat compositeOnBlack(const cv::Mat &m) {
     return out;
 }
 
+bool cic::plainJPEGEnabled = true;
+
+extern "C" void cic_keep_buffers_in_heap(void) {
+#ifdef M_MMAP_THRESHOLD
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
+}
+
+extern "C" void cic_set_plain_jpeg_path(int enabled) { cic::plainJPEGEnabled = enabled != 0; }
+
 extern "C" int cic_probe(const uint8_t *data, size_t len, cic_header *out, char *msg, size_t msg_len) {
     try {
         cic::Header h;
@@ -117,6 +130,14 @@ extern "C" int cic_decode(const uint8_t *data, size_t len, int64_t max_pixels, c
         // Images without alpha: IMREAD_COLOR, which also applies EXIF orientation and converts gray, CMYK,
         // palette and 16-bit to 8-bit BGR. Images with alpha: IMREAD_UNCHANGED keeps the alpha channel
         // (OpenCV ignores EXIF orientation in that mode) and we composite on black ourselves.
+        if (h.format == CIC_FORMAT_JPEG && cic::plainJPEGEnabled) {
+            auto image = new cic_image();
+            if (cic::decodePlainJPEG(data, len, image->rgb)) {
+                *out = image;
+                return CIC_OK;
+            }
+            delete image;
+        }
         const bool keepAlpha = h.has_alpha && (h.format == CIC_FORMAT_PNG || h.format == CIC_FORMAT_WEBP);
         const cv::Mat encoded(1, int(len), CV_8U, const_cast<uint8_t *>(data));
         cv::Mat decoded = cv::imdecode(encoded, keepAlpha ? cv::IMREAD_UNCHANGED : cv::IMREAD_COLOR);

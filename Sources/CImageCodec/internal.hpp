@@ -5,6 +5,8 @@
 
 #include <string>
 
+namespace cv { class Mat; }
+
 namespace cic {
 
 /// Header facts plus `complete`: false when a JPEG lacks its end-of-image marker after the scan data.
@@ -12,6 +14,13 @@ struct Header : cic_header {
     bool complete = true;
     Header() : cic_header{CIC_FORMAT_UNKNOWN, 0, 0, 0} {}
 };
+
+/// Decodes a plain 3-component JPEG (no EXIF, no Adobe marker) straight to RGB with libjpeg; false
+/// (and `rgb` empty) for anything else, which then goes through OpenCV (jpeg_rgb.cpp).
+bool decodePlainJPEG(const uint8_t *data, size_t len, cv::Mat &rgb);
+
+/// Whether cic_decode may use decodePlainJPEG (tests compare both paths).
+extern bool plainJPEGEnabled;
 
 /// Parses the header; returns CIC_OK or an error code with a human-readable `msg`.
 int probe(const uint8_t *data, size_t len, Header &header, std::string &msg);

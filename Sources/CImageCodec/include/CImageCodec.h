@@ -60,6 +60,14 @@ typedef struct cic_image cic_image;
 /// - 16-bit samples are reduced to 8 bits by dropping the low byte (what libpng's strip_16 does).
 int cic_decode(const uint8_t *data, size_t len, int64_t max_pixels, cic_image **out, char *msg, size_t msg_len);
 
+/// Plain 3-component JPEGs without EXIF decode through libjpeg straight to RGB (1, the default) or
+/// through OpenCV like every other image (0). Both give the same pixels; for tests and benchmarks.
+void cic_set_plain_jpeg_path(int enabled);
+
+/// glibc: serve allocations up to 64 MB from the heap instead of mmap, and keep up to 256 MB of freed
+/// heap, so per-image buffers are reused instead of page-faulted in afresh. No effect elsewhere.
+void cic_keep_buffers_in_heap(void);
+
 int cic_image_width(const cic_image *image);
 int cic_image_height(const cic_image *image);
 const uint8_t *cic_image_pixels(const cic_image *image);

@@ -31,6 +31,11 @@ public enum ImageCodec {
         }
     }
 
+    /// Plain 3-component JPEGs without EXIF decode through libjpeg straight to RGB (the default) or
+    /// through OpenCV like every other image. Same pixels either way (tested); a switch for tests and
+    /// benchmarks. Process-wide; set it before decoding starts.
+    public static func usePlainJPEGPath(_ enabled: Bool) { cic_set_plain_jpeg_path(enabled ? 1 : 0) }
+
     public static func decode(file: URL, maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
         let bytes = try readFile(file)
         return try decode(bytes: bytes, name: file.path, maxPixels: maxPixels)
