@@ -62,6 +62,16 @@ void chk_batchnorm_train(long batch, long col_lo, long col_hi, long ld,
                          float *moving_mean, float *moving_var, float *mean, float *istd,
                          float momentum, float epsilon);
 
+/// A fork-join pool for the trainer's parallel regions (pool.c): workers spin briefly before
+/// blocking, so back-to-back regions within a training step skip a futex wake-up each.
+typedef struct chk_pool chk_pool;
+typedef void (*chk_task_fn)(void *ctx, long index);
+/// `threads` including the caller; NULL when threads < 2 or no thread could be started.
+chk_pool *chk_pool_create(int threads);
+/// Runs fn(ctx, 0..<count) on the pool and the calling thread; returns when all are done.
+void chk_pool_run(chk_pool *pool, long count, chk_task_fn fn, void *ctx);
+void chk_pool_destroy(chk_pool *pool);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,3 +1,4 @@
+import CHeadKernels
 import COpenBLAS
 import Dispatch
 import Foundation
@@ -35,15 +36,21 @@ final class FloatBuffer {
 /// was 3-4x slower than libdispatch's blocking hand-off.
 struct Parallel {
     let threads: Int
+    private let pool: WorkerPool?
 
     init(threads: Int?) {
         self.threads = max(1, min(threads ?? ProcessInfoCores.count, 64))
+        pool = self.threads > 1 && WorkerPool.enabled ? WorkerPool(threads: self.threads) : nil
     }
 
     @inline(__always)
     func run(_ chunks: Int, _ body: (Int) -> Void) {
         if threads > 1 && chunks > 1 {
-            DispatchQueue.concurrentPerform(iterations: chunks) { body($0) }
+            if let pool {
+                pool.run(chunks, body)
+            } else {
+                DispatchQueue.concurrentPerform(iterations: chunks) { body($0) }
+            }
         } else {
             for c in 0..<chunks { body(c) }
         }
@@ -79,4 +86,30 @@ func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, al
     if m == 0 || n == 0 { return }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The trainer's own fork-join pool (CHeadKernels/pool.c). A training step has two parallel regions
+/// a few hundred microseconds apart; libdispatch wakes its workers through a futex for each, which
+/// cost 10-30 us a time. `WORKBENCH_TRAINER_POOL=dispatch` selects libdispatch instead.
+final class WorkerPool {
+    static let enabled = ProcessInfo.processInfo.environment["WORKBENCH_TRAINER_POOL"] != "dispatch"
+    let handle: OpaquePointer
+
+    init?(threads: Int) {
+        guard let h = chk_pool_create(Int32(threads)) else { return nil }
+        handle = h
+    }
+
+    deinit { chk_pool_destroy(handle) }
+
+    func run(_ chunks: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { escapable in
+            var task = escapable
+            withUnsafeMutablePointer(to: &task) { ctx in
+                chk_pool_run(handle, chunks, { ctx, index in
+                    ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
+                }, ctx)
+            }
+        }
+    }
 }
