@@ -48,6 +48,29 @@ enum CLI {
                       stderr: String(decoding: errData, as: UTF8.self))
     }
 
+    /// Starts `name`, reads its stderr until `marker` appears (or `timeout` passes, or it exits), then
+    /// kills it with SIGKILL. Returns the stderr seen and whether the kill came before a normal exit.
+    static func runAndKill(_ name: String, _ arguments: [String], when marker: String,
+                           timeout: TimeInterval = 300) throws -> (stderr: String, killed: Bool) {
+        let p = Process()
+        p.executableURL = try binary(name)
+        p.arguments = arguments
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        var seen = ""
+        let deadline = Date().addingTimeInterval(timeout)
+        while !seen.contains(marker) && Date() < deadline {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        return (seen, p.terminationReason == .uncaughtSignal)
+    }
+
     static func temporaryDirectory() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("workbench-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

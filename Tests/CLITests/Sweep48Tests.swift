@@ -43,24 +43,9 @@ final class Sweep48Tests: XCTestCase {
         XCTAssertEqual(reference["ran"] as? Int, 48)
 
         // Kill with SIGKILL once 24 trials are saved (progress lines "[k/48]" follow each save).
-        let p = Process()
-        p.executableURL = try CLI.binary("train-head")
-        p.arguments = ["sweep", file.path, "--store", killed.path, "--jobs", "2"]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        var seen = ""
-        let deadline = Date().addingTimeInterval(300)
-        while !seen.contains("[24/48]") && Date() < deadline {
-            let chunk = err.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            seen += String(decoding: chunk, as: UTF8.self)
-        }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertTrue(seen.contains("[24/48]"), seen)
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the sweep was killed before it finished")
+        let run = try CLI.runAndKill("train-head", ["sweep", file.path, "--store", killed.path, "--jobs", "2"], when: "[24/48]")
+        XCTAssertTrue(run.stderr.contains("[24/48]"), run.stderr)
+        XCTAssertTrue(run.killed, "the sweep was killed before it finished")
 
         let resumed = try sweep(killed)
         let skipped = try XCTUnwrap(resumed["skipped"] as? Int)

@@ -115,25 +115,10 @@ final class SweepTests: XCTestCase {
 
         let store = try freshStore()
         let file = try sweepFile(in: store.deletingLastPathComponent())
-        let p = Process()
-        p.executableURL = try CLI.binary("train-head")
-        p.arguments = ["sweep", file.path, "--store", store.path, "--jobs", "1"]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
         // Progress lines ("[k/8] ...") are printed after each trial is saved: kill after the third.
-        var seen = ""
-        let deadline = Date().addingTimeInterval(120)
-        while !seen.contains("[3/8]") && Date() < deadline {
-            let chunk = err.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            seen += String(decoding: chunk, as: UTF8.self)
-        }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertTrue(seen.contains("[3/8]"), seen)
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the sweep was killed before it finished")
+        let run = try CLI.runAndKill("train-head", ["sweep", file.path, "--store", store.path, "--jobs", "1"], when: "[3/8]", timeout: 120)
+        XCTAssertTrue(run.stderr.contains("[3/8]"), run.stderr)
+        XCTAssertTrue(run.killed, "the sweep was killed before it finished")
 
         let resumed = try sweepJSON(store)
         let skipped = try XCTUnwrap(resumed["skipped"] as? Int)

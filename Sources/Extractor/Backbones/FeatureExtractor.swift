@@ -4,6 +4,7 @@ import Foundation
 /// A loaded backbone compiled for one batch size: 8-bit RGB images in, features (and logits) out.
 /// The backbone's own preprocessing is applied here and nowhere else.
 public final class FeatureExtractor {
+    /// The backbone it was compiled from, without its layers: the weights live in the compiled network.
     public let backbone: LoadedBackbone
     public let batch: Int
     public let size: Int
@@ -12,11 +13,12 @@ public final class FeatureExtractor {
 
     public init(_ backbone: LoadedBackbone, batch: Int, size: Int? = nil, precision: Precision = .fp32,
                 outputs: [String] = ["features"]) throws {
-        self.backbone = backbone
         self.batch = batch
         self.size = size ?? backbone.spec.inputSize
         self.outputs = outputs
         net = try backbone.compile(batch: batch, size: self.size, precision: precision, outputs: outputs)
+        // The compiled primitives hold their own (reordered) weights from here on.
+        self.backbone = backbone.withoutLayers()
     }
 
     /// Dimension of a named output (1280 for Lite0's `features`, 1000 for `logits`).

@@ -128,8 +128,10 @@ struct Run: ParsableCommand {
         let ids = try db.upsertImages(records)
         let imageID = Dictionary(zip(usable.map(\.path), ids), uniquingKeysWith: { a, _ in a })
 
-        let loaded = try source.load(weights: options.weightsURL)
-        let extractor = try FeatureExtractor(loaded, batch: batch, size: size, precision: precision, outputs: [feature])
+        // Scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them).
+        let extractor = try FeatureExtractor(try source.load(weights: options.weightsURL), batch: batch, size: size,
+                                             precision: precision, outputs: [feature])
+        let loaded = extractor.backbone
         let settings = ExtractionSettings(
             datasetID: dataset.id, backbone: source.storedName, weightsSHA256: loaded.weightsSHA256,
             weightsSource: loaded.layout.name, preprocessing: loaded.preprocessing.description,

@@ -194,13 +194,7 @@ public final class ImagePipeline {
                 // Help rather than wait: when the workers are behind (or starved at idle priority by
                 // other processes), the consumer renders the next unclaimed item itself.
                 if !state.cancelled, state.nextClaim < count, canClaim(state.nextClaim, state: state, aheadLimit: aheadLimit) {
-                    let claimed = state.nextClaim
-                    state.nextClaim += 1
-                    state.condition.unlock()
-                    let result = process(claimed)
-                    state.condition.lock()
-                    state.results[claimed] = result
-                    state.condition.broadcast()
+                    processNextClaim(state: state)
                 } else {
                     state.condition.wait()
                 }
@@ -274,16 +268,23 @@ public final class ImagePipeline {
                 state.condition.wait()
                 continue
             }
-            state.nextClaim += 1
-            state.condition.unlock()
-            let result = process(index)
-            state.condition.lock()
-            state.results[index] = result
-            state.condition.broadcast()
+            processNextClaim(state: state)
         }
         state.runningWorkers -= 1
         state.condition.broadcast()
         state.condition.unlock()
+    }
+
+    /// Claims item `state.nextClaim` and renders it outside the lock. Call with `state.condition`
+    /// locked; returns with it locked and the result published.
+    private func processNextClaim(state: State) {
+        let index = state.nextClaim
+        state.nextClaim += 1
+        state.condition.unlock()
+        let result = process(index)
+        state.condition.lock()
+        state.results[index] = result
+        state.condition.broadcast()
     }
 
     /// Reads, hashes, decodes and renders all copies of one item. Never throws: failures become skips.
