@@ -259,15 +259,7 @@ def run_torch(backbones, weights_dir: Path | None) -> None:
     batch = torch.stack([TF.normalize(TF.to_tensor(p), IMAGENET_MEAN, IMAGENET_STD) for p in pixels])
     for backbone in backbones:
         model = getattr(torchvision.models, backbone)(weights=None).eval()
-        reference_sd = model.state_dict()
-        shapes = {k: list(v.shape) for k, v in reference_sd.items()}
-        generated = {}
-        for name, t in reference_sd.items():
-            if name.endswith("num_batches_tracked"):
-                generated[name] = torch.zeros_like(t)
-                continue
-            kind, fan_in = torch_kind(name, shapes)
-            generated[name] = torch.from_numpy(generate(name, shapes[name], kind, fan_in))
+        generated = generated_state_dict(model)
         with tempfile.TemporaryDirectory() as tmp:
             path = (weights_dir or Path(tmp)) / f"{backbone}_torchvision.pth"
             torch.save(generated, path)  # the zip checkpoint format torchvision publishes
@@ -290,6 +282,22 @@ def run_torch(backbones, weights_dir: Path | None) -> None:
                       f"torch {torch.__version__}", {k: v.numpy() for k, v in outputs.items()}, classifier=True)
 
 
+def generated_state_dict(model):
+    """Deterministic weights for every tensor of a PyTorch model's state dict (by name and shape)."""
+    import torch
+
+    reference_sd = model.state_dict()
+    shapes = {k: list(v.shape) for k, v in reference_sd.items()}
+    generated = {}
+    for name, t in reference_sd.items():
+        if name.endswith("num_batches_tracked"):
+            generated[name] = torch.zeros_like(t)
+            continue
+        kind, fan_in = torch_kind(name, shapes)
+        generated[name] = torch.from_numpy(generate(name, shapes[name], kind, fan_in))
+    return generated
+
+
 # --------------------------------------------------------------------------------------------
 # timm (efficientnet_b0, vgg16: the two whose tensor names differ from torchvision's; timm's
 # resnet50/101 use torchvision's names and are covered by the torchvision fixtures)
@@ -310,15 +318,7 @@ def run_timm(backbones, weights_dir: Path | None) -> None:
             log(f"timm: skipping {backbone} (same tensor names as torchvision)")
             continue
         model = timm.create_model(backbone, pretrained=False).eval()
-        reference_sd = model.state_dict()
-        shapes = {k: list(v.shape) for k, v in reference_sd.items()}
-        generated = {}
-        for name, t in reference_sd.items():
-            if name.endswith("num_batches_tracked"):
-                generated[name] = torch.zeros_like(t)
-                continue
-            kind, fan_in = torch_kind(name, shapes)
-            generated[name] = torch.from_numpy(generate(name, shapes[name], kind, fan_in))
+        generated = generated_state_dict(model)
         with tempfile.TemporaryDirectory() as tmp:
             path = (weights_dir or Path(tmp)) / f"{backbone}_timm.pth"
             torch.save(generated, path)
