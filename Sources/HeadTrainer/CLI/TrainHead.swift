@@ -56,6 +56,7 @@ struct Train: ParsableCommand {
     @OptionGroup var head: HeadOptions
     @Option(help: "Write loss and accuracy curves (SVG) into this folder.") var plot: String?
     @Flag(help: "Print one JSON object with the metrics of train, validation and test.") var json = false
+    @Option(name: .customLong("write-validation-ids"), help: .hidden) var validationIDsFile: String?
 
     func validate() throws {
         if backbone == nil && extraction == nil { throw ValidationError("give --backbone NAME or --extraction ID") }
@@ -75,6 +76,9 @@ struct Train: ParsableCommand {
             let config = head.config
             let result = try trainHead(config: config, train: train, test: test)
             let id = try StoreData.save(result, config: config, extraction: e, in: db)
+            if let validationIDsFile {   // for peers that must score the same held-out images (tools/bench/linear_bench.sh)
+                try JSONEncoder().encode(result.validationImageIDs).write(to: URL(fileURLWithPath: validationIDsFile))
+            }
             if let plot {
                 let dir = URL(fileURLWithPath: plot)
                 try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
