@@ -45,7 +45,7 @@ let package = Package(
                           path: "Sources/Extractor/CLI", swiftSettings: release),
 
         // The store shared by both programs: schema, migrations, all reads and writes of the SQLite file.
-        .target(name: "FeatureStore", dependencies: ["CSQLite"], path: "Sources/FeatureStore", swiftSettings: release),
+        .target(name: "FeatureStore", dependencies: ["CSQLite", "COpenSSL"], path: "Sources/FeatureStore", swiftSettings: release),
 
         // The head trainer: training core on OpenBLAS, and the command line.
         // Hot loops of the training step, with AVX-512/AVX2 variants chosen at run time.

@@ -1,25 +1,23 @@
+import COpenSSL
 import Foundation
 
-/// A small, dependency-free SHA-256 (FIPS 180-4), used for settings keys and augmentation-policy
-/// hashes so the store needs nothing beyond SQLite. Public so tools can hash small things the same
-/// way; for hashing many large image files a native library is faster.
+/// SHA-256 through OpenSSL's libcrypto (EVP), used for settings keys and augmentation-policy hashes.
+/// Public so tools hash small things the same way as the store.
+///
+/// A value owns one digest context: use it where it was made (copies share the context).
 public struct SHA256Digest {
-    private var state: [UInt32] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-    ]
-    private var buffer: [UInt8] = []
-    private var length: UInt64 = 0
+    private final class Context {
+        let ctx: OpaquePointer
+        init() {
+            guard let c = EVP_MD_CTX_new(), EVP_DigestInit_ex(c, EVP_sha256(), nil) == 1 else {
+                fatalError("OpenSSL could not set up a SHA-256 context (out of memory?)")
+            }
+            ctx = c
+        }
+        deinit { EVP_MD_CTX_free(ctx) }
+    }
 
-    private static let k: [UInt32] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-    ]
+    private let context = Context()
 
     public init() {}
 
@@ -30,82 +28,37 @@ public struct SHA256Digest {
 
     public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
 
-    /// Hashes raw bytes: whole 64-byte blocks straight from memory, the remainder via `buffer`.
     public mutating func update(_ raw: UnsafeRawBufferPointer) {
-        var offset = 0
-        length &+= UInt64(raw.count)
-        if !buffer.isEmpty {
-            let take = min(64 - buffer.count, raw.count)
-            buffer.append(contentsOf: raw[0..<take])
-            offset = take
-            if buffer.count == 64 {
-                buffer.withUnsafeBytes { compress($0.baseAddress!) }
-                buffer.removeAll(keepingCapacity: true)
-            }
-        }
-        while raw.count - offset >= 64 {
-            compress(raw.baseAddress! + offset)
-            offset += 64
-        }
-        if offset < raw.count { buffer.append(contentsOf: raw[offset...]) }
+        guard raw.count > 0 else { return }
+        _ = EVP_DigestUpdate(context.ctx, raw.baseAddress, raw.count)
     }
 
+    /// The 32-byte digest of everything given to `update`.
     public mutating func finalize() -> [UInt8] {
-        let bitLength = length &* 8
-        var tail: [UInt8] = [0x80]
-        while (buffer.count + tail.count) % 64 != 56 { tail.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8((bitLength >> UInt64(shift)) & 0xff)) }
-        let savedLength = length
-        tail.withUnsafeBytes { update($0) }
-        length = savedLength
-        var out: [UInt8] = []
-        for word in state { for shift in stride(from: 24, through: 0, by: -8) { out.append(UInt8((word >> UInt32(shift)) & 0xff)) } }
+        var out = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        _ = out.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(context.ctx, $0.baseAddress, &length) }
         return out
     }
-
-    /// The compression function on one 64-byte block.
-    private mutating func compress(_ block: UnsafeRawPointer) {
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-            for i in 0..<16 { w[i] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
-            for i in 16..<64 {
-                let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
-                let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
-                w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
-            }
-            var a = state[0], b = state[1], c = state[2], d = state[3]
-            var e = state[4], f = state[5], g = state[6], h = state[7]
-            SHA256Digest.k.withUnsafeBufferPointer { k in
-                for i in 0..<64 {
-                    let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-                    let ch = (e & f) ^ (~e & g)
-                    let t1 = h &+ s1 &+ ch &+ k[i] &+ w[i]
-                    let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-                    let maj = (a & b) ^ (a & c) ^ (b & c)
-                    let t2 = s0 &+ maj
-                    h = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-                }
-            }
-            state[0] &+= a; state[1] &+= b; state[2] &+= c; state[3] &+= d
-            state[4] &+= e; state[5] &+= f; state[6] &+= g; state[7] &+= h
-        }
-    }
-
-    @inline(__always) private func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 
     /// Lowercase hex sha256 of `bytes`.
     public static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         var digest = SHA256Digest()
         digest.update(bytes)
-        return digest.finalize().map { String(format: "%02x", $0) }.joined()
+        return hexString(digest.finalize())
     }
 
     /// Lowercase hex sha256 of `data`.
     public static func hex(_ data: Data) -> String {
         var digest = SHA256Digest()
         digest.update(data)
-        return digest.finalize().map { String(format: "%02x", $0) }.joined()
+        return hexString(digest.finalize())
     }
 
     /// Lowercase hex sha256 of a string's UTF-8 bytes.
     public static func hex(_ string: String) -> String { hex(Array(string.utf8)) }
+
+    private static func hexString(_ digest: [UInt8]) -> String {
+        digest.map { String(format: "%02x", $0) }.joined()
+    }
 }
