@@ -19,19 +19,8 @@ final class MappedFile {
 
     init(_ url: URL) throws {
         self.url = url
-        let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else {
-            throw WeightFileError.cannotOpen(file: url, reason: String(cString: strerror(errno)))
-        }
+        let (fd, size) = try MappedFile.openRegularFile(url)
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw WeightFileError.cannotOpen(file: url, reason: String(cString: strerror(errno)))
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw WeightFileError.cannotOpen(file: url, reason: "not a regular file")
-        }
-        let size = Int(info.st_size)
         length = size
         if size == 0 {
             mapping = nil
@@ -51,6 +40,26 @@ final class MappedFile {
 
     deinit {
         if let mapping { munmap(mapping, length) }
+    }
+
+    /// Opens `url` read-only and checks that it is a regular file (not a folder, a FIFO, a device):
+    /// the descriptor (the caller closes it) and the file's size. Errors name the file.
+    static func openRegularFile(_ url: URL) throws -> (fd: Int32, size: Int) {
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else {
+            throw WeightFileError.cannotOpen(file: url, reason: String(cString: strerror(errno)))
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw WeightFileError.cannotOpen(file: url, reason: reason)
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw WeightFileError.cannotOpen(file: url, reason: "not a regular file")
+        }
+        return (fd, Int(info.st_size))
     }
 
     /// Asks the kernel to read `range` ahead (it is about to be converted).

@@ -133,18 +133,8 @@ public enum WeightFiles {
     /// Up to `count` bytes from the start of the file (fewer if it is shorter) and the file's size,
     /// without mapping it.
     static func readHead(_ url: URL, count: Int) throws -> (bytes: [UInt8], size: Int) {
-        let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else {
-            throw WeightFileError.cannotOpen(file: url, reason: String(cString: strerror(errno)))
-        }
+        let (fd, size) = try MappedFile.openRegularFile(url)
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw WeightFileError.cannotOpen(file: url, reason: String(cString: strerror(errno)))
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw WeightFileError.cannotOpen(file: url, reason: "not a regular file")
-        }
         var buffer = [UInt8](repeating: 0, count: count)
         var filled = 0
         while filled < count {
@@ -156,6 +146,6 @@ public enum WeightFiles {
             if n == 0 { break }
             filled += n
         }
-        return (Array(buffer.prefix(filled)), Int(info.st_size))
+        return (Array(buffer.prefix(filled)), size)
     }
 }
