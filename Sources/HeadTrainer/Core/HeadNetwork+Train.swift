@@ -151,14 +151,14 @@ extension HeadNetwork {
                                    gamma: g1?.p, beta: be1?.p, mG: mG1?.p, vG: vG1?.p, mB: mBe1?.p, vB: vBe1?.p,
                                    l2x2: Float(2 * config.l2), step: step,
                                    capture: capture.map { ($0.w1.p, $0.g1?.p, $0.be1?.p) })
-        let pp = p.p
+        let pp = p.p, rowBlock = gradientRowBlock
         let sums = penaltyScratch
         par.run(chunks) { ci in
             let rr = Parallel.range(ci, of: chunks, d)
             var s = 0.0
             var lo = rr.lowerBound
             while lo < rr.upperBound {
-                let hi = min(rr.upperBound, lo + 64)
+                let hi = min(rr.upperBound, lo + rowBlock)
                 gemm(transA: true, m: hi - lo, n: f, k: bsz, a: xin + lo, lda: d, b: dz, ldb: f, c: pp + lo * f, ldc: f)
                 s += upd.run(rows: lo..<hi)
                 lo = hi

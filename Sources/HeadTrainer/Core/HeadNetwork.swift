@@ -37,6 +37,12 @@ final class HeadNetwork {
     /// Depth of the forward GEMM blocks: keeps B x F x depth within OpenBLAS's small-matrix range
     /// (<= 1e6 multiply-adds), where it skips packing.
     let forwardDepthBlock: Int
+    /// Rows of the first-layer gradient P = xin^T dz computed per OpenBLAS call (then consumed by the
+    /// fused Adam pass while in cache). Like `forwardDepthBlock`, sized so rows x F x batch stays
+    /// within OpenBLAS's small-matrix path (about 10^6 multiply-adds): at hidden 512, 64-row blocks
+    /// fell onto the packed path (a third of a trial's time in `sgemm_kernel` plus packing and
+    /// memset, perf). At most 64: larger blocks measured slower at hidden 128.
+    let gradientRowBlock: Int
     let scale: FloatBuffer?   // B x H: relu'(z) * dropout mask / (1 - p)
     let hd: FloatBuffer?      // B x H: relu(z) * mask
     let dhat2: FloatBuffer?, a2: FloatBuffer?, mu2: FloatBuffer?, istd2: FloatBuffer?
@@ -88,6 +94,7 @@ final class HeadNetwork {
         z1 = FloatBuffer(b * f)
         zPartial = FloatBuffer(chunks * b * f)
         forwardDepthBlock = max(16, 1_000_000 / max(1, b * f) / 16 * 16)
+        gradientRowBlock = max(16, min(64, 1_000_000 / max(1, b * f) / 16 * 16))
         scale = opt(h > 0, b * h); hd = opt(h > 0, b * h)
         dhat2 = opt(bn2, b * h); a2 = opt(bn2, b * h); mu2 = opt(bn2, h); istd2 = opt(bn2, h)
         logits = FloatBuffer(b * c); probs = FloatBuffer(b * c); dlog = FloatBuffer(b * c)
