@@ -70,7 +70,7 @@ final class PreprocessingTests: XCTestCase {
         let r = try CLI.run("extract", ["--backbone", "resnet50", "--feature", "fc7", "--data", dir.path,
                                         "--store", dir.appendingPathComponent("f.sqlite").path])
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("only vgg16"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("other outputs exist for vgg16: fc7"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("f.sqlite").path))
     }
 }

@@ -70,9 +70,13 @@ public struct BackboneSpec: Sendable {
     public let featureDimension: Int
     public let sources: [WeightsSource]
     public let layouts: [WeightLayout]
+    /// Outputs besides the pooled `features` that `extract --feature` may store, with what each
+    /// needs (VGG16: `fc7`, from the classifier's weights at the native input size).
+    public let classifierOutputs: [String]
 
     public init(id: String, displayName: String, inputSize: Int, featureDimension: Int, sources: [WeightsSource],
-                layouts: [WeightLayout]) {
+                layouts: [WeightLayout], classifierOutputs: [String] = []) {
+        self.classifierOutputs = classifierOutputs
         self.id = id
         self.displayName = displayName
         self.inputSize = inputSize

@@ -189,6 +189,6 @@ public enum VGG {
             classifier: ["fc1/", "fc2/", "predictions/"],
             build: { try kerasNetwork(weights: $0) })
         return BackboneSpec(id: "vgg16", displayName: "VGG16", inputSize: 224, featureDimension: featureDimension,
-                            sources: [], layouts: [timm, torchvision, keras])
+                            sources: [], layouts: [timm, torchvision, keras], classifierOutputs: ["fc7"])
     }()
 }

@@ -88,10 +88,10 @@ struct FeatureSource {
         let loaded = try LoadedBackbone(spec, weights: weights, classifier: needsClassifier)
         guard loaded.network.outputs[output] != nil else {
             let offered = loaded.network.outputs.keys.filter { $0 != "logits" }.sorted()
+            let withClassifier = WeightsRegistry.published(for: spec.id).filter { $0.note.contains("with classifier") }.map(\.fileName)
             throw ValidationError("\(loaded.weightsFile.path) gives \(spec.id) the outputs \(offered.joined(separator: ", ")), not '\(output)'"
-                                  + (spec.id == "vgg16" && output == "fc7"
-                                     ? "; fc7 needs the weights file with the classifier (e.g. Keras' vgg16_weights_tf_dim_ordering_tf_kernels.h5, not ..._notop.h5, or torchvision's vgg16-397923af.pth)"
-                                     : ""))
+                                  + (needsClassifier ? "; \(output) needs a weights file with the classifier"
+                                     + (withClassifier.isEmpty ? "" : " (\(withClassifier.joined(separator: ", ")))") : ""))
         }
         return loaded
     }

@@ -52,10 +52,12 @@ struct Run: ParsableCommand {
         guard batch >= 1, batch <= 1024 else { throw ValidationError("--batch must be between 1 and 1024") }
         if let s = imageSize, s < 32 || s > 1024 { throw ValidationError("--image-size must be between 32 and 1024") }
         if let shard { _ = try Shard(shard) }
-        if feature != FeatureSource.defaultOutput {
-            guard feature == "fc7", (try? Backbones.named(options.backbone))?.id == "vgg16" else {
-                throw ValidationError("--feature \(feature): only vgg16 has another output (fc7); the others store their pooled features (--feature features)")
-            }
+        if feature != FeatureSource.defaultOutput, let spec = try? Backbones.named(options.backbone),
+           !spec.classifierOutputs.contains(feature) {
+            let offered = Backbones.all.filter { !$0.classifierOutputs.isEmpty }
+                .map { "\($0.id): \($0.classifierOutputs.joined(separator: ", "))" }
+            throw ValidationError("--feature \(feature): \(spec.id) offers \((["features"] + spec.classifierOutputs).joined(separator: ", ")); "
+                                  + "other outputs exist for \(offered.joined(separator: "; "))")
         }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: data, isDirectory: &isDir), isDir.boolValue else {
@@ -153,9 +155,9 @@ struct Run: ParsableCommand {
             seed: seed, batchSize: batch, threads: ProcessInfo.processInfo.activeProcessorCount, maxPixels: maxPixels)
         // Decoding never competes with the forward pass's threads (a pre-empted oneDNN thread stalls
         // its partner at the next barrier): workers take idle cycles, and the consumer decodes too
-        // whenever it would otherwise wait. Measured on scenes6 with Lite0 (2,400 images, 12.6 s):
-        // forward 11.6 s, waiting for decoded images 0.54 s, startup 0.31 s, SQLite 0.15 s; with one
-        // normal-priority worker instead, forward alone took 13.0-13.6 s.
+        // whenever it would otherwise wait. tools/bench/extract_e2e.sh measures the result (end to
+        // end against forward-only); one-off timers around the phases on scenes6 with Lite0 showed
+        // the forward pass itself 12-15% slower with one normal-priority decoding worker instead.
         pipeline.idlePriority = true
 
         let progress = Progress(total: pipeline.plannedImages, label: "\(spec.id)", quiet: quiet)
