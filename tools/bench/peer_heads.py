@@ -36,24 +36,32 @@ def features(rows, dim, classes, seed=7):
     return x, y
 
 
-def bench_keras(a):
+def keras_session(threads):
+    """TensorFlow/Keras on `threads` threads with a fixed seed; returns (tf, keras)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     import keras
-    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(a.threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
     keras.utils.set_random_seed(42)
-    x, y = features(a.rows, a.dim, a.classes)
-    layers = [keras.Input((a.dim,))]
-    if a.hidden > 0:
-        layers += [keras.layers.BatchNormalization(),
-                   keras.layers.Dense(a.hidden, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-4)),
-                   keras.layers.Dropout(0.2), keras.layers.BatchNormalization(),
-                   keras.layers.Dense(a.classes, activation="softmax")]
-    else:
-        layers += [keras.layers.BatchNormalization(),
-                   keras.layers.Dense(a.classes, activation="softmax", kernel_regularizer=keras.regularizers.l2(1e-4))]
-    model = keras.Sequential(layers)
+    return tf, keras
+
+
+def keras_head(keras, hidden, classes):
+    """The experiment's head: BN -> Dense(hidden, relu, l2 1e-4) -> Dropout 0.2 -> BN -> softmax,
+    or BN -> softmax (l2 1e-4) when hidden is 0."""
+    if hidden > 0:
+        return [keras.layers.BatchNormalization(),
+                keras.layers.Dense(hidden, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-4)),
+                keras.layers.Dropout(0.2), keras.layers.BatchNormalization(),
+                keras.layers.Dense(classes, activation="softmax")]
+    return [keras.layers.BatchNormalization(),
+            keras.layers.Dense(classes, activation="softmax", kernel_regularizer=keras.regularizers.l2(1e-4))]
+
+
+def keras_timed_fit(keras, model, x, y, epochs):
+    """Adam 1e-4, batch 32; fits one warm-up epoch plus `epochs` timed ones; returns every epoch's
+    seconds (the first is the warm-up)."""
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     times = []
 
@@ -61,7 +69,15 @@ def bench_keras(a):
         def on_epoch_begin(self, e, logs=None): self.t = time.perf_counter()
         def on_epoch_end(self, e, logs=None): times.append(time.perf_counter() - self.t)
 
-    model.fit(x, y, batch_size=32, epochs=a.epochs + 1, shuffle=True, verbose=0, callbacks=[T()])
+    model.fit(x, y, batch_size=32, epochs=epochs + 1, shuffle=True, verbose=0, callbacks=[T()])
+    return times
+
+
+def bench_keras(a):
+    tf, keras = keras_session(a.threads)
+    x, y = features(a.rows, a.dim, a.classes)
+    model = keras.Sequential([keras.Input((a.dim,))] + keras_head(keras, a.hidden, a.classes))
+    times = keras_timed_fit(keras, model, x, y, a.epochs)
     return {"framework": "keras", "version": keras.__version__, "backend": "tensorflow " + tf.__version__,
             "epoch_seconds": times, "seconds_per_epoch": sum(times[1:]) / len(times[1:])}
 
@@ -72,30 +88,15 @@ def bench_keras_backbone(a):
     weights=None (same compute as the ImageNet weights), trainable=False, the head on its pooled
     features; images are 224x224x3 random 0-255 pixels. Times --images images per epoch after a
     warm-up epoch and reports seconds per image, and the epoch time scaled to --rows images."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
-    import tensorflow as tf
-    import keras
-    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(a.threads)
-    keras.utils.set_random_seed(42)
+    tf, keras = keras_session(a.threads)
     rng = np.random.default_rng(7)
     x = rng.integers(0, 256, size=(a.images, 224, 224, 3)).astype(np.float32)
     y = (np.arange(a.images) % a.classes).astype(np.int64)
     base = keras.applications.EfficientNetB0(weights=None, include_top=False, pooling="avg", input_shape=(224, 224, 3))
     base.trainable = False
-    model = keras.Sequential([keras.Input((224, 224, 3)), base, keras.layers.BatchNormalization(),
-                              keras.layers.Dense(a.hidden, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-4)),
-                              keras.layers.Dropout(0.2), keras.layers.BatchNormalization(),
-                              keras.layers.Dense(a.classes, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    times = []
-
-    class T(keras.callbacks.Callback):
-        def on_epoch_begin(self, e, logs=None): self.t = time.perf_counter()
-        def on_epoch_end(self, e, logs=None): times.append(time.perf_counter() - self.t)
-
-    model.fit(x, y, batch_size=32, epochs=a.epochs + 1, shuffle=True, verbose=0, callbacks=[T()])
+    model = keras.Sequential([keras.Input((224, 224, 3)), base] + keras_head(keras, a.hidden, a.classes))
+    times = keras_timed_fit(keras, model, x, y, a.epochs)
     per_image = sum(times[1:]) / len(times[1:]) / a.images
     return {"framework": "keras", "version": keras.__version__, "backend": "tensorflow " + tf.__version__,
             "backbone": "EfficientNetB0 (frozen, inside the model)", "images": a.images, "epoch_seconds": times,
