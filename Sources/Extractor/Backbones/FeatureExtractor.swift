@@ -30,8 +30,8 @@ public final class FeatureExtractor {
     /// Returns, per output, `count` rows of that output's dimension, row-major.
     public func run(rgb: UnsafePointer<UInt8>, count: Int) throws -> [String: [Float]] {
         precondition(count >= 1 && count <= batch, "FeatureExtractor.run: count \(count) outside 1...\(batch)")
-        // Preprocessing runs between forward passes while the engine's threads are idle: split it
-        // over the cores (a serial table pass over 16 images is a few percent of a Lite0 batch).
+        // Preprocessing runs between forward passes, while the engine's threads are idle: split it
+        // over the cores rather than leave all but one idle.
         let per = 3 * size * size, parts = min(count, ProcessInfo.processInfo.activeProcessorCount)
         let input = net.input, prep = backbone.preprocessing, size = self.size
         DispatchQueue.concurrentPerform(iterations: parts) { k in

@@ -78,11 +78,11 @@ public final class ImagePipeline {
     public let threads: Int
     public let maxPixels: Int
     public let prefetchBatches: Int
-    /// Run the workers at idle CPU priority (Linux `SCHED_IDLE`): they then only use cycles the
-    /// consumer leaves free. For a consumer that keeps every core busy (a multithreaded forward
-    /// pass), this packs decoding into the consumer's serial gaps instead of pre-empting one of its
-    /// threads (which stalls the others at the next barrier); when the workers fall behind, the
-    /// consumer waits and they get the whole machine.
+    /// Run the workers at idle CPU priority (Linux `SCHED_IDLE`): they then only use cycles nothing
+    /// else wants. For a consumer that keeps every core busy (a multithreaded forward pass), decoding
+    /// no longer pre-empts one of its threads (which stalls the others at the next barrier); it runs
+    /// when the consumer is between batches, and the consumer, instead of waiting for an image,
+    /// renders the next unclaimed item itself (so starved workers never stall the run).
     public var idlePriority = false
     private let copyLists: [[Int]]
     /// start[i] = number of images produced by items before i (before skips); start[n] = total.

@@ -89,8 +89,10 @@ func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, al
 }
 
 /// The trainer's own fork-join pool (CHeadKernels/pool.c). A training step has two parallel regions
-/// a few hundred microseconds apart; libdispatch wakes its workers through a futex for each, which
-/// cost 10-30 us a time. `WORKBENCH_TRAINER_POOL=dispatch` selects libdispatch instead.
+/// a few hundred microseconds apart; libdispatch wakes its workers through a futex for each.
+/// `WORKBENCH_TRAINER_POOL=dispatch` selects libdispatch instead, so the two can be compared:
+/// `train-head bench-epoch --threads 2` gave 0.151-0.154 s per epoch with libdispatch and
+/// 0.119-0.120 with this pool, three alternating rounds each, when this was written.
 final class WorkerPool {
     static let enabled = ProcessInfo.processInfo.environment["WORKBENCH_TRAINER_POOL"] != "dispatch"
     let handle: OpaquePointer
