@@ -25,16 +25,6 @@ static void setMessage(char *buffer, size_t length, const std::string &text) {
     buffer[length - 1] = 0;
 }
 
-static const char *formatName(int format) {
-    switch (format) {
-    case CIC_FORMAT_JPEG: return "JPEG";
-    case CIC_FORMAT_PNG: return "PNG";
-    case CIC_FORMAT_BMP: return "BMP";
-    case CIC_FORMAT_WEBP: return "WebP";
-    default: return "image";
-    }
-}
-
 /// Reduces 16-bit samples to 8 bits by keeping the high byte, like libpng's png_set_strip_16
 /// (which is what OpenCV's IMREAD_COLOR path does), so both decode paths agree.
 static cv::Mat to8Bit(const cv::Mat &m) {
@@ -109,12 +99,7 @@ extern "C" int cic_decode(const uint8_t *data, size_t len, int64_t max_pixels, c
         std::string text;
         int rc = cic::probe(data, len, h, text);
         if (rc != CIC_OK) { setMessage(msg, msg_len, text); return rc; }
-        const char *name = formatName(h.format);
-        if (h.width <= 0 || h.height <= 0) {
-            setMessage(msg, msg_len, std::string(name) + " header declares a size of " + std::to_string(h.width) + "x" +
-                                         std::to_string(h.height) + " pixels (a dimension is 0)");
-            return CIC_ERR_ZERO_DIMENSION;
-        }
+        const char *name = cic::formatName(h.format);
         const int64_t pixels = int64_t(h.width) * int64_t(h.height);
         if (pixels > max_pixels) {
             setMessage(msg, msg_len, std::string(name) + " header declares " + std::to_string(h.width) + "x" +

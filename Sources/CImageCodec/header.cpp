@@ -164,7 +164,20 @@ static const char *unsupportedName(const uint8_t *d, size_t n) {
     return nullptr;
 }
 
+static int probeFormat(const uint8_t *d, size_t n, Header &h, std::string &msg);
+
+/// Every format's size fields go through one check, so a header that declares a zero or negative
+/// dimension is refused here, for that file only, whoever asked (decoding or the identify pass).
 int probe(const uint8_t *d, size_t n, Header &h, std::string &msg) {
+    int rc = probeFormat(d, n, h, msg);
+    if (rc == CIC_OK && (h.width <= 0 || h.height <= 0)) {
+        return fail(msg, CIC_ERR_ZERO_DIMENSION, std::string(formatName(h.format)) + " header declares a size of " +
+                    std::to_string(h.width) + "x" + std::to_string(h.height) + " pixels (a dimension is 0 or negative)");
+    }
+    return rc;
+}
+
+static int probeFormat(const uint8_t *d, size_t n, Header &h, std::string &msg) {
     h = Header();
     if (n == 0 || d == nullptr) return fail(msg, CIC_ERR_EMPTY, "file is empty (0 bytes)");
     if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return probeJPEG(d, n, h, msg);

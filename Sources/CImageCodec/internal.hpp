@@ -22,7 +22,17 @@ bool decodePlainJPEG(const uint8_t *data, size_t len, cv::Mat &rgb);
 /// Whether cic_decode may use decodePlainJPEG (tests compare both paths).
 extern bool plainJPEGEnabled;
 
-/// Parses the header; returns CIC_OK or an error code with a human-readable `msg`.
+inline const char *formatName(int format) {
+    switch (format) {
+    case CIC_FORMAT_JPEG: return "JPEG";
+    case CIC_FORMAT_PNG: return "PNG";
+    case CIC_FORMAT_BMP: return "BMP";
+    case CIC_FORMAT_WEBP: return "WebP";
+    default: return "image";
+    }
+}
+
+/// Parses the header, and refuses a zero or negative width or height (CIC_ERR_ZERO_DIMENSION); returns CIC_OK or an error code with a human-readable `msg`.
 int probe(const uint8_t *data, size_t len, Header &header, std::string &msg);
 
 }  // namespace cic

@@ -80,6 +80,39 @@ final class ExtractTests: XCTestCase {
         XCTAssertTrue(failures.allSatisfy { !$0.reason.isEmpty })
     }
 
+    /// A header that declares a zero dimension, a file over --max-file-bytes and a Latin-1 file name:
+    /// the first two are recorded for that file only, the third is extracted; every good image is stored.
+    func testHostileHeadersSizesAndNamesNeverStopTheRun() throws {
+        let data = try makeDataset(perClass: 3, testPerClass: 0)
+        let sea = data.appendingPathComponent("train/sea")
+        let first = try FileManager.default.contentsOfDirectory(atPath: sea.path).sorted()[0]
+        let jpeg = try Data(contentsOf: sea.appendingPathComponent(first))
+        // A PNG whose IHDR claims width 0 (height 150), sorted first in its class.
+        var png = Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13] + Array("IHDR".utf8))
+        png += Data([0, 0, 0, 0, 0, 0, 0, 150, 8, 2, 0, 0, 0, 0, 0, 0, 0] + [0, 0, 0, 0] + Array("IEND".utf8) + [0xAE, 0x42, 0x60, 0x82])
+        try png.write(to: sea.appendingPathComponent("a-zero-width.png"))
+        // An image over the byte limit given below.
+        try (jpeg + Data(count: 600_000)).write(to: sea.appendingPathComponent("big.jpg"))
+        // A Latin-1 name: "caf\xE9.jpg" (same bytes as a good image plus one, so a new image).
+        let latin1 = Array(sea.path.utf8) + Array("/caf".utf8) + [0xE9] + Array(".jpg".utf8) + [0]
+        let fd = latin1.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT, 0o644) } }
+        let bytes = [UInt8](jpeg) + [0]
+        XCTAssertEqual(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, bytes.count)
+        close(fd)
+        defer { _ = latin1.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { unlink($0.baseAddress!) } } }
+
+        let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
+        let s = try extract(data, store: store, ["--max-file-bytes", "500000"])
+        XCTAssertEqual(s.images, 7)
+        XCTAssertEqual(s.new_features, 7)
+        XCTAssertEqual(s.failed, 2)
+        let failures = try info(store).failures
+        let byName = Dictionary(uniqueKeysWithValues: failures.map { (URL(fileURLWithPath: $0.path).lastPathComponent, $0.reason) })
+        XCTAssertEqual(Set(byName.keys), ["a-zero-width.png", "big.jpg"])
+        XCTAssertTrue(byName["a-zero-width.png"]!.contains("PNG header declares a size of 0x150"), byName["a-zero-width.png"]!)
+        XCTAssertTrue(byName["big.jpg"]!.contains("above the limit of 500000 bytes"), byName["big.jpg"]!)
+    }
+
     func testThreeShardsMergeToExactlyTheUnshardedRows() throws {
         let data = try makeDataset(perClass: 4, testPerClass: 1)
         let dir = data.deletingLastPathComponent()

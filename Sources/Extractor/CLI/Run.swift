@@ -44,6 +44,8 @@ struct Run: ParsableCommand {
     @Option(help: "Take a deterministic 1/n of the images: i/n with i in 0..n-1.") var shard: String?
     @Option(name: .customLong("max-pixels"), help: "Refuse images with more pixels than this (checked before decoding).")
     var maxPixels = ImageCodec.defaultMaxPixels
+    @Option(name: .customLong("max-file-bytes"), help: "Refuse files larger than this many bytes (checked before reading).")
+    var maxFileBytes = ImageCodec.maxFileBytes
     @Flag(help: "No progress output.") var quiet = false
     @Flag(help: "Print the summary as JSON.") var json = false
 
@@ -51,17 +53,36 @@ struct Run: ParsableCommand {
         guard augment >= 0, augment <= 1000 else { throw ValidationError("--augment must be between 0 and 1000") }
         guard batch >= 1, batch <= 1024 else { throw ValidationError("--batch must be between 1 and 1024") }
         if let s = imageSize, s < 32 || s > 1024 { throw ValidationError("--image-size must be between 32 and 1024") }
+        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be > 0") }
+        guard maxFileBytes > 0 else { throw ValidationError("--max-file-bytes must be > 0") }
         if let shard { _ = try Shard(shard) }
-        if feature != FeatureSource.defaultOutput, let spec = try? Backbones.named(options.backbone),
-           !spec.classifierOutputs.contains(feature) {
-            let offered = Backbones.all.filter { !$0.classifierOutputs.isEmpty }
-                .map { "\($0.id): \($0.classifierOutputs.joined(separator: ", "))" }
-            throw ValidationError("--feature \(feature): \(spec.id) offers \((["features"] + spec.classifierOutputs).joined(separator: ", ")); "
-                                  + "other outputs exist for \(offered.joined(separator: "; "))")
+        _ = try augmentationPolicy()
+        if let spec = try? Backbones.named(options.backbone) {
+            if feature != FeatureSource.defaultOutput, !spec.classifierOutputs.contains(feature) {
+                let offered = Backbones.all.filter { !$0.classifierOutputs.isEmpty }
+                    .map { "\($0.id): \($0.classifierOutputs.joined(separator: ", "))" }
+                throw ValidationError("--feature \(feature): \(spec.id) offers \((["features"] + spec.classifierOutputs).joined(separator: ", ")); "
+                                      + "other outputs exist for \(offered.joined(separator: "; "))")
+            }
+            if FeatureSource(spec: spec, output: feature).needsClassifier, let s = imageSize, s != spec.inputSize {
+                throw ValidationError("--feature \(feature) comes after the classifier's first layer, which only takes \(spec.inputSize)x\(spec.inputSize) inputs; drop --image-size")
+            }
         }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: data, isDirectory: &isDir), isDir.boolValue else {
             throw ValidationError("--data \(data) is not a folder")
+        }
+    }
+
+    /// `--policy FILE`, or the standard six augmentations.
+    private func augmentationPolicy() throws -> AugmentationPolicy {
+        guard let policy else { return .standard }
+        do {
+            return try AugmentationPolicy.fromJSON(Data(contentsOf: URL(fileURLWithPath: policy)))
+        } catch let error as ImagingError {
+            throw ValidationError("--policy \(policy): \(error.reason)")
+        } catch {
+            throw ValidationError("--policy \(policy): cannot read: \(error.localizedDescription)")
         }
     }
 
@@ -75,125 +96,157 @@ struct Run: ParsableCommand {
         try failing { try extract() }
     }
 
+    /// An image the identify step could read: its dataset item, its content hash and its stored row.
+    struct Identified {
+        let item: DatasetItem
+        let record: ImageRecord
+    }
+
+    /// The three steps: identify (scan, read, hash, probe) -> plan (what the store lacks) -> extract
+    /// (pipeline, engine, store). Failures of single files are recorded by each step and never stop it.
     private func extract() throws {
         let started = Date()
         let source = FeatureSource(spec: try Backbones.named(options.backbone), output: feature)
-        let spec = source.spec
-        let policyValue = try policy.map { try AugmentationPolicy.fromJSON(Data(contentsOf: URL(fileURLWithPath: $0))) }
-            ?? .standard
-        let size = imageSize ?? spec.inputSize
-        if source.needsClassifier && size != spec.inputSize {
-            throw ValidationError("--feature \(feature) comes after the classifier's first layer, which only takes \(spec.inputSize)x\(spec.inputSize) inputs; drop --image-size")
-        }
         let root = URL(fileURLWithPath: data).standardizedFileURL
+        let db = try FeatureStore(path: store, mode: .create)
+        let failures = FailureLog(db: db, quiet: quiet)
+
+        let identified = try identify(root: root, db: db, failures: failures)
+        let ids = try db.upsertImages(identified.map(\.record))
+        let images = zip(identified, ids).map { ($0.item, $0.record.sha256, $1) }
+
+        // Scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them).
+        let size = imageSize ?? source.spec.inputSize
+        let extractor = try FeatureExtractor(try source.load(weights: options.weightsURL), batch: batch, size: size,
+                                             precision: precision, outputs: [feature])
+        let policyValue = try augmentationPolicy()
+        let loaded = extractor.backbone
+        let extraction = try db.extraction(for: ExtractionSettings(
+            datasetID: failures.datasetID, backbone: source.storedName, weightsSHA256: loaded.weightsSHA256,
+            weightsSource: loaded.layout.name, preprocessing: loaded.preprocessing.description,
+            augmentationPolicy: policyValue.canonicalJSON, imageSize: size, fit: fit.rawValue,
+            precision: precision.rawValue, featureDType: dtype, featureDim: extractor.dimension(feature),
+            toolVersion: toolVersion, seed: Int64(bitPattern: seed)))
+
+        // Plan: the copies each image still lacks in this extraction.
+        let existing = try db.existingFeatureKeys(extractionID: extraction.id)
+        let wanted = Array(0...augment)
+        var missing: [[Int]] = []
+        var reused = 0
+        for (_, _, id) in images {
+            let copies = wanted.filter { !existing.contains(FeatureKey(imageID: id, augIndex: $0)) }
+            reused += wanted.count - copies.count
+            missing.append(copies)
+        }
+
+        // Extract: the pipeline renders what is missing, the engine computes it, the store keeps it.
+        var plan = missing.makeIterator()   // copiesFor is called once per item, in order
+        let pipeline = try ImagePipeline(
+            items: images.map(\.0), size: size, fit: fit, policy: policyValue,
+            copiesFor: { _ in plan.next()! }, seed: seed, batchSize: batch,
+            threads: ProcessInfo.processInfo.activeProcessorCount, maxPixels: maxPixels)
+        pipeline.knownHashes = images.map(\.1)
+        let written = try run(pipeline: pipeline, imageIDs: images.map(\.2), extractor: extractor,
+                              extractionID: extraction.id, db: db, failures: failures)
+        try db.finishExtraction(extraction.id)
+
+        let seconds = Date().timeIntervalSince(started)
+        let summary = Summary(store: store, extraction_id: extraction.id, backbone: source.storedName, images: images.count,
+                              new_features: written.features, reused_features: reused, failed: failures.count,
+                              seconds: seconds, images_per_second: written.rate)
+        if json {
+            try printJSON(summary)
+        } else if !quiet {
+            print(String(format: "%@: %d new features, %d reused, %d failed, %.1f s (extraction %lld in %@)",
+                         source.storedName, written.features, reused, failures.count, seconds, extraction.id, store))
+        }
+    }
+
+    /// Identify: scan the folder, then read, hash and probe the header of every image before any decoding,
+    /// so what the store has is never recomputed. Files that cannot be read or whose header is bad
+    /// (empty, not an image, zero or absurd dimensions, too large) are recorded as failures.
+    private func identify(root: URL, db: FeatureStore, failures: FailureLog) throws -> [Identified] {
         let scan = try DatasetScan.scan(root)
         var items = scan.items
         if let shard { items = try Shard(shard).select(items, root: root) }
-
-        let db = try FeatureStore(path: store, mode: .create)
         let dataset = try db.dataset(root: root.path, classes: scan.classes, name: root.lastPathComponent)
         // The store's class list is authoritative: a class folder added later appends, never shifts labels.
         let classIndex = Dictionary(uniqueKeysWithValues: dataset.classes.enumerated().map { ($1, $0) })
-        var failed = 0
+        failures.datasetID = dataset.id
         for p in scan.problems {
-            try db.recordFailure(datasetID: dataset.id, extractionID: nil, path: p.path, reason: p.reason)
-            log("skipped \(p.path): \(p.reason)")
-            failed += 1
+            try failures.record(path: p.path, reason: p.reason)
         }
-
-        // Identify every image by content before any decoding: what the store has is never recomputed.
-        var records: [ImageRecord] = []
-        var usable: [DatasetItem] = []
+        var identified: [Identified] = []
         for item in items {
             do {
-                let bytes = try Data(contentsOf: item.path)
-                let header = try ImageCodec.probe(data: bytes, name: item.path.path)
+                let bytes = try ImageCodec.readFile(item, maxBytes: maxFileBytes)
+                let header = try ImageCodec.probe(data: Data(bytes), name: item.path.path)
                 guard header.width * header.height <= maxPixels else {
                     throw ImagingError.invalidArgument("\(header.width)x\(header.height) pixels is above --max-pixels \(maxPixels)")
                 }
                 let relative = String(item.path.standardizedFileURL.path.dropFirst(root.path.count + 1))
-                records.append(ImageRecord(datasetID: dataset.id, sha256: ContentHash.sha256Hex(bytes), path: relative,
-                                           classIndex: classIndex[item.className] ?? item.classIndex,
-                                           split: item.split == "test" ? .test : .train,
-                                           width: header.width, height: header.height))
-                usable.append(item)
+                identified.append(Identified(item: item, record: ImageRecord(
+                    datasetID: dataset.id, sha256: ContentHash.sha256Hex(bytes), path: relative,
+                    classIndex: classIndex[item.className] ?? item.classIndex,
+                    split: item.split == "test" ? .test : .train, width: header.width, height: header.height)))
             } catch {
-                failed += 1
                 let reason = (error as? ImagingError)?.reason ?? "\(error)"
-                try db.recordFailure(datasetID: dataset.id, extractionID: nil, path: item.path.path, reason: reason)
-                log("skipped \(item.path.path): \(reason)")
+                try failures.record(path: item.path.path, reason: reason)
             }
         }
-        guard !usable.isEmpty else {
-            throw ValidationError("\(root.path): no usable image (\(failed) skipped); nothing to extract")
+        guard !identified.isEmpty else {
+            throw ValidationError("\(root.path): no usable image (\(failures.count) skipped); nothing to extract")
         }
-        let ids = try db.upsertImages(records)
-        let imageID = Dictionary(zip(usable.map(\.path), ids), uniquingKeysWith: { a, _ in a })
+        return identified
+    }
 
-        // Scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them).
-        let extractor = try FeatureExtractor(try source.load(weights: options.weightsURL), batch: batch, size: size,
-                                             precision: precision, outputs: [feature])
-        let loaded = extractor.backbone
-        let settings = ExtractionSettings(
-            datasetID: dataset.id, backbone: source.storedName, weightsSHA256: loaded.weightsSHA256,
-            weightsSource: loaded.layout.name, preprocessing: loaded.preprocessing.description,
-            augmentationPolicy: policyValue.canonicalJSON, imageSize: size, fit: fit.rawValue,
-            precision: precision.rawValue, featureDType: dtype, featureDim: extractor.dimension(feature),
-            toolVersion: toolVersion, seed: Int64(bitPattern: seed))
-        let extraction = try db.extraction(for: settings)
-        let existing = try db.existingFeatureKeys(extractionID: extraction.id)
-        let wanted = Array(0...augment)
-        var reused = 0
-        let pipeline = try ImagePipeline(
-            items: usable, size: size, fit: fit, policy: policyValue,
-            copiesFor: { item in
-                let id = imageID[item.path]!
-                let missing = wanted.filter { !existing.contains(FeatureKey(imageID: id, augIndex: $0)) }
-                reused += wanted.count - missing.count
-                return missing
-            },
-            seed: seed, batchSize: batch, threads: ProcessInfo.processInfo.activeProcessorCount, maxPixels: maxPixels)
+    /// Runs the pipeline over the planned copies, the engine over each batch, and commits each batch.
+    private func run(pipeline: ImagePipeline, imageIDs: [Int64], extractor: FeatureExtractor, extractionID: Int64,
+                     db: FeatureStore, failures: FailureLog) throws -> (features: Int, rate: Double) {
+        pipeline.maxFileBytes = maxFileBytes
         // Decoding never competes with the forward pass's threads (a pre-empted oneDNN thread stalls
         // its partner at the next barrier): workers take idle cycles, and the consumer decodes too
         // whenever it would otherwise wait. tools/bench/extract_e2e.sh measures the result (end to
         // end against forward-only); one-off timers around the phases on scenes6 with Lite0 showed
         // the forward pass itself 12-15% slower with one normal-priority decoding worker instead.
         pipeline.idlePriority = true
-
-        let progress = Progress(total: pipeline.plannedImages, label: "\(spec.id)", quiet: quiet)
+        let progress = Progress(total: pipeline.plannedImages, label: "\(extractor.backbone.spec.id)", quiet: quiet)
         var written = 0
         try pipeline.run({ b in
             let features = try extractor.run(rgb: b.pixels, count: b.count)[feature]!
             let dim = extractor.dimension(feature)
             let rows = b.entries.enumerated().map { i, e in
-                FeatureRow(imageID: imageID[e.item.path]!, augIndex: e.copy,
+                FeatureRow(imageID: imageIDs[e.itemIndex], augIndex: e.copy,
                            values: Array(features[i * dim ..< (i + 1) * dim]))
             }
-            written += try db.insertFeatures(extractionID: extraction.id, rows: rows)
+            written += try db.insertFeatures(extractionID: extractionID, rows: rows)
             progress.advance(by: b.count)
         }, onSkip: { skip in
-            failed += 1
-            try? db.recordFailure(datasetID: dataset.id, extractionID: extraction.id, path: skip.path, reason: skip.reason)
-            log("skipped \(skip.path): \(skip.reason)")
+            try? failures.record(path: skip.path, reason: skip.reason, extractionID: extractionID)
             progress.advance(by: 0, skipped: 1)
         })
         progress.finish()
-        try db.finishExtraction(extraction.id)
+        return (written, progress.rate)
+    }
+}
 
-        let seconds = Date().timeIntervalSince(started)
-        let summary = Summary(store: store, extraction_id: extraction.id, backbone: source.storedName, images: usable.count,
-                              new_features: written, reused_features: reused, failed: failed, seconds: seconds,
-                              images_per_second: progress.rate)
-        if json {
-            try printJSON(summary)
-        } else if !quiet {
-            print(String(format: "%@: %d new features, %d reused, %d failed, %.1f s (extraction %lld in %@)",
-                         source.storedName, written, reused, failed, seconds, extraction.id, store))
-        }
+/// Files left out of a run: recorded in the store (with the dataset, and the extraction once there is
+/// one), shown on stderr unless quiet, and counted for the summary.
+final class FailureLog {
+    let db: FeatureStore
+    let quiet: Bool
+    var datasetID: Int64 = 0
+    private(set) var count = 0
+
+    init(db: FeatureStore, quiet: Bool) {
+        self.db = db
+        self.quiet = quiet
     }
 
-    private func log(_ s: String) {
-        if !quiet { FileHandle.standardError.write(Data("\(s)\n".utf8)) }
+    func record(path: String, reason: String, extractionID: Int64? = nil) throws {
+        count += 1
+        try db.recordFailure(datasetID: datasetID, extractionID: extractionID, path: path, reason: reason)
+        if !quiet { FileHandle.standardError.write(Data("skipped \(path): \(reason)\n".utf8)) }
     }
 }
 

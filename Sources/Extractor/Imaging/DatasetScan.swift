@@ -5,17 +5,86 @@ import Glibc
 
 /// One image of a dataset: where it is, its class, and its predefined split ("train"/"test"), if any.
 public struct DatasetItem: Hashable, Codable, Sendable {
+    /// The path as shown and stored: the name on disk, with any byte that is not valid UTF-8 written
+    /// as `\xNN` (see `FileName`).
     public let path: URL
     public let className: String
     public let classIndex: Int
     /// "train" or "test" for datasets with predefined split folders; nil for `DIR/<class>/*` datasets.
     public let split: String?
+    /// The path's bytes on disk when they are not valid UTF-8 (nil otherwise: `path` is exact).
+    public let rawPath: [UInt8]?
 
-    public init(path: URL, className: String, classIndex: Int, split: String?) {
+    public init(path: URL, className: String, classIndex: Int, split: String?, rawPath: [UInt8]? = nil) {
         self.path = path
         self.className = className
         self.classIndex = classIndex
         self.split = split
+        self.rawPath = rawPath
+    }
+
+    /// The bytes to hand to open(2).
+    public var fileSystemPath: [UInt8] { rawPath ?? Array(path.path.utf8) }
+}
+
+/// A path as the file system has it (bytes) and as people read it. Linux file names are bytes; a name
+/// from an old archive may be Latin-1, which no Swift `String` (nor Foundation's URL) can hold. Such
+/// bytes are shown as `\xNN`, and the file is opened by its real bytes.
+struct FileName: Hashable {
+    let bytes: [UInt8]
+    let display: String
+    /// Whether `display` is not the path itself (some byte was escaped).
+    let escaped: Bool
+
+    init(_ path: String) {
+        bytes = Array(path.utf8)
+        display = path
+        escaped = false
+    }
+
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
+        if let text = String(validating: bytes, as: UTF8.self) {
+            display = text
+            escaped = false
+        } else {
+            display = Self.escape(bytes)
+            escaped = true
+        }
+    }
+
+    func appending(_ name: FileName) -> FileName {
+        let joined = bytes.last == UInt8(ascii: "/") ? bytes + name.bytes : bytes + [UInt8(ascii: "/")] + name.bytes
+        return FileName(bytes: joined)
+    }
+
+    var url: URL { URL(fileURLWithPath: display) }
+
+    /// Valid UTF-8 sequences as they are, every other byte as `\xNN`.
+    static func escape(_ bytes: [UInt8]) -> String {
+        var out = ""
+        var i = 0
+        while i < bytes.count {
+            // Longest valid UTF-8 sequence starting at i (1-4 bytes).
+            var matched = 0
+            for length in 1...4 where i + length <= bytes.count {
+                if String(validating: bytes[i ..< i + length], as: UTF8.self) != nil { matched = length; break }
+            }
+            if matched > 0 {
+                out += String(decoding: bytes[i ..< i + matched], as: UTF8.self)
+                i += matched
+            } else {
+                out += String(format: "\\x%02X", bytes[i])
+                i += 1
+            }
+        }
+        return out
+    }
+
+    func withCString<T>(_ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
+        try (bytes + [0]).withUnsafeBufferPointer { raw in
+            try raw.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
+        }
     }
 }
 
@@ -67,21 +136,21 @@ public struct DatasetScan: Sendable {
     public static func scan(_ dir: URL) throws -> DatasetScan {
         let root = dir.standardizedFileURL
         var problems: [SkippedFile] = []
-        guard case .directory = FileKind.of(root.path) else {
+        guard case .directory = FileKind.of(FileName(root.path)) else {
             throw ImagingError.badDataset(path: root.path, reason: "not a folder (or missing); expected DIR/<class>/*.jpg or DIR/train/<class>/*.jpg")
         }
-        let top = try listFolder(root, problems: &problems)
+        let top = try listFolder(FileName(root.path), problems: &problems)
         let splitDirs = top.filter { $0.isDirectory && splitNames[$0.name] != nil }
 
         // (split, class folder) pairs.
-        var classFolders: [(split: String?, name: String, url: URL)] = []
+        var classFolders: [(split: String?, name: String, url: FileName)] = []
         var splits: [String] = []
         if splitDirs.isEmpty {
             for entry in top {
                 if entry.isDirectory {
                     classFolders.append((nil, entry.name, entry.url))
                 } else if isImageName(entry.name) {
-                    problems.append(SkippedFile(path: entry.url.path, reason: "image outside any class folder: ignored (put it in DIR/<class>/)"))
+                    problems.append(SkippedFile(path: entry.url.display, reason: "image outside any class folder: ignored (put it in DIR/<class>/)"))
                 }
             }
         } else {
@@ -89,7 +158,7 @@ public struct DatasetScan: Sendable {
             for entry in splitDirs.sorted(by: { $0.name.count < $1.name.count || ($0.name.count == $1.name.count && $0.name < $1.name) }) {
                 let split = splitNames[entry.name]!
                 if let other = used[split] {
-                    problems.append(SkippedFile(path: entry.url.path, reason: "second \(split) folder ignored (already using \(other)/)"))
+                    problems.append(SkippedFile(path: entry.url.display, reason: "second \(split) folder ignored (already using \(other)/)"))
                     continue
                 }
                 used[split] = entry.name
@@ -104,12 +173,12 @@ public struct DatasetScan: Sendable {
                     classFolders.append((split, child.name, child.url))
                 }
                 for child in children where !child.isDirectory && isImageName(child.name) {
-                    problems.append(SkippedFile(path: child.url.path, reason: "image outside any class folder: ignored"))
+                    problems.append(SkippedFile(path: child.url.display, reason: "image outside any class folder: ignored"))
                 }
             }
             splits = ["train", "test"].filter { used[$0] != nil }
             for entry in top where entry.isDirectory && splitNames[entry.name] == nil {
-                problems.append(SkippedFile(path: entry.url.path, reason: "folder ignored: not a split folder (expected train/ and test/)"))
+                problems.append(SkippedFile(path: entry.url.display, reason: "folder ignored: not a split folder (expected train/ and test/)"))
             }
         }
         if classFolders.isEmpty {
@@ -117,14 +186,14 @@ public struct DatasetScan: Sendable {
         }
 
         // Collect candidate files per class folder.
-        var found: [(split: String?, className: String, files: [URL])] = []
+        var found: [(split: String?, className: String, files: [FileName])] = []
         for folder in classFolders {
             var visited = Set<FileID>()
-            if let id = FileID.of(folder.url.path) { visited.insert(id) }
-            var files: [URL] = []
+            if let id = FileID.of(folder.url) { visited.insert(id) }
+            var files: [FileName] = []
             collect(folder.url, into: &files, visited: &visited, problems: &problems)
             if files.isEmpty {
-                problems.append(SkippedFile(path: folder.url.path, reason: "empty class folder: no image files (class left out)"))
+                problems.append(SkippedFile(path: folder.url.display, reason: "empty class folder: no image files (class left out)"))
             }
             found.append((folder.split, folder.name, files))
         }
@@ -138,8 +207,9 @@ public struct DatasetScan: Sendable {
         var items: [DatasetItem] = []
         for group in found.sorted(by: { (splitRank($0.split), $0.className) < (splitRank($1.split), $1.className) }) {
             guard let classIndex = index[group.className] else { continue }
-            for file in group.files.sorted(by: { $0.path < $1.path }) {
-                items.append(DatasetItem(path: file, className: group.className, classIndex: classIndex, split: group.split))
+            for file in group.files.sorted(by: { $0.display < $1.display }) {
+                items.append(DatasetItem(path: file.url, className: group.className, classIndex: classIndex,
+                                         split: group.split, rawPath: file.escaped ? file.bytes : nil))
             }
         }
         return DatasetScan(root: root, classes: classes, items: items, problems: problems, splits: splits)
@@ -153,87 +223,88 @@ public struct DatasetScan: Sendable {
 
     struct Entry {
         let name: String
-        let url: URL
+        let url: FileName
         let isDirectory: Bool
     }
 
     /// Non-hidden entries of a folder, sorted by name; a folder that cannot be listed is a dataset error
     /// at the top levels (the caller asked for it) and a recorded problem below.
-    static func listFolder(_ url: URL, problems: inout [SkippedFile]) throws -> [Entry] {
-        guard let names = readNames(url.path) else {
-            throw ImagingError.badDataset(path: url.path, reason: "cannot list folder: \(ImageCodec.errnoText())")
+    static func listFolder(_ folder: FileName, problems: inout [SkippedFile]) throws -> [Entry] {
+        guard let names = readNames(folder) else {
+            throw ImagingError.badDataset(path: folder.display, reason: "cannot list folder: \(ImageCodec.errnoText())")
         }
         return names.compactMap { name in
-            let child = url.appendingPathComponent(name)
-            switch FileKind.of(child.path) {
-            case .directory: return Entry(name: name, url: child, isDirectory: true)
-            case .regular: return Entry(name: name, url: child, isDirectory: false)
+            let child = folder.appending(name)
+            switch FileKind.of(child) {
+            case .directory: return Entry(name: name.display, url: child, isDirectory: true)
+            case .regular: return Entry(name: name.display, url: child, isDirectory: false)
             default: return nil
             }
         }
     }
 
     /// Recursively collects candidate image files, recording everything it leaves out.
-    static func collect(_ folder: URL, into files: inout [URL], visited: inout Set<FileID>, problems: inout [SkippedFile]) {
-        guard let names = readNames(folder.path) else {
-            problems.append(SkippedFile(path: folder.path, reason: "cannot list folder: \(ImageCodec.errnoText())"))
+    static func collect(_ folder: FileName, into files: inout [FileName], visited: inout Set<FileID>, problems: inout [SkippedFile]) {
+        guard let names = readNames(folder) else {
+            problems.append(SkippedFile(path: folder.display, reason: "cannot list folder: \(ImageCodec.errnoText())"))
             return
         }
         for name in names {
-            let url = folder.appendingPathComponent(name)
-            let ext = (name as NSString).pathExtension.lowercased()
-            switch FileKind.of(url.path) {
+            let url = folder.appending(name)
+            let ext = (name.display as NSString).pathExtension.lowercased()
+            switch FileKind.of(url) {
             case .directory:
-                guard let id = FileID.of(url.path), visited.insert(id).inserted else {
-                    problems.append(SkippedFile(path: url.path, reason: "folder already visited through another path (symlink loop or duplicate link): skipped"))
+                guard let id = FileID.of(url), visited.insert(id).inserted else {
+                    problems.append(SkippedFile(path: url.display, reason: "folder already visited through another path (symlink loop or duplicate link): skipped"))
                     continue
                 }
                 collect(url, into: &files, visited: &visited, problems: &problems)
             case .regular(let size):
                 if imageExtensions.contains(ext) {
                     if size == 0 {
-                        problems.append(SkippedFile(path: url.path, reason: "empty file (0 bytes)"))
+                        problems.append(SkippedFile(path: url.display, reason: "empty file (0 bytes)"))
                     } else {
                         files.append(url)
                     }
                 } else if unsupportedImageExtensions.contains(ext) {
-                    problems.append(SkippedFile(path: url.path, reason: "unsupported image format .\(ext) (use JPEG, PNG, BMP or WebP)"))
+                    problems.append(SkippedFile(path: url.display, reason: "unsupported image format .\(ext) (use JPEG, PNG, BMP or WebP)"))
                 } else {
-                    problems.append(SkippedFile(path: url.path, reason: "not an image file" + (ext.isEmpty ? "" : " (.\(ext))")))
+                    problems.append(SkippedFile(path: url.display, reason: "not an image file" + (ext.isEmpty ? "" : " (.\(ext))")))
                 }
             case .other:
-                problems.append(SkippedFile(path: url.path, reason: "not a regular file (device, pipe or socket)"))
+                problems.append(SkippedFile(path: url.display, reason: "not a regular file (device, pipe or socket)"))
             case .failed(let reason):
-                problems.append(SkippedFile(path: url.path, reason: reason))
+                problems.append(SkippedFile(path: url.display, reason: reason))
             }
         }
     }
 
-    /// Sorted, non-hidden names in a folder; nil if it cannot be opened (errno set).
-    static func readNames(_ path: String) -> [String]? {
-        guard let dir = opendir(path) else { return nil }
+    /// Non-hidden names in a folder as the bytes the file system has, sorted by their shown form; nil if
+    /// the folder cannot be opened (errno set).
+    static func readNames(_ folder: FileName) -> [FileName]? {
+        guard let dir = folder.withCString({ opendir($0) }) else { return nil }
         defer { closedir(dir) }
-        var names: [String] = []
+        var names: [FileName] = []
         while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            let bytes = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: UInt8.self, capacity: 256) { Array(UnsafeBufferPointer(start: $0, count: strlen(UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)))) }
             }
-            if name.hasPrefix(".") { continue }   // ., .., and hidden files such as .DS_Store
-            names.append(name)
+            if bytes.first == UInt8(ascii: ".") { continue }   // ., .., and hidden files such as .DS_Store
+            names.append(FileName(bytes: bytes))
         }
-        return names.sorted()
+        return names.sorted { $0.display < $1.display }
     }
 
     enum FileKind {
         case directory, regular(size: Int), other, failed(String)
 
         /// stat() following symlinks; failures become readable reasons.
-        static func of(_ path: String) -> FileKind {
+        static func of(_ path: FileName) -> FileKind {
             var info = stat()
-            if stat(path, &info) != 0 {
+            if path.withCString({ stat($0, &info) }) != 0 {
                 let code = errno
                 var link = stat()
-                let isLink = lstat(path, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK
+                let isLink = path.withCString({ lstat($0, &link) }) == 0 && (link.st_mode & S_IFMT) == S_IFLNK
                 switch code {
                 case ELOOP: return .failed("symlink loop (too many levels of symbolic links)")
                 case ENOENT where isLink: return .failed("broken symbolic link (target does not exist)")
@@ -252,9 +323,9 @@ public struct DatasetScan: Sendable {
     struct FileID: Hashable {
         let device: UInt64
         let inode: UInt64
-        static func of(_ path: String) -> FileID? {
+        static func of(_ path: FileName) -> FileID? {
             var info = stat()
-            guard stat(path, &info) == 0 else { return nil }
+            guard path.withCString({ stat($0, &info) }) == 0 else { return nil }
             return FileID(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         }
     }

@@ -13,8 +13,9 @@ public enum ImageCodec {
     /// Default refusal threshold: 100 megapixels (a 300 MB RGB buffer). Larger headers are almost always
     /// corrupt or hostile ("decompression bombs"); pass a larger `maxPixels` for genuine giant scans.
     public static let defaultMaxPixels = 100_000_000
-    /// Files above this size are refused without reading them (no image in a dataset should be 1 GiB).
-    public static let maxFileBytes = 1 << 30
+    /// Files above this size are refused without reading them (`extract --max-file-bytes`): 256 MiB is
+    /// far above any real photo, and far below what a mislabelled video or disk image can be.
+    public static let maxFileBytes = 256 << 20
 
     /// What an image header says, read without decoding.
     public struct Header: Hashable, Sendable {
@@ -117,10 +118,23 @@ public enum ImageCodec {
     }
 
     /// Reads a whole file with POSIX calls so the error says exactly why (permission denied, is a
-    /// directory, too many levels of symbolic links, ...). Returns the bytes; never reads > maxFileBytes.
-    public static func readFile(_ url: URL) throws -> [UInt8] {
-        let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)   // never block on a FIFO named .jpg
+    /// directory, too many levels of symbolic links, ...). The size is checked with fstat before any byte
+    /// is read: a file above `maxBytes` is refused at once, however large. FIFOs, devices and sockets are
+    /// refused without blocking.
+    public static func readFile(_ url: URL, maxBytes: Int = maxFileBytes) throws -> [UInt8] {
+        try readFile(fileSystemPath: Array(url.path.utf8), display: url.path, maxBytes: maxBytes)
+    }
+
+    /// Reads a dataset item by the bytes of its name on disk, so a file whose name is not valid UTF-8
+    /// (a Latin-1 name from an old archive) is read like any other; errors show the escaped name.
+    public static func readFile(_ item: DatasetItem, maxBytes: Int = maxFileBytes) throws -> [UInt8] {
+        try readFile(fileSystemPath: item.fileSystemPath, display: item.path.path, maxBytes: maxBytes)
+    }
+
+    static func readFile(fileSystemPath: [UInt8], display path: String, maxBytes: Int) throws -> [UInt8] {
+        let fd = (fileSystemPath + [0]).withUnsafeBufferPointer { raw in
+            raw.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }  // never block on a FIFO named .jpg
+        }
         if fd < 0 { throw ImagingError.unreadable(path: path, reason: errnoText()) }
         defer { close(fd) }
         var info = stat()
@@ -128,9 +142,9 @@ public enum ImageCodec {
         if (info.st_mode & S_IFMT) == S_IFDIR { throw ImagingError.unreadable(path: path, reason: "it is a directory") }
         if (info.st_mode & S_IFMT) != S_IFREG { throw ImagingError.unreadable(path: path, reason: "not a regular file") }
         let size = Int(info.st_size)
-        if size > maxFileBytes {
+        if size > maxBytes {
             throw ImagingError.badImage(path: path, kind: .tooLarge,
-                                        reason: "file is \(size) bytes, above the \(maxFileBytes)-byte limit")
+                                        reason: "file is \(size) bytes, above the limit of \(maxBytes) bytes (refused before reading; raise --max-file-bytes if it is a genuine image)")
         }
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0

@@ -84,6 +84,11 @@ public final class ImagePipeline {
     /// when the consumer is between batches, and the consumer, instead of waiting for an image,
     /// renders the next unclaimed item itself (so starved workers never stall the run).
     public var idlePriority = false
+    /// Files above this many bytes are refused before reading (`ImageCodec.readFile`).
+    public var maxFileBytes = ImageCodec.maxFileBytes
+    /// SHA-256 (hex) of each item's bytes when the caller already has them (parallel to `items`): the
+    /// file is then not hashed a second time.
+    public var knownHashes: [String]?
     private let copyLists: [[Int]]
     /// start[i] = number of images produced by items before i (before skips); start[n] = total.
     private let start: [Int]
@@ -294,8 +299,8 @@ public final class ImagePipeline {
         // Nothing wanted from this item (e.g. every copy already stored): do not even read the file.
         if copies.isEmpty { return .rendered(entries: [], pixels: []) }
         do {
-            let bytes = try ImageCodec.readFile(item.path)
-            let sha = ContentHash.sha256Hex(bytes)
+            let bytes = try ImageCodec.readFile(item, maxBytes: maxFileBytes)
+            let sha = knownHashes?[index] ?? ContentHash.sha256Hex(bytes)
             let image = try ImageCodec.decode(bytes: bytes, name: item.path.path, maxPixels: maxPixels)
             let prepared = try Geometry.Prepared(image, size: size, fit: fit, policy: policy)
             let imageBytes = size * size * 3

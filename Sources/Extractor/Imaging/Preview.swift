@@ -30,7 +30,7 @@ public enum Preview {
                 while let item = queues[c].popFirst() {
                     progress = true
                     do {
-                        let bytes = try ImageCodec.readFile(item.path)
+                        let bytes = try ImageCodec.readFile(item)
                         let sha = ContentHash.sha256Hex(bytes)
                         let image = try ImageCodec.decode(bytes: bytes, name: item.path.path, maxPixels: maxPixels)
                         let stem = item.path.deletingPathExtension().lastPathComponent

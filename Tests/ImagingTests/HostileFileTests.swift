@@ -1,0 +1,86 @@
+import Foundation
+import XCTest
+import Imaging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Header fields, names and sizes that once stopped or slowed a run: each is refused (or read) for that
+/// file alone, with a reason, before anything is decoded.
+final class HostileFileTests: XCTestCase {
+    private func expectZeroDimension(_ bytes: [UInt8], _ expected: String, file: StaticString = #filePath, line: UInt = #line) {
+        // The identify pass (probe) and the decoder refuse it alike.
+        for call in [{ _ = try ImageCodec.probe(data: Data(bytes), name: "/d/x") },
+                     { _ = try ImageCodec.decode(bytes: bytes, name: "/d/x") }] {
+            XCTAssertThrowsError(try call(), file: file, line: line) { error in
+                guard case let ImagingError.badImage(_, kind, reason) = error else {
+                    return XCTFail("unexpected error \(error)", file: file, line: line)
+                }
+                XCTAssertEqual(kind, .zeroDimension, reason, file: file, line: line)
+                XCTAssertTrue(reason.contains(expected), reason, file: file, line: line)
+            }
+        }
+    }
+
+    func testZeroWidthOrHeightInEveryFormatIsRefusedByProbeAndDecode() throws {
+        var png = try Fixtures.bytes("formats/rgb8.png")
+        png.replaceSubrange(16..<20, with: [0, 0, 0, 0])               // IHDR width 0
+        expectZeroDimension(png, "PNG header declares a size of 0x")
+
+        var jpeg = try Fixtures.bytes("formats/baseline.jpg")
+        let sof = (0..<(jpeg.count - 1)).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 }!
+        jpeg.replaceSubrange(sof + 5..<sof + 7, with: [0, 0])          // SOF0 height 0
+        expectZeroDimension(jpeg, "JPEG header declares a size of ")
+
+        var bmp = try Fixtures.bytes("formats/image.bmp")
+        bmp.replaceSubrange(18..<22, with: [0, 0, 0, 0])                // BITMAPINFOHEADER width 0
+        expectZeroDimension(bmp, "BMP header declares a size of 0x")
+
+        var webp = try Fixtures.bytes("formats/lossy.webp")
+        webp.replaceSubrange(26..<28, with: [0, 0])                     // VP8 frame width 0
+        expectZeroDimension(webp, "WebP header declares a size of 0x")
+    }
+
+    func testFileAboveTheByteLimitIsRefusedBeforeReading() throws {
+        let dir = try TempDir()
+        let url = dir.url.appendingPathComponent("huge.jpg")
+        // A sparse 4 GiB file: refused from its size alone (reading it would take tens of seconds).
+        XCTAssertTrue(FileManager.default.createFile(atPath: url.path, contents: Data([0xFF, 0xD8, 0xFF])))
+        XCTAssertEqual(truncate(url.path, 4 << 30), 0)
+        XCTAssertThrowsError(try ImageCodec.readFile(url)) { error in
+            guard case let ImagingError.badImage(path, kind, reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, url.path)
+            XCTAssertEqual(kind, .tooLarge)
+            XCTAssertTrue(reason.contains("4294967296 bytes, above the limit of \(ImageCodec.maxFileBytes) bytes"), reason)
+        }
+        let small = try dir.write("small.jpg", try Fixtures.bytes("formats/baseline.jpg"))
+        XCTAssertThrowsError(try ImageCodec.readFile(small, maxBytes: 100))
+        XCTAssertNoThrow(try ImageCodec.readFile(small, maxBytes: 1 << 20))
+    }
+
+    /// A Latin-1 file name (as old archives have) is not valid UTF-8: the scan keeps its bytes, shows it
+    /// escaped, and the file is read like any other.
+    func testNonUTF8FileNameIsReadByItsBytesAndShownEscaped() throws {
+        let dir = try TempDir()
+        try dir.write("cats/a.jpg", try Fixtures.bytes("formats/baseline.jpg"))
+        let name: [UInt8] = Array("\(dir.url.path)/cats/caf".utf8) + [0xE9] + Array(".jpg".utf8)
+        let good = try Fixtures.bytes("formats/rgb8.png")
+        let fd = (name + [0]).withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT, 0o644) } }
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(good.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, good.count)
+        close(fd)
+        defer { _ = (name + [0]).withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { unlink($0.baseAddress!) } } }
+
+        let scan = try DatasetScan.scan(dir.url)
+        XCTAssertEqual(scan.problems, [], "\(scan.problems)")
+        XCTAssertEqual(scan.items.map(\.path.lastPathComponent), ["a.jpg", "caf\\xE9.jpg"])
+        XCTAssertNil(scan.items[0].rawPath)
+        XCTAssertEqual(scan.items[1].rawPath, name)
+        XCTAssertEqual(try ImageCodec.readFile(scan.items[1]), good)
+        // The pipeline decodes it too.
+        let pipeline = try ImagePipeline(items: scan.items, size: 32, batchSize: 2, threads: 1)
+        var decoded = 0
+        _ = try pipeline.run({ decoded += $0.count }, onSkip: { XCTFail("skipped \($0)") })
+        XCTAssertEqual(decoded, 2)
+    }
+}
