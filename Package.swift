@@ -28,7 +28,10 @@ let package = Package(
         .target(name: "CImageCodec", path: "Sources/CImageCodec",
                 cxxSettings: [.unsafeFlags(["-I/usr/include/opencv4"])],
                 linkerSettings: [.linkedLibrary("opencv_imgcodecs"), .linkedLibrary("opencv_imgproc"),
-                                 .linkedLibrary("opencv_core"), .linkedLibrary("jpeg")]),
+                                 .linkedLibrary("opencv_core"), .linkedLibrary("jpeg"),
+                                 // Linked directly so the shim's png_create_read_struct interposes
+                                 // OpenCV's calls (codec_messages.cpp).
+                                 .linkedLibrary("png16")]),
 
         // The extractor: images, engine, weight formats, backbone definitions, command line.
         .target(name: "Imaging", dependencies: ["CImageCodec", "COpenSSL"],

@@ -94,6 +94,13 @@ extern "C" int cic_decode(const uint8_t *data, size_t len, int64_t max_pixels, c
                           size_t msg_len) {
     if (out == nullptr) return CIC_ERR_ARGUMENT;
     *out = nullptr;
+    cic::clearCodecMessages();
+    // The reason for a failure, with what the codec library said about it.
+    auto failWith = [&](int code, std::string text) {
+        const std::string said = cic::takeCodecMessages();
+        setMessage(msg, msg_len, said.empty() ? text : text + " (" + said + ")");
+        return code;
+    };
     try {
         cic::Header h;
         std::string text;
@@ -122,14 +129,19 @@ extern "C" int cic_decode(const uint8_t *data, size_t len, int64_t max_pixels, c
                 return CIC_OK;
             }
             delete image;
+            cic::clearCodecMessages();   // OpenCV's decode below says it again if it still applies
         }
         const bool keepAlpha = h.has_alpha && (h.format == CIC_FORMAT_PNG || h.format == CIC_FORMAT_WEBP);
         const cv::Mat encoded(1, int(len), CV_8U, const_cast<uint8_t *>(data));
         cv::Mat decoded = cv::imdecode(encoded, keepAlpha ? cv::IMREAD_UNCHANGED : cv::IMREAD_COLOR);
-        if (decoded.empty()) {
-            setMessage(msg, msg_len, std::string("OpenCV could not decode the ") + name + " data (corrupt or truncated file)");
-            return CIC_ERR_DECODE;
+        if (decoded.empty())
+            return failWith(CIC_ERR_DECODE, std::string("OpenCV could not decode the ") + name + " data (corrupt or truncated file)");
+        const std::string warnings = cic::takeCodecMessages();
+        if (warnings.find("remature end") != std::string::npos) {   // libjpeg: "Premature end of JPEG file", "... premature end of data segment"
+            setMessage(msg, msg_len, "JPEG data ends early; the missing part would be decoded as grey (" + warnings + ")");
+            return CIC_ERR_TRUNCATED;
         }
+        setMessage(msg, msg_len, warnings);
         cv::Mat m = to8Bit(decoded);
         auto image = new cic_image();
         switch (m.channels()) {
@@ -146,14 +158,11 @@ extern "C" int cic_decode(const uint8_t *data, size_t len, int64_t max_pixels, c
         *out = image;
         return CIC_OK;
     } catch (const std::bad_alloc &) {
-        setMessage(msg, msg_len, "out of memory while decoding");
-        return CIC_ERR_INTERNAL;
+        return failWith(CIC_ERR_INTERNAL, "out of memory while decoding");
     } catch (const cv::Exception &e) {
-        setMessage(msg, msg_len, std::string("OpenCV could not decode the image: ") + e.msg);
-        return CIC_ERR_DECODE;
+        return failWith(CIC_ERR_DECODE, std::string("OpenCV could not decode the image: ") + e.msg);
     } catch (...) {
-        setMessage(msg, msg_len, "unexpected error while decoding");
-        return CIC_ERR_INTERNAL;
+        return failWith(CIC_ERR_INTERNAL, "unexpected error while decoding");
     }
 }
 

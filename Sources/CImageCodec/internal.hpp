@@ -35,4 +35,9 @@ inline const char *formatName(int format) {
 /// Parses the header, and refuses a zero or negative width or height (CIC_ERR_ZERO_DIMENSION); returns CIC_OK or an error code with a human-readable `msg`.
 int probe(const uint8_t *data, size_t len, Header &header, std::string &msg);
 
+/// Messages libjpeg/libpng produced on this thread since the last clear ("libjpeg: ...; libpng: ..."),
+/// captured instead of printed (codec_messages.cpp).
+void clearCodecMessages();
+std::string takeCodecMessages();
+
 }  // namespace cic

@@ -27,13 +27,18 @@ struct ErrorManager {
 };
 
 extern "C" void onError(j_common_ptr cinfo) {
+    (*cinfo->err->output_message)(cinfo);   // captured, not printed (codec_messages.cpp)
     auto *e = reinterpret_cast<ErrorManager *>(cinfo->err);
     std::longjmp(e->jump, 1);
 }
 
 extern "C" void onMessage(j_common_ptr cinfo, int level) {
-    // level < 0: a warning (corrupt data libjpeg recovered from). Count it; stay silent.
-    if (level < 0) cinfo->err->num_warnings++;
+    // level < 0: a warning (corrupt data libjpeg recovered from). Keep the first one's text, as
+    // libjpeg's own handler does; tracing messages (level >= 0) are dropped.
+    if (level < 0) {
+        if (cinfo->err->num_warnings == 0) (*cinfo->err->output_message)(cinfo);
+        cinfo->err->num_warnings++;
+    }
 }
 
 /// True when the marker segments before the first SOS hold no APP1 "Exif" and no APP14 "Adobe".

@@ -84,3 +84,77 @@ final class HostileFileTests: XCTestCase {
         XCTAssertEqual(decoded, 2)
     }
 }
+
+/// libjpeg and libpng never print to stderr: what they say goes into the failure reason of the file that
+/// caused it, or, for an image they decoded anyway, into `ImageCodec.takeWarnings()`.
+final class CodecMessageTests: XCTestCase {
+    /// Runs `body` with fd 2 sent to a file; returns what was written to it.
+    private func stderrOutput(_ body: () throws -> Void) rethrows -> String {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("stderr-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: file.path, contents: nil)
+        let saved = dup(2)
+        let fd = open(file.path, O_WRONLY)
+        dup2(fd, 2)
+        close(fd)
+        defer {
+            dup2(saved, 2)
+            close(saved)
+            try? FileManager.default.removeItem(at: file)
+        }
+        try body()
+        return (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+    }
+
+    private func reason(_ bytes: [UInt8]) -> (ImagingError.BadImageKind, String)? {
+        do {
+            _ = try ImageCodec.decode(bytes: bytes, name: "/d/x")
+            return nil
+        } catch let ImagingError.badImage(_, kind, reason) {
+            return (kind, reason)
+        } catch {
+            return nil
+        }
+    }
+
+    func testJPEGWhoseDataEndsEarlyIsRefusedWithLibjpegsWordsOnBothDecodePaths() throws {
+        let jpeg = try Fixtures.bytes("scenes/street.jpg")
+        let cut = Array(jpeg.prefix(jpeg.count / 2)) + [0xFF, 0xD9]   // has an end marker, but half the data
+        for plain in [true, false] {
+            ImageCodec.usePlainJPEGPath(plain)
+            defer { ImageCodec.usePlainJPEGPath(true) }
+            var result: (ImagingError.BadImageKind, String)?
+            let printed = stderrOutput { result = reason(cut) }
+            XCTAssertEqual(printed, "", "plain path \(plain)")
+            XCTAssertEqual(result?.0, .truncated)
+            XCTAssertEqual(result?.1.contains("libjpeg: Corrupt JPEG data: premature end of data segment"), true, "\(String(describing: result))")
+        }
+    }
+
+    func testCorruptPNGCarriesLibpngsMessage() throws {
+        var png = try Fixtures.bytes("formats/rgb8.png")
+        // Corrupt the first filter-type byte inside the zlib stream of IDAT: recompute nothing, so
+        // libpng reports a CRC error (or a bad filter), never a silent success.
+        let idat = (0..<(png.count - 4)).first { png[$0..<$0 + 4].elementsEqual(Array("IDAT".utf8)) }!
+        for i in idat + 8 ..< idat + 24 { png[i] ^= 0x5A }
+        var result: (ImagingError.BadImageKind, String)?
+        let printed = stderrOutput { result = reason(png) }
+        XCTAssertEqual(printed, "")
+        XCTAssertEqual(result?.0, .corrupt)
+        XCTAssertEqual(result?.1.contains("(libpng: "), true, "\(String(describing: result))")
+    }
+
+    func testWarningOfAnImageDecodedAnywayIsKeptWithItsName() throws {
+        let jpeg = try Fixtures.bytes("scenes/street.jpg")
+        XCTAssertEqual(Array(jpeg.suffix(2)), [0xFF, 0xD9])
+        // Junk between the image data and the end marker (the decoder's look-ahead takes a few bytes).
+        let padded = Array(jpeg.dropLast(2)) + [UInt8](repeating: 0x55, count: 64) + [0xFF, 0xD9]
+        _ = ImageCodec.takeWarnings()
+        var image: RGBImage?
+        let printed = stderrOutput { image = try? ImageCodec.decode(bytes: padded, name: "/d/padded.jpg") }
+        XCTAssertEqual(printed, "")
+        XCTAssertEqual(image?.pixels, try ImageCodec.decode(bytes: jpeg, name: "/d/x").pixels)
+        let warnings = ImageCodec.takeWarnings()
+        XCTAssertEqual(warnings.map(\.path), ["/d/padded.jpg"])
+        XCTAssertEqual(warnings.first?.reason.contains("extraneous bytes before marker 0xd9"), true, "\(warnings)")
+    }
+}

@@ -57,7 +57,10 @@ typedef struct cic_image cic_image;
 /// - refuses images whose header declares more than `max_pixels` pixels, before allocating;
 /// - applies EXIF orientation (OpenCV IMREAD_COLOR does it) for images without alpha;
 /// - images with alpha are decoded IMREAD_UNCHANGED and composited on black (out = c * a / 255, rounded);
-/// - 16-bit samples are reduced to 8 bits by dropping the low byte (what libpng's strip_16 does).
+/// - 16-bit samples are reduced to 8 bits by dropping the low byte (what libpng's strip_16 does);
+/// - libjpeg/libpng messages are never printed: an error carries them in `msg`; a JPEG whose data ends
+///   early (libjpeg would fill the rest with grey) is refused as CIC_ERR_TRUNCATED; other warnings of a
+///   decoded image are returned in `msg` with CIC_OK (empty `msg`: none).
 int cic_decode(const uint8_t *data, size_t len, int64_t max_pixels, cic_image **out, char *msg, size_t msg_len);
 
 /// Plain 3-component JPEGs without EXIF decode through libjpeg straight to RGB (1, the default) or

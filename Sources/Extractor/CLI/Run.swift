@@ -88,7 +88,7 @@ struct Run: ParsableCommand {
 
     struct Summary: Encodable {
         let store: String, extraction_id: Int64, backbone: String, images: Int, new_features: Int, reused_features: Int
-        let failed: Int, seconds: Double, images_per_second: Double
+        let failed: Int, codec_warnings: Int, seconds: Double, images_per_second: Double
     }
 
     func run() throws {
@@ -149,11 +149,15 @@ struct Run: ParsableCommand {
         let written = try run(pipeline: pipeline, imageIDs: images.map(\.2), extractor: extractor,
                               extractionID: extraction.id, db: db, failures: failures)
         try db.finishExtraction(extraction.id)
+        let warnings = ImageCodec.takeWarnings()
+        if let first = warnings.first, !quiet {
+            FileHandle.standardError.write(Data("\(warnings.count) image(s) decoded with codec warnings and kept, e.g. \(first.path): \(first.reason)\n".utf8))
+        }
 
         let seconds = Date().timeIntervalSince(started)
         let summary = Summary(store: store, extraction_id: extraction.id, backbone: source.storedName, images: images.count,
                               new_features: written.features, reused_features: reused, failed: failures.count,
-                              seconds: seconds, images_per_second: written.rate)
+                              codec_warnings: warnings.count, seconds: seconds, images_per_second: written.rate)
         if json {
             try printJSON(summary)
         } else if !quiet {

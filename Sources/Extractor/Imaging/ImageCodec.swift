@@ -63,6 +63,7 @@ public enum ImageCodec {
             throw error(code: rc, message: message, name: name)
         }
         defer { cic_image_free(image) }
+        if message[0] != 0 { Warnings.add(name, message) }
         let width = Int(cic_image_width(image)), height = Int(cic_image_height(image))
         let count = width * height * 3
         guard let source = cic_image_pixels(image), count > 0 else {
@@ -179,6 +180,31 @@ public enum ImageCodec {
         default: kind = .corrupt
         }
         return .badImage(path: name, kind: kind, reason: text.isEmpty ? "could not decode" : text)
+    }
+
+    /// What libjpeg/libpng said about images they decoded anyway (e.g. "Corrupt JPEG data: 2 extraneous
+    /// bytes before marker 0xd9"), with the file's name, since the last call; never printed by the
+    /// libraries themselves. `extract` reports them in one summary line.
+    public static func takeWarnings() -> [SkippedFile] { Warnings.take() }
+
+    private enum Warnings {
+        static let lock = NSLock()
+        nonisolated(unsafe) static var items: [SkippedFile] = []
+
+        static func add(_ name: String, _ message: [CChar]) {
+            let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            lock.lock()
+            items.append(SkippedFile(path: name, reason: text))
+            lock.unlock()
+        }
+
+        static func take() -> [SkippedFile] {
+            lock.lock()
+            defer { lock.unlock() }
+            let taken = items
+            items = []
+            return taken
+        }
     }
 
     /// OpenCV's own thread pool is switched off once: the pipeline runs one image per worker thread,
