@@ -11,7 +11,7 @@ setup:
 build:
 	swift build $(SWIFT_FLAGS)
 
-test: build
+test: setup build
 	swift test $(SWIFT_FLAGS) --disable-swift-testing
 
 demo: setup build
