@@ -67,6 +67,8 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: []),
+        // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).
+        .testTarget(name: "FuzzTests", dependencies: ["Imaging", "WeightFormats"], exclude: ["Regressions"]),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore"], path: "Tests/FeatureStoreStress"),
         .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress"]),
     ],

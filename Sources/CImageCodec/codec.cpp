@@ -94,7 +94,7 @@ extern "C" int cic_decode(const uint8_t *data, size_t len, int64_t max_pixels, c
                           size_t msg_len) {
     if (out == nullptr) return CIC_ERR_ARGUMENT;
     *out = nullptr;
-    cic::clearCodecMessages();
+    cic::CodecMessageScope capture;
     // The reason for a failure, with what the codec library said about it.
     auto failWith = [&](int code, std::string text) {
         const std::string said = cic::takeCodecMessages();

@@ -7,8 +7,11 @@
 // `png_create_read_struct`). The executable's definitions take precedence over the shared libraries'
 // for every caller (ELF symbol interposition); each forwards to the library's own function
 // (dlsym RTLD_NEXT) and only swaps the print-to-stderr handlers for ones that keep the text in a
-// thread-local buffer. cic_decode clears the buffer before a decode and reads it after, so each
-// message lands in the failure reason (or warning) of the file that caused it.
+// thread-local buffer. OpenCV itself writes some decode errors to std::cerr ("imdecode_(''): can't
+// read data: ..."): std::cerr gets a stream buffer that, on a thread inside cic_decode, keeps the
+// text in the same buffer, and passes everything else through to the original. cic_decode clears the
+// buffer before a decode and reads it after, so each message lands in the failure reason (or
+// warning) of the file that caused it.
 #include "internal.hpp"
 
 #include <dlfcn.h>
@@ -16,12 +19,17 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <streambuf>
 
 #include <jpeglib.h>
 
 namespace {
 
 thread_local std::string captured;
+thread_local bool capturing = false;
+thread_local std::string cerrLine;   // OpenCV's std::cerr text on this thread, up to its newline
 
 void append(const char *library, const char *text) {
     if (captured.size() > 400) return;   // enough to say what went wrong
@@ -60,11 +68,67 @@ extern "C" [[noreturn]] void capturePNGError(void *png, const char *message) {
     std::abort();
 }
 
+/// std::cerr's buffer: text written on a capturing thread is kept (per line, as "OpenCV: ..."); other
+/// text goes to the original buffer, unchanged.
+class CapturingBuffer : public std::streambuf {
+public:
+    explicit CapturingBuffer(std::streambuf *original) : original(original) {}
+
+protected:
+    int overflow(int c) override {
+        if (c == traits_type::eof()) return traits_type::not_eof(c);
+        const char ch = char(c);
+        xsputn(&ch, 1);
+        return c;
+    }
+    std::streamsize xsputn(const char *s, std::streamsize n) override {
+        if (!capturing) {
+            std::lock_guard<std::mutex> lock(mutex);
+            return original->sputn(s, n);
+        }
+        for (std::streamsize i = 0; i < n; ++i) {
+            if (s[i] != '\n') { if (cerrLine.size() < 400) cerrLine += s[i]; continue; }
+            flushLine();
+        }
+        return n;
+    }
+    int sync() override {
+        if (capturing) return 0;
+        std::lock_guard<std::mutex> lock(mutex);
+        return original->pubsync();
+    }
+
+public:
+    static void flushLine() {
+        std::string line;
+        line.swap(cerrLine);
+        const std::string prefix = "imdecode_(''): ";
+        if (line.compare(0, prefix.size(), prefix) == 0) line.erase(0, prefix.size());
+        if (!line.empty()) append("OpenCV", line.c_str());
+    }
+
+private:
+    std::streambuf *original;
+    std::mutex mutex;
+};
+
+const bool cerrCaptureInstalled = [] {
+    static std::ios_base::Init init;   // std::cerr exists before we replace its buffer
+    std::cerr.rdbuf(new CapturingBuffer(std::cerr.rdbuf()));
+    return true;
+}();
+
 }  // namespace
 
 namespace cic {
-void clearCodecMessages() { captured.clear(); }
+void clearCodecMessages() {
+    captured.clear();
+    cerrLine.clear();
+    capturing = true;
+}
+void endCodecMessages() { capturing = false; }
 std::string takeCodecMessages() {
+    CapturingBuffer::flushLine();
     std::string text;
     text.swap(captured);
     return text;

@@ -35,9 +35,18 @@ inline const char *formatName(int format) {
 /// Parses the header, and refuses a zero or negative width or height (CIC_ERR_ZERO_DIMENSION); returns CIC_OK or an error code with a human-readable `msg`.
 int probe(const uint8_t *data, size_t len, Header &header, std::string &msg);
 
-/// Messages libjpeg/libpng produced on this thread since the last clear ("libjpeg: ...; libpng: ..."),
-/// captured instead of printed (codec_messages.cpp).
+/// Messages libjpeg/libpng (and OpenCV on std::cerr) produced on this thread since the last clear
+/// ("libjpeg: ...; libpng: ..."), captured instead of printed (codec_messages.cpp).
 void clearCodecMessages();
 std::string takeCodecMessages();
+void endCodecMessages();
+
+/// Captures on this thread from construction (cleared) to destruction.
+struct CodecMessageScope {
+    CodecMessageScope() { clearCodecMessages(); }
+    ~CodecMessageScope() { endCodecMessages(); }
+    CodecMessageScope(const CodecMessageScope &) = delete;
+    CodecMessageScope &operator=(const CodecMessageScope &) = delete;
+};
 
 }  // namespace cic

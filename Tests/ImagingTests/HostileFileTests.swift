@@ -158,3 +158,30 @@ final class CodecMessageTests: XCTestCase {
         XCTAssertEqual(warnings.first?.reason.contains("extraneous bytes before marker 0xd9"), true, "\(warnings)")
     }
 }
+
+/// Special files named like images: none may block (a FIFO with no writer), be read without bound
+/// (/dev/zero) or loop (a symlink to itself); a folder named x.jpg is just a folder.
+final class SpecialFileTests: XCTestCase {
+    func testFIFODevZeroFolderNamedJPGAndSymlinkLoop() throws {
+        let dir = try TempDir()
+        try dir.write("cats/good.jpg", try Fixtures.bytes("formats/baseline.jpg"))
+        let cats = dir.url.appendingPathComponent("cats")
+        XCTAssertEqual(mkfifo(cats.appendingPathComponent("fifo.jpg").path, 0o644), 0)
+        try FileManager.default.createSymbolicLink(atPath: cats.appendingPathComponent("zero.jpg").path, withDestinationPath: "/dev/zero")
+        try FileManager.default.createSymbolicLink(atPath: cats.appendingPathComponent("self.jpg").path,
+                                                   withDestinationPath: cats.appendingPathComponent("self.jpg").path)
+        try dir.write("cats/folder.jpg/inner.jpg", try Fixtures.bytes("formats/baseline.jpg"))
+
+        let scan = try DatasetScan.scan(dir.url)
+        XCTAssertEqual(Set(scan.items.map(\.path.lastPathComponent)), ["good.jpg", "inner.jpg"])
+        func reason(_ name: String) -> String? { scan.problems.first { $0.path.hasSuffix("/" + name) }?.reason }
+        XCTAssertEqual(reason("fifo.jpg"), "not a regular file (device, pipe or socket)")
+        XCTAssertEqual(reason("zero.jpg"), "not a regular file (device, pipe or socket)")
+        XCTAssertEqual(reason("self.jpg")?.contains("symlink loop"), true)
+
+        // Read directly (as a file given on the command line would be): refused at once.
+        for name in ["fifo.jpg", "zero.jpg", "self.jpg", "folder.jpg"] {
+            XCTAssertThrowsError(try ImageCodec.readFile(cats.appendingPathComponent(name)), name)
+        }
+    }
+}

@@ -150,3 +150,25 @@ final class MalformedInputTests: XCTestCase {
         try assertError(local + central + end, contains: ["no data.pkl"])
     }
 }
+
+/// A weights path that is a FIFO, /dev/zero, a folder or a symlink loop fails at once with the path
+/// in the message: nothing blocks, nothing is read without bound.
+final class SpecialWeightFileTests: XCTestCase {
+    func testSpecialFilesAreRefusedAtOnce() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("special-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        XCTAssertEqual(mkfifo(dir.appendingPathComponent("fifo.pth").path, 0o644), 0)
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("zero.safetensors").path, withDestinationPath: "/dev/zero")
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("loop.h5").path,
+                                                   withDestinationPath: dir.appendingPathComponent("loop.h5").path)
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("folder.pth"), withIntermediateDirectories: true)
+        for name in ["fifo.pth", "zero.safetensors", "loop.h5", "folder.pth"] {
+            let url = dir.appendingPathComponent(name)
+            XCTAssertThrowsError(try WeightFiles.load(url), name) { error in
+                XCTAssertTrue("\(error)".contains(name), "\(error)")
+            }
+            XCTAssertThrowsError(try WeightFiles.index(url), name)
+        }
+    }
+}

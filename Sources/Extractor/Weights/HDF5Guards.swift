@@ -126,7 +126,11 @@ struct GlobalHeaps {
                 if index == 0 {
                     // Free space; a size below its own header would make libhdf5 loop forever.
                     guard objectSize >= UInt64(objectHeaderSize) else { throw bad(at, "free-space block of \(objectSize) bytes") }
-                    guard objectSize <= UInt64(end - p) else { break }
+                    // libhdf5 steps over free space by its size alone: past the collection's end the
+                    // pointer wraps and its walk never ends (found by FuzzTests, keras-hdf5/hang-1.h5).
+                    guard objectSize <= UInt64(end - p) else {
+                        throw bad(at, "free-space block of \(objectSize) bytes runs past the collection's end")
+                    }
                     p += Int(objectSize)
                     continue
                 }

@@ -45,7 +45,7 @@ final class MappedFile {
     /// Opens `url` read-only and checks that it is a regular file (not a folder, a FIFO, a device):
     /// the descriptor (the caller closes it) and the file's size. Errors name the file.
     static func openRegularFile(_ url: URL) throws -> (fd: Int32, size: Int) {
-        let fd = open(url.path, O_RDONLY)
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)   // a FIFO with no writer must not block
         guard fd >= 0 else {
             throw WeightFileError.cannotOpen(file: url, reason: String(cString: strerror(errno)))
         }
