@@ -33,8 +33,9 @@ struct BenchEpochCommand: ParsableCommand {
             enc.outputFormatting = [.sortedKeys]
             print(String(decoding: try enc.encode(r), as: UTF8.self))
         } else {
-            print(String(format: "%d x %d, hidden %d, %d threads: %.4f s per epoch (%d steps, %.0f us per step)",
-                         r.rows, r.dim, config.hidden, r.threads, r.secondsPerEpoch, r.stepsPerEpoch, r.microsecondsPerStep))
+            print(String(format: "%d x %d, hidden %d, %d threads: %.4f s per epoch (%d steps, %.0f us per step), GEMM on %@ (%@)",
+                         r.rows, r.dim, config.hidden, r.threads, r.secondsPerEpoch, r.stepsPerEpoch, r.microsecondsPerStep,
+                         r.gemm.rawValue, r.gemmReason))
         }
     }
 }

@@ -78,16 +78,6 @@ struct BLASThreadsGuard {
     func restore() { openblas_set_num_threads(previous) }
 }
 
-/// Row-major C = alpha * op(A) * op(B) + beta * C.
-@inline(__always)
-func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
-          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-          beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    if m == 0 || n == 0 { return }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-}
-
 /// The trainer's own fork-join pool (CHeadKernels/pool.c). A training step has two parallel regions
 /// a few hundred microseconds apart; libdispatch wakes its workers through a futex for each.
 /// `WORKBENCH_TRAINER_POOL=dispatch` selects libdispatch instead, so the two can be compared:
