@@ -2,7 +2,7 @@
 # The trainer on a CPU that the system OpenBLAS does not know, simulated with OPENBLAS_CORETYPE=Prescott
 # (what Debian's DYNAMIC_ARCH OpenBLAS 0.3.21 falls back to on an unknown CPU model), against the
 # environment as is. Per thread count, each round runs `train-head bench-epoch --rows R --threads T
-# --epochs 3 --json` four times, alternating:
+# --epochs 3 --hidden H --batch B --json` four times, alternating:
 #   as-is             environment as is, automatic GEMM backend
 #   as-is/openblas    environment as is, WORKBENCH_TRAINER_GEMM=openblas (OpenBLAS with its own kernel)
 #   unknown           OPENBLAS_CORETYPE=Prescott, automatic GEMM backend (the fallback to oneDNN)
@@ -12,18 +12,23 @@
 #   unknown / as-is            the automatic choice with and without a known core
 #   unknown/openblas / as-is/openblas   what the fallback saves
 #
-# Usage: tools/bench/gemm_fallback.sh [--rounds 5] [--rows 11228] [--threads "1 2"] [--core Prescott] [--no-build]
+# Run it with OPENBLAS_CORETYPE=<the CPU's own core> set (by hand, for this one command) to compare with that core.
+#
+# Usage: tools/bench/gemm_fallback.sh [--rounds 5] [--rows 11228] [--threads "1 2"] [--hidden 256] [--batch 32]
+#                                     [--core Prescott] [--no-build]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-ROUNDS=5; BUILD=1; ROWS=11228; THREADS="1 2"; CORE=Prescott
+ROUNDS=5; BUILD=1; ROWS=11228; THREADS="1 2"; CORE=Prescott; HIDDEN=256; BATCH=32
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rows) ROWS="$2"; shift 2 ;;
         --rounds) ROUNDS="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
         --core) CORE="$2"; shift 2 ;;
+        --hidden) HIDDEN="$2"; shift 2 ;;
+        --batch) BATCH="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "gemm_fallback.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -42,7 +47,7 @@ run() {
         3) envs=(OPENBLAS_CORETYPE="$CORE" WORKBENCH_TRAINER_GEMM=openblas) ;;
         *) envs=(WORKBENCH_TRAINER_GEMM=auto) ;;
     esac
-    env "${envs[@]}" "$BIN" bench-epoch --rows "$ROWS" --threads "$2" --epochs 3 --json
+    env "${envs[@]}" "$BIN" bench-epoch --rows "$ROWS" --threads "$2" --epochs 3 --hidden "$HIDDEN" --batch "$BATCH" --json
 }
 describe() {
     printf "  %-17s corename %s, gemm %s (%s)\n" "${NAMES[$1]}" "$(field openblas_corename <<<"$2")" \
@@ -50,7 +55,7 @@ describe() {
 }
 median() { printf "%s\n" "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 for T in $THREADS; do
-    echo "== --threads $T, --rows $ROWS, $ROUNDS rounds (s/epoch)"
+    echo "== --threads $T, --rows $ROWS, --hidden $HIDDEN, --batch $BATCH, $ROUNDS rounds (s/epoch)"
     S0=(); S1=(); S2=(); S3=()
     for r in $(seq 1 "$ROUNDS"); do
         J=(); for i in 0 1 2 3; do J+=("$(run "$i" "$T")"); done

@@ -7,14 +7,26 @@
 // - OpenBLAS (cblas_sgemm) when the kernels of its core (openblas_get_corename()) use the widest
 //   vector instructions the CPU has. Debian's DYNAMIC_ARCH build picks the core from the CPU model
 //   (or OPENBLAS_CORETYPE), not from its features: on CPUs newer than the build it falls back to
-//   its oldest kernels (a 2-core AVX-512 Xeon, family 6 model 207: 'Prescott', 67% of cycles in
-//   sgemm_kernel_PRESCOTT).
+//   its oldest kernels (issue #14: 'Prescott' on a Xeon of family 6 model 207 with AVX-512, 67% of
+//   bench-epoch's cycles in sgemm_kernel_PRESCOTT).
 // - oneDNN (dnnl_sgemm, gemm.c) when the OpenBLAS core is narrower than the CPU: oneDNN picks its
 //   kernels from the CPU's features. It runs single-threaded on the calling thread, like OpenBLAS
 //   here (the trainer parallelises by itself).
 //
 // WORKBENCH_TRAINER_GEMM=openblas|onednn|auto overrides the choice (benchmarks, tests).
-// Measured with tools/bench/gemm_fallback.sh: see MEASURED below.
+//
+// Measured on a 2-core AMD EPYC (Zen 5, AVX-512) shared with other jobs (load 10-12), medians of 5
+// alternating rounds of `tools/bench/gemm_fallback.sh` (bench-epoch, 11,228 x 1280, s/epoch):
+//   hidden 256, batch 32, --threads 1: OpenBLAS 'Prescott' 1.28, OpenBLAS 'Haswell' 0.58, oneDNN 0.34
+//                         --threads 2: OpenBLAS 'Prescott' 1.06, OpenBLAS 'Haswell' 0.50, oneDNN 0.34
+//   against OpenBLAS 'SkylakeX' (AVX-512, this CPU's widest; OPENBLAS_CORETYPE=SkylakeX set for the
+//   command), oneDNN / OpenBLAS: hidden 256 batch 32: 1.13 (--threads 1), 1.10 (--threads 2);
+//   hidden 512: 1.06; batch 256: 0.80 (--threads 1).
+// So OpenBLAS stays where its core matches the CPU (it is ahead at batch 32), and oneDNN replaces
+// a narrower core. dnnl_sgemm's per-call cost, on the trainer's real shapes (~35 calls per step at
+// batch 32): `perf record -g train-head bench-epoch --threads 1 --epochs 5` with oneDNN spent 53%
+// of samples in its JIT kernels, 5% in libdnnl's driver and 1.5% in libc (its buffers); with
+// OpenBLAS 'SkylakeX', 54% in sgemm_small_kernel_*_SKYLAKEX.
 
 import CHeadKernels
 import COpenBLAS
