@@ -31,9 +31,9 @@ final class FloatBuffer {
 /// Runs a fixed number of independent chunks, on up to `threads` cores (libdispatch).
 ///
 /// Work is always cut into the same chunks whatever the thread count, so results are bit-identical
-/// for 1 or N threads (OpenBLAS itself is kept single-threaded inside the chunks). A spinning
-/// worker pool was tried and dropped: on an oversubscribed machine (other jobs on the 2 cores) it
-/// was 3-4x slower than libdispatch's blocking hand-off.
+/// for 1 or N threads (the GEMM backend, OpenBLAS or oneDNN, runs single-threaded inside the
+/// chunks). A spinning worker pool was tried and dropped: on an oversubscribed machine (other jobs
+/// on the 2 cores) it was 3-4x slower than libdispatch's blocking hand-off.
 struct Parallel {
     let threads: Int
     private let pool: WorkerPool?
