@@ -50,9 +50,11 @@ let package = Package(
         // The store shared by both programs: schema, migrations, all reads and writes of the SQLite file.
         .target(name: "FeatureStore", dependencies: ["CSQLite", "COpenSSL"], path: "Sources/FeatureStore", swiftSettings: release),
 
-        // The head trainer: training core on OpenBLAS, and the command line.
+        // The head trainer: training core on OpenBLAS or oneDNN (Core/GEMM.swift), and the command line.
         // Hot loops of the training step, with AVX-512/AVX2 variants chosen at run time.
-        .target(name: "CHeadKernels", path: "Sources/CHeadKernels"),
+        // Also oneDNN's sgemm for the trainer's GEMMs (gemm.c; libgomp is oneDNN's threading runtime).
+        .target(name: "CHeadKernels", path: "Sources/CHeadKernels",
+                linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels"],
                 path: "Sources/HeadTrainer/Core", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",

@@ -62,6 +62,20 @@ void chk_batchnorm_train(long batch, long col_lo, long col_hi, long ld,
                          float *moving_mean, float *moving_var, float *mean, float *istd,
                          float momentum, float epsilon);
 
+/// Widest vector instruction set the CPU (and OS) supports, as the GEMM backends use them.
+enum {
+    CHK_VEC_SSE = 0,      ///< x86-64 baseline (or not x86)
+    CHK_VEC_AVX = 1,
+    CHK_VEC_AVX2 = 2,     ///< AVX2 + FMA
+    CHK_VEC_AVX512 = 3    ///< AVX-512 F, BW, VL, DQ
+};
+int chk_cpu_vector_isa(void);
+
+/// Row-major C = alpha op(A) op(B) + beta C with oneDNN's dnnl_sgemm, on the calling thread only
+/// (gemm.c). Returns the dnnl_status_t (0 = success).
+int chk_onednn_sgemm(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                     const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+
 /// A fork-join pool for the trainer's parallel regions (pool.c): workers spin briefly before
 /// blocking, so back-to-back regions within a training step skip a futex wake-up each.
 typedef struct chk_pool chk_pool;

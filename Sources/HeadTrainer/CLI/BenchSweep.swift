@@ -37,6 +37,9 @@ struct BenchSweepCommand: ParsableCommand {
         let seconds_per_epoch_by_hidden: [String: Double]
         /// Trials per hidden width.
         let trials_by_hidden: [String: Int]
+        /// The trainer's GEMM backend and why (see GEMM.swift in HeadTrainerCore).
+        let gemm: GEMMBackend
+        let gemm_reason: String
     }
 
     func run() throws {
@@ -97,14 +100,15 @@ struct BenchSweepCommand: ParsableCommand {
                        threads_per_trial: threadsPerTrial, epochs_per_trial: epochs, wall_seconds: wall,
                        trial_seconds_mean: seconds.reduce(0, +) / Double(seconds.count),
                        trials_per_minute: Double(configs.count) / wall * 60, seconds_per_epoch_by_hidden: byHidden,
-                       trials_by_hidden: Dictionary(grouping: configs, by: { "\($0.hidden)" }).mapValues(\.count))
+                       trials_by_hidden: Dictionary(grouping: configs, by: { "\($0.hidden)" }).mapValues(\.count),
+                       gemm: TrainerGEMM.choice.backend, gemm_reason: TrainerGEMM.choice.reason)
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
             print(String(decoding: try enc.encode(r), as: UTF8.self))
         } else {
-            print(String(format: "%d trials x %d epochs on %d x %d features, %d jobs x %d thread(s): %.1f s wall, %.2f s per trial, %.1f trials/min",
-                         r.trials, epochs, r.rows, r.dim, jobCount, threadsPerTrial, wall, r.trial_seconds_mean, r.trials_per_minute))
+            print(String(format: "%d trials x %d epochs on %d x %d features, %d jobs x %d thread(s): %.1f s wall, %.2f s per trial, %.1f trials/min, GEMM on %@",
+                         r.trials, epochs, r.rows, r.dim, jobCount, threadsPerTrial, wall, r.trial_seconds_mean, r.trials_per_minute, r.gemm.rawValue))
         }
     }
 

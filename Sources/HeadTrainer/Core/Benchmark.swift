@@ -16,9 +16,15 @@ public enum HeadBenchmark {
         public var stepsPerEpoch: Int
         public var secondsPerEpoch: Double
         public var microsecondsPerStep: Double
+        /// The GEMM backend used, why, and what the choice was made from.
+        public var gemm: GEMMBackend
+        public var gemmReason: String
+        public var openBLASCore: String
+        public var cpuISA: String
         enum CodingKeys: String, CodingKey {
-            case rows, dim, classes, epochs, threads
+            case rows, dim, classes, epochs, threads, gemm
             case stepsPerEpoch = "steps_per_epoch", secondsPerEpoch = "seconds_per_epoch", microsecondsPerStep = "us_per_step"
+            case gemmReason = "gemm_reason", openBLASCore = "openblas_corename", cpuISA = "cpu_isa"
         }
     }
 
@@ -60,6 +66,8 @@ public enum HeadBenchmark {
         let per = (monotonicSeconds() - t0) / Double(epochs)
         let steps = (rows + cfg.batchSize - 1) / cfg.batchSize
         return Report(rows: rows, dim: dim, classes: classes, epochs: epochs, threads: net.par.threads,
-                      stepsPerEpoch: steps, secondsPerEpoch: per, microsecondsPerStep: per / Double(steps) * 1e6)
+                      stepsPerEpoch: steps, secondsPerEpoch: per, microsecondsPerStep: per / Double(steps) * 1e6,
+                      gemm: TrainerGEMM.choice.backend, gemmReason: TrainerGEMM.choice.reason,
+                      openBLASCore: TrainerGEMM.openBLASCore, cpuISA: CPUVectorISA.current.description)
     }
 }

@@ -31,9 +31,9 @@ final class FloatBuffer {
 /// Runs a fixed number of independent chunks, on up to `threads` cores (libdispatch).
 ///
 /// Work is always cut into the same chunks whatever the thread count, so results are bit-identical
-/// for 1 or N threads (OpenBLAS itself is kept single-threaded inside the chunks). A spinning
-/// worker pool was tried and dropped: on an oversubscribed machine (other jobs on the 2 cores) it
-/// was 3-4x slower than libdispatch's blocking hand-off.
+/// for 1 or N threads (the GEMM backend, OpenBLAS or oneDNN, runs single-threaded inside the
+/// chunks). A spinning worker pool was tried and dropped: on an oversubscribed machine (other jobs
+/// on the 2 cores) it was 3-4x slower than libdispatch's blocking hand-off.
 struct Parallel {
     let threads: Int
     private let pool: WorkerPool?
@@ -76,16 +76,6 @@ struct BLASThreadsGuard {
         openblas_set_num_threads(1)
     }
     func restore() { openblas_set_num_threads(previous) }
-}
-
-/// Row-major C = alpha * op(A) * op(B) + beta * C.
-@inline(__always)
-func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
-          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-          beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    if m == 0 || n == 0 { return }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 /// The trainer's own fork-join pool (CHeadKernels/pool.c). A training step has two parallel regions

@@ -2,7 +2,7 @@
 // (Adam, the fused first-layer update, training-mode batch norm) are C kernels in CHeadKernels,
 // compiled for AVX-512, AVX2 and the baseline and chosen at run time (all variants give
 // bit-identical results); these Swift wrappers keep the call sites readable. The GEMMs are in
-// HeadNetwork+Train.swift.
+// HeadNetwork+Train.swift, on the backend chosen in GEMM.swift.
 
 import CHeadKernels
 import Foundation
