@@ -428,6 +428,20 @@ private final class Reader {
             throw WeightFormatError.unsupportedDType(file: url, format: .kerasHDF5, tensor: name,
                                                      dtype: Reader.describeType(typeClass, typeSize))
         }
+        // libhdf5 converts by copying bit fields where the datatype says they are; a damaged precision,
+        // offset or float field layout sends that copy out of its buffer (a SIGBUS found by FuzzTests,
+        // keras-hdf5/sigbus-1.h5). Every field must lie inside the type's bytes.
+        let bits = typeSize * 8, precision = H5Tget_precision(type.id), offset = H5Tget_offset(type.id)
+        var fieldsInside = precision >= 1 && offset >= 0 && Int(offset) + precision <= bits
+        if typeClass == H5T_FLOAT, fieldsInside {
+            var spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0
+            fieldsInside = H5Tget_fields(type.id, &spos, &epos, &esize, &mpos, &msize) >= 0
+                && spos < precision && esize >= 1 && epos + esize <= precision && msize >= 1 && mpos + msize <= precision
+        }
+        guard fieldsInside else {
+            throw malformed("tensor '\(name)' has a damaged \(Reader.describeType(typeClass, typeSize)) datatype "
+                            + "(precision \(precision), offset \(offset))")
+        }
 
         var shape: [Int] = []
         switch H5Sget_simple_extent_type(space.id) {
