@@ -150,22 +150,12 @@ extension CanonicalJSON {
             case UInt8(ascii: "["):
                 at += 1
                 var items: [CanonicalJSON] = []
-                skipSpace()
-                if at < bytes.count, bytes[at] == UInt8(ascii: "]") { at += 1; return .array(items) }
-                while true {
-                    items.append(try value())
-                    skipSpace()
-                    guard at < bytes.count else { throw fail("unterminated array") }
-                    at += 1
-                    if bytes[at - 1] == UInt8(ascii: "]") { return .array(items) }
-                    if bytes[at - 1] != UInt8(ascii: ",") { at -= 1; throw fail("expected , or ]") }
-                }
+                while try nextMember(close: "]", first: items.isEmpty) { items.append(try value()) }
+                return .array(items)
             case UInt8(ascii: "{"):
                 at += 1
                 var fields: [String: CanonicalJSON] = [:]
-                skipSpace()
-                if at < bytes.count, bytes[at] == UInt8(ascii: "}") { at += 1; return .object(fields) }
-                while true {
+                while try nextMember(close: "}", first: fields.isEmpty) {
                     skipSpace()
                     guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("expected a key in quotes") }
                     let key = try string()
@@ -173,14 +163,22 @@ extension CanonicalJSON {
                     guard at < bytes.count, bytes[at] == UInt8(ascii: ":") else { throw fail("expected :") }
                     at += 1
                     fields[key] = try value()
-                    skipSpace()
-                    guard at < bytes.count else { throw fail("unterminated object") }
-                    at += 1
-                    if bytes[at - 1] == UInt8(ascii: "}") { return .object(fields) }
-                    if bytes[at - 1] != UInt8(ascii: ",") { at -= 1; throw fail("expected , or }") }
                 }
+                return .object(fields)
             default: return try number()
             }
+        }
+
+        /// Steps through an array or object: true when a member follows (the first one, or one after
+        /// a comma), false after the closing bracket.
+        mutating func nextMember(close: Unicode.Scalar, first: Bool) throws -> Bool {
+            skipSpace()
+            guard at < bytes.count else { throw fail("unterminated \(close == "]" ? "array" : "object")") }
+            if bytes[at] == UInt8(ascii: close) { at += 1; return false }
+            if first { return true }
+            guard bytes[at] == UInt8(ascii: ",") else { throw fail("expected , or \(close)") }
+            at += 1
+            return true
         }
 
         mutating func number() throws -> CanonicalJSON {

@@ -38,7 +38,7 @@ final class CanonicalJSONTests: XCTestCase {
     }
 
     func testBadInputIsAnErrorWithItsOffset() {
-        for bad in ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "tru", "\"\u{1}\"", "\"\\x\"", "\"\\ud800\"", "[1] 2", "nan"] {
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "tru", "\"\u{1}\"", "\"\\x\"", "\"\\ud800\"", "[1] 2", "nan", "[1 [2]]", "{\"a\":1 \"b\":2}", "[", "{\"a\":1,}"] {
             XCTAssertThrowsError(try CanonicalJSON(parsing: bad), bad) { XCTAssertTrue("\($0)".contains("at byte"), "\($0)") }
         }
     }
