@@ -33,22 +33,28 @@ let package = Package(
                                  // OpenCV's calls (codec_messages.cpp).
                                  .linkedLibrary("png16")]),
 
+        // Shared by both programs: SHA-256/MD5 (OpenSSL) and the canonical JSON hashed into identities;
+        // the command-line glue (--shard i/n, the error-to-exit-code wrapper).
+        .target(name: "WorkbenchSupport", dependencies: ["COpenSSL"], path: "Sources/WorkbenchSupport"),
+        .target(name: "WorkbenchCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+                path: "Sources/WorkbenchCLI"),
+
         // The extractor: images, engine, weight formats, backbone definitions, command line.
-        .target(name: "Imaging", dependencies: ["CImageCodec", "COpenSSL"],
+        .target(name: "Imaging", dependencies: ["CImageCodec", "WorkbenchSupport"],
                 path: "Sources/Extractor/Imaging", swiftSettings: release),
         .target(name: "BackboneEngine", dependencies: ["CDNNL"],
                 path: "Sources/Extractor/Engine", swiftSettings: release),
         .target(name: "WeightFormats", dependencies: ["CHDF5"],
                 path: "Sources/Extractor/Weights", swiftSettings: release),
-        .target(name: "Backbones", dependencies: ["BackboneEngine", "WeightFormats", "COpenSSL"],
+        .target(name: "Backbones", dependencies: ["BackboneEngine", "WeightFormats", "WorkbenchSupport"],
                 path: "Sources/Extractor/Backbones", swiftSettings: release),
         .executableTarget(name: "Extractor",
-                          dependencies: ["Backbones", "FeatureStore", "Imaging", "HeadTrainerCore",
+                          dependencies: ["Backbones", "FeatureStore", "Imaging", "HeadTrainerCore", "WorkbenchCLI",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Extractor/CLI", swiftSettings: release),
 
         // The store shared by both programs: schema, migrations, all reads and writes of the SQLite file.
-        .target(name: "FeatureStore", dependencies: ["CSQLite", "COpenSSL"], path: "Sources/FeatureStore", swiftSettings: release),
+        .target(name: "FeatureStore", dependencies: ["CSQLite", "WorkbenchSupport"], path: "Sources/FeatureStore", swiftSettings: release),
 
         // The head trainer: training core on OpenBLAS or oneDNN (Core/GEMM.swift), and the command line.
         // Hot loops of the training step, with AVX-512/AVX2 variants chosen at run time.
@@ -58,7 +64,8 @@ let package = Package(
         .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels"],
                 path: "Sources/HeadTrainer/Core", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
-                          dependencies: ["HeadTrainerCore", "FeatureStore", "COpenBLAS", .product(name: "Yams", package: "Yams"),
+                          dependencies: ["HeadTrainerCore", "FeatureStore", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
+                                         .product(name: "Yams", package: "Yams"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer/CLI", swiftSettings: release),
 
@@ -71,8 +78,13 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: []),
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).
         .testTarget(name: "FuzzTests", dependencies: ["Imaging", "WeightFormats"], exclude: ["Regressions"]),
-        .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore"], path: "Tests/FeatureStoreStress"),
-        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress"]),
+        .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore", "WorkbenchSupport"], path: "Tests/FeatureStoreStress"),
+        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress", "WorkbenchSupport"]),
+        .testTarget(name: "WorkbenchSupportTests", dependencies: ["WorkbenchSupport", "WorkbenchCLI"]),
+        // Identity keys of existing stores (settings keys, policy hashes, sweep and trial keys) never change.
+        .testTarget(name: "IdentityTests", dependencies: ["FeatureStore", "Imaging", "HeadTrainer", "HeadTrainerCore", "WorkbenchSupport",
+                                                          .product(name: "Yams", package: "Yams")],
+                    resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

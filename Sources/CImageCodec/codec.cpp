@@ -313,28 +313,6 @@ extern "C" int cic_encode_png(const uint8_t *src, int w, int h, uint8_t **out, s
 
 extern "C" void cic_free(void *pointer) { std::free(pointer); }
 
-// Hot loop: one table lookup per output value; three planar streams written sequentially.
-extern "C" void cic_normalize_nchw(const uint8_t *src, int count, int hw, const float *lut, int bgr, float *dst) {
-    const float *l0 = lut, *l1 = lut + 256, *l2 = lut + 512;
-    for (int n = 0; n < count; ++n) {
-        const uint8_t *s = src + size_t(n) * size_t(hw) * 3;
-        float *d0 = dst + size_t(n) * size_t(hw) * 3, *d1 = d0 + hw, *d2 = d1 + hw;
-        if (bgr) {
-            for (int p = 0; p < hw; ++p) {
-                d0[p] = l0[s[3 * p + 2]];
-                d1[p] = l1[s[3 * p + 1]];
-                d2[p] = l2[s[3 * p]];
-            }
-        } else {
-            for (int p = 0; p < hw; ++p) {
-                d0[p] = l0[s[3 * p]];
-                d1[p] = l1[s[3 * p + 1]];
-                d2[p] = l2[s[3 * p + 2]];
-            }
-        }
-    }
-}
-
 extern "C" void cic_set_opencv_threads(int threads) {
     try { cv::setNumThreads(threads); } catch (...) {}
 }

@@ -1,4 +1,5 @@
 import Foundation
+import WorkbenchSupport
 
 extension FeatureStore {
     static let extractionColumns = """
@@ -73,14 +74,10 @@ extension FeatureStore {
         settings.augmentationPolicy = canonical
     }
 
-    /// JSON re-serialized with sorted keys, so equal policies hash equally; nil if not JSON.
+    /// JSON rewritten in canonical form (`CanonicalJSON`), so equal policies hash equally; nil if not JSON.
     static func canonicalJSON(_ text: String) -> String? {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let data = (trimmed.isEmpty ? "null" : trimmed).data(using: .utf8),
-              let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
-              let out = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
-        else { return nil }
-        return String(decoding: out, as: UTF8.self)
+        return (try? CanonicalJSON(parsing: trimmed.isEmpty ? "null" : trimmed))?.text
     }
 
     /// The settings key: sha256 of a canonical JSON object of every field that determines the
@@ -88,21 +85,20 @@ extension FeatureStore {
     /// and `toolVersion`. Changing what goes in here changes every key: bump "format".
     public static func settingsKey(_ settings: ExtractionSettings) throws -> String {
         let policy = canonicalJSON(settings.augmentationPolicy) ?? settings.augmentationPolicy
-        let fields: [String: Any] = [
-            "format": 1,
-            "backbone": settings.backbone,
-            "weights_sha256": settings.weightsSHA256,
-            "preprocessing": settings.preprocessing,
-            "augmentation_policy": policy,
-            "image_size": settings.imageSize,
-            "fit": settings.fit,
-            "precision": settings.precision,
-            "feature_dtype": settings.featureDType.rawValue,
-            "feature_dim": settings.featureDim,
-            "seed": settings.seed,
+        let fields: [String: CanonicalJSON] = [
+            "format": .int(1),
+            "backbone": .string(settings.backbone),
+            "weights_sha256": .string(settings.weightsSHA256),
+            "preprocessing": .string(settings.preprocessing),
+            "augmentation_policy": .string(policy),
+            "image_size": .int(Int64(settings.imageSize)),
+            "fit": .string(settings.fit),
+            "precision": .string(settings.precision),
+            "feature_dtype": .string(settings.featureDType.rawValue),
+            "feature_dim": .int(Int64(settings.featureDim)),
+            "seed": .int(settings.seed),
         ]
-        let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])
-        return SHA256Digest.hex([UInt8](data))
+        return CanonicalJSON.object(fields).sha256
     }
 
     /// The extraction with this id, or nil.

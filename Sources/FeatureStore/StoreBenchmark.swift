@@ -1,4 +1,5 @@
 import Foundation
+import WorkbenchSupport
 
 /// Result of `StoreBenchmark.run`; JSON keys are snake_case.
 public struct StoreBenchmarkResult: Codable, Sendable {

@@ -6,6 +6,7 @@
 // is StressPattern.value(k, j, d), so the test can check every surviving row.
 import FeatureStore
 import Foundation
+import WorkbenchSupport
 
 setvbuf(stdout, nil, _IOLBF, 0)
 let args = CommandLine.arguments

@@ -1,5 +1,6 @@
 import FeatureStore
 import Foundation
+import WorkbenchSupport
 import XCTest
 
 final class StoreTests: StoreTestCase {
@@ -281,21 +282,6 @@ final class StoreTests: StoreTestCase {
         try store.deleteHead(id: plain)
         XCTAssertEqual(try store.heads(extractionID: extraction.id).count, 1)
         XCTAssertEqual(try store.info().heads, 1)
-    }
-
-    func testSHA256KnownAnswers() {
-        XCTAssertEqual(SHA256Digest.hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(SHA256Digest.hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(SHA256Digest.hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        XCTAssertEqual(SHA256Digest.hex([UInt8](repeating: 0x61, count: 1_000_000)),
-                       "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
-        // Incremental updates of odd sizes give the same digest as one update.
-        let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-        var digest = SHA256Digest()
-        for chunk in stride(from: 0, to: 1000, by: 37) { digest.update(bytes[chunk..<min(1000, chunk + 37)]) }
-        XCTAssertEqual(digest.finalize().map { String(format: "%02x", $0) }.joined(), SHA256Digest.hex(Data(bytes)))
-        XCTAssertEqual(SHA256Digest.hex(Data(bytes)), SHA256Digest.hex(bytes))
     }
 
     func testDeleteExtractionAndVacuum() throws {

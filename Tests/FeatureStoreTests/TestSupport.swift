@@ -1,6 +1,7 @@
 import CSQLite
 import FeatureStore
 import Foundation
+import WorkbenchSupport
 import XCTest
 
 /// A fresh temporary directory per test, removed afterwards.

@@ -57,31 +57,6 @@ final class DatasetTests: XCTestCase {
 }
 
 final class BatchAndPreviewTests: XCTestCase {
-    func testNormalizedNCHW() throws {
-        let dir = try TempDir()
-        try dir.write("a/1.png", try Fixtures.bytes("inputs/small-street.png"))
-        try dir.write("a/2.png", try Fixtures.bytes("inputs/small-buildings.png"))
-        let items = try DatasetScan.scan(dir.url).items
-        var batches: [ImagePipeline.Batch] = []
-        try ImagePipeline(items: items, size: 8, batchSize: 2, threads: 1).run({ batches.append($0) })
-        let batch = batches[0]
-        let mean: [Float] = [0.485, 0.456, 0.406], std: [Float] = [0.229, 0.224, 0.225]
-        var out = [Float](repeating: .nan, count: 2 * 3 * 64)
-        out.withUnsafeMutableBufferPointer { batch.writeNCHW(into: $0.baseAddress!, mean: mean, std: std) }
-        var bgr = [Float](repeating: .nan, count: 2 * 3 * 64)
-        bgr.withUnsafeMutableBufferPointer { batch.writeNCHW(into: $0.baseAddress!, mean: [1, 2, 3], std: [1, 1, 1], scale: 1, bgr: true) }
-        for n in 0..<2 {
-            for p in 0..<64 {
-                for c in 0..<3 {
-                    let v = Float(batch.pixels[(n * 64 + p) * 3 + c])
-                    XCTAssertEqual(out[(n * 3 + c) * 64 + p], (v / 255 - mean[c]) / std[c], accuracy: 1e-5)
-                    let vb = Float(batch.pixels[(n * 64 + p) * 3 + (2 - c)])
-                    XCTAssertEqual(bgr[(n * 3 + c) * 64 + p], vb - Float(c + 1))
-                }
-            }
-        }
-    }
-
     /// An error thrown by the consumer stops the workers and comes back out of run.
     func testConsumerErrorStopsTheRun() throws {
         struct Stop: Error {}

@@ -104,11 +104,6 @@ double cic_gray_mean(const uint8_t *src, int w, int h);
 int cic_encode_png(const uint8_t *src, int w, int h, uint8_t **out, size_t *out_len, char *msg, size_t msg_len);
 void cic_free(void *pointer);
 
-/// Writes `count` packed RGB images of `hw` pixels each into `dst` as NCHW floats:
-/// dst[n][c][p] = lut[256 * c + v], where v is channel c of pixel p (or channel 2 - c when `bgr` != 0).
-/// The 768-entry table folds scale, mean and 1/std so the hot loop is one lookup per value.
-void cic_normalize_nchw(const uint8_t *src, int count, int hw, const float *lut, int bgr, float *dst);
-
 /// Sets OpenCV's internal thread count (0 = run its functions on the calling thread). The pipeline
 /// parallelises across images itself, so it sets this to 0 to avoid oversubscribing the cores.
 void cic_set_opencv_threads(int threads);

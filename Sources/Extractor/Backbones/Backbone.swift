@@ -1,7 +1,7 @@
 import BackboneEngine
-import COpenSSL
 import Foundation
 import WeightFormats
+import WorkbenchSupport
 
 /// A published weights file a backbone can be built from.
 public struct WeightsSource: Sendable {
@@ -122,15 +122,11 @@ public enum Backbones {
     /// Looks a backbone up by the spellings users type: `efficientnet_lite0`, `EfficientNet-Lite0`,
     /// `efficientnetlite0` all name the same one.
     public static func named(_ name: String) throws -> BackboneSpec {
-        let key = normalize(name)
-        if let spec = all.first(where: { normalize($0.id) == key || normalize($0.displayName) == key }) {
+        let key = BackboneName.key(name)
+        if let spec = all.first(where: { BackboneName.key($0.id) == key || BackboneName.key($0.displayName) == key }) {
             return spec
         }
         throw BackboneError.unknownBackbone(name, known: all.map(\.id))
-    }
-
-    static func normalize(_ s: String) -> String {
-        s.lowercased().filter { $0.isLetter || $0.isNumber }
     }
 
     static func liteSpec(_ v: EfficientNetLite.Variant) -> BackboneSpec {
@@ -240,27 +236,14 @@ public struct LoadedBackbone {
 
 public enum FileDigest {
     /// SHA-256 of a file, hex, streamed in 1 MiB chunks (OpenSSL's libcrypto).
-    public static func sha256(_ url: URL) throws -> String { try digest(url, EVP_sha256(), bytes: 32) }
+    public static func sha256(_ url: URL) throws -> String { try digest(url, .sha256) }
 
     /// MD5 of a file, hex (Keras publishes md5 for its applications weights).
-    public static func md5(_ url: URL) throws -> String { try digest(url, EVP_md5(), bytes: 16) }
+    public static func md5(_ url: URL) throws -> String { try digest(url, .md5) }
 
-    private static func digest(_ url: URL, _ md: OpaquePointer?, bytes: Int) throws -> String {
-        guard let handle = try? FileHandle(forReadingFrom: url) else {
-            throw BackboneError.unreadableWeights(url.path, underlying: "cannot open the file")
+    private static func digest(_ url: URL, _ algorithm: Digest.Algorithm) throws -> String {
+        do { return try Digest.hex(file: url, algorithm) } catch let e as Digest.UnreadableFile {
+            throw BackboneError.unreadableWeights(url.path, underlying: e.reason)
         }
-        defer { try? handle.close() }
-        guard let ctx = EVP_MD_CTX_new() else { throw BackboneError.unreadableWeights(url.path, underlying: "no digest context") }
-        defer { EVP_MD_CTX_free(ctx) }
-        EVP_DigestInit_ex(ctx, md, nil)
-        while true {
-            let chunk = handle.readData(ofLength: 1 << 20)
-            if chunk.isEmpty { break }
-            chunk.withUnsafeBytes { _ = EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) }
-        }
-        var digest = [UInt8](repeating: 0, count: bytes)
-        var len: UInt32 = 0
-        EVP_DigestFinal_ex(ctx, &digest, &len)
-        return digest.map { String(format: "%02x", $0) }.joined()
     }
 }

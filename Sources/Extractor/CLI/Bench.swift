@@ -3,6 +3,7 @@ import BackboneEngine
 import Backbones
 import Foundation
 import Imaging
+import WorkbenchCLI
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

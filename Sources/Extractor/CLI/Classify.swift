@@ -2,6 +2,7 @@ import ArgumentParser
 import Backbones
 import Foundation
 import Imaging
+import WorkbenchCLI
 
 struct Classify: ParsableCommand {
     static let configuration = CommandConfiguration(

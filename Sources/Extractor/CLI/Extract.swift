@@ -2,6 +2,8 @@ import ArgumentParser
 import BackboneEngine
 import Backbones
 import Foundation
+import Imaging
+import WorkbenchCLI
 
 @main
 struct Extract: ParsableCommand {
@@ -39,11 +41,11 @@ struct BackboneOptions: ParsableArguments {
     var weightsURL: URL? { weights.map { URL(fileURLWithPath: $0) } }
 }
 
-/// Prints a clear one-line error and exits non-zero, instead of a stack trace.
-func failing<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch {
-        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-        throw ExitCode.failure
+extension Shard {
+    /// A deterministic 1/n of the images, by a hash of each image's path relative to the dataset
+    /// root (so every machine agrees without coordination).
+    func select(_ items: [DatasetItem], root: URL) -> [DatasetItem] {
+        items.filter { owns(key: $0.path.standardizedFileURL.path.dropFirst(root.path.count)) }
     }
 }
 

@@ -5,6 +5,7 @@ import FeatureStore
 import Foundation
 import HeadTrainerCore
 import Imaging
+import WorkbenchCLI
 
 /// `extract predict --head ID IMAGE...`: the reason to train a head — backbone + head on new images.
 struct Predict: ParsableCommand {

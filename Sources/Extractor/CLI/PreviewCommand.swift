@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Imaging
+import WorkbenchCLI
 
 struct PreviewCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,6 +4,7 @@ import Backbones
 import FeatureStore
 import Foundation
 import Imaging
+import WorkbenchCLI
 
 /// `extract --backbone NAME --data DIR`: features of every image and of K augmented copies, into
 /// the store, computing only what the store does not have yet.
@@ -251,31 +252,6 @@ final class FailureLog {
         count += 1
         try db.recordFailure(datasetID: datasetID, extractionID: extractionID, path: path, reason: reason)
         if !quiet { FileHandle.standardError.write(Data("skipped \(path): \(reason)\n".utf8)) }
-    }
-}
-
-/// `--shard i/n`: a deterministic 1/n of the images, by a hash of each image's path relative to
-/// the dataset root (so every machine agrees without coordination).
-struct Shard {
-    let index: Int
-    let count: Int
-
-    init(_ text: String) throws {
-        let parts = text.split(separator: "/")
-        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 0, i < n else {
-            throw ValidationError("--shard must be i/n with 0 <= i < n (e.g. 0/4), got \(text)")
-        }
-        index = i
-        count = n
-    }
-
-    func select(_ items: [DatasetItem], root: URL) -> [DatasetItem] {
-        items.filter { item in
-            let relative = item.path.standardizedFileURL.path.dropFirst(root.path.count)
-            var h: UInt64 = 0xcbf29ce484222325  // FNV-1a
-            for b in relative.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
-            return Int(h % UInt64(count)) == index
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FeatureStore
 import Foundation
+import WorkbenchCLI
 
 struct StoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,6 +4,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import WorkbenchCLI
 
 /// `extract weights list|fetch`: what published weights each backbone accepts, which are in the
 /// cache, and a resumable, digest-checked download into the cache.

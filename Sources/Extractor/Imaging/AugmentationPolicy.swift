@@ -1,4 +1,5 @@
 import Foundation
+import WorkbenchSupport
 
 /// Which random augmentations to apply to copies 1, 2, ... of each image, and their ranges.
 /// A missing (nil) entry means that augmentation is off; `AugmentationPolicy.standard` has all six on.
@@ -145,28 +146,22 @@ public struct AugmentationPolicy: Codable, Hashable, Sendable {
 
     // MARK: Canonical form and hash
 
-    /// Canonical JSON: keys sorted, no whitespace, disabled augmentations omitted, numbers in Swift's
-    /// shortest round-trip form (integers without ".0"), plus the algorithm version. Built by hand
-    /// rather than with JSONEncoder so its bytes never change with Foundation versions.
+    /// Canonical JSON (`CanonicalJSON`: keys sorted, no whitespace, whole numbers without ".0"):
+    /// the enabled augmentations plus the algorithm version.
     public var canonicalJSON: String {
-        var fields: [(String, String)] = [("version", String(Self.algorithmVersion))]
-        func number(_ v: Double) -> String {
-            if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
-            return "\(v)"
-        }
-        func range(_ r: Range) -> String { "[\(number(r.lower)),\(number(r.upper))]" }
-        if let crop { fields.append(("crop", range(crop))) }
-        if let zoom { fields.append(("zoom", range(zoom))) }
-        if let rotation { fields.append(("rotation", range(rotation))) }
-        if let horizontalFlip { fields.append(("horizontalFlip", number(horizontalFlip))) }
-        if let contrast { fields.append(("contrast", range(contrast))) }
-        if let translation { fields.append(("translation", number(translation))) }
-        fields.sort { $0.0 < $1.0 }
-        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+        // + 0 turns -0.0 into 0, which has always been written "0" here.
+        func number(_ v: Double) -> CanonicalJSON { .double(v + 0) }
+        func range(_ r: Range?) -> CanonicalJSON? { r.map { .array([number($0.lower), number($0.upper)]) } }
+        let fields: [String: CanonicalJSON?] = [
+            "version": .int(Int64(Self.algorithmVersion)), "crop": range(crop), "zoom": range(zoom),
+            "rotation": range(rotation), "horizontalFlip": horizontalFlip.map(number), "contrast": range(contrast),
+            "translation": translation.map(number),
+        ]
+        return CanonicalJSON.object(fields.compactMapValues { $0 }).text
     }
 
     /// SHA-256 (hex) of `canonicalJSON`: the policy's identity in the feature store.
-    public var hash: String { ContentHash.sha256Hex(canonicalJSON) }
+    public var hash: String { Digest.hex(canonicalJSON) }
 
     /// The largest magnification an augmented copy can apply relative to the plain placement
     /// (zoom in times crop). Big sources are pre-shrunk (INTER_AREA) only down to this much above the

@@ -38,26 +38,6 @@ public final class ImagePipeline {
             let n = size * size * 3
             return RGBImage(width: size, height: size, pixels: Array(pixels[(index * n)..<((index + 1) * n)]))
         }
-
-        /// Writes the batch as NCHW floats into `out` (count * 3 * size * size values):
-        /// out[n][c][y][x] = (v * scale - mean[c]) / std[c], where v is the channel value 0...255 and
-        /// channel c is R, G, B (or B, G, R when `bgr`; give mean/std in that same order).
-        /// Torchvision-style: scale 1/255, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225].
-        /// Caffe-style: bgr true, scale 1, mean [103.94, 116.78, 123.68], std [1, 1, 1].
-        public func writeNCHW(into out: UnsafeMutablePointer<Float>, mean: [Float], std: [Float],
-                              scale: Float = 1.0 / 255.0, bgr: Bool = false) {
-            precondition(mean.count == 3 && std.count == 3, "mean and std need 3 values")
-            var lut = [Float](repeating: 0, count: 768)
-            for c in 0..<3 {
-                let inv = 1 / std[c]
-                for v in 0..<256 { lut[c * 256 + v] = (Float(v) * scale - mean[c]) * inv }
-            }
-            pixels.withUnsafeBufferPointer { src in
-                lut.withUnsafeBufferPointer { table in
-                    cic_normalize_nchw(src.baseAddress, Int32(count), Int32(size * size), table.baseAddress, bgr ? 1 : 0, out)
-                }
-            }
-        }
     }
 
     /// Counts of a finished run.

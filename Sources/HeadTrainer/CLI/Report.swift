@@ -2,6 +2,8 @@ import ArgumentParser
 import FeatureStore
 import Foundation
 import HeadTrainerCore
+import WorkbenchCLI
+import WorkbenchSupport
 
 /// `train-head report`: one self-contained HTML page (and a Markdown summary) of everything in a store.
 struct ReportCommand: ParsableCommand {
@@ -24,7 +26,7 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Leaderboard rows per sweep in the HTML page (0: all).") var top = 0
 
     func run() throws {
-        do {
+        try failing {
             let db = try StoreData.open(store)
             let data = try ReportData.load(db)
             let dir = URL(fileURLWithPath: out)
@@ -34,9 +36,6 @@ struct ReportCommand: ParsableCommand {
             try ReportMarkdown.page(data).write(to: md, atomically: true, encoding: .utf8)
             print("wrote \(html.path) and \(md.path): \(data.backbones.filter { $0.best != nil }.count) backbone(s) with heads, "
                   + "\(data.heads) head(s), \(data.sweeps.count) sweep(s)")
-        } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode.failure
         }
     }
 }
@@ -83,16 +82,16 @@ struct ReportData {
         let extracted = try db.extractions().map(\.settings.backbone)
         var rows: [BackboneRow] = []
         var names = references.map(\.name)
-        for b in extracted + all.map(\.backbone) where !names.contains(where: { StoreData.normalize($0) == StoreData.normalize(b) }) {
+        for b in extracted + all.map(\.backbone) where !names.contains(where: { BackboneName.key($0) == BackboneName.key(b) }) {
             names.append(b)
         }
         for name in names {
-            let key = StoreData.normalize(name)
-            let mine = all.filter { StoreData.normalize($0.backbone) == key }
-            let ref = references.first { StoreData.normalize($0.name) == key }?.accuracy
-            rows.append(BackboneRow(backbone: mine.first?.backbone ?? extracted.first { StoreData.normalize($0) == key } ?? name,
+            let key = BackboneName.key(name)
+            let mine = all.filter { BackboneName.key($0.backbone) == key }
+            let ref = references.first { BackboneName.key($0.name) == key }?.accuracy
+            rows.append(BackboneRow(backbone: mine.first?.backbone ?? extracted.first { BackboneName.key($0) == key } ?? name,
                                     best: TrialResult.ranked(mine).first, heads: mine.count, reference: ref,
-                                    extracted: extracted.contains { StoreData.normalize($0) == key }))
+                                    extracted: extracted.contains { BackboneName.key($0) == key }))
         }
         var sweeps: [Sweep] = []
         for s in try db.sweeps() {

@@ -1,6 +1,7 @@
 import FeatureStore
 import Foundation
 import HeadTrainerCore
+import WorkbenchSupport
 
 /// The trainer's only contact with the extractor: the features in the store.
 enum StoreData {
@@ -23,8 +24,8 @@ enum StoreData {
             }
             return e
         }
-        let key = normalize(backbone ?? "")
-        let matching = try db.extractions().filter { normalize($0.settings.backbone) == key }
+        let key = BackboneName.key(backbone ?? "")
+        let matching = try db.extractions().filter { BackboneName.key($0.settings.backbone) == key }
         guard !matching.isEmpty else {
             let have = Set(try db.extractions().map(\.settings.backbone)).sorted()
             throw Failure(description: "\(db.path) has no features for backbone \(backbone ?? "?")"
@@ -34,8 +35,6 @@ enum StoreData {
         let counted = try matching.map { ($0, try db.featureCount(extractionID: $0.id)) }
         return counted.max { $0.1 < $1.1 }!.0
     }
-
-    static func normalize(_ s: String) -> String { s.lowercased().filter { $0.isLetter || $0.isNumber } }
 
     /// Train split (all stored copies; the trainer keeps 0...K) and test split (copy 0), if any.
     static func load(_ db: FeatureStore, _ e: ExtractionRecord) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {

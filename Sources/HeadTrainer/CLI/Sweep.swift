@@ -2,6 +2,8 @@ import ArgumentParser
 import FeatureStore
 import Foundation
 import HeadTrainerCore
+import WorkbenchCLI
+import WorkbenchSupport
 
 /// `train-head sweep CONFIG.yaml`: many heads over one or more extractions, resumable and shardable.
 struct SweepCommand: ParsableCommand {
@@ -32,26 +34,11 @@ struct SweepCommand: ParsableCommand {
 
     func validate() throws {
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
-        if let shard, Self.parseShard(shard) == nil { throw ValidationError("--shard must look like i/n with 0 <= i < n, e.g. 0/2") }
+        if let shard { _ = try Shard(shard) }
         if top < 0 { throw ValidationError("--top must be 0 (all) or more") }
     }
 
-    static func parseShard(_ s: String) -> (index: Int, count: Int)? {
-        let parts = s.split(separator: "/")
-        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 0, i < n else { return nil }
-        return (i, n)
-    }
-
-    func run() throws {
-        do {
-            try runSweep()
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
-    }
+    func run() throws { try failing { try runSweep() } }
 
     func note(_ s: String) { if !quiet || s.hasPrefix("warning") { FileHandle.standardError.write(Data((s + "\n").utf8)) } }
 
@@ -67,8 +54,8 @@ struct SweepCommand: ParsableCommand {
             let e: ExtractionRecord
             switch ref {
             case .backbone(let b):
-                let key = StoreData.normalize(b)
-                guard try db.extractions().contains(where: { StoreData.normalize($0.settings.backbone) == key }) else {
+                let key = BackboneName.key(b)
+                guard try db.extractions().contains(where: { BackboneName.key($0.settings.backbone) == key }) else {
                     missing.append(b)
                     let roots = try db.datasets().map(\.root)
                     let data = roots.count == 1 ? roots[0] : "DATASET_DIR"
@@ -100,8 +87,8 @@ struct SweepCommand: ParsableCommand {
                                          key: SweepSpec.trialKey(extractionSettingsKey: e.settingsKey, config: c)))
             }
         }
-        let shardSpec = shard.flatMap(Self.parseShard)
-        let mine = shardSpec.map { s in plan.filter { $0.index % s.count == s.index } } ?? plan
+        let shardSpec = try shard.map(Shard.init)
+        let mine = shardSpec.map { s in plan.filter { s.owns(position: $0.index) } } ?? plan
 
         if dryRun {
             for t in mine { print("\(t.key)  \(t.extraction.settings.backbone)  \(SweepSpec.json(t.config))") }
@@ -169,10 +156,9 @@ struct SweepCommand: ParsableCommand {
     /// Sorted-key JSON. `ignoringTrials` drops a random search's trial count: the sampler draws the
     /// same sequence, so raising `trials` extends a sweep (its first trials are the ones already run).
     static func canonical(_ json: String, ignoringTrials: Bool = false) -> String {
-        guard var o = try? JSONSerialization.jsonObject(with: Data(json.utf8), options: [.fragmentsAllowed]) else { return json }
-        if ignoringTrials, var m = o as? [String: Any] { m["trials"] = nil; o = m }
-        guard let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .fragmentsAllowed]) else { return json }
-        return String(decoding: d, as: UTF8.self)
+        guard var o = try? CanonicalJSON(parsing: json) else { return json }
+        if ignoringTrials, case .object(var m) = o { m["trials"] = nil; o = .object(m) }
+        return o.text
     }
 
     struct SweepJSON: Encodable {

@@ -1,6 +1,7 @@
 import FeatureStore
 import Foundation
 import HeadTrainerCore
+import WorkbenchSupport
 import Yams
 
 /// A sweep file: which extractions to train on and which head settings to try.
@@ -193,10 +194,10 @@ struct SweepSpec {
 
     /// The head configuration of one combination (`values` by key), defaults filled in.
     func headConfig(_ values: [String: SweepValue]) throws -> HeadConfig {
-        var object: [String: Any] = [:]
+        var object: [String: CanonicalJSON] = [:]
         for (k, v) in defaults { object[k] = v.json }
         for (k, v) in values { object[k] = v.json }
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .fragmentsAllowed])
+        let data = Data(CanonicalJSON.object(object).text.utf8)
         let config: HeadConfig
         do { config = try JSONDecoder().decode(HeadConfig.self, from: data) } catch {
             throw Failure(description: "\(path): head settings \(String(decoding: data, as: UTF8.self)) do not fit the head's types (\(error))")
@@ -208,26 +209,25 @@ struct SweepSpec {
     /// The sweep's identity in the store: everything that decides which trials exist (not the store,
     /// jobs or shard). A resumed sweep must have the same.
     var canonicalJSON: String {
-        let sets: [[String: Any]] = parameterSets.map { set in
-            var p: [String: Any] = [:]
+        let sets: [CanonicalJSON] = parameterSets.map { set in
+            var p: [String: CanonicalJSON] = [:]
             for (k, v) in set {
                 switch v {
-                case .list(let l): p[k] = l.map(\.json)
-                case let .range(lo, hi, log, _): p[k] = ["min": lo, "max": hi, "log": log]
+                case .list(let l): p[k] = .array(l.map(\.json))
+                case let .range(lo, hi, log, _): p[k] = .object(["min": .double(lo), "max": .double(hi), "log": .bool(log)])
                 }
             }
-            return p
+            return .object(p)
         }
-        var o: [String: Any] = [
-            "extractions": extractions.map { r -> Any in
-                switch r { case .backbone(let b): return b; case .id(let i): return ["id": i] }
-            },
-            "search": search.rawValue, "repeats": repeats,
-            "defaults": defaults.mapValues(\.json), "parameters": sets.count == 1 ? sets[0] as Any : sets as Any,
+        var o: [String: CanonicalJSON] = [
+            "extractions": .array(extractions.map { r in
+                switch r { case .backbone(let b): return .string(b); case .id(let i): return .object(["id": .int(i)]) }
+            }),
+            "search": .string(search.rawValue), "repeats": .int(Int64(repeats)),
+            "defaults": .object(defaults.mapValues(\.json)), "parameters": sets.count == 1 ? sets[0] : .array(sets),
         ]
-        if search == .random { o["trials"] = trials; o["sampler_seed"] = samplerSeed }
-        let data = (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .fragmentsAllowed])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+        if search == .random { o["trials"] = .int(Int64(trials)); o["sampler_seed"] = .uint(samplerSeed) }
+        return CanonicalJSON.object(o).text
     }
 
     /// Every head configuration of the sweep, in a fixed order, without duplicates (two combinations
@@ -297,12 +297,8 @@ struct SweepSpec {
         }
     }
 
-    /// Sorted-key JSON of a configuration: the canonical text hashed into trial keys.
-    static func json(_ c: HeadConfig) -> String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? enc.encode(c)) ?? Data(), as: UTF8.self)
-    }
+    /// Canonical JSON of a configuration: the text hashed into trial keys.
+    static func json(_ c: HeadConfig) -> String { (try? CanonicalJSON(encoding: c))?.text ?? "" }
 
     /// A trial's stable identity: sha256 over the extraction's settings key and the canonical config
     /// (16 hex digits). The same trial in another store, shard or run has the same key.
@@ -338,13 +334,13 @@ enum SweepValue: Equatable, CustomStringConvertible {
         throw fail("`\(key)`: cannot use the value \(v)")
     }
 
-    var json: Any {
+    var json: CanonicalJSON {
         switch self {
-        case .int(let i): return i
-        case .double(let d): return d
-        case .bool(let b): return b
-        case .string(let s): return s
-        case .null: return NSNull()
+        case .int(let i): return .int(Int64(i))
+        case .double(let d): return .double(d)
+        case .bool(let b): return .bool(b)
+        case .string(let s): return .string(s)
+        case .null: return .null
         }
     }
 

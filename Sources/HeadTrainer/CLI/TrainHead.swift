@@ -2,6 +2,7 @@ import ArgumentParser
 import FeatureStore
 import Foundation
 import HeadTrainerCore
+import WorkbenchCLI
 
 @main
 struct TrainHead: ParsableCommand {
@@ -69,7 +70,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try failing {
             let db = try StoreData.open(store)
             let e = try StoreData.extraction(in: db, id: extraction, backbone: backbone)
             let (train, test) = try StoreData.load(db, e)
@@ -99,11 +100,6 @@ struct Train: ParsableCommand {
                 if let v = result.metrics.validation { print(v.table(title: "validation")) }
                 if let t = result.metrics.test { print(t.table(title: "test")) }
             }
-        } catch let e as ValidationError {
-            throw e
-        } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode.failure
         }
     }
 }

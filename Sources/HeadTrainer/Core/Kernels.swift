@@ -6,21 +6,8 @@
 
 import CHeadKernels
 import Foundation
-#if arch(x86_64)
-import _Builtin_intrinsics.intel
-#endif
 
 typealias V8 = SIMD8<Float>
-
-/// Lane-wise square root. `SIMD8.squareRoot()` is scalarised by the compiler (8 sqrtss + shuffles,
-/// measured 4x slower for Adam); SSE's sqrtps is in the x86-64 baseline, so use it directly.
-@inline(__always) func sqrt8(_ v: V8) -> V8 {
-    #if arch(x86_64)
-    return V8(lowHalf: SIMD4<Float>(_mm_sqrt_ps(__m128(v.lowHalf))), highHalf: SIMD4<Float>(_mm_sqrt_ps(__m128(v.highHalf))))
-    #else
-    return v.squareRoot()
-    #endif
-}
 
 @inline(__always) func load8(_ p: UnsafePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
 @inline(__always) func store8(_ v: V8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self) }
