@@ -18,7 +18,8 @@ struct TrainHead: ParsableCommand {
           train-head --backbone efficientnet_lite0 --hidden 0 --json
           train-head --extraction 1 --augmented 2 --dropout 0.3 --plot curves/
         """,
-        subcommands: [Train.self, SweepCommand.self, ReportCommand.self, BenchSweepCommand.self, BenchEpochCommand.self],
+        subcommands: [Train.self, SweepCommand.self, ReportCommand.self, BenchSweepCommand.self, BenchEpochCommand.self,
+                      TrialKeysCommand.self],
         defaultSubcommand: Train.self)
 }
 
