@@ -38,4 +38,37 @@ final class HeadConfigTests: XCTestCase {
         XCTAssertEqual(try decode(#"{"hidden":0,"augmented":null,"unknown_key":1}"#), linear)
         XCTAssertThrowsError(try decode(#"{"hidden":"wide"}"#))
     }
+
+    /// Each setting at a value other than its default, written as on the command line, survives
+    /// HeadConfig's JSON; text that is no value of its type is refused.
+    func testEverySettingRoundTripsThroughJSON() throws {
+        XCTAssertEqual(Set(HeadConfig.settings.map(\.key)).count, HeadConfig.settings.count)
+        for s in HeadConfig.settings {
+            let text: String
+            switch s.kind {
+            case .integer: text = Int(s.defaultText).map { "\($0 + 1)" } ?? "1"
+            case .number: text = "\((Double(s.defaultText) ?? 1) / 2)"
+            case .flag: text = s.defaultText == "yes" ? "no" : "yes"
+            case .choice(let names): text = names.first { $0 != s.defaultText }!
+            }
+            var c = HeadConfig()
+            XCTAssertTrue(s.parse(&c, text), s.key)
+            XCTAssertNotEqual(c, HeadConfig(), s.key)
+            let encoded = try json(c)
+            XCTAssertTrue(encoded.contains("\"\(s.key)\":"), encoded)
+            XCTAssertEqual(try decode(encoded), c, s.key)
+            XCTAssertFalse(s.parse(&c, "[\(text)]"), s.key)
+        }
+    }
+
+    /// Values written by hand read as earlier versions read them.
+    func testHandWrittenValues() throws {
+        var c = HeadConfig()
+        for (key, text) in [("hidden", "64.0"), ("lr", "1e-3"), ("augmented", "all"), ("batchnorm", "off"), ("seed", "7")] {
+            XCTAssertTrue(try XCTUnwrap(HeadConfig.setting(key)).parse(&c, text), key)
+        }
+        XCTAssertEqual(c, HeadConfig { $0.hidden = 64; $0.lr = 1e-3; $0.augmented = nil; $0.batchnorm = false; $0.seed = 7 })
+        XCTAssertFalse(try XCTUnwrap(HeadConfig.setting("hidden")).parse(&c, "64.5"))
+        XCTAssertEqual(HeadConfig.setting("solver")?.expected, "adam, lbfgs or auto")
+    }
 }

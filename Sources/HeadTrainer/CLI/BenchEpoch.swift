@@ -26,7 +26,7 @@ struct BenchEpochCommand: ParsableCommand {
     }
 
     func run() throws {
-        let config = HeadConfig(hidden: hidden)
+        let config = HeadConfig { $0.hidden = hidden }
         let r = HeadBenchmark.detailed(rows: rows, dim: dim, classes: classes, epochs: epochs, config: config, threads: threads)
         if json {
             let enc = JSONEncoder()
