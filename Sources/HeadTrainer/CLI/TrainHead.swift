@@ -40,7 +40,7 @@ enum HeadOptions {
         var config = HeadConfig()
         var rest = arguments[...]
         while let arg = rest.popFirst() {
-            let parts = arg.split(separator: "=", maxSplits: 1).map(String.init)
+            let parts = arg.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             if parts.count == 1, let s = HeadConfig.settings.first(where: { $0.kind == .flag && [option($0), negated($0)].contains(arg) }) {
                 _ = s.parse(&config, arg == option(s) ? "true" : "false")
                 continue
@@ -62,7 +62,7 @@ enum HeadOptions {
         for s in HeadConfig.settings {
             var text = s.help
             switch s.kind {
-            case .flag: text += " (default: \(s.value(HeadConfig()) == .bool(true) ? option(s) : negated(s)))"
+            case .flag: text += " (default: \(s.defaultText == "yes" ? option(s) : negated(s)))"
             case .choice(let names): text += " (values: \(names.joined(separator: ", ")); default: \(s.defaultText))"
             case .integer, .number: text += " (default: \(s.defaultText))"
             }
