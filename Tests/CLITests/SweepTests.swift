@@ -220,4 +220,28 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47], "a PNG")
         XCTAssertGreaterThan(bytes.count, 50_000, "a page with tables and plots, not a blank one")
     }
+
+    /// Errors in a sweep file name the file and the key path of the bad value.
+    func testSweepFileErrorsNameTheFileAndTheKey() throws {
+        let dir = try CLI.temporaryDirectory()
+        let cases: [(yaml: String, expected: [String])] = [
+            ("extractions: [a]\nparamters: {lr: [1]}", ["`paramters` is not a key of sweep files", "parameters"]),
+            ("extractions: [a]\nparameters:\n  - hidden: [0]\n  - hiden: [1]", ["`parameters[1].hiden` is not a head setting", "hidden, dropout"]),
+            ("extractions: [a]\ndefaults: {hidden: wide}", ["`defaults.hidden` must be an integer, not `wide`"]),
+            ("extractions: [a]\nparameters: {lr: [1e-3, fast]}", ["`parameters.lr[1]` must be a number, not `fast`"]),
+            ("extractions: [a]\nparameters: {class_weights: [none, balance]}", ["`parameters.class_weights[1]` must be none or balanced"]),
+            ("extractions: [a]\nparameters: {batchnorm: [true, 2]}", ["`parameters.batchnorm[1]` must be true or false"]),
+            ("extractions: [a]\nparameters: {lr: {min: 1e-4, max: 1e-2}}", ["`parameters.lr` is a range", "search: random"]),
+            ("extractions: [a]\ndefaults: {lr: 1e-3}\nparameters: {lr: [1e-4]}", ["`parameters.lr` is also in `defaults`"]),
+            ("extractions: [a]\ndefaults: {dropout: 1.5}", ["dropout", "[0, 1)"]),
+            ("parameters: {lr: [1e-4]}", ["`extractions` is missing"]),
+        ]
+        for (i, c) in cases.enumerated() {
+            let file = dir.appendingPathComponent("bad-\(i).yaml")
+            try c.yaml.write(to: file, atomically: true, encoding: .utf8)
+            let r = try CLI.run("train-head", ["sweep", file.path, "--store", dir.appendingPathComponent("none.sqlite").path, "--dry-run"])
+            XCTAssertNotEqual(r.status, 0, c.yaml)
+            for part in [file.path] + c.expected { XCTAssertTrue(r.stderr.contains(part), "\(part) is not in: \(r.stderr)") }
+        }
+    }
 }

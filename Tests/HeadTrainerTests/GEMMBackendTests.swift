@@ -58,8 +58,10 @@ final class GEMMBackendTests: XCTestCase {
     /// kernels.
     func testBackendsTrainAlikeAndEachIsThreadIndependent() throws {
         let data = syntheticFeatures(dim: 200, imagesPerClass: 40, seed: 21)
-        var hidden = HeadConfig(hidden: 96, dropout: 0.2, l2: 1e-4, batchnorm: true, lr: 3e-3, batchSize: 32, epochs: 4, patience: 0)
-        hidden.seed = 3
+        let hidden = HeadConfig {
+            $0.hidden = 96; $0.dropout = 0.2; $0.l2 = 1e-4; $0.batchnorm = true; $0.lr = 3e-3
+            $0.batchSize = 32; $0.epochs = 4; $0.patience = 0; $0.seed = 3
+        }
         var linear = hidden; linear.hidden = 0; linear.solver = .adam
         var lbfgs = linear; lbfgs.solver = .lbfgs
         for cfg in [hidden, linear, lbfgs] {

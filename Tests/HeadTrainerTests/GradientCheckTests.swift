@@ -87,7 +87,7 @@ final class GradientCheckTests: XCTestCase {
         let x = (0..<(n * d)).map { _ in rng.uniform(-1, 2) }
         let y = (0..<n).map { Int32($0 % c) }
         let cw: [Float] = weighted ? (0..<c).map { 0.5 + Float($0) * 0.5 } : [Float](repeating: 1, count: c)
-        var cfg = HeadConfig(hidden: hidden, dropout: 0.5, l2: l2, batchnorm: bn)   // dropout must be ignored by the check
+        var cfg = HeadConfig { $0.hidden = hidden; $0.dropout = 0.5; $0.l2 = l2; $0.batchnorm = bn }   // dropout must be ignored by the check
         cfg.seed = 3
         let (loss, grads) = try HeadDiagnostics.lossAndGradients(config: cfg, weights: w, features: x, labels: y, classWeights: cw)
         let base = Self.params(w), analytic = Self.params(grads)

@@ -10,7 +10,7 @@ final class KernelVariantTests: XCTestCase {
         defer { HeadKernelVariant.active = saved }
         // 21 features and 100 hidden units: exercises the 16-lane loops and their scalar tails.
         let train = syntheticFeatures(dim: 21, seed: 9)
-        var cfg = HeadConfig(hidden: 100, dropout: 0.2, l2: 1e-3, batchnorm: true, lr: 3e-3, batchSize: 16, epochs: 3, patience: 0)
+        var cfg = HeadConfig { $0.hidden = 100; $0.dropout = 0.2; $0.l2 = 1e-3; $0.batchnorm = true; $0.lr = 3e-3; $0.batchSize = 16; $0.epochs = 3; $0.patience = 0 }
         cfg.seed = 5
         var linear = cfg; linear.hidden = 0; linear.solver = .adam
         for c in [cfg, linear] {

@@ -31,7 +31,7 @@ func syntheticFeatures(classes: Int = 3, dim: Int = 16, imagesPerClass: Int = 60
 
 final class TrainingTests: XCTestCase {
     func smallConfig() -> HeadConfig {
-        var c = HeadConfig(hidden: 32, dropout: 0.2, l2: 1e-4, batchnorm: true, lr: 3e-3, batchSize: 32, epochs: 25, patience: 5)
+        var c = HeadConfig { $0.hidden = 32; $0.dropout = 0.2; $0.l2 = 1e-4; $0.batchnorm = true; $0.lr = 3e-3; $0.batchSize = 32; $0.epochs = 25; $0.patience = 5 }
         c.seed = 11
         return c
     }

@@ -58,7 +58,8 @@ final class IdentityTests: XCTestCase {
     func testSweepsAndTrialKeys() throws {
         XCTAssertEqual(fixture.sweeps.map(\.trials.count), [38, 1, 24, 21])
         for sweep in fixture.sweeps {
-            let spec = try SweepSpec.parse(try Yams.load(yaml: sweep.yaml), path: "\(sweep.name).yaml", defaultName: sweep.name)
+            let spec = try YAMLDecoder().decode(SweepSpec.self, from: sweep.yaml,
+                                                userInfo: [.sweepPath: "\(sweep.name).yaml", .sweepName: sweep.name])
             XCTAssertEqual(spec.canonicalJSON, sweep.canonicalJSON, sweep.name)
             XCTAssertEqual(SweepCommand.canonical(spec.canonicalJSON, ignoringTrials: true), sweep.resumeForm, sweep.name)
             let configs = try spec.configurations()

@@ -32,7 +32,7 @@ if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
   [ -s /etc/munge/munge.key ] || mungekey --create --keyfile=/etc/munge/munge.key
   chown munge:munge /etc/munge/munge.key; chmod 600 /etc/munge/munge.key
   mkdir -p /run/munge /var/log/munge /var/lib/munge; chown munge:munge /run/munge /var/log/munge /var/lib/munge
-  munged --force
+  munged --force </dev/null >/dev/null 2>&1
   touch "$dir/munged.started"
   for _ in $(seq 50); do munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
 fi
@@ -67,8 +67,9 @@ NodeName=$host CPUs=$cpus State=UNKNOWN
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$conf"
-slurmctld -f "$conf" -i
-slurmd -f "$conf"
+# Daemons keep no descriptor of the caller's (a test reading this script's output waits for EOF).
+slurmctld -f "$conf" -i </dev/null >/dev/null 2>&1
+slurmd -f "$conf" </dev/null >/dev/null 2>&1
 for _ in $(seq 100); do
   if sinfo -h -o '%T' 2>/dev/null | grep -q idle; then echo "local-cluster: up ($conf)"; exit 0; fi
   sleep 0.2

@@ -27,8 +27,10 @@ struct BenchEpochCommand: ParsableCommand {
     }
 
     func run() throws {
-        var config = HeadConfig(hidden: hidden)
-        config.batchSize = batch
+        let config = HeadConfig {
+            $0.hidden = hidden
+            $0.batchSize = batch
+        }
         let r = HeadBenchmark.detailed(rows: rows, dim: dim, classes: classes, epochs: epochs, config: config, threads: threads)
         if json {
             let enc = JSONEncoder()

@@ -49,7 +49,7 @@ struct BenchSweepCommand: ParsableCommand {
             for dropout in [0.1, 0.2, 0.3, 0.5] {
                 for l2 in [1e-5, 1e-4, 1e-3] {
                     for lr in [1e-4, 3e-4, 1e-3] {
-                        grid.append(HeadConfig(hidden: width, dropout: dropout, l2: l2, lr: lr, epochs: epochs, patience: 0))
+                        grid.append(HeadConfig { $0.hidden = width; $0.dropout = dropout; $0.l2 = l2; $0.lr = lr; $0.epochs = epochs; $0.patience = 0 })
                     }
                 }
             }

@@ -122,7 +122,7 @@ struct SweepCommand: ParsableCommand {
             data[e.id] = SweepRunner.Features(train: train, test: test)
         }
 
-        let runner = SweepRunner(db: db, sweepID: sweep.id, data: data, quiet: quiet, total: pending.count)
+        let runner = SweepRunner(db: db, sweepID: sweep.id, data: data, quiet: quiet, total: pending.count, keys: spec.columnKeys)
         let failures = runner.run(pending, jobs: jobCount)
 
         // The leaderboard comes from the store: the same for a resumed and an uninterrupted run.
@@ -139,9 +139,7 @@ struct SweepCommand: ParsableCommand {
             print(String(decoding: try enc.encode(out), as: UTF8.self))
         } else {
             print("sweep \"\(spec.name)\": \(results.count) of \(plan.count) trials in \(storePath), sorted by validation loss")
-            var keys = ["backbone"] + spec.sweptKeys
-            if spec.repeats > 1 && !keys.contains("seed") { keys.append("seed") }
-            print(Leaderboard.text(results, keys: keys, limit: top > 0 ? top : nil), terminator: "")
+            print(Leaderboard.text(results, keys: ["backbone"] + spec.columnKeys, limit: top > 0 ? top : nil), terminator: "")
             if let best = results.first {
                 print("best: \(best.id) (head \(best.headID), \(best.backbone)): \(best.summary)")
             }

@@ -24,7 +24,8 @@ import Yams
 /// `parameters` may also be a list of such mappings: the sweep is then the union of their grids
 /// (e.g. linear heads with their own L2 values next to hidden-layer heads).
 ///
-/// Parsed by hand from Yams' plain values (not Codable) so every error names the file and the key.
+/// Decoded by Yams' YAMLDecoder; every error names the file and the key path (`parameters[1].lr`).
+/// Head settings are the keys of `HeadConfig.settings`, read as their types read hand-written values.
 struct SweepSpec {
     enum Search: String { case grid, random }
 
@@ -61,13 +62,12 @@ struct SweepSpec {
 
     /// Every swept setting name, in `headKeys` order.
     var sweptKeys: [String] { SweepSpec.headKeys.filter { k in parameterSets.contains { $0.contains { $0.name == k } } } }
+    /// The settings that differ between trials: the swept ones, and the seed when repeated.
+    var columnKeys: [String] { sweptKeys + (repeats > 1 && !sweptKeys.contains("seed") ? ["seed"] : []) }
 
     /// HeadConfig's JSON keys: what `defaults` and `parameters` may name.
-    static let headKeys: [String] = ["hidden", "dropout", "l2", "batchnorm", "lr", "batch_size", "epochs", "patience",
-                                     "val_split", "augmented", "class_weights", "solver", "seed"]
-    static let integerKeys: Set<String> = ["hidden", "batch_size", "epochs", "patience", "augmented", "seed"]
-    static let topKeys: Set<String> = ["name", "store", "extractions", "backbones", "search", "trials", "sampler_seed",
-                                       "repeats", "defaults", "parameters"]
+    static var headKeys: [String] { HeadConfig.settings.map(\.key) }
+    static let topKeys = ["name", "store", "extractions", "backbones", "search", "trials", "sampler_seed", "repeats", "defaults", "parameters"]
 
     struct Failure: Error, CustomStringConvertible { let description: String }
 
@@ -75,128 +75,41 @@ struct SweepSpec {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw Failure(description: "cannot read the sweep file \(path); check the path (see configs/ for examples)")
         }
-        let text = String(decoding: data, as: UTF8.self)
-        let root: Any?
-        do { root = try Yams.load(yaml: text) } catch {
+        let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        let spec: SweepSpec
+        do {
+            spec = try YAMLDecoder().decode(SweepSpec.self, from: String(decoding: data, as: UTF8.self),
+                                            userInfo: [.sweepPath: path, .sweepName: stem])
+        } catch let e as DecodingError {
+            throw Failure(description: "\(path): \(describe(e))")
+        } catch {
             throw Failure(description: "\(path) is not valid YAML: \(error)")
         }
-        let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        return try parse(root, path: path, defaultName: stem)
-    }
-
-    static func parse(_ root: Any?, path: String, defaultName: String) throws -> SweepSpec {
-        func fail(_ s: String) -> Failure { Failure(description: "\(path): \(s)") }
-        guard let top = root as? [String: Any] else {
-            throw fail("expected a mapping with `extractions:` and `parameters:` (see configs/scenes-lite0-sweep.yaml)")
-        }
-        for key in top.keys where !topKeys.contains(key) {
-            throw fail("unknown key `\(key)`; known keys: \(topKeys.sorted().joined(separator: ", "))")
-        }
-        let name = (top["name"].map { "\($0)" } ?? defaultName).trimmingCharacters(in: .whitespaces)
-        if name.isEmpty { throw fail("`name` is empty; give the sweep a name") }
-        let store = top["store"].map { "\($0)" }
-
-        var refs: [ExtractionRef] = []
-        let rawExtractions = top["extractions"] ?? top["backbones"]
-        let list: [Any] = (rawExtractions as? [Any]) ?? (rawExtractions.map { [$0] } ?? [])
-        for item in list {
-            if let i = item as? Int { refs.append(.id(Int64(i))) }
-            else if let s = item as? String, !s.isEmpty { refs.append(s.lowercased().hasPrefix("id:") ? try idRef(s, fail) : .backbone(s)) }
-            else if let m = item as? [String: Any], let i = m["id"] as? Int { refs.append(.id(Int64(i))) }
-            else if let m = item as? [String: Any], let b = m["backbone"] as? String { refs.append(.backbone(b)) }
-            else { throw fail("`extractions` entry \(item) is neither a backbone name nor an extraction id") }
-        }
-        if refs.isEmpty { throw fail("`extractions` is missing or empty; list backbones (e.g. efficientnet_lite0) or extraction ids") }
-
-        let searchText = (top["search"] as? String) ?? "grid"
-        guard let search = Search(rawValue: searchText.lowercased()) else {
-            throw fail("`search: \(searchText)` is unknown; use grid or random")
-        }
-        func int(_ key: String, _ dflt: Int, min lo: Int) throws -> Int {
-            guard let v = top[key] else { return dflt }
-            guard let i = v as? Int, i >= lo else { throw fail("`\(key)` must be an integer >= \(lo), not \(v)") }
-            return i
-        }
-        let trials = try int("trials", 20, min: 1)
-        if search == .grid && top["trials"] != nil { throw fail("`trials` only applies to `search: random`") }
-        let samplerSeed = UInt64(try int("sampler_seed", 0, min: 0))
-        let repeats = try int("repeats", 1, min: 1)
-
-        var defaults: [String: SweepValue] = [:]
-        if let d = top["defaults"] {
-            guard let m = d as? [String: Any] else { throw fail("`defaults` must be a mapping of head settings") }
-            for (k, v) in m {
-                try checkKey(k, fail)
-                defaults[k] = try SweepValue(v, key: k, fail)
-            }
-        }
-        // `parameters`: one mapping (one grid), or a list of mappings (a union of grids, as in
-        // scikit-learn's ParameterGrid), e.g. linear heads with their own L2 values beside hidden ones.
-        var parameterSets: [[(name: String, values: Values)]] = []
-        let rawSets: [Any] = (top["parameters"] as? [Any]) ?? (top["parameters"].map { [$0] } ?? [[String: Any]()])
-        for (si, raw) in rawSets.enumerated() {
-            let label = rawSets.count > 1 ? "parameters[\(si)]" : "parameters"
-            guard let m = raw as? [String: Any] else {
-                throw fail("`\(label)` must be a mapping of head settings to value lists (or a list of such mappings)")
-            }
-            var set: [(name: String, values: Values)] = []
-            for k in m.keys.sorted() {
-                try checkKey(k, fail)
-                if defaults[k] != nil { throw fail("`\(k)` is both in `defaults` and in `\(label)`; keep one") }
-                let raw = m[k]!
-                if let list = raw as? [Any] {
-                    if list.isEmpty { throw fail("`\(label).\(k)` is an empty list") }
-                    set.append((k, .list(try list.map { try SweepValue($0, key: k, fail) })))
-                } else if let r = raw as? [String: Any] {
-                    guard search == .random else {
-                        throw fail("`\(label).\(k)` is a range; ranges need `search: random` (a grid needs a list of values)")
-                    }
-                    guard let lo = number(r["min"]), let hi = number(r["max"]), lo <= hi else {
-                        throw fail("`\(label).\(k)` range needs numeric `min` <= `max`")
-                    }
-                    let log = (r["log"] as? Bool) ?? false
-                    if log && lo <= 0 { throw fail("`\(label).\(k)`: a log range needs min > 0") }
-                    set.append((k, .range(min: lo, max: hi, log: log, integer: integerKeys.contains(k))))
-                } else {
-                    set.append((k, .list([try SweepValue(raw, key: k, fail)])))
-                }
-            }
-            parameterSets.append(set)
-        }
-        if parameterSets.isEmpty { throw fail("`parameters` is an empty list") }
-        if repeats > 1 && parameterSets.contains(where: { $0.contains { $0.name == "seed" } }) {
-            throw fail("`repeats` with a swept `seed` is ambiguous; use one of them")
-        }
-        let spec = SweepSpec(path: path, name: name, store: store, extractions: refs, search: search, trials: trials,
-                             samplerSeed: samplerSeed, repeats: repeats, defaults: defaults, parameterSets: parameterSets)
         // Every combination must be a valid head; check the first one now (others when planned).
         _ = try spec.headConfig([:])
         return spec
     }
 
-    private static func idRef(_ s: String, _ fail: (String) -> Failure) throws -> ExtractionRef {
-        guard let i = Int64(s.dropFirst(3).trimmingCharacters(in: .whitespaces)) else { throw fail("`\(s)` is not `id:NUMBER`") }
-        return .id(i)
-    }
-
-    private static func checkKey(_ k: String, _ fail: (String) -> Failure) throws {
-        if !headKeys.contains(k) {
-            throw fail("`\(k)` is not a head setting; known: \(headKeys.joined(separator: ", "))")
+    /// A decoding error as "`key.path` what is wrong".
+    static func describe(_ e: DecodingError) -> String {
+        let path: [CodingKey], what: String
+        switch e {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c): (path, what) = (c.codingPath, c.debugDescription)
+        case .dataCorrupted(let c):
+            if c.codingPath.isEmpty, let underlying = c.underlyingError { return "not valid YAML: \(underlying)" }
+            (path, what) = (c.codingPath, c.debugDescription)
+        case .keyNotFound(let k, let c): (path, what) = (c.codingPath + [k], "is missing")
+        @unknown default: return "\(e)"
         }
-    }
-
-    static func number(_ v: Any?) -> Double? {
-        if let i = v as? Int { return Double(i) }
-        if let d = v as? Double { return d }
-        if let s = v as? String { return Double(s) }   // YAML 1.1 reads 1e-4 (no dot) as a string
-        return nil
+        let key = path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return key.isEmpty ? what : "`\(key.hasPrefix(".") ? String(key.dropFirst()) : key)` \(what)"
     }
 
     /// The head configuration of one combination (`values` by key), defaults filled in.
     func headConfig(_ values: [String: SweepValue]) throws -> HeadConfig {
         var object: [String: CanonicalJSON] = [:]
-        for (k, v) in defaults { object[k] = v.json }
-        for (k, v) in values { object[k] = v.json }
+        for (k, v) in defaults { object[k] = v.canonical }
+        for (k, v) in values { object[k] = v.canonical }
         let data = Data(CanonicalJSON.object(object).text.utf8)
         let config: HeadConfig
         do { config = try JSONDecoder().decode(HeadConfig.self, from: data) } catch {
@@ -213,7 +126,7 @@ struct SweepSpec {
             var p: [String: CanonicalJSON] = [:]
             for (k, v) in set {
                 switch v {
-                case .list(let l): p[k] = .array(l.map(\.json))
+                case .list(let l): p[k] = .array(l.map(\.canonical))
                 case let .range(lo, hi, log, _): p[k] = .object(["min": .double(lo), "max": .double(hi), "log": .bool(log)])
                 }
             }
@@ -224,7 +137,7 @@ struct SweepSpec {
                 switch r { case .backbone(let b): return .string(b); case .id(let i): return .object(["id": .int(i)]) }
             }),
             "search": .string(search.rawValue), "repeats": .int(Int64(repeats)),
-            "defaults": .object(defaults.mapValues(\.json)), "parameters": sets.count == 1 ? sets[0] : .array(sets),
+            "defaults": .object(defaults.mapValues(\.canonical)), "parameters": sets.count == 1 ? sets[0] : .array(sets),
         ]
         if search == .random { o["trials"] = .int(Int64(trials)); o["sampler_seed"] = .uint(samplerSeed) }
         return CanonicalJSON.object(o).text
@@ -289,13 +202,7 @@ struct SweepSpec {
     }
 
     /// Whether a setting matters for this configuration (for tables and plots).
-    static func relevant(_ key: String, _ c: HeadConfig) -> Bool {
-        switch key {
-        case "dropout": return c.hidden > 0 && c.effectiveSolver == .adam
-        case "lr", "batch_size": return c.effectiveSolver == .adam
-        default: return true
-        }
-    }
+    static func relevant(_ key: String, _ c: HeadConfig) -> Bool { HeadConfig.setting(key)?.relevant(c) ?? true }
 
     /// Canonical JSON of a configuration: the text hashed into trial keys.
     static func json(_ c: HeadConfig) -> String { (try? CanonicalJSON(encoding: c))?.text ?? "" }
@@ -309,48 +216,173 @@ struct SweepSpec {
     }
 }
 
-/// A value in a sweep file (YAML scalar), kept typed so canonical JSON is stable.
-enum SweepValue: Equatable, CustomStringConvertible {
-    case int(Int), double(Double), bool(Bool), string(String), null
+/// A value in a sweep file, kept typed (as its setting's type has it) so canonical JSON is stable.
+typealias SweepValue = SettingValue
 
-    init(_ v: Any, key: String, _ fail: (String) -> SweepSpec.Failure) throws {
-        if v is NSNull { self = .null; return }
-        if let b = v as? Bool { self = .bool(b); return }   // Yams gives Swift Bool/Int/Double (no NSNumber bridging on Linux)
-        if let i = v as? Int { self = SweepSpec.integerKeys.contains(key) ? .int(i) : .double(Double(i)); return }
-        if let d = v as? Double {
-            if SweepSpec.integerKeys.contains(key) {
-                guard d == d.rounded(), abs(d) < 1e15 else { throw fail("`\(key)` must be an integer, not \(d)") }
-                self = .int(Int(d)); return
-            }
-            self = .double(d); return
+extension CodingUserInfoKey {
+    static let sweepPath = CodingUserInfoKey(rawValue: "sweepPath")!
+    static let sweepName = CodingUserInfoKey(rawValue: "sweepName")!
+}
+
+/// Any key of a sweep file's mappings, or a list index.
+struct SweepKey: CodingKey, ExpressibleByStringLiteral {
+    let stringValue: String
+    let intValue: Int?
+    init(stringValue: String) { self.stringValue = stringValue; intValue = nil }
+    init(stringLiteral s: String) { self.init(stringValue: s) }
+    init(intValue: Int) { stringValue = "\(intValue)"; self.intValue = intValue }
+}
+
+/// A sweep file's error at `path` (key path of the value).
+private func invalid(_ path: [CodingKey], _ what: String) -> DecodingError {
+    .dataCorrupted(.init(codingPath: path, debugDescription: what))
+}
+
+extension SweepSpec: Decodable {
+    init(from decoder: Decoder) throws {
+        guard let c = try? decoder.container(keyedBy: SweepKey.self) else {
+            throw invalid([], "expected a mapping with `extractions:` and `parameters:` (see configs/scenes-lite0-sweep.yaml)")
         }
-        if let s = v as? String {
-            if ["null", "~", "none", "all"].contains(s.lowercased()) && key == "augmented" { self = .null; return }
-            if let d = Double(s), !["class_weights", "solver"].contains(key) {
-                self = try SweepValue(d, key: key, fail); return
-            }
-            self = .string(s); return
+        for k in c.allKeys where !Self.topKeys.contains(k.stringValue) {
+            throw invalid([k], "is not a key of sweep files; known keys: \(Self.topKeys.joined(separator: ", "))")
         }
-        throw fail("`\(key)`: cannot use the value \(v)")
+        path = decoder.userInfo[.sweepPath] as? String ?? "sweep file"
+        name = (try c.decodeIfPresent(String.self, forKey: "name") ?? (decoder.userInfo[.sweepName] as? String ?? "sweep"))
+            .trimmingCharacters(in: .whitespaces)
+        if name.isEmpty { throw invalid([SweepKey("name")], "is empty; give the sweep a name") }
+        store = try c.decodeIfPresent(String.self, forKey: "store")
+
+        let extractionsKey: SweepKey = c.contains("backbones") && !c.contains("extractions") ? "backbones" : "extractions"
+        extractions = []
+        if c.contains(extractionsKey) {
+            if var list = try? c.nestedUnkeyedContainer(forKey: extractionsKey) {
+                while !list.isAtEnd { extractions.append(try list.decode(ExtractionRef.self)) }
+            } else {
+                extractions = [try c.decode(ExtractionRef.self, forKey: extractionsKey)]
+            }
+        }
+        if extractions.isEmpty {
+            throw invalid([extractionsKey], "is missing or empty; list backbones (e.g. efficientnet_lite0) or extraction ids")
+        }
+
+        let searchText = try c.decodeIfPresent(String.self, forKey: "search") ?? "grid"
+        guard let search = Search(rawValue: searchText.lowercased()) else {
+            throw invalid([SweepKey("search")], "must be grid or random, not `\(searchText)`")
+        }
+        self.search = search
+        func int(_ key: SweepKey, _ standard: Int, min lo: Int) throws -> Int {
+            guard c.contains(key) else { return standard }
+            guard let i = try? Int.read(c.superDecoder(forKey: key)), i >= lo else { throw invalid([key], "must be an integer >= \(lo)") }
+            return i
+        }
+        trials = try int("trials", 20, min: 1)
+        if search == .grid && c.contains("trials") { throw invalid([SweepKey("trials")], "only applies to `search: random`") }
+        samplerSeed = UInt64(try int("sampler_seed", 0, min: 0))
+        repeats = try int("repeats", 1, min: 1)
+
+        defaults = [:]
+        if c.contains("defaults") {
+            guard let d = try? c.nestedContainer(keyedBy: SweepKey.self, forKey: "defaults") else {
+                throw invalid([SweepKey("defaults")], "must be a mapping of head settings")
+            }
+            for k in d.allKeys { defaults[k.stringValue] = try Self.setting(k, in: d).readValue(d.superDecoder(forKey: k)) }
+        }
+
+        // `parameters`: one mapping (one grid), or a list of mappings (a union of grids, as in
+        // scikit-learn's ParameterGrid), e.g. linear heads with their own L2 values beside hidden ones.
+        var sets: [KeyedDecodingContainer<SweepKey>] = []
+        if var list = try? c.nestedUnkeyedContainer(forKey: "parameters") {
+            if list.count == 0 { throw invalid([SweepKey("parameters")], "is an empty list") }
+            while !list.isAtEnd {
+                guard let m = try? list.nestedContainer(keyedBy: SweepKey.self) else {
+                    throw invalid(list.codingPath + [SweepKey(intValue: list.currentIndex)],
+                                  "must be a mapping of head settings to value lists")
+                }
+                sets.append(m)
+            }
+        } else if c.contains("parameters") {
+            guard let m = try? c.nestedContainer(keyedBy: SweepKey.self, forKey: "parameters") else {
+                throw invalid([SweepKey("parameters")], "must be a mapping of head settings to value lists (or a list of such mappings)")
+            }
+            sets = [m]
+        }
+        parameterSets = sets.isEmpty ? [[]] : []
+        for m in sets {
+            var set: [(name: String, values: Values)] = []
+            for k in m.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
+                let setting = try Self.setting(k, in: m)
+                if defaults[k.stringValue] != nil { throw invalid(m.codingPath + [k], "is also in `defaults`; keep one") }
+                set.append((k.stringValue, try Self.values(of: setting, m.superDecoder(forKey: k), search: search)))
+            }
+            parameterSets.append(set)
+        }
+        if repeats > 1 && parameterSets.contains(where: { $0.contains { $0.name == "seed" } }) {
+            throw invalid([SweepKey("repeats")], "with a swept `seed` is ambiguous; use one of them")
+        }
     }
 
-    var json: CanonicalJSON {
+    /// The head setting a key of `defaults` or `parameters` names.
+    private static func setting(_ k: SweepKey, in m: KeyedDecodingContainer<SweepKey>) throws -> HeadSetting {
+        guard let s = HeadConfig.setting(k.stringValue) else {
+            throw invalid(m.codingPath + [k], "is not a head setting; known: \(headKeys.joined(separator: ", "))")
+        }
+        return s
+    }
+
+    /// A swept setting's values: a list, a range (random search, numeric settings) or one value.
+    private static func values(of setting: HeadSetting, _ d: Decoder, search: Search) throws -> Values {
+        if var list = try? d.unkeyedContainer() {
+            if list.count == 0 { throw invalid(d.codingPath, "is an empty list") }
+            var values: [SweepValue] = []
+            while !list.isAtEnd { values.append(try setting.readValue(list.superDecoder())) }
+            return .list(values)
+        }
+        guard let r = try? d.container(keyedBy: SweepKey.self) else { return .list([try setting.readValue(d)]) }
+        guard search == .random else {
+            throw invalid(d.codingPath, "is a range; ranges need `search: random` (a grid needs a list of values)")
+        }
+        guard setting.kind == .integer || setting.kind == .number else {
+            throw invalid(d.codingPath, "is a range, but `\(setting.key)` takes \(setting.expected): list its values")
+        }
+        for k in r.allKeys where !["min", "max", "log"].contains(k.stringValue) {
+            throw invalid(r.codingPath + [k], "is not a key of ranges; use min, max and log")
+        }
+        guard r.contains("min"), r.contains("max"), let lo = try? Double.read(r.superDecoder(forKey: "min")),
+              let hi = try? Double.read(r.superDecoder(forKey: "max")), lo <= hi else {
+            throw invalid(d.codingPath, "range needs numeric `min` <= `max`")
+        }
+        let log = try r.decodeIfPresent(Bool.self, forKey: "log") ?? false
+        if log && lo <= 0 { throw invalid(d.codingPath, "is a log range and needs min > 0") }
+        return .range(min: lo, max: hi, log: log, integer: setting.kind == .integer)
+    }
+}
+
+extension SweepSpec.ExtractionRef: Decodable {
+    /// A backbone name, an extraction id (`3` or `id:3`), or a mapping `{id: 3}` / `{backbone: vgg16}`.
+    init(from decoder: Decoder) throws {
+        if let m = try? decoder.container(keyedBy: SweepKey.self) {
+            if let i = try? m.decode(Int64.self, forKey: "id") { self = .id(i); return }
+            if let b = try? m.decode(String.self, forKey: "backbone") { self = .backbone(b); return }
+        } else if let i = try? decoder.singleValueContainer().decode(Int64.self) {
+            self = .id(i); return
+        } else if let s = try? decoder.singleValueContainer().decode(String.self), !s.isEmpty {
+            guard s.lowercased().hasPrefix("id:") else { self = .backbone(s); return }
+            if let i = Int64(s.dropFirst(3).trimmingCharacters(in: .whitespaces)) { self = .id(i); return }
+            throw invalid(decoder.codingPath, "must be a backbone name or id:NUMBER, not `\(s)`")
+        }
+        throw invalid(decoder.codingPath, "is neither a backbone name nor an extraction id")
+    }
+}
+
+extension SettingValue {
+    /// The value in the canonical JSON that sweep and trial keys hash.
+    var canonical: CanonicalJSON {
         switch self {
         case .int(let i): return .int(Int64(i))
         case .double(let d): return .double(d)
         case .bool(let b): return .bool(b)
         case .string(let s): return .string(s)
         case .null: return .null
-        }
-    }
-
-    var description: String {
-        switch self {
-        case .int(let i): return "\(i)"
-        case .double(let d): return "\(d)"
-        case .bool(let b): return "\(b)"
-        case .string(let s): return s
-        case .null: return "null"
         }
     }
 }

@@ -44,43 +44,15 @@ struct TrialResult {
     /// The value of a head setting as shown in tables ("-" when the trainer ignores it).
     func setting(_ key: String) -> String {
         if key == "backbone" { return backbone }
-        if !SweepSpec.relevant(key, config) { return "-" }
-        return TrialResult.format(key, config)
-    }
-
-    static func format(_ key: String, _ c: HeadConfig) -> String {
-        func g(_ x: Double) -> String { String(format: "%g", x) }
-        switch key {
-        case "hidden": return "\(c.hidden)"
-        case "dropout": return g(c.dropout)
-        case "l2": return g(c.l2)
-        case "batchnorm": return c.batchnorm ? "yes" : "no"
-        case "lr": return g(c.lr)
-        case "batch_size": return "\(c.batchSize)"
-        case "epochs": return "\(c.epochs)"
-        case "patience": return "\(c.patience)"
-        case "val_split": return g(c.valSplit)
-        case "augmented": return c.augmented.map(String.init) ?? "all"
-        case "class_weights": return c.classWeights.rawValue
-        case "solver": return c.effectiveSolver.rawValue
-        case "seed": return "\(c.seed)"
-        default: return "?"
-        }
+        guard let s = HeadConfig.setting(key) else { return "?" }
+        return s.relevant(config) ? s.show(config) : "-"
     }
 
     /// A numeric value of a setting for plots (nil for non-numeric settings).
     func numeric(_ key: String) -> Double? {
-        switch key {
-        case "hidden": return Double(config.hidden)
-        case "dropout": return config.dropout
-        case "l2": return config.l2
-        case "lr": return config.lr
-        case "batch_size": return Double(config.batchSize)
-        case "epochs": return Double(config.epochs)
-        case "patience": return Double(config.patience)
-        case "val_split": return config.valSplit
-        case "augmented": return config.augmented.map(Double.init)
-        case "seed": return Double(config.seed)
+        switch HeadConfig.setting(key)?.value(config) {
+        case .int(let i)?: return Double(i)
+        case .double(let d)?: return d
         default: return nil
         }
     }

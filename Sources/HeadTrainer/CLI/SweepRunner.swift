@@ -20,6 +20,8 @@ final class SweepRunner {
     let data: [Int64: Features]
     let quiet: Bool
     let total: Int
+    /// Settings named in progress lines (those the sweep varies).
+    let keys: [String]
 
     /// Guards the queue position, the store (one SQLite connection) and stderr.
     private let lock = NSLock()
@@ -28,8 +30,8 @@ final class SweepRunner {
     private var failures: [Failure] = []
     private var stop = false
 
-    init(db: FeatureStore, sweepID: Int64, data: [Int64: Features], quiet: Bool, total: Int) {
-        self.db = db; self.sweepID = sweepID; self.data = data; self.quiet = quiet; self.total = total
+    init(db: FeatureStore, sweepID: Int64, data: [Int64: Features], quiet: Bool, total: Int, keys: [String]) {
+        self.db = db; self.sweepID = sweepID; self.data = data; self.quiet = quiet; self.total = total; self.keys = keys
     }
 
     /// Runs `trials` (longest first, so the last trials finishing together are short) and returns
@@ -102,16 +104,10 @@ final class SweepRunner {
 
     private func progress(_ t: PlannedTrial, _ r: TrainingResult, head: Int64, seconds: Double) {
         func f(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "n/a" }
-        let c = t.config
-        var settings = "hidden \(c.hidden)"
-        if SweepSpec.relevant("dropout", c) { settings += " dropout \(String(format: "%g", c.dropout))" }
-        settings += " l2 \(String(format: "%g", c.l2))"
-        if SweepSpec.relevant("lr", c) { settings += " lr \(String(format: "%g", c.lr)) batch \(c.batchSize)" }
-        settings += " aug \(c.augmented.map(String.init) ?? "all")"
-        if !c.batchnorm { settings += " no-bn" }
-        if c.classWeights != .none { settings += " \(c.classWeights.rawValue)" }
-        settings += " seed \(c.seed)"
-        let line = "[\(done)/\(total)] \(t.key) \(t.extraction.settings.backbone) \(settings): val loss \(f(r.metrics.validation?.logLoss)) "
+        let settings = keys.compactMap { k in
+            HeadConfig.setting(k).flatMap { $0.relevant(t.config) ? " \(k) \($0.show(t.config))" : nil }
+        }.joined()
+        let line = "[\(done)/\(total)] \(t.key) \(t.extraction.settings.backbone)\(settings): val loss \(f(r.metrics.validation?.logLoss)) "
             + "val acc \(f(r.metrics.validation?.accuracy)) test acc \(f(r.metrics.test?.accuracy)), "
             + "epoch \(r.bestEpoch)/\(r.epochsRun), \(String(format: "%.1f", seconds)) s (head \(head))\n"
         FileHandle.standardError.write(Data(line.utf8))

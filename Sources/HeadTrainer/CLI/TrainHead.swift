@@ -18,50 +18,90 @@ struct TrainHead: ParsableCommand {
           train-head --backbone efficientnet_lite0
           train-head --backbone efficientnet_lite0 --hidden 0 --json
           train-head --extraction 1 --augmented 2 --dropout 0.3 --plot curves/
+
+        \(HeadOptions.help)
+
+        `train-head train --help` lists the other options of the default command.
         """,
-        subcommands: [Train.self, SweepCommand.self, ReportCommand.self, BenchSweepCommand.self, BenchEpochCommand.self],
+        subcommands: [Train.self, SweepCommand.self, ReportCommand.self, BenchSweepCommand.self, BenchEpochCommand.self,
+                      TrialKeysCommand.self, HeadSettingsCommand.self],
         defaultSubcommand: Train.self)
 }
 
-/// The head's hyperparameters as command-line options (shared with sweeps' defaults).
-struct HeadOptions: ParsableArguments {
-    @Option(help: "Hidden units (0: a plain linear softmax layer on the features).") var hidden = 256
-    @Option(help: "Dropout rate after the hidden layer.") var dropout = 0.2
-    @Option(help: "L2 penalty on kernels (Keras-style: l2 * sum(W^2)).") var l2 = 1e-4
-    @Flag(inversion: .prefixedNo, help: "Batch normalization before each dense layer.") var batchnorm = true
-    @Option(help: "Adam learning rate.") var lr = 1e-4
-    @Option(name: .customLong("batch-size"), help: "Mini-batch size.") var batchSize = 32
-    @Option(help: "Maximum epochs.") var epochs = 100
-    @Option(help: "Early stopping: epochs without a better validation loss (0: off).") var patience = 5
-    @Option(name: .customLong("val-split"), help: "Fraction of training images held out for validation (stratified, by image).")
-    var valSplit = 0.2
-    @Option(help: "Use augmented copies 0...K of the training images (default: all stored).") var augmented: Int?
-    @Option(name: .customLong("class-weights"), help: "none or balanced.") var classWeights: ClassWeighting = .none
-    @Option(help: "Seed (initialization, split, shuffling, dropout).") var seed: UInt64 = 42
+/// The head settings on the command line, one option per entry of `HeadConfig.settings`: `--batch-size 16`
+/// or `--batch-size=16` for `batch_size`, and `--batchnorm` / `--no-batchnorm` for yes/no settings.
+/// Parsed here rather than by ArgumentParser (which needs one property per option) so the settings
+/// list stays the only place naming them; `help` lists them the way ArgumentParser lists options.
+enum HeadOptions {
+    static func option(_ s: HeadSetting) -> String { "--" + s.key.replacingOccurrences(of: "_", with: "-") }
+    static func negated(_ s: HeadSetting) -> String { "--no-" + option(s).dropFirst(2) }
 
-    var config: HeadConfig {
-        HeadConfig(hidden: hidden, dropout: dropout, l2: l2, batchnorm: batchnorm, lr: lr, batchSize: batchSize,
-                   epochs: epochs, patience: patience, valSplit: valSplit, augmented: augmented,
-                   classWeights: classWeights, seed: seed)
+    /// The configuration the arguments ask for (the defaults for settings they do not name).
+    static func config(_ arguments: [String]) throws -> HeadConfig {
+        var config = HeadConfig()
+        var rest = arguments[...]
+        while let arg = rest.popFirst() {
+            let parts = arg.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            if parts.count == 1, let s = HeadConfig.settings.first(where: { $0.kind == .flag && [option($0), negated($0)].contains(arg) }) {
+                _ = s.parse(&config, arg == option(s) ? "true" : "false")
+                continue
+            }
+            guard let s = HeadConfig.settings.first(where: { option($0) == parts[0] }) else {
+                throw ValidationError("unknown option '\(arg)'; `train-head train --help` lists the options and head settings")
+            }
+            guard let text = parts.count == 2 ? parts[1] : rest.popFirst() else {
+                throw ValidationError("missing value for '\(parts[0])': \(s.expected)")
+            }
+            if !s.parse(&config, text) { throw ValidationError("the value '\(text)' is invalid for '\(parts[0])': use \(s.expected)") }
+        }
+        return config
+    }
+
+    /// The settings' part of `--help`: each option with its help and default, laid out like ArgumentParser's.
+    static let help: String = {
+        var out = "HEAD SETTINGS (in sweep files: the same names, with _ for -):\n"
+        for s in HeadConfig.settings {
+            var text = s.help
+            switch s.kind {
+            case .flag: text += " (default: \(s.defaultText == "yes" ? option(s) : negated(s)))"
+            case .choice(let names): text += " (values: \(names.joined(separator: ", ")); default: \(s.defaultText))"
+            case .integer, .number: text += " (default: \(s.defaultText))"
+            }
+            let label = "  " + (s.kind == .flag ? "\(option(s))/\(negated(s))" : "\(option(s)) <\(s.key.replacingOccurrences(of: "_", with: "-"))>")
+            out += label.count < 25 ? label.padding(toLength: 26, withPad: " ", startingAt: 0) : label + "\n" + String(repeating: " ", count: 26)
+            out += wrap(text, width: 53).joined(separator: "\n" + String(repeating: " ", count: 26)) + "\n"
+        }
+        return String(out.dropLast())
+    }()
+
+    /// Words of `text` in lines of at most `width` characters.
+    static func wrap(_ text: String, width: Int) -> [String] {
+        var lines: [String] = [], line = ""
+        for word in text.split(separator: " ") {
+            if !line.isEmpty && line.count + 1 + word.count > width { lines.append(line); line = "" }
+            line += (line.isEmpty ? "" : " ") + word
+        }
+        return lines + [line]
     }
 }
 
-extension ClassWeighting: ExpressibleByArgument {}
-
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train one head (the default command).")
+    static let configuration = CommandConfiguration(
+        abstract: "Train one head (the default command).",
+        usage: "train-head [train] (--backbone <backbone> | --extraction <id>) [<head settings>] [<options>]",
+        discussion: HeadOptions.help)
 
     @Option(help: "Feature store written by `extract`.") var store = "features.sqlite"
     @Option(help: "Train on the features of this backbone (the extraction with the most features).") var backbone: String?
     @Option(help: "Train on this extraction id (see `extract store info`).") var extraction: Int64?
-    @OptionGroup var head: HeadOptions
+    @Argument(parsing: .allUnrecognized, help: .hidden) var settings: [String] = []
     @Option(help: "Write loss and accuracy curves (SVG) into this folder.") var plot: String?
     @Flag(help: "Print one JSON object with the metrics of train, validation and test.") var json = false
     @Option(name: .customLong("write-validation-ids"), help: .hidden) var validationIDsFile: String?
 
     func validate() throws {
         if backbone == nil && extraction == nil { throw ValidationError("give --backbone NAME or --extraction ID") }
-        try head.config.validate()
+        try HeadOptions.config(settings).validate()
     }
 
     struct Report: Encodable {
@@ -74,7 +114,7 @@ struct Train: ParsableCommand {
             let db = try StoreData.open(store)
             let e = try StoreData.extraction(in: db, id: extraction, backbone: backbone)
             let (train, test) = try StoreData.load(db, e)
-            let config = head.config
+            let config = try HeadOptions.config(settings)
             let result = try trainHead(config: config, train: train, test: test)
             let id = try StoreData.save(result, config: config, extraction: e, in: db)
             if let validationIDsFile {   // for peers that must score the same held-out images (tools/bench/linear_bench.sh)

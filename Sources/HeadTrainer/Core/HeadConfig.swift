@@ -25,66 +25,53 @@ public enum HeadSolver: String, Codable, Hashable, Sendable, CaseIterable {
 /// Hyperparameters of a softmax head. Defaults reproduce the experiment's Keras head:
 /// BatchNormalization -> Dense(256, relu, l2(1e-4)) -> Dropout(0.2) -> BatchNormalization -> Dense(classes, softmax),
 /// Adam(1e-4), batch 32, early stopping on validation loss (patience 5, best weights restored).
-public struct HeadConfig: Codable, Hashable, Sendable {
-    /// Units of the hidden Dense+ReLU layer; 0 gives the plain linear softmax layer (no dropout, no second BN).
-    public var hidden: Int
-    /// Inverted-dropout rate after the hidden layer (ignored when `hidden == 0`).
-    public var dropout: Double
-    /// Keras-style L2 on the hidden kernel (the output kernel when `hidden == 0`): loss += l2 * sum(W^2).
-    public var l2: Double
-    /// Batch norm on the input features and (when `hidden > 0`) after dropout.
-    public var batchnorm: Bool
-    /// Adam learning rate.
-    public var lr: Double
-    public var batchSize: Int
-    /// Maximum epochs (L-BFGS: maximum iterations).
-    public var epochs: Int
-    /// Early-stopping patience in epochs on validation loss; 0 disables early stopping (all epochs
-    /// run and the last weights are kept; validation is still scored each epoch).
-    public var patience: Int
-    /// Fraction of training *images* (not rows) held out for validation, stratified by class.
-    public var valSplit: Double
-    /// Highest augmentation index used for training (0 = original images only); nil uses every copy.
-    public var augmented: Int?
-    public var classWeights: ClassWeighting
-    /// `.auto` (default): L-BFGS for linear heads, Adam otherwise. lr, batch_size and dropout only
-    /// affect Adam.
-    public var solver: HeadSolver
-    public var seed: UInt64
+///
+/// A setting is a stored property here (its type and default) and one line of `HeadConfig.settings`
+/// (its name, help and how tables show it). JSON, the command line, sweep files, leaderboards and
+/// progress lines all work from that list; nothing else names every setting.
+public struct HeadConfig: Hashable, Sendable {
+    public var hidden = 256
+    public var dropout = 0.2
+    public var l2 = 1e-4
+    public var batchnorm = true
+    public var lr = 1e-4
+    public var batchSize = 32
+    public var epochs = 100
+    public var patience = 5
+    public var valSplit = 0.2
+    /// nil: every stored copy.
+    public var augmented: Int? = nil
+    public var classWeights = ClassWeighting.none
+    /// `.auto`: L-BFGS for linear heads, Adam otherwise. lr, batch_size and dropout only affect Adam.
+    public var solver = HeadSolver.auto
+    public var seed: UInt64 = 42
 
-    public init(hidden: Int = 256, dropout: Double = 0.2, l2: Double = 1e-4, batchnorm: Bool = true,
-                lr: Double = 1e-4, batchSize: Int = 32, epochs: Int = 100, patience: Int = 5,
-                valSplit: Double = 0.2, augmented: Int? = nil, classWeights: ClassWeighting = .none,
-                solver: HeadSolver = .auto, seed: UInt64 = 42) {
-        self.hidden = hidden; self.dropout = dropout; self.l2 = l2; self.batchnorm = batchnorm
-        self.lr = lr; self.batchSize = batchSize; self.epochs = epochs; self.patience = patience
-        self.valSplit = valSplit; self.augmented = augmented; self.classWeights = classWeights
-        self.solver = solver; self.seed = seed
-    }
+    /// The experiment's head.
+    public init() {}
 
-    enum CodingKeys: String, CodingKey {
-        case hidden, dropout, l2, batchnorm, lr, epochs, patience, augmented, seed, solver
-        case batchSize = "batch_size", valSplit = "val_split", classWeights = "class_weights"
-    }
+    /// The experiment's head with some settings changed: `HeadConfig { $0.hidden = 0; $0.l2 = 1e-3 }`.
+    public init(_ change: (inout HeadConfig) -> Void) { change(&self) }
 
-    /// Decoding fills missing keys with the defaults, so config files may list only what they change.
-    public init(from decoder: Decoder) throws {
-        let d = HeadConfig()
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        hidden = try c.decodeIfPresent(Int.self, forKey: .hidden) ?? d.hidden
-        dropout = try c.decodeIfPresent(Double.self, forKey: .dropout) ?? d.dropout
-        l2 = try c.decodeIfPresent(Double.self, forKey: .l2) ?? d.l2
-        batchnorm = try c.decodeIfPresent(Bool.self, forKey: .batchnorm) ?? d.batchnorm
-        lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? d.lr
-        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
-        epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
-        patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? d.patience
-        valSplit = try c.decodeIfPresent(Double.self, forKey: .valSplit) ?? d.valSplit
-        augmented = try c.decodeIfPresent(Int.self, forKey: .augmented) ?? d.augmented
-        classWeights = try c.decodeIfPresent(ClassWeighting.self, forKey: .classWeights) ?? d.classWeights
-        solver = try c.decodeIfPresent(HeadSolver.self, forKey: .solver) ?? d.solver
-        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
-    }
+    /// Every head setting, in the order tables and help list them.
+    public static let settings: [HeadSetting] = [
+        HeadSetting("hidden", \.hidden, "Hidden units (0: a plain linear softmax layer on the features, without dropout or a second batch norm).", v1: true),
+        HeadSetting("dropout", \.dropout, "Inverted-dropout rate after the hidden layer.", v1: true, relevant: { $0.hidden > 0 && $0.effectiveSolver == .adam }),
+        HeadSetting("l2", \.l2, "L2 penalty on the hidden kernel (a linear head's output kernel), Keras-style: loss += l2 * sum(W^2).", v1: true),
+        HeadSetting("batchnorm", \.batchnorm, "Batch normalization on the input features and, with a hidden layer, after dropout.", v1: true),
+        HeadSetting("lr", \.lr, "Adam learning rate.", v1: true, relevant: { $0.effectiveSolver == .adam }),
+        HeadSetting("batch_size", \.batchSize, "Adam mini-batch size.", v1: true, relevant: { $0.effectiveSolver == .adam }),
+        HeadSetting("epochs", \.epochs, "Maximum epochs (L-BFGS: iterations).", v1: true),
+        HeadSetting("patience", \.patience, "Early stopping: epochs without a better validation loss (0: off; every epoch runs and the last weights are kept).", v1: true),
+        HeadSetting("val_split", \.valSplit, "Fraction of training images held out for validation (stratified by class, by image).", v1: true),
+        HeadSetting("augmented", \.augmented, "Train on augmented copies 0...K of the training images (all: every stored copy).", v1: true),
+        HeadSetting("class_weights", \.classWeights, "Row weights in the loss: balanced weighs class c by n / (classes * n_c), like scikit-learn.", v1: true),
+        HeadSetting("solver", \.solver, "adam (mini-batches), lbfgs (full batch, linear heads only), or auto: lbfgs when hidden is 0, else adam.", v1: true,
+                    show: { $0.effectiveSolver.rawValue }),
+        HeadSetting("seed", \.seed, "Seed (initialization, validation split, shuffling, dropout).", v1: true),
+    ]
+
+    /// The setting with this key (`batch_size`), if any.
+    public static func setting(_ key: String) -> HeadSetting? { settings.first { $0.key == key } }
 
     /// The solver actually used (resolves `.auto`).
     public var effectiveSolver: HeadSolver {
@@ -107,5 +94,222 @@ public struct HeadConfig: Codable, Hashable, Sendable {
         if !(valSplit >= 0 && valSplit < 1) { throw bad("val_split", valSplit, "a fraction in [0, 1)") }
         if let a = augmented, a < 0 { throw bad("augmented", a, "nil (all copies) or a copy index >= 0") }
         if solver == .lbfgs && hidden != 0 { throw bad("solver", "lbfgs", "adam or auto when hidden > 0 (L-BFGS fits linear heads only)") }
+    }
+}
+
+/// One head setting: its key (in JSON and sweep files; `--key-with-dashes` on the command line),
+/// help text, default, and how tables show it.
+public struct HeadSetting: @unchecked Sendable {
+    public let key: String
+    public let help: String
+    public let kind: HeadSettingKind
+    /// What a value must be, for errors ("an integer", "none or balanced").
+    public let expected: String
+    /// The value in a configuration, as sweep files and canonical JSON hold it.
+    public let value: (HeadConfig) -> SettingValue
+    /// The value as tables and progress lines show it.
+    public let show: (HeadConfig) -> String
+    /// Whether the trainer uses the setting in this configuration (tables show "-" otherwise).
+    public let relevant: (HeadConfig) -> Bool
+    /// Sets the value from text written by hand (`256`, `1e-4`, `balanced`, `all`); false if it is not one.
+    public let parse: (inout HeadConfig, String) -> Bool
+    /// Sets the value from a decoder (JSON, YAML) holding it: the type's own form, or text `parse` reads.
+    public let read: (inout HeadConfig, Decoder) throws -> Void
+    let encode: (HeadConfig, inout KeyedEncodingContainer<SettingKey>) throws -> Void
+
+    /// The default, as the command line writes it.
+    public let defaultText: String
+    /// The value as sweep files hold it, read from a decoder.
+    public func readValue(_ decoder: Decoder) throws -> SettingValue {
+        var c = HeadConfig()
+        try read(&c, decoder)
+        return value(c)
+    }
+
+    /// `v1`: written to JSON even at its default, as the first version wrote every setting. A setting
+    /// added later is left out at its default, so the JSON (and the sweep trial key) of every earlier
+    /// configuration stays the same.
+    init<T: HeadSettingValue>(_ key: String, _ path: WritableKeyPath<HeadConfig, T>, _ help: String, v1: Bool = false,
+                              relevant: @escaping (HeadConfig) -> Bool = { _ in true },
+                              show: ((HeadConfig) -> String)? = nil) {
+        self.key = key
+        self.help = help
+        kind = T.kind
+        expected = T.expected
+        value = { $0[keyPath: path].value }
+        self.show = show ?? { $0[keyPath: path].text }
+        self.relevant = relevant
+        parse = { c, text in
+            guard let v = T(text: text) else { return false }
+            c[keyPath: path] = v
+            return true
+        }
+        read = { c, decoder in c[keyPath: path] = try T.read(decoder) }
+        let codingKey = SettingKey(stringValue: key)
+        let standard = HeadConfig()[keyPath: path]
+        defaultText = standard.text
+        encode = { c, container in
+            let v = c[keyPath: path]
+            if v.value == .null || (!v1 && v == standard) { return }
+            try container.encode(v, forKey: codingKey)
+        }
+    }
+}
+
+/// What kind of value a setting takes.
+public enum HeadSettingKind: Equatable, Sendable {
+    case integer, number, flag
+    case choice([String])
+}
+
+/// A setting's value as sweep files and canonical JSON hold it.
+public enum SettingValue: Hashable, Sendable, CustomStringConvertible {
+    case int(Int), double(Double), bool(Bool), string(String), null
+
+    public var description: String {
+        switch self {
+        case .int(let i): return "\(i)"
+        case .double(let d): return "\(d)"
+        case .bool(let b): return "\(b)"
+        case .string(let s): return s
+        case .null: return "null"
+        }
+    }
+}
+
+/// A type a head setting may have.
+public protocol HeadSettingValue: Codable, Hashable, Sendable {
+    static var kind: HeadSettingKind { get }
+    /// What a value must be, for errors ("an integer", "none or balanced").
+    static var expected: String { get }
+    /// Reads text written by hand; nil if it is not a value of this type.
+    init?(text: String)
+    var value: SettingValue { get }
+    /// How tables show the value.
+    var text: String { get }
+}
+
+extension HeadSettingValue {
+    public var text: String {
+        switch value {
+        case .double(let d): return String(format: "%g", d)
+        case .bool(let b): return b ? "yes" : "no"
+        default: return value.description
+        }
+    }
+
+    public static var expected: String {
+        switch kind {
+        case .integer: return "an integer"
+        case .number: return "a number"
+        case .flag: return "true or false"
+        case .choice(let names): return names.joined(separator: ", ").replacingLastOccurrence(of: ", ", with: " or ")
+        }
+    }
+
+    /// The value a decoder holds, in this type's own form or as text `init(text:)` reads (YAML 1.1
+    /// reads `1e-4` as text; `256.0` is an integer; `all` is every augmented copy).
+    public static func read(_ decoder: Decoder) throws -> Self {
+        let c = try decoder.singleValueContainer()
+        if let v = try? c.decode(Self.self) { return v }
+        let text = try? c.decode(String.self)
+        if let text, let v = Self(text: text) { return v }
+        throw DecodingError.typeMismatch(Self.self, .init(codingPath: decoder.codingPath,
+                                                          debugDescription: "must be \(expected), not \(text.map { "`\($0)`" } ?? "a list or mapping")"))
+    }
+}
+
+extension Int: HeadSettingValue {
+    public static var kind: HeadSettingKind { .integer }
+    public init?(text: String) {
+        if let i = Int(text) { self = i; return }
+        guard let d = Double(text), d == d.rounded(), abs(d) < 1e15 else { return nil }
+        self = Int(d)
+    }
+    public var value: SettingValue { .int(self) }
+}
+
+extension UInt64: HeadSettingValue {
+    public static var kind: HeadSettingKind { .integer }
+    public init?(text: String) {
+        guard let i = Int(text: text), let u = UInt64(exactly: i) else { return nil }
+        self = u
+    }
+    public var value: SettingValue { Int(exactly: self).map { .int($0) } ?? .string("\(self)") }
+}
+
+extension Double: HeadSettingValue {
+    public static var kind: HeadSettingKind { .number }
+    public init?(text: String) {
+        guard let d = Double(text) else { return nil }
+        self = d
+    }
+    public var value: SettingValue { .double(self) }
+}
+
+extension Bool: HeadSettingValue {
+    public static var kind: HeadSettingKind { .flag }
+    public init?(text: String) {
+        switch text.lowercased() {
+        case "true", "yes", "on": self = true
+        case "false", "no", "off": self = false
+        default: return nil
+        }
+    }
+    public var value: SettingValue { .bool(self) }
+}
+
+/// An optional copy index: nil (every copy) is written `all`, `none` or `null`.
+extension Optional: HeadSettingValue where Wrapped == Int {
+    public static var kind: HeadSettingKind { .integer }
+    public static var expected: String { "an integer or all" }
+    public init?(text: String) {
+        if ["all", "none", "null", "~"].contains(text.lowercased()) { self = .none; return }
+        guard let i = Int(text: text) else { return nil }
+        self = i
+    }
+    public var value: SettingValue { map { .int($0) } ?? .null }
+    public var text: String { map { "\($0)" } ?? "all" }
+}
+
+extension HeadSettingValue where Self: RawRepresentable & CaseIterable, RawValue == String {
+    public static var kind: HeadSettingKind { .choice(allCases.map(\.rawValue)) }
+    public init?(text: String) { self.init(rawValue: text) }
+    public var value: SettingValue { .string(rawValue) }
+}
+
+extension ClassWeighting: HeadSettingValue {}
+extension HeadSolver: HeadSettingValue {}
+
+/// A key of HeadConfig's JSON.
+struct SettingKey: CodingKey {
+    let stringValue: String
+    init(stringValue: String) { self.stringValue = stringValue }
+    var intValue: Int? { nil }
+    init?(intValue: Int) { nil }
+}
+
+/// HeadConfig's JSON: one key per setting; missing keys keep their defaults, so config files may
+/// list only what they change, and unknown keys are ignored.
+extension HeadConfig: Codable {
+    public init(from decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: SettingKey.self)
+        for s in Self.settings {
+            let key = SettingKey(stringValue: s.key)
+            if c.contains(key) { try s.read(&self, c.superDecoder(forKey: key)) }
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: SettingKey.self)
+        for s in Self.settings { try s.encode(self, &c) }
+    }
+}
+
+private extension String {
+    func replacingLastOccurrence(of a: String, with b: String) -> String {
+        guard let r = range(of: a, options: .backwards) else { return self }
+        return replacingCharacters(in: r, with: b)
     }
 }
