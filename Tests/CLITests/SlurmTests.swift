@@ -11,18 +11,14 @@ import XCTest
 final class SlurmTests: XCTestCase {
     static let script = CLI.repo.appendingPathComponent("tools/slurm/local-cluster.sh")
 
+    /// Runs a shell command with system(3), output to a file. (Foundation's Process.waitUntilExit was
+    /// seen to hang here once the command had started daemons, its child a zombie never reaped.)
     private func shell(_ command: String, env: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", command]
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        let log = try CLI.temporaryDirectory().appendingPathComponent("shell.log")
+        let exports = env.map { "export \($0.key)='\($0.value)'; " }.joined()
+        let status = system("\(exports)( \(command) ) </dev/null >'\(log.path)' 2>&1")
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        return (status == 0 ? 0 : Int32(max(1, status >> 8)), output)
     }
 
     func testJobArrayShardsMergeToTheUnshardedExtractionAndSweep() throws {

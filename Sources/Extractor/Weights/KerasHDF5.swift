@@ -96,6 +96,9 @@ public enum KerasHDF5 {
 
     /// Upper bounds that keep a damaged file from asking for absurd amounts of work or memory.
     static let maxElements = 1 << 31
+    /// Limits on chunked tensors (see `checkChunks`).
+    static let maxChunks = 1 << 16
+    static let maxCompression: UInt64 = 1024
     static let maxStrings = 1 << 20
     static let maxObjects = 100_000
     static let maxDepth = 64
@@ -483,6 +486,7 @@ private final class Reader {
         if layout == H5D_CONTIGUOUS || layout == H5D_COMPACT, stored != UInt64(count * typeSize) {
             throw malformed("tensor '\(name)' of shape \(shape) needs \(count * typeSize) bytes but \(stored) are stored")
         }
+        if layout == H5D_CHUNKED { try checkChunks(create.id, shape: shape, bytes: count * typeSize, stored: stored, name: name) }
         // Everything above is metadata; a skipped tensor's data is never read.
         if skip { return nil }
 
@@ -494,6 +498,28 @@ private final class Reader {
         }
         guard ok else { throw Reader.hdf5Error(url, "cannot read the data of tensor '\(name)' (shape \(shape))") }
         return WeightTensor(name: name, shape: shape, sourceDType: dtype, values: values)
+    }
+
+    /// A damaged chunk layout (tiny chunks over a large shape, or far more data than the file stores)
+    /// has libhdf5 read chunk after missing chunk for minutes (a hang found by FuzzTests,
+    /// keras-hdf5/hang-2.h5). Weight files h5py writes keep at most a few thousand chunks per tensor,
+    /// compressed at most a few hundred to one.
+    private func checkChunks(_ plist: hid_t, shape: [Int], bytes: Int, stored: UInt64, name: String) throws {
+        var chunk = [hsize_t](repeating: 0, count: 32)
+        let rank = H5Pget_chunk(plist, Int32(chunk.count), &chunk)
+        guard rank == shape.count else { throw malformed("tensor '\(name)' has a damaged chunk layout (rank \(rank) for shape \(shape))") }
+        var chunks = 1
+        for (d, c) in zip(shape, chunk.prefix(Int(rank))) {
+            guard c >= 1 else { throw malformed("tensor '\(name)' has a chunk dimension of 0") }
+            let (n, overflow) = chunks.multipliedReportingOverflow(by: (d + Int(c) - 1) / Int(c))
+            guard !overflow, n <= KerasHDF5.maxChunks else {
+                throw malformed("tensor '\(name)' of shape \(shape) is split into more than \(KerasHDF5.maxChunks) chunks")
+            }
+            chunks = n
+        }
+        guard UInt64(bytes) <= stored.multipliedReportingOverflow(by: KerasHDF5.maxCompression).partialValue else {
+            throw malformed("tensor '\(name)' of shape \(shape) needs \(bytes) bytes but only \(stored) are stored")
+        }
     }
 
     private static func describeType(_ cls: H5T_class_t, _ size: Int) -> String {
