@@ -65,7 +65,8 @@ let package = Package(
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: []),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore"], path: "Tests/FeatureStoreStress"),
-        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress"]),
+        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress"],
+                    resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )
