@@ -15,12 +15,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // System libraries (Debian packages installed by scripts/setup).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
-        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5"),
 
@@ -45,7 +45,8 @@ let package = Package(
                           path: "Sources/Extractor/CLI", swiftSettings: release),
 
         // The store shared by both programs: schema, migrations, all reads and writes of the SQLite file.
-        .target(name: "FeatureStore", dependencies: ["CSQLite", "COpenSSL"], path: "Sources/FeatureStore", swiftSettings: release),
+        .target(name: "FeatureStore", dependencies: ["COpenSSL", .product(name: "GRDB", package: "GRDB.swift")],
+                path: "Sources/FeatureStore", swiftSettings: release),
 
         // The head trainer: training core on OpenBLAS, and the command line.
         // Hot loops of the training step, with AVX-512/AVX2 variants chosen at run time.
@@ -65,7 +66,8 @@ let package = Package(
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: []),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore"], path: "Tests/FeatureStoreStress"),
-        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress"],
+        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "FeatureStoreStress",
+                                                         .product(name: "GRDB", package: "GRDB.swift")],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
