@@ -128,15 +128,7 @@ public final class FeatureStore {
     /// `StoreError`s naming the store and `what` was being done.
     func read<T>(_ what: @autoclosure () -> String, _ body: (Database) throws -> T) throws -> T {
         try storeErrors(what()) {
-            try database.unsafeReentrantRead { db in
-                if db.isInsideTransaction { return try body(db) }
-                var result: T?
-                try db.inTransaction(.deferred) {
-                    result = try body(db)
-                    return .commit
-                }
-                return result!
-            }
+            try database.unsafeReentrantRead { db in try FeatureStore.transaction(db, .deferred, body) }
         }
     }
 
@@ -145,16 +137,19 @@ public final class FeatureStore {
     func write<T>(_ what: @autoclosure () -> String, _ body: (Database) throws -> T) throws -> T {
         try requireWritable(what())
         return try storeErrors(what()) {
-            try database.unsafeReentrantWrite { db in
-                if db.isInsideTransaction { return try body(db) }
-                var result: T?
-                try db.inTransaction(.immediate) {
-                    result = try body(db)
-                    return .commit
-                }
-                return result!
-            }
+            try database.unsafeReentrantWrite { db in try FeatureStore.transaction(db, .immediate, body) }
         }
+    }
+
+    /// `body` in a transaction of `kind`, or in the transaction `db` is already in.
+    private static func transaction<T>(_ db: Database, _ kind: Database.TransactionKind, _ body: (Database) throws -> T) throws -> T {
+        if db.isInsideTransaction { return try body(db) }
+        var result: T?
+        try db.inTransaction(kind) {
+            result = try body(db)
+            return .commit
+        }
+        return result!
     }
 
     /// Runs `body`, turning a GRDB error into the `StoreError` a user can act on.
