@@ -45,7 +45,8 @@ let package = Package(
                           path: "Sources/Extractor/CLI", swiftSettings: release),
 
         // The store shared by both programs: schema, migrations, all reads and writes of the SQLite file.
-        .target(name: "FeatureStore", dependencies: ["COpenSSL", .product(name: "GRDB", package: "GRDB.swift")],
+        .target(name: "FeatureStore", dependencies: ["COpenSSL", .product(name: "GRDB", package: "GRDB.swift"),
+                                                    .product(name: "GRDBSQLite", package: "GRDB.swift")],
                 path: "Sources/FeatureStore", swiftSettings: release),
 
         // The head trainer: training core on OpenBLAS, and the command line.

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 
 extension FeatureStore {
     /// The (image, augmentation) pairs already stored for an extraction, so a resumed run skips them.
@@ -42,14 +43,20 @@ extension FeatureStore {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, dim * dtype.bytesPerValue), alignment: 16)
         defer { scratch.deallocate() }
         return try write("storing features of extraction \(extractionID)") { db in
-            let insert = try db.cachedStatement(sql: """
+            // Hot loop on the C API of GRDB's prepared statement: bind, step, reset per row; the
+            // vector is bound in place (no copy, no per-row allocation for f32).
+            let insert = try db.makeStatement(sql: """
                 INSERT INTO features(extraction_id, image_id, aug_index, vector) VALUES (?, ?, ?, ?)
                 ON CONFLICT(extraction_id, image_id, aug_index) DO NOTHING
                 """)
+            let handle = insert.sqliteStatement
+            defer { sqlite3_clear_bindings(handle) }
+            sqlite3_bind_int64(handle, 1, extractionID)
             var added = 0
-            // Hot loop: the vector is bound without a copy (GRDB binds a blob argument in place).
             for row in rows {
-                try row.values.withUnsafeBytes { values in
+                sqlite3_bind_int64(handle, 2, row.imageID)
+                sqlite3_bind_int64(handle, 3, Int64(row.augIndex))
+                let code = row.values.withUnsafeBytes { values -> CInt in
                     let bytes: UnsafeRawBufferPointer
                     switch dtype {
                     case .f32: bytes = values
@@ -57,12 +64,16 @@ extension FeatureStore {
                         VectorCodec.encode(values.assumingMemoryBound(to: Float.self), as: .f16, into: scratch)
                         bytes = UnsafeRawBufferPointer(scratch)
                     }
-                    let blob = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: bytes.baseAddress!), count: bytes.count,
-                                    deallocator: .none)
-                    try storeErrors("storing features for image \(row.imageID) aug \(row.augIndex) of extraction \(extractionID)") {
-                        try insert.execute(arguments: [extractionID, row.imageID, row.augIndex, blob])
-                    }
+                    sqlite3_bind_blob(handle, 4, bytes.baseAddress, CInt(bytes.count), nil) // nil: SQLITE_STATIC
+                    return sqlite3_step(handle)
                 }
+                if code != SQLITE_DONE {
+                    let error = DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
+                                              sql: insert.sql)
+                    sqlite3_reset(handle)
+                    throw StoreError(error, path: path, context: "storing features for image \(row.imageID) aug \(row.augIndex) of extraction \(extractionID)")
+                }
+                sqlite3_reset(handle)
                 added += db.changesCount
             }
             return added
@@ -89,11 +100,16 @@ extension FeatureStore {
             if let maxAugIndex { filter += " AND f.aug_index <= :maxAug"; arguments += ["maxAug": maxAugIndex] }
             let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM features f JOIN images i ON i.id = f.image_id WHERE \(filter)",
                                         arguments: arguments) ?? 0
-            let cursor = try Row.fetchCursor(db, sql: """
+            let select = try db.makeStatement(sql: """
                 SELECT f.id, f.image_id, f.aug_index, f.vector, i.class_index, i.split, i.path, i.sha256
                 FROM features f JOIN images i ON i.id = f.image_id
                 WHERE \(filter) ORDER BY f.image_id, f.aug_index
-                """, arguments: arguments)
+                """)
+            try select.setArguments(arguments)
+            let handle = select.sqliteStatement
+            defer { sqlite3_reset(handle) }
+            func int(_ column: CInt) -> Int64 { sqlite3_column_int64(handle, column) }
+            func text(_ column: CInt) -> String { sqlite3_column_text(handle, column).map { String(cString: $0) } ?? "" }
 
             var imageIDs: [Int64] = [], augIndex: [Int] = [], labels: [Int] = []
             var splits: [ImageSplit] = [], paths: [String] = [], shas: [String] = []
@@ -103,25 +119,30 @@ extension FeatureStore {
             let values = try [Float](unsafeUninitializedCapacity: rows * dim) { buffer, initialized in
                 initialized = 0
                 var index = 0
-                // Hot loop: one step per row, the blob is copied (or widened) straight into place.
-                while let row = try cursor.next(), index < rows {
-                    try row.withUnsafeData(atIndex: 3) { blob in
-                        let count = blob?.count ?? 0
-                        if count != expectedBytes {
-                            throw StoreError.dimensionMismatch(
-                                path: path,
-                                row: "features row \(row[0] as Int64) (extraction \(extractionID), image \(row[1] as Int64) \"\(row[6] as String)\", aug \(row[2] as Int))",
-                                expectedBytes: expectedBytes, actualBytes: count)
-                        }
-                        let out = UnsafeMutableBufferPointer(rebasing: buffer[(index * dim)..<((index + 1) * dim)])
-                        blob?.withUnsafeBytes { VectorCodec.decode($0, as: dtype, into: out) }
+                // Hot loop on the C API of GRDB's prepared statement: one step per row, the blob is
+                // copied (or widened) straight into place.
+                while index < rows {
+                    let code = sqlite3_step(handle)
+                    if code == SQLITE_DONE { break }
+                    guard code == SQLITE_ROW else {
+                        throw StoreError(DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
+                                                       sql: select.sql), path: path, context: "loading features of extraction \(extractionID)")
                     }
-                    imageIDs.append(row[1])
-                    augIndex.append(row[2])
-                    labels.append(row[4])
-                    splits.append(row[5] as String == "test" ? .test : .train)
-                    paths.append(row[6])
-                    shas.append(row[7])
+                    let blob = sqlite3_column_blob(handle, 3)
+                    let count = Int(sqlite3_column_bytes(handle, 3))
+                    if count != expectedBytes {
+                        throw StoreError.dimensionMismatch(
+                            path: path, row: "features row \(int(0)) (extraction \(extractionID), image \(int(1)) \"\(text(6))\", aug \(int(2)))",
+                            expectedBytes: expectedBytes, actualBytes: count)
+                    }
+                    let out = UnsafeMutableBufferPointer(rebasing: buffer[(index * dim)..<((index + 1) * dim)])
+                    VectorCodec.decode(UnsafeRawBufferPointer(start: blob, count: count), as: dtype, into: out)
+                    imageIDs.append(int(1))
+                    augIndex.append(Int(int(2)))
+                    labels.append(Int(int(4)))
+                    splits.append(text(5) == "test" ? .test : .train)
+                    paths.append(text(6))
+                    shas.append(text(7))
                     index += 1
                 }
                 initialized = index * dim
