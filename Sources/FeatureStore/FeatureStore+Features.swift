@@ -68,10 +68,9 @@ extension FeatureStore {
                     return sqlite3_step(handle)
                 }
                 if code != SQLITE_DONE {
-                    let error = DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
-                                              sql: insert.sql)
+                    let error = stepError(db, insert, code, "storing features for image \(row.imageID) aug \(row.augIndex) of extraction \(extractionID)")
                     sqlite3_reset(handle)
-                    throw StoreError(error, path: path, context: "storing features for image \(row.imageID) aug \(row.augIndex) of extraction \(extractionID)")
+                    throw error
                 }
                 sqlite3_reset(handle)
                 added += db.changesCount
@@ -124,10 +123,7 @@ extension FeatureStore {
                 while index < rows {
                     let code = sqlite3_step(handle)
                     if code == SQLITE_DONE { break }
-                    guard code == SQLITE_ROW else {
-                        throw StoreError(DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
-                                                       sql: select.sql), path: path, context: "loading features of extraction \(extractionID)")
-                    }
+                    guard code == SQLITE_ROW else { throw stepError(db, select, code, "loading features of extraction \(extractionID)") }
                     let blob = sqlite3_column_blob(handle, 3)
                     let count = Int(sqlite3_column_bytes(handle, 3))
                     if count != expectedBytes {
@@ -151,6 +147,12 @@ extension FeatureStore {
                                  imageIDs: imageIDs, augIndex: augIndex, labels: labels, splits: splits,
                                  paths: paths, sha256s: shas, classNames: classNames)
         }
+    }
+
+    /// The store error for a `sqlite3_step` of `statement` that returned `code`, while doing `context`.
+    private func stepError(_ db: Database, _ statement: Statement, _ code: CInt, _ context: String) -> StoreError {
+        let message = String(cString: sqlite3_errmsg(db.sqliteConnection))
+        return StoreError(DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: statement.sql), path: path, context: context)
     }
 
     /// Checks every stored vector of an extraction (or of all extractions) has the right size,
