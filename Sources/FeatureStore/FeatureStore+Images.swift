@@ -93,22 +93,25 @@ extension FeatureStore {
             try check(image, classCount: classCounts[image.datasetID] ?? 0)
         }
         return try write("storing images") { db in
+            // Cached statements: this runs once per image of the dataset on every `extract` run.
+            let previous = try db.cachedStatement(sql: "SELECT id, sha256 FROM images WHERE dataset_id = ? AND path = ? AND sha256 <> ?")
+            let upsert = try db.cachedStatement(sql: ImageRow.upsertSQL)
             // Content that moves to another path within this batch is a rename, not a deletion.
             let batchContent = Set(images.map { "\($0.datasetID)/\($0.sha256)" })
             var ids: [Int64] = []
             ids.reserveCapacity(images.count)
             for image in images {
                 try storeErrors("storing image \(image.path)") {
-                    let previous = try ImageRow
-                        .filter(Column("dataset_id") == image.datasetID && Column("path") == image.path && Column("sha256") != image.sha256)
-                        .fetchAll(db)
-                    for stale in previous where !batchContent.contains("\(image.datasetID)/\(stale.sha256)") {
-                        try stale.delete(db)
+                    for stale in try Row.fetchAll(previous, arguments: [image.datasetID, image.path, image.sha256])
+                    where !batchContent.contains("\(image.datasetID)/\(stale[1] as String)") {
+                        _ = try ImageRow.deleteOne(db, key: stale[0] as Int64)
                     }
-                    // A known (dataset, sha256) keeps its id and takes the new path, class, split and size.
                     var row = ImageRow(image)
                     row.id = nil
-                    ids.append(try row.upsertAndFetch(db, onConflict: ["dataset_id", "sha256"]).id ?? 0)
+                    guard let id = try Int64.fetchOne(upsert, arguments: StatementArguments(row.databaseDictionary)) else {
+                        throw DatabaseError(message: "no id returned")
+                    }
+                    ids.append(id)
                 }
             }
             return ids

@@ -55,9 +55,21 @@ struct ImageRow: IdentifiedRow {
     var width: Int
     var height: Int
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case id, datasetID = "dataset_id", sha256, path, classIndex = "class_index", split, width, height
     }
+
+    /// Inserts the row, or, for a known (dataset, sha256), keeps its id and takes the new path,
+    /// class, split and size; returns the id. Arguments by column name (`databaseDictionary`).
+    static let upsertSQL: String = {
+        let columns = CodingKeys.allCases.map(\.rawValue)
+        let updated = CodingKeys.allCases.filter { ![.id, .datasetID, .sha256].contains($0) }.map(\.rawValue)
+        return """
+            INSERT INTO images(\(columns.joined(separator: ", "))) VALUES (\(columns.map { ":" + $0 }.joined(separator: ", ")))
+            ON CONFLICT(dataset_id, sha256) DO UPDATE SET \(updated.map { "\($0) = excluded.\($0)" }.joined(separator: ", "))
+            RETURNING id
+            """
+    }()
 
     init(_ r: ImageRecord) {
         id = r.id; datasetID = r.datasetID; sha256 = r.sha256; path = r.path; classIndex = r.classIndex
