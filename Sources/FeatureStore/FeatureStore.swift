@@ -28,7 +28,11 @@ public final class FeatureStore {
         let absolute = FeatureStore.absolutePath(path)
         self.path = absolute
         self.mode = mode
-        let isNew = try FeatureStore.prepareFile(absolute, mode: mode)
+        var isNew = try FeatureStore.prepareFile(absolute, mode: mode)
+        if isNew && !FileManager.default.fileExists(atPath: absolute) {
+            try FeatureStore.create(absolute)
+            isNew = false
+        }
         let writable = mode == .readWrite || mode == .create
         do {
             if mode == .immutable {
@@ -83,6 +87,26 @@ public final class FeatureStore {
             throw StoreError.cannotOpen(path: path, reason: "cannot create directory \(directory): \(error.localizedDescription)")
         }
         return true
+    }
+
+    /// Builds a new store, schema and all, in a temporary file beside `path` and links it into
+    /// place, so no other process ever opens a store that is still being set up. When another
+    /// process links its store first, that one is kept.
+    private static func create(_ path: String) throws {
+        let temporary = "\(path).creating-\(UUID().uuidString)"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: temporary + suffix) } }
+        do {
+            let pool = try DatabasePool(path: temporary, configuration: configuration(mode: .create))
+            try Schema.migrator.migrate(pool)
+            // Readers first: the writer closes last, checkpoints and removes the -wal file.
+            pool.invalidateReadOnlyConnections()
+            try pool.close()
+        } catch let error as DatabaseError {
+            throw StoreError(error, path: path, context: "creating the store")
+        }
+        if link(temporary, path) != 0 && errno != EEXIST && rename(temporary, path) != 0 {
+            throw StoreError.cannotOpen(path: path, reason: "cannot put the new store in place: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// The settings of every connection to a store.

@@ -62,6 +62,38 @@ final class ConcurrencyTests: StoreTestCase {
         XCTAssertEqual(try reader.featureCount(extractionID: extraction.id), batchSize * batches)
     }
 
+    /// `store info` polling a store that `extract` is creating: the file is either missing or a
+    /// complete store (a new store is built beside its path and linked into place).
+    func testStoreBeingCreatedIsMissingOrComplete() throws {
+        let paths = (0..<20).map { storePath("new\($0).sqlite") }
+        let errors = ErrorBox()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            defer { done.signal() }
+            for path in paths {
+                do { try FeatureStore(path: path, mode: .create).close() } catch { errors.add("create: \(error)") }
+            }
+        }
+        for path in paths {
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                do {
+                    let version = try FeatureStore(path: path, mode: .readOnly).fileSchemaVersion()
+                    XCTAssertEqual(version, FeatureStore.schemaVersion)
+                    break
+                } catch let error as StoreError {
+                    if case .cannotOpen(_, let reason) = error, reason == "no such file" { continue }
+                    errors.add("\(error)")
+                    break
+                }
+            }
+        }
+        done.wait()
+        XCTAssertEqual(errors.messages, [])
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains(".creating-") }
+        XCTAssertEqual(left, [], "temporary files left behind")
+    }
+
     /// What `train-head` does while `extract` is still writing the same store from another
     /// process: open it read-write, load the features (again and again), and save a head. Every
     /// load sees whole batches with the right values, nothing waits into a busy error, and the
