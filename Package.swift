@@ -15,12 +15,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // System libraries (Debian packages installed by scripts/setup).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
-        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5"),
 
@@ -54,7 +54,9 @@ let package = Package(
                           path: "Sources/Extractor/CLI", swiftSettings: release),
 
         // The store shared by both programs: schema, migrations, all reads and writes of the SQLite file.
-        .target(name: "FeatureStore", dependencies: ["CSQLite", "WorkbenchSupport"], path: "Sources/FeatureStore", swiftSettings: release),
+        .target(name: "FeatureStore", dependencies: ["WorkbenchSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                                                    .product(name: "GRDBSQLite", package: "GRDB.swift")],
+                path: "Sources/FeatureStore", swiftSettings: release),
 
         // The head trainer: training core on OpenBLAS or oneDNN (Core/GEMM.swift), and the command line.
         // Hot loops of the training step, with AVX-512/AVX2 variants chosen at run time.
@@ -79,7 +81,9 @@ let package = Package(
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).
         .testTarget(name: "FuzzTests", dependencies: ["Imaging", "WeightFormats"], exclude: ["Regressions"]),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore", "WorkbenchSupport"], path: "Tests/FeatureStoreStress"),
-        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress", "WorkbenchSupport"]),
+        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "FeatureStoreStress", "WorkbenchSupport",
+                                                         .product(name: "GRDB", package: "GRDB.swift")],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "WorkbenchSupportTests", dependencies: ["WorkbenchSupport", "WorkbenchCLI"]),
         // Identity keys of existing stores (settings keys, policy hashes, sweep and trial keys) never change.
         .testTarget(name: "IdentityTests", dependencies: ["FeatureStore", "Imaging", "HeadTrainer", "HeadTrainerCore", "WorkbenchSupport",

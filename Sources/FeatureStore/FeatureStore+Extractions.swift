@@ -1,13 +1,8 @@
 import Foundation
+import GRDB
 import WorkbenchSupport
 
 extension FeatureStore {
-    static let extractionColumns = """
-        id, dataset_id, settings_key, backbone, weights_sha256, weights_source, preprocessing,
-        augmentation_policy, augmentation_hash, image_size, fit, precision, feature_dtype, feature_dim,
-        tool_version, seed, created_at, finished_at
-        """
-
     /// Finds the extraction with exactly these settings (see `ExtractionSettings` for which fields
     /// count), or creates it. Re-running `extract` with the same settings resumes the same one.
     public func extraction(for settings: ExtractionSettings) throws -> ExtractionRecord {
@@ -15,45 +10,18 @@ extension FeatureStore {
         var settings = settings
         try validate(&settings)
         let key = try FeatureStore.settingsKey(settings)
-        let augmentationHash = SHA256Digest.hex(settings.augmentationPolicy)
-        return try connection.transaction(write: true) {
-            let find = try connection.prepare("SELECT id FROM extractions WHERE dataset_id = ? AND settings_key = ?")
-            find.bind(1, settings.datasetID)
-            find.bind(2, key)
-            var id: Int64?
-            if try find.step() { id = find.int64(0) }
-            find.reset()
-            if id == nil {
-                let insert = try connection.prepare("""
-                    INSERT INTO extractions(dataset_id, settings_key, backbone, weights_sha256, weights_source,
-                        preprocessing, augmentation_policy, augmentation_hash, image_size, fit, precision,
-                        feature_dtype, feature_dim, tool_version, seed, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
-                insert.bind(1, settings.datasetID)
-                insert.bind(2, key)
-                insert.bind(3, settings.backbone)
-                insert.bind(4, settings.weightsSHA256)
-                insert.bind(5, settings.weightsSource)
-                insert.bind(6, settings.preprocessing)
-                insert.bind(7, settings.augmentationPolicy)
-                insert.bind(8, augmentationHash)
-                insert.bind(9, settings.imageSize)
-                insert.bind(10, settings.fit)
-                insert.bind(11, settings.precision)
-                insert.bind(12, settings.featureDType.rawValue)
-                insert.bind(13, settings.featureDim)
-                insert.bind(14, settings.toolVersion)
-                insert.bind(15, settings.seed)
-                insert.bind(16, Timestamp.string())
-                try insert.step("creating the \(settings.backbone) extraction")
-                insert.reset()
-                id = connection.lastInsertRowID
+        return try write("creating the \(settings.backbone) extraction") { db in
+            if let existing = try ExtractionRow.filter(Column("dataset_id") == settings.datasetID && Column("settings_key") == key).fetchOne(db) {
+                return existing.record
             }
-            guard let id, let record = try extraction(id: id) else {
+            var row = ExtractionRow(settingsKey: key, settings: settings,
+                                    augmentationHash: SHA256Digest.hex(settings.augmentationPolicy), createdAt: Date())
+            try row.insert(db)
+            // Read back, so the record holds exactly what the store holds (timestamps to the millisecond).
+            guard let stored = try ExtractionRow.fetchOne(db, key: row.id) else {
                 throw StoreError.notFound(path: path, what: "extraction just created")
             }
-            return record
+            return stored.record
         }
     }
 
@@ -103,40 +71,17 @@ extension FeatureStore {
 
     /// The extraction with this id, or nil.
     public func extraction(id: Int64) throws -> ExtractionRecord? {
-        let statement = try connection.prepare("SELECT \(FeatureStore.extractionColumns) FROM extractions WHERE id = ?")
-        statement.bind(1, id)
-        defer { statement.reset() }
-        guard try statement.step() else { return nil }
-        return try extractionRecord(statement)
+        try read("reading extraction \(id)") { db in try ExtractionRow.fetchOne(db, key: id)?.record }
     }
 
     /// All extractions (optionally of one backbone and/or dataset), by id.
     public func extractions(backbone: String? = nil, datasetID: Int64? = nil) throws -> [ExtractionRecord] {
-        var sql = "SELECT \(FeatureStore.extractionColumns) FROM extractions WHERE 1"
-        if backbone != nil { sql += " AND backbone = ?" }
-        if datasetID != nil { sql += " AND dataset_id = ?" }
-        let statement = try connection.prepare(sql + " ORDER BY id")
-        var index: Int32 = 1
-        if let backbone { statement.bind(index, backbone); index += 1 }
-        if let datasetID { statement.bind(index, datasetID) }
-        defer { statement.reset() }
-        var result: [ExtractionRecord] = []
-        while try statement.step() { result.append(try extractionRecord(statement)) }
-        return result
-    }
-
-    func extractionRecord(_ s: Statement) throws -> ExtractionRecord {
-        let id = s.int64(0)
-        guard let dtype = FeatureDType(rawValue: s.text(12)) else {
-            throw StoreError.corrupt(path: path, reason: "extraction \(id) has unknown feature dtype \"\(s.text(12))\"")
+        try read("reading extractions") { db in
+            var request = ExtractionRow.order(Column("id"))
+            if let backbone { request = request.filter(Column("backbone") == backbone) }
+            if let datasetID { request = request.filter(Column("dataset_id") == datasetID) }
+            return try request.fetchAll(db).map(\.record)
         }
-        let settings = ExtractionSettings(
-            datasetID: s.int64(1), backbone: s.text(3), weightsSHA256: s.text(4), weightsSource: s.text(5),
-            preprocessing: s.text(6), augmentationPolicy: s.text(7), imageSize: s.int(9), fit: s.text(10),
-            precision: s.text(11), featureDType: dtype, featureDim: s.int(13), toolVersion: s.text(14),
-            seed: s.int64(15))
-        return ExtractionRecord(id: id, settingsKey: s.text(2), settings: settings, augmentationHash: s.text(8),
-                                createdAt: Timestamp.date(s.text(16)), finishedAt: s.optionalText(17).map(Timestamp.date))
     }
 
     func requireExtraction(_ id: Int64) throws -> ExtractionRecord {
@@ -146,26 +91,16 @@ extension FeatureStore {
 
     /// Marks an extraction finished (now).
     public func finishExtraction(_ id: Int64) throws {
-        try requireWritable("finish an extraction")
-        try connection.transaction(write: true) {
-            let update = try connection.prepare("UPDATE extractions SET finished_at = ? WHERE id = ?")
-            update.bind(1, Timestamp.string())
-            update.bind(2, id)
-            try update.step("finishing extraction \(id)")
-            update.reset()
-            if connection.changes == 0 { throw StoreError.notFound(path: path, what: "extraction \(id)") }
+        try write("finishing extraction \(id)") { db in
+            let changed = try ExtractionRow.filter(key: id).updateAll(db, Column("finished_at").set(to: Timestamp.string()))
+            if changed == 0 { throw StoreError.notFound(path: path, what: "extraction \(id)") }
         }
     }
 
     /// Deletes an extraction with its features, failures and heads.
     public func deleteExtraction(_ id: Int64) throws {
-        try requireWritable("delete an extraction")
-        try connection.transaction(write: true) {
-            let delete = try connection.prepare("DELETE FROM extractions WHERE id = ?")
-            delete.bind(1, id)
-            try delete.step("deleting extraction \(id)")
-            delete.reset()
-            if connection.changes == 0 { throw StoreError.notFound(path: path, what: "extraction \(id)") }
+        try write("deleting extraction \(id)") { db in
+            if try !ExtractionRow.deleteOne(db, key: id) { throw StoreError.notFound(path: path, what: "extraction \(id)") }
         }
     }
 }

@@ -1,23 +1,24 @@
 import Foundation
+import GRDB
+import GRDBSQLite
 
 extension FeatureStore {
     /// The (image, augmentation) pairs already stored for an extraction, so a resumed run skips them.
     public func existingFeatureKeys(extractionID: Int64) throws -> Set<FeatureKey> {
-        let statement = try connection.prepare("SELECT image_id, aug_index FROM features WHERE extraction_id = ?")
-        statement.bind(1, extractionID)
-        defer { statement.reset() }
-        var keys = Set<FeatureKey>()
-        while try statement.step() { keys.insert(FeatureKey(imageID: statement.int64(0), augIndex: statement.int(1))) }
-        return keys
+        try read("reading the feature keys of extraction \(extractionID)") { db in
+            let rows = try Row.fetchCursor(db, sql: "SELECT image_id, aug_index FROM features WHERE extraction_id = ?",
+                                           arguments: [extractionID])
+            var keys = Set<FeatureKey>()
+            while let row = try rows.next() { keys.insert(FeatureKey(imageID: row[0], augIndex: row[1])) }
+            return keys
+        }
     }
 
     /// Number of feature rows of an extraction.
     public func featureCount(extractionID: Int64) throws -> Int {
-        let statement = try connection.prepare("SELECT count(*) FROM features WHERE extraction_id = ?")
-        statement.bind(1, extractionID)
-        defer { statement.reset() }
-        _ = try statement.step()
-        return statement.int(0)
+        try read("counting the features of extraction \(extractionID)") { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM features WHERE extraction_id = ?", arguments: [extractionID]) ?? 0
+        }
     }
 
     /// Stores a batch of vectors in ONE transaction: after a crash either the whole batch is in
@@ -41,31 +42,39 @@ extension FeatureStore {
         // f16 rows are converted into this scratch buffer; f32 rows are bound straight from the array.
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, dim * dtype.bytesPerValue), alignment: 16)
         defer { scratch.deallocate() }
-        return try connection.transaction(write: true) {
-            let insert = try connection.prepare("""
+        return try write("storing features of extraction \(extractionID)") { db in
+            // Hot loop on the C API of GRDB's prepared statement: bind, step, reset per row; the
+            // vector is bound in place (no copy, no per-row allocation for f32).
+            let insert = try db.makeStatement(sql: """
                 INSERT INTO features(extraction_id, image_id, aug_index, vector) VALUES (?, ?, ?, ?)
                 ON CONFLICT(extraction_id, image_id, aug_index) DO NOTHING
                 """)
-            insert.bind(1, extractionID)
+            let handle = insert.sqliteStatement
+            defer { sqlite3_clear_bindings(handle) }
+            sqlite3_bind_int64(handle, 1, extractionID)
             var added = 0
-            // Hot loop: bind, step, reset per row; no per-row allocation for f32.
             for row in rows {
-                insert.bind(2, row.imageID)
-                insert.bind(3, row.augIndex)
-                try row.values.withUnsafeBufferPointer { values in
+                sqlite3_bind_int64(handle, 2, row.imageID)
+                sqlite3_bind_int64(handle, 3, Int64(row.augIndex))
+                let code = row.values.withUnsafeBytes { values -> CInt in
+                    let bytes: UnsafeRawBufferPointer
                     switch dtype {
-                    case .f32:
-                        insert.bindNoCopy(4, UnsafeRawBufferPointer(values))
+                    case .f32: bytes = values
                     case .f16:
-                        VectorCodec.encode(values, as: .f16, into: scratch)
-                        insert.bindNoCopy(4, UnsafeRawBufferPointer(scratch))
+                        VectorCodec.encode(values.assumingMemoryBound(to: Float.self), as: .f16, into: scratch)
+                        bytes = UnsafeRawBufferPointer(scratch)
                     }
-                    try insert.step("storing features for image \(row.imageID) aug \(row.augIndex) of extraction \(extractionID)")
+                    sqlite3_bind_blob(handle, 4, bytes.baseAddress, CInt(bytes.count), nil) // nil: SQLITE_STATIC
+                    return sqlite3_step(handle)
                 }
-                added += connection.changes
-                insert.resetKeepingBindings()
+                if code != SQLITE_DONE {
+                    let error = stepError(db, insert, code, "storing features for image \(row.imageID) aug \(row.augIndex) of extraction \(extractionID)")
+                    sqlite3_reset(handle)
+                    throw error
+                }
+                sqlite3_reset(handle)
+                added += db.changesCount
             }
-            insert.reset()
             return added
         }
     }
@@ -77,61 +86,62 @@ extension FeatureStore {
     /// Every vector's size is checked against the extraction's dimension and dtype; a wrong-size
     /// blob throws `.dimensionMismatch` naming the row.
     public func loadFeatures(extractionID: Int64, split: ImageSplit? = nil, maxAugIndex: Int? = nil) throws -> FeatureMatrix {
-        try readSnapshot {
+        try read("loading features of extraction \(extractionID)") { db in
             let extraction = try requireExtraction(extractionID)
             let dim = extraction.settings.featureDim
             let dtype = extraction.settings.featureDType
             let expectedBytes = dim * dtype.bytesPerValue
             let classNames = try self.classNames(datasetID: extraction.settings.datasetID)
 
-            var filter = "f.extraction_id = ?1"
-            if split != nil { filter += " AND i.split = ?2" }
-            if maxAugIndex != nil { filter += " AND f.aug_index <= ?3" }
-            let count = try connection.prepare("SELECT count(*) FROM features f JOIN images i ON i.id = f.image_id WHERE \(filter)")
-            let select = try connection.prepare("""
+            var filter = "f.extraction_id = :extraction"
+            var arguments: StatementArguments = ["extraction": extractionID]
+            if let split { filter += " AND i.split = :split"; arguments += ["split": split.rawValue] }
+            if let maxAugIndex { filter += " AND f.aug_index <= :maxAug"; arguments += ["maxAug": maxAugIndex] }
+            let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM features f JOIN images i ON i.id = f.image_id WHERE \(filter)",
+                                        arguments: arguments) ?? 0
+            let select = try db.makeStatement(sql: """
                 SELECT f.id, f.image_id, f.aug_index, f.vector, i.class_index, i.split, i.path, i.sha256
                 FROM features f JOIN images i ON i.id = f.image_id
                 WHERE \(filter) ORDER BY f.image_id, f.aug_index
                 """)
-            for statement in [count, select] {
-                statement.bind(1, extractionID)
-                if let split { statement.bind(2, split.rawValue) }
-                if let maxAugIndex { statement.bind(3, maxAugIndex) }
-            }
-            _ = try count.step("counting features of extraction \(extractionID)")
-            let rows = count.int(0)
-            count.reset()
+            try select.setArguments(arguments)
+            let handle = select.sqliteStatement
+            defer { sqlite3_reset(handle) }
+            func int(_ column: CInt) -> Int64 { sqlite3_column_int64(handle, column) }
+            func text(_ column: CInt) -> String { sqlite3_column_text(handle, column).map { String(cString: $0) } ?? "" }
 
             var imageIDs: [Int64] = [], augIndex: [Int] = [], labels: [Int] = []
             var splits: [ImageSplit] = [], paths: [String] = [], shas: [String] = []
             imageIDs.reserveCapacity(rows); augIndex.reserveCapacity(rows); labels.reserveCapacity(rows)
             splits.reserveCapacity(rows); paths.reserveCapacity(rows); shas.reserveCapacity(rows)
-            defer { select.reset() }
 
             let values = try [Float](unsafeUninitializedCapacity: rows * dim) { buffer, initialized in
                 initialized = 0
-                var row = 0
-                // Hot loop: one step per row, the blob is copied (or widened) straight into place.
-                while try select.step("loading features of extraction \(extractionID)") {
-                    let blob = select.blob(3)
-                    if blob.count != expectedBytes {
+                var index = 0
+                // Hot loop on the C API of GRDB's prepared statement: one step per row, the blob is
+                // copied (or widened) straight into place.
+                while index < rows {
+                    let code = sqlite3_step(handle)
+                    if code == SQLITE_DONE { break }
+                    guard code == SQLITE_ROW else { throw stepError(db, select, code, "loading features of extraction \(extractionID)") }
+                    let blob = sqlite3_column_blob(handle, 3)
+                    let count = Int(sqlite3_column_bytes(handle, 3))
+                    if count != expectedBytes {
                         throw StoreError.dimensionMismatch(
-                            path: path,
-                            row: "features row \(select.int64(0)) (extraction \(extractionID), image \(select.int64(1)) \"\(select.text(6))\", aug \(select.int(2)))",
-                            expectedBytes: expectedBytes, actualBytes: blob.count)
+                            path: path, row: "features row \(int(0)) (extraction \(extractionID), image \(int(1)) \"\(text(6))\", aug \(int(2)))",
+                            expectedBytes: expectedBytes, actualBytes: count)
                     }
-                    guard row < rows else { break }
-                    let out = UnsafeMutableBufferPointer(rebasing: buffer[(row * dim)..<((row + 1) * dim)])
-                    VectorCodec.decode(blob, as: dtype, into: out)
-                    imageIDs.append(select.int64(1))
-                    augIndex.append(select.int(2))
-                    labels.append(select.int(4))
-                    splits.append(select.text(5) == "test" ? .test : .train)
-                    paths.append(select.text(6))
-                    shas.append(select.text(7))
-                    row += 1
+                    let out = UnsafeMutableBufferPointer(rebasing: buffer[(index * dim)..<((index + 1) * dim)])
+                    VectorCodec.decode(UnsafeRawBufferPointer(start: blob, count: count), as: dtype, into: out)
+                    imageIDs.append(int(1))
+                    augIndex.append(Int(int(2)))
+                    labels.append(Int(int(4)))
+                    splits.append(text(5) == "test" ? .test : .train)
+                    paths.append(text(6))
+                    shas.append(text(7))
+                    index += 1
                 }
-                initialized = row * dim
+                initialized = index * dim
             }
             return FeatureMatrix(extractionID: extractionID, rows: imageIDs.count, dim: dim, values: values,
                                  imageIDs: imageIDs, augIndex: augIndex, labels: labels, splits: splits,
@@ -139,24 +149,30 @@ extension FeatureStore {
         }
     }
 
+    /// The store error for a `sqlite3_step` of `statement` that returned `code`, while doing `context`.
+    private func stepError(_ db: Database, _ statement: Statement, _ code: CInt, _ context: String) -> StoreError {
+        let message = String(cString: sqlite3_errmsg(db.sqliteConnection))
+        return StoreError(DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: statement.sql), path: path, context: context)
+    }
+
     /// Checks every stored vector of an extraction (or of all extractions) has the right size,
     /// without loading them. Throws `.dimensionMismatch` for the first bad row.
     public func checkFeatureSizes(extractionID: Int64? = nil) throws {
-        let statement = try connection.prepare("""
-            SELECT f.id, f.extraction_id, f.image_id, f.aug_index, length(f.vector),
-                   e.feature_dim * CASE e.feature_dtype WHEN 'f16' THEN 2 ELSE 4 END
-            FROM features f JOIN extractions e ON e.id = f.extraction_id
-            WHERE (?1 IS NULL OR f.extraction_id = ?1)
-              AND length(f.vector) <> e.feature_dim * CASE e.feature_dtype WHEN 'f16' THEN 2 ELSE 4 END
-            LIMIT 1
-            """)
-        statement.bind(1, extractionID)
-        defer { statement.reset() }
-        if try statement.step("checking feature sizes") {
+        let bad = try read("checking feature sizes") { db in
+            try Row.fetchOne(db, sql: """
+                SELECT f.id, f.extraction_id, f.image_id, f.aug_index, length(f.vector),
+                       e.feature_dim * CASE e.feature_dtype WHEN 'f16' THEN 2 ELSE 4 END
+                FROM features f JOIN extractions e ON e.id = f.extraction_id
+                WHERE (?1 IS NULL OR f.extraction_id = ?1)
+                  AND length(f.vector) <> e.feature_dim * CASE e.feature_dtype WHEN 'f16' THEN 2 ELSE 4 END
+                LIMIT 1
+                """, arguments: [extractionID])
+        }
+        if let bad {
             throw StoreError.dimensionMismatch(
                 path: path,
-                row: "features row \(statement.int64(0)) (extraction \(statement.int64(1)), image \(statement.int64(2)), aug \(statement.int(3)))",
-                expectedBytes: statement.int(5), actualBytes: statement.int(4))
+                row: "features row \(bad[0] as Int64) (extraction \(bad[1] as Int64), image \(bad[2] as Int64), aug \(bad[3] as Int))",
+                expectedBytes: bad[5], actualBytes: bad[4])
         }
     }
 }

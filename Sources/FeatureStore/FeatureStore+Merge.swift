@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 
 /// What `FeatureStore.merge` did.
 public struct MergeReport: Codable, Equatable, Sendable {
@@ -70,14 +71,12 @@ extension FeatureStore {
         for inputPath in inputPaths {
             reports.append(try output.mergeOne(inputPath))
         }
-        let totals = try output.readSnapshot {
-            (Int(try output.connection.scalarInt("SELECT count(*) FROM images") ?? 0),
-             Int(try output.connection.scalarInt("SELECT count(*) FROM features") ?? 0),
-             Int(try output.connection.scalarInt("SELECT count(*) FROM extractions") ?? 0))
+        let totals = try output.read("counting the merged rows") { db in
+            try ["images", "features", "extractions"].map { try Int.fetchOne(db, sql: "SELECT count(*) FROM \($0)") ?? 0 }
         }
         output.close()
-        return MergeReport(output: outPath, inputs: reports, images: totals.0, features: totals.1,
-                           extractions: totals.2, warnings: warnings)
+        return MergeReport(output: outPath, inputs: reports, images: totals[0], features: totals[1],
+                           extractions: totals[2], warnings: warnings)
     }
 
     /// For each extraction target (dataset root, backbone, weights), every input holding it must
@@ -143,127 +142,119 @@ extension FeatureStore {
     /// Copies one input (attached read-only as `src`) in one transaction, using SQL joins on
     /// natural keys (dataset root, class name, image sha256, settings key) instead of ids.
     private func mergeOne(_ inputPath: String) throws -> MergeInputReport {
+        try requireWritable("merge stores into it")
         let escaped = inputPath.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? inputPath
-        let attach = try connection.prepare("ATTACH DATABASE ? AS src")
-        attach.bind(1, "file:\(escaped)?mode=ro")
-        try attach.step("attaching \(inputPath) for merging")
-        attach.reset()
-        defer {
-            connection.dropCachedStatements(containing: "src.")
-            try? connection.execute("DETACH DATABASE src")
-        }
-
         var report = MergeInputReport(path: inputPath, imagesAdded: 0, extractionsAdded: 0, featuresAdded: 0,
                                       failuresAdded: 0, headsAdded: 0)
-        try connection.transaction(write: true) {
-            // Datasets and class lists (small): through the normal API so class lists only append.
-            let datasets = try connection.prepare("SELECT id, root, name FROM src.datasets ORDER BY id")
-            var sourceDatasets: [(Int64, String, String)] = []
-            while try datasets.step() { sourceDatasets.append((datasets.int64(0), datasets.text(1), datasets.text(2))) }
-            datasets.reset()
-            let classes = try connection.prepare("SELECT name FROM src.classes WHERE dataset_id = ? ORDER BY class_index")
-            for (id, root, name) in sourceDatasets {
-                classes.bind(1, id)
-                var names: [String] = []
-                while try classes.step() { names.append(classes.text(0)) }
-                classes.reset()
-                _ = try dataset(root: root, classes: names, name: name)
+        try storeErrors("merging \(inputPath)") {
+            try database.writeWithoutTransaction { db in
+                try storeErrors("attaching \(inputPath) for merging") {
+                    try db.execute(sql: "ATTACH DATABASE ? AS src", arguments: ["file:\(escaped)?mode=ro"])
+                }
+                defer { try? db.execute(sql: "DETACH DATABASE src") }
+                try db.inTransaction(.immediate) {
+                    try mergeAttached(db, inputPath, into: &report)
+                    return .commit
+                }
             }
-
-            report.imagesAdded = try run("merging images of \(inputPath)", """
-                INSERT INTO main.images(dataset_id, sha256, path, class_index, split, width, height)
-                SELECT md.id, si.sha256, si.path, mc.class_index, si.split, si.width, si.height
-                FROM src.images si
-                JOIN src.datasets sd ON sd.id = si.dataset_id
-                JOIN main.datasets md ON md.root = sd.root
-                JOIN src.classes sc ON sc.dataset_id = si.dataset_id AND sc.class_index = si.class_index
-                JOIN main.classes mc ON mc.dataset_id = md.id AND mc.name = sc.name
-                WHERE 1 ORDER BY si.id
-                ON CONFLICT(dataset_id, sha256) DO NOTHING
-                """)
-
-            report.extractionsAdded = try run("merging extractions of \(inputPath)", """
-                INSERT INTO main.extractions(dataset_id, settings_key, backbone, weights_sha256, weights_source,
-                    preprocessing, augmentation_policy, augmentation_hash, image_size, fit, precision,
-                    feature_dtype, feature_dim, tool_version, seed, created_at, finished_at)
-                SELECT md.id, se.settings_key, se.backbone, se.weights_sha256, se.weights_source,
-                    se.preprocessing, se.augmentation_policy, se.augmentation_hash, se.image_size, se.fit, se.precision,
-                    se.feature_dtype, se.feature_dim, se.tool_version, se.seed, se.created_at, se.finished_at
-                FROM src.extractions se
-                JOIN src.datasets sd ON sd.id = se.dataset_id
-                JOIN main.datasets md ON md.root = sd.root
-                WHERE 1 ORDER BY se.id
-                ON CONFLICT(dataset_id, settings_key) DO NOTHING
-                """)
-            // Finished only if finished everywhere (NULL is sticky: max(NULL, x) is NULL).
-            _ = try run("merging extraction states of \(inputPath)", """
-                UPDATE main.extractions AS me SET finished_at = max(me.finished_at, s.finished_at)
-                FROM (SELECT md.id AS dataset_id, se.settings_key, se.finished_at
-                      FROM src.extractions se
-                      JOIN src.datasets sd ON sd.id = se.dataset_id
-                      JOIN main.datasets md ON md.root = sd.root) AS s
-                WHERE me.dataset_id = s.dataset_id AND me.settings_key = s.settings_key
-                """)
-
-            report.featuresAdded = try run("merging features of \(inputPath)", """
-                INSERT INTO main.features(extraction_id, image_id, aug_index, vector)
-                SELECT me.id, mi.id, sf.aug_index, sf.vector
-                FROM src.features sf
-                JOIN src.extractions se ON se.id = sf.extraction_id
-                JOIN src.datasets sd ON sd.id = se.dataset_id
-                JOIN main.datasets md ON md.root = sd.root
-                JOIN main.extractions me ON me.dataset_id = md.id AND me.settings_key = se.settings_key
-                JOIN src.images si ON si.id = sf.image_id
-                JOIN main.images mi ON mi.dataset_id = md.id AND mi.sha256 = si.sha256
-                WHERE 1 ORDER BY sf.id
-                ON CONFLICT(extraction_id, image_id, aug_index) DO NOTHING
-                """)
-
-            report.failuresAdded = try run("merging failures of \(inputPath)", """
-                INSERT INTO main.failures(dataset_id, extraction_id, path, reason, created_at)
-                SELECT md.id, me.id, sfl.path, sfl.reason, sfl.created_at
-                FROM src.failures sfl
-                LEFT JOIN src.datasets sd ON sd.id = sfl.dataset_id
-                LEFT JOIN main.datasets md ON md.root = sd.root
-                LEFT JOIN src.extractions se ON se.id = sfl.extraction_id
-                LEFT JOIN src.datasets sd2 ON sd2.id = se.dataset_id
-                LEFT JOIN main.datasets md2 ON md2.root = sd2.root
-                LEFT JOIN main.extractions me ON me.dataset_id = md2.id AND me.settings_key = se.settings_key
-                WHERE NOT EXISTS (SELECT 1 FROM main.failures f
-                    WHERE f.path = sfl.path AND f.reason = sfl.reason AND f.created_at = sfl.created_at
-                      AND f.dataset_id IS md.id AND f.extraction_id IS me.id)
-                ORDER BY sfl.id
-                """)
-
-            _ = try run("merging sweeps of \(inputPath)", """
-                INSERT INTO main.sweeps(name, config, created_at)
-                SELECT name, config, created_at FROM src.sweeps WHERE 1 ORDER BY id
-                ON CONFLICT(name) DO NOTHING
-                """)
-            report.headsAdded = try run("merging heads of \(inputPath)", """
-                INSERT INTO main.heads(extraction_id, config, class_names, weights, metrics, curves, created_at, sweep_id, trial_key)
-                SELECT me.id, h.config, h.class_names, h.weights, h.metrics, h.curves, h.created_at, ms.id, h.trial_key
-                FROM src.heads h
-                JOIN src.extractions se ON se.id = h.extraction_id
-                JOIN src.datasets sd ON sd.id = se.dataset_id
-                JOIN main.datasets md ON md.root = sd.root
-                JOIN main.extractions me ON me.dataset_id = md.id AND me.settings_key = se.settings_key
-                LEFT JOIN src.sweeps ss ON ss.id = h.sweep_id
-                LEFT JOIN main.sweeps ms ON ms.name = ss.name
-                WHERE h.sweep_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM main.heads x
-                    WHERE x.sweep_id IS NULL AND x.extraction_id = me.id AND x.created_at = h.created_at AND x.config = h.config)
-                ORDER BY h.id
-                ON CONFLICT(sweep_id, trial_key) DO NOTHING
-                """)
         }
         return report
     }
 
-    /// Runs one statement to completion; returns the number of rows it changed.
-    private func run(_ context: String, _ sql: String) throws -> Int {
-        let statement = try connection.prepare(sql)
-        defer { statement.reset() }
-        while try statement.step(context) {}
-        return connection.changes
+    private func mergeAttached(_ db: Database, _ inputPath: String, into report: inout MergeInputReport) throws {
+        /// Runs one statement; returns the number of rows it changed.
+        func run(_ context: String, _ sql: String) throws -> Int {
+            try storeErrors(context) { try db.execute(sql: sql) }
+            return db.changesCount
+        }
+        // Datasets and class lists (small): as `dataset(root:classes:)` does, so class lists only append.
+        for source in try Row.fetchAll(db, sql: "SELECT id, root, name FROM src.datasets ORDER BY id") {
+            let names = try String.fetchAll(db, sql: "SELECT name FROM src.classes WHERE dataset_id = ? ORDER BY class_index",
+                                            arguments: [source[0] as Int64])
+            _ = try FeatureStore.dataset(db, root: source[1], classes: names, name: source[2])
+        }
+
+        report.imagesAdded = try run("merging images of \(inputPath)", """
+            INSERT INTO main.images(dataset_id, sha256, path, class_index, split, width, height)
+            SELECT md.id, si.sha256, si.path, mc.class_index, si.split, si.width, si.height
+            FROM src.images si
+            JOIN src.datasets sd ON sd.id = si.dataset_id
+            JOIN main.datasets md ON md.root = sd.root
+            JOIN src.classes sc ON sc.dataset_id = si.dataset_id AND sc.class_index = si.class_index
+            JOIN main.classes mc ON mc.dataset_id = md.id AND mc.name = sc.name
+            WHERE 1 ORDER BY si.id
+            ON CONFLICT(dataset_id, sha256) DO NOTHING
+            """)
+
+        let columns = ExtractionRow.contentColumns
+        report.extractionsAdded = try run("merging extractions of \(inputPath)", """
+            INSERT INTO main.extractions(dataset_id, \(columns.joined(separator: ", ")))
+            SELECT md.id, \(columns.map { "se.\($0)" }.joined(separator: ", "))
+            FROM src.extractions se
+            JOIN src.datasets sd ON sd.id = se.dataset_id
+            JOIN main.datasets md ON md.root = sd.root
+            WHERE 1 ORDER BY se.id
+            ON CONFLICT(dataset_id, settings_key) DO NOTHING
+            """)
+        // Finished only if finished everywhere (NULL is sticky: max(NULL, x) is NULL).
+        _ = try run("merging extraction states of \(inputPath)", """
+            UPDATE main.extractions AS me SET finished_at = max(me.finished_at, s.finished_at)
+            FROM (SELECT md.id AS dataset_id, se.settings_key, se.finished_at
+                  FROM src.extractions se
+                  JOIN src.datasets sd ON sd.id = se.dataset_id
+                  JOIN main.datasets md ON md.root = sd.root) AS s
+            WHERE me.dataset_id = s.dataset_id AND me.settings_key = s.settings_key
+            """)
+
+        report.featuresAdded = try run("merging features of \(inputPath)", """
+            INSERT INTO main.features(extraction_id, image_id, aug_index, vector)
+            SELECT me.id, mi.id, sf.aug_index, sf.vector
+            FROM src.features sf
+            JOIN src.extractions se ON se.id = sf.extraction_id
+            JOIN src.datasets sd ON sd.id = se.dataset_id
+            JOIN main.datasets md ON md.root = sd.root
+            JOIN main.extractions me ON me.dataset_id = md.id AND me.settings_key = se.settings_key
+            JOIN src.images si ON si.id = sf.image_id
+            JOIN main.images mi ON mi.dataset_id = md.id AND mi.sha256 = si.sha256
+            WHERE 1 ORDER BY sf.id
+            ON CONFLICT(extraction_id, image_id, aug_index) DO NOTHING
+            """)
+
+        report.failuresAdded = try run("merging failures of \(inputPath)", """
+            INSERT INTO main.failures(dataset_id, extraction_id, path, reason, created_at)
+            SELECT md.id, me.id, sfl.path, sfl.reason, sfl.created_at
+            FROM src.failures sfl
+            LEFT JOIN src.datasets sd ON sd.id = sfl.dataset_id
+            LEFT JOIN main.datasets md ON md.root = sd.root
+            LEFT JOIN src.extractions se ON se.id = sfl.extraction_id
+            LEFT JOIN src.datasets sd2 ON sd2.id = se.dataset_id
+            LEFT JOIN main.datasets md2 ON md2.root = sd2.root
+            LEFT JOIN main.extractions me ON me.dataset_id = md2.id AND me.settings_key = se.settings_key
+            WHERE NOT EXISTS (SELECT 1 FROM main.failures f
+                WHERE f.path = sfl.path AND f.reason = sfl.reason AND f.created_at = sfl.created_at
+                  AND f.dataset_id IS md.id AND f.extraction_id IS me.id)
+            ORDER BY sfl.id
+            """)
+
+        _ = try run("merging sweeps of \(inputPath)", """
+            INSERT INTO main.sweeps(name, config, created_at)
+            SELECT name, config, created_at FROM src.sweeps WHERE 1 ORDER BY id
+            ON CONFLICT(name) DO NOTHING
+            """)
+        report.headsAdded = try run("merging heads of \(inputPath)", """
+            INSERT INTO main.heads(extraction_id, config, class_names, weights, metrics, curves, created_at, sweep_id, trial_key)
+            SELECT me.id, h.config, h.class_names, h.weights, h.metrics, h.curves, h.created_at, ms.id, h.trial_key
+            FROM src.heads h
+            JOIN src.extractions se ON se.id = h.extraction_id
+            JOIN src.datasets sd ON sd.id = se.dataset_id
+            JOIN main.datasets md ON md.root = sd.root
+            JOIN main.extractions me ON me.dataset_id = md.id AND me.settings_key = se.settings_key
+            LEFT JOIN src.sweeps ss ON ss.id = h.sweep_id
+            LEFT JOIN main.sweeps ms ON ms.name = ss.name
+            WHERE h.sweep_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM main.heads x
+                WHERE x.sweep_id IS NULL AND x.extraction_id = me.id AND x.created_at = h.created_at AND x.config = h.config)
+            ORDER BY h.id
+            ON CONFLICT(sweep_id, trial_key) DO NOTHING
+            """)
     }
 }

@@ -1,12 +1,13 @@
-import CSQLite
 import Foundation
+import GRDB
 
 /// The SQLite feature store shared by `extract` (writes features) and `train-head` (reads features,
 /// writes heads). The file is the only contract between the two programs.
 ///
-/// - One `FeatureStore` is one SQLite connection. It is not thread-safe: use one per thread
-///   (several connections, threads or processes, may use the same file at once; WAL mode lets
-///   readers see a consistent snapshot while one writer writes).
+/// - A `FeatureStore` is a GRDB `DatabasePool` on the file (WAL mode): one writer connection and
+///   reader connections that see consistent snapshots while the writer commits. Several stores,
+///   threads or processes may use the same file at once. One `FeatureStore` value is meant for one
+///   thread at a time (callers that share one serialize their calls).
 /// - Every write method is one transaction: after a crash (even `kill -9`) the file holds whole
 ///   batches only.
 /// - Opening a file written by a newer tool fails without touching it; an older file is migrated.
@@ -17,7 +18,8 @@ public final class FeatureStore {
     /// Absolute path of the store file.
     public let path: String
     public let mode: OpenMode
-    let connection: Connection
+    /// A `DatabasePool` for every mode but `.immutable` (a read-only `DatabaseQueue` on a URI).
+    let database: any DatabaseWriter
 
     /// How long a write waits for another writer's lock before failing with `.busy`.
     public static let busyTimeoutMilliseconds: Int32 = 10_000
@@ -26,146 +28,222 @@ public final class FeatureStore {
         let absolute = FeatureStore.absolutePath(path)
         self.path = absolute
         self.mode = mode
-        let fileManager = FileManager.default
-        var isDirectory: ObjCBool = false
-        if fileManager.fileExists(atPath: absolute, isDirectory: &isDirectory) {
-            if isDirectory.boolValue { throw StoreError.cannotOpen(path: absolute, reason: "it is a directory") }
-            try StoreFile.checkHeader(path: absolute)
-        } else {
-            guard mode == .create else {
-                throw StoreError.cannotOpen(path: absolute, reason: "no such file")
-            }
-            let directory = (absolute as NSString).deletingLastPathComponent
-            do {
-                try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            } catch {
-                throw StoreError.cannotOpen(path: absolute, reason: "cannot create directory \(directory): \(error.localizedDescription)")
-            }
+        var isNew = try FeatureStore.prepareFile(absolute, mode: mode)
+        if isNew && !FileManager.default.fileExists(atPath: absolute) {
+            try FeatureStore.create(absolute)
+            isNew = false
         }
-
-        var openPath = absolute
-        let flags: Int32
-        switch mode {
-        case .readOnly: flags = SQLITE_OPEN_READONLY
-        case .readWrite: flags = SQLITE_OPEN_READWRITE
-        case .create: flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-        case .immutable:
-            flags = SQLITE_OPEN_READONLY
-            let escaped = absolute.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? absolute
-            openPath = "file:\(escaped)?immutable=1"
+        let writable = mode == .readWrite || mode == .create
+        do {
+            if mode == .immutable {
+                // `file:` URIs are understood because SQLite is built with SQLITE_USE_URI (Debian's is).
+                let escaped = absolute.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? absolute
+                database = try DatabaseQueue(path: "file:\(escaped)?immutable=1", configuration: FeatureStore.configuration(mode: mode))
+                try database.read { db in try FeatureStore.checkSchema(db, path: absolute, writable: false) }
+            } else {
+                // Every check runs on a read-only connection first: the pool switches the file to WAL
+                // and writes to it as it opens, and a damaged, foreign or newer file must stay untouched.
+                if !isNew {
+                    let inspector = try DatabaseQueue(path: absolute, configuration: FeatureStore.configuration(mode: .readOnly))
+                    defer { try? inspector.close() }
+                    try inspector.read { db in try FeatureStore.checkSchema(db, path: absolute, writable: writable) }
+                }
+                database = try DatabasePool(path: absolute, configuration: FeatureStore.configuration(mode: mode))
+            }
+        } catch let error as DatabaseError {
+            if error.resultCode == .SQLITE_READONLY && writable {
+                throw StoreError.readOnly(path: absolute, reason: "the file or its directory is not writable (SQLite opened it read-only); open it with read-only mode to read it")
+            }
+            throw StoreError(error, path: absolute, context: "opening the store")
         }
-        connection = try Connection(openPath: openPath, displayPath: absolute, flags: flags)
-        try configure()
+        if writable { try migrate() }
     }
 
-    /// Closes the connection now (otherwise it closes when the store is released).
-    public func close() { connection.close() }
+    /// Checks the path before SQLite touches it; true when the store is to be created.
+    private static func prepareFile(_ path: String, mode: OpenMode) throws -> Bool {
+        let fileManager = FileManager.default
+        var isDirectory: ObjCBool = false
+        if fileManager.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { throw StoreError.cannotOpen(path: path, reason: "it is a directory") }
+            try StoreFile.checkHeader(path: path)
+            let writable = mode == .readWrite || mode == .create
+            let directory = (path as NSString).deletingLastPathComponent
+            if writable && !(fileManager.isWritableFile(atPath: path) && fileManager.isWritableFile(atPath: directory)) {
+                throw StoreError.readOnly(path: path, reason: "the file or its directory is not writable; open it with read-only mode to read it")
+            }
+            if StoreFile.fileSize(path) ?? 0 == 0 {
+                guard writable else { throw StoreError.notAFeatureStore(path: path, reason: "the file is empty") }
+                return true
+            }
+            return false
+        }
+        guard mode == .create else {
+            throw StoreError.cannotOpen(path: path, reason: "no such file")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        do {
+            try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError.cannotOpen(path: path, reason: "cannot create directory \(directory): \(error.localizedDescription)")
+        }
+        return true
+    }
+
+    /// Builds a new store, schema and all, in a temporary file beside `path` and links it into
+    /// place, so no other process ever opens a store that is still being set up. When another
+    /// process links its store first, that one is kept.
+    private static func create(_ path: String) throws {
+        let temporary = "\(path).creating-\(UUID().uuidString)"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: temporary + suffix) } }
+        do {
+            let pool = try DatabasePool(path: temporary, configuration: configuration(mode: .create))
+            try Schema.migrator.migrate(pool)
+            // Readers first: the writer closes last, checkpoints and removes the -wal file.
+            pool.invalidateReadOnlyConnections()
+            try pool.close()
+        } catch let error as DatabaseError {
+            throw StoreError(error, path: path, context: "creating the store")
+        }
+        if link(temporary, path) != 0 && errno != EEXIST && rename(temporary, path) != 0 {
+            throw StoreError.cannotOpen(path: path, reason: "cannot put the new store in place: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The settings of every connection to a store.
+    private static func configuration(mode: OpenMode) -> Configuration {
+        var configuration = Configuration()
+        configuration.readonly = !(mode == .readWrite || mode == .create)
+        configuration.busyMode = .timeout(TimeInterval(busyTimeoutMilliseconds) / 1000)
+        configuration.foreignKeysEnabled = true
+        configuration.prepareDatabase { db in
+            if !db.configuration.readonly {
+                // Page size only takes effect on an empty file, before WAL. 64 KiB pages keep vectors
+                // of 1-16 KiB mostly on-page (4 KiB pages would spread a 8 KiB vector over 3 pages).
+                if try Int.fetchOne(db, sql: "PRAGMA page_count") == 0 {
+                    try db.execute(sql: "PRAGMA page_size = 65536")
+                    try db.execute(sql: "PRAGMA application_id = \(Schema.applicationID)")
+                }
+                // Checkpoints run every 1000 pages (64 MiB); keep the -wal file from staying bigger.
+                try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
+            }
+            // No mmap_size: it saved only ~10% of load time, and a file truncated under a mapping
+            // kills the process with SIGBUS instead of returning an error.
+            try db.execute(sql: "PRAGMA cache_size = -32768") // 32 MiB page cache per connection
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
+        }
+        // The pool sets WAL mode and synchronous = NORMAL on the writer: in WAL mode commits are
+        // atomic and survive a process crash; only a power loss can drop the last few commits.
+        return configuration
+    }
+
+    /// Closes the connections now (otherwise they close when the store is released). The readers
+    /// close first, so the writer is the last connection: it checkpoints and removes the -wal file.
+    public func close() {
+        (database as? DatabasePool)?.invalidateReadOnlyConnections()
+        try? database.close()
+    }
 
     var isWritable: Bool { mode == .readWrite || mode == .create }
 
-    private func configure() throws {
-        sqlite3_busy_timeout(connection.db, FeatureStore.busyTimeoutMilliseconds)
-        if isWritable && connection.isReadOnly {
-            throw StoreError.readOnly(path: path, reason: "the file or its directory is not writable (SQLite opened it read-only); open it with read-only mode to read it")
+    // MARK: access
+
+    /// Runs `body` in one read transaction (one snapshot), or inside the access this thread is
+    /// already in (so `readSnapshot` can compose the public methods). SQLite errors become
+    /// `StoreError`s naming the store and `what` was being done.
+    func read<T>(_ what: @autoclosure () -> String, _ body: (Database) throws -> T) throws -> T {
+        try storeErrors(what()) {
+            try database.unsafeReentrantRead { db in try FeatureStore.transaction(db, .deferred, body) }
         }
-        try connection.execute("PRAGMA foreign_keys = ON")
-        // The first real read: random bytes or a damaged first page fail here, before any write.
-        let objects = try connection.scalarInt("SELECT count(*) FROM sqlite_schema") ?? 0
-        if objects == 0 {
-            guard isWritable else {
-                throw StoreError.notAFeatureStore(path: path, reason: "the file is empty")
-            }
-            // Page size only takes effect on an empty file, before WAL. 64 KiB pages keep vectors
-            // of 1-16 KiB mostly on-page (4 KiB pages would spread a 8 KiB vector over 3 pages).
-            try connection.execute("PRAGMA page_size = 65536")
-            try connection.execute("PRAGMA application_id = \(Schema.applicationID)")
-        } else {
-            let applicationID = try connection.scalarInt("PRAGMA application_id") ?? 0
-            let hasMigrations = try connection.scalarInt("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'") ?? 0
-            if applicationID != Int64(Schema.applicationID) && (applicationID != 0 || hasMigrations == 0) {
-                throw StoreError.notAFeatureStore(path: path, reason: "application_id is \(applicationID), and no schema_migrations table")
-            }
-            if hasMigrations == 0 {
-                throw StoreError.notAFeatureStore(path: path, reason: "it has no schema_migrations table")
-            }
+    }
+
+    /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`: the busy timeout applies up front).
+    /// Any thrown error rolls the whole batch back.
+    func write<T>(_ what: @autoclosure () -> String, _ body: (Database) throws -> T) throws -> T {
+        try requireWritable(what())
+        return try storeErrors(what()) {
+            try database.unsafeReentrantWrite { db in try FeatureStore.transaction(db, .immediate, body) }
         }
-        // Check versions before anything below can write to the file.
-        let applied = try appliedMigrations()
-        try validate(applied: applied)
-        if isWritable {
-            try connection.execute("PRAGMA journal_mode = WAL", "switching to WAL mode")
-            // NORMAL in WAL mode: commits are atomic and survive a process crash; only a power
-            // loss can drop the last few commits (never corrupt the file).
-            try connection.execute("PRAGMA synchronous = NORMAL")
-            // Checkpoints run every 1000 pages (64 MiB); keep the -wal file from staying bigger.
-            try connection.execute("PRAGMA journal_size_limit = 67108864")
+    }
+
+    /// `body` in a transaction of `kind`, or in the transaction `db` is already in.
+    private static func transaction<T>(_ db: Database, _ kind: Database.TransactionKind, _ body: (Database) throws -> T) throws -> T {
+        if db.isInsideTransaction { return try body(db) }
+        var result: T?
+        try db.inTransaction(kind) {
+            result = try body(db)
+            return .commit
         }
-        // No mmap_size: it saved only ~10% of load time, and a file truncated under a mapping
-        // kills the process with SIGBUS instead of returning an error.
-        try connection.execute("PRAGMA cache_size = -32768") // 32 MiB page cache
-        try connection.execute("PRAGMA temp_store = MEMORY")
-        try migrate(applied: applied)
+        return result!
+    }
+
+    /// Runs `body`, turning a GRDB error into the `StoreError` a user can act on.
+    func storeErrors<T>(_ what: @autoclosure () -> String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DatabaseError {
+            throw StoreError(error, path: path, context: what())
+        } catch let error as RowDecodingError {
+            throw StoreError.corrupt(path: path, reason: "a stored row cannot be read while \(what()): \(error)")
+        }
     }
 
     // MARK: migrations
 
-    private func appliedMigrations() throws -> [(version: Int, name: String)] {
-        let exists = try connection.scalarInt("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'") ?? 0
-        guard exists > 0 else { return [] }
-        let statement = try connection.prepare("SELECT version, name FROM schema_migrations ORDER BY version")
-        defer { statement.reset() }
-        var result: [(Int, String)] = []
-        while try statement.step() { result.append((statement.int(0), statement.text(1))) }
-        return result
-    }
-
-    private func validate(applied: [(version: Int, name: String)]) throws {
+    /// Refuses files that are not feature stores, that a newer tool wrote, or whose recorded
+    /// migrations are not ours; runs on a read-only connection before anything can write.
+    private static func checkSchema(_ db: Database, path: String, writable: Bool) throws {
+        let objects = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_schema") ?? 0
+        if objects == 0 {
+            guard writable else { throw StoreError.notAFeatureStore(path: path, reason: "the file is empty") }
+            return
+        }
+        let applicationID = try Int64.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+        let hasMigrations = try db.tableExists("schema_migrations")
+        if applicationID != Int64(Schema.applicationID) && (applicationID != 0 || !hasMigrations) {
+            throw StoreError.notAFeatureStore(path: path, reason: "application_id is \(applicationID), and no schema_migrations table")
+        }
+        if !hasMigrations {
+            throw StoreError.notAFeatureStore(path: path, reason: "it has no schema_migrations table")
+        }
+        let applied = try Schema.appliedMigrations(db)
         let newest = applied.last?.version ?? 0
         if newest > Schema.currentVersion {
             throw StoreError.newerSchema(path: path, fileVersion: newest, toolVersion: Schema.currentVersion)
         }
         for (version, name) in applied {
-            guard let known = Schema.migrations.first(where: { $0.version == version }) else {
-                throw StoreError.unknownMigration(path: path, version: version, name: name, expected: "(none)")
-            }
-            if known.name != name {
-                throw StoreError.unknownMigration(path: path, version: version, name: name, expected: known.name)
+            let expected = Schema.migrations.first { $0.version == version }?.name ?? "(none)"
+            if expected != name {
+                throw StoreError.unknownMigration(path: path, version: version, name: name, expected: expected)
             }
         }
-        if newest < Schema.currentVersion && !isWritable {
+        if newest < Schema.currentVersion && !writable {
             throw StoreError.needsMigration(path: path, fileVersion: newest, toolVersion: Schema.currentVersion)
         }
     }
 
-    /// Applies the pending migrations, one transaction each. The applied list is re-read inside
-    /// the write lock, so two processes opening an old store at once migrate it exactly once.
-    private func migrate(applied: [(version: Int, name: String)]) throws {
-        let newest = applied.last?.version ?? 0
-        for migration in Schema.migrations where migration.version > newest {
-            try connection.transaction(write: true) {
-                try connection.execute(Schema.migrationsTable, "creating schema_migrations")
-                let nowApplied = try appliedMigrations()
-                if nowApplied.contains(where: { $0.version >= migration.version }) { return }
-                try connection.execute(migration.sql, "applying migration \(migration.version) \"\(migration.name)\"")
-                let insert = try connection.prepare("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)")
-                insert.bind(1, migration.version)
-                insert.bind(2, migration.name)
-                insert.bind(3, Timestamp.string())
-                try insert.step("recording migration \(migration.version)")
-                insert.reset()
-                try connection.execute("PRAGMA user_version = \(migration.version)")
+    /// Applies the pending migrations, one transaction each (`Schema.migrator`).
+    private func migrate() throws {
+        let migrator = Schema.migrator
+        try storeErrors("migrating the schema") {
+            if try database.read(migrator.hasCompletedMigrations) { return }
+            do {
+                try migrator.migrate(database)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                // Another process opened the same old store at the same moment and recorded a step
+                // between our look and our write: its work is done, ours rolled back.
+                if try !database.read(migrator.hasCompletedMigrations) { throw error }
             }
         }
     }
 
     /// The schema version recorded in the file.
     public func fileSchemaVersion() throws -> Int {
-        try appliedMigrations().last?.version ?? 0
+        try read("reading the schema version") { try Schema.appliedMigrations($0).last?.version ?? 0 }
     }
 
     /// The names of the applied migrations, in order.
     public func appliedMigrationNames() throws -> [String] {
-        try appliedMigrations().map(\.name)
+        try read("reading the schema version") { try Schema.appliedMigrations($0).map(\.name) }
     }
 
     // MARK: helpers
@@ -186,43 +264,44 @@ public final class FeatureStore {
     /// Runs `body` inside one read transaction, so every read in it sees the same snapshot even
     /// while other connections commit. Reads outside this see the newest committed state.
     public func readSnapshot<T>(_ body: () throws -> T) throws -> T {
-        try connection.transaction(write: false, body)
+        try read("reading a snapshot") { _ in try body() }
     }
 
     /// Runs SQLite's full `PRAGMA integrity_check` (reads the whole file; slow on big stores).
     /// Returns the problems found (empty when the store is intact).
     public func verify() throws -> [String] {
-        let statement = try connection.prepare("PRAGMA integrity_check")
-        defer { statement.reset() }
-        var problems: [String] = []
-        while try statement.step("checking integrity") {
-            let line = statement.text(0)
-            if line != "ok" { problems.append(line) }
+        try read("checking integrity") { db in
+            var problems = try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
+            for row in try Row.fetchAll(db, sql: "PRAGMA foreign_key_check") {
+                problems.append("foreign key violation in \(row[0] as String) row \(row[1] as Int64)")
+            }
+            return problems
         }
-        let foreignKeys = try connection.prepare("PRAGMA foreign_key_check")
-        defer { foreignKeys.reset() }
-        while try foreignKeys.step("checking foreign keys") {
-            problems.append("foreign key violation in \(foreignKeys.text(0)) row \(foreignKeys.int64(1))")
-        }
-        return problems
     }
 
-    /// Caps the file at `pages` pages of the store's page size (SQLite `max_page_count`) for this
-    /// connection; writes beyond it fail with `.diskFull` and roll back their batch. Useful to
-    /// bound a store's growth, and to test the disk-full path.
+    /// Caps the file at `pages` pages of the store's page size (SQLite `max_page_count`) for the
+    /// writer connection; writes beyond it fail with `.diskFull` and roll back their batch. Useful
+    /// to bound a store's growth, and to test the disk-full path.
     public func setMaxPageCount(_ pages: Int) throws {
-        try connection.execute("PRAGMA max_page_count = \(pages)")
+        try requireWritable("change its size limit")
+        try storeErrors("setting max_page_count") {
+            try database.writeWithoutTransaction { try $0.execute(sql: "PRAGMA max_page_count = \(pages)") }
+        }
     }
 
     /// The store's page size in bytes.
-    public func pageSize() throws -> Int { Int(try connection.scalarInt("PRAGMA page_size") ?? 0) }
+    public func pageSize() throws -> Int { try read("reading the page size") { try Int.fetchOne($0, sql: "PRAGMA page_size") ?? 0 } }
 
     /// Checkpoints the WAL into the main file and rebuilds it compactly (`VACUUM`), so the store
     /// is one self-contained file (e.g. before copying it or publishing it for `.immutable` use).
     public func vacuum() throws {
         try requireWritable("be vacuumed")
-        try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)", "checkpointing the WAL")
-        try connection.execute("VACUUM", "vacuuming")
-        try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)", "checkpointing the WAL")
+        try storeErrors("vacuuming") {
+            try database.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+                try db.execute(sql: "VACUUM")
+                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            }
+        }
     }
 }

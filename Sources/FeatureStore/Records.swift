@@ -85,9 +85,11 @@ public struct ExtractionSettings: Codable, Hashable, Sendable {
     public var augmentationPolicy: String
     /// Input side length in pixels.
     public var imageSize: Int
-    /// How images are fitted to `imageSize` ("center-crop", "resize", "pad"...).
+    /// How images are brought to `imageSize` x `imageSize`: "pad" (keep the aspect ratio, zero-pad),
+    /// "stretch" (resize each axis) or "center-crop" (the extractor's `Fit` raw values).
     public var fit: String
-    /// Compute precision of the backbone ("f32", "bf16", "int8"...).
+    /// Compute precision of the backbone's convolutions: "fp32" or "bf16" (the extractor's
+    /// `Precision` raw values; features are computed in fp32 either way).
     public var precision: String
     public var featureDType: FeatureDType
     public var featureDim: Int

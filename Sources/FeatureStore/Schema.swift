@@ -1,17 +1,20 @@
 import Foundation
+import GRDB
 
 /// One named, ordered schema step. Steps are append-only: once released, a step's SQL never
 /// changes (a store records which steps it has, by number and name), new needs get a new step.
-struct Migration {
+struct Migration: Sendable {
     let version: Int
     let name: String
     let sql: String
 }
 
-/// The schema, as the ordered list of migrations that build it (GRDB's idea, on the raw C API).
+/// The schema, as the ordered list of migrations that build it, run by GRDB's `DatabaseMigrator`.
 ///
 /// The version of a store is the number of the last step applied, recorded in `schema_migrations`
-/// (and mirrored in `PRAGMA user_version` so `sqlite3 file 'PRAGMA user_version'` shows it).
+/// (and mirrored in `PRAGMA user_version` so `sqlite3 file 'PRAGMA user_version'` shows it). That
+/// table is the store's own record, read by every tool version; GRDB keeps its own list of applied
+/// step names in `grdb_migrations`, which stores written before GRDB do not have.
 enum Schema {
     /// Marks the file as ours (`PRAGMA application_id`), ASCII "TWFS" (transfer workbench store).
     static let applicationID: Int32 = 0x5457_4653
@@ -24,6 +27,31 @@ enum Schema {
             applied_at TEXT NOT NULL
         );
         """
+
+    /// The steps, by name. A step that `schema_migrations` already records (a store written before
+    /// GRDB, or by a process that migrated it at the same moment) only gets recorded for GRDB.
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        for migration in migrations {
+            // The steps only create tables and indexes: foreign keys stay on (no full-file check).
+            migrator.registerMigration(migration.name, foreignKeyChecks: .immediate) { db in
+                try db.execute(sql: migrationsTable)
+                let newest = try Int.fetchOne(db, sql: "SELECT max(version) FROM schema_migrations") ?? 0
+                guard newest < migration.version else { return }
+                try db.execute(sql: migration.sql)
+                try db.execute(sql: "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
+                               arguments: [migration.version, migration.name, Timestamp.string()])
+                try db.execute(sql: "PRAGMA user_version = \(migration.version)")
+            }
+        }
+        return migrator
+    }()
+
+    /// The steps a store records, in order (empty for a new file).
+    static func appliedMigrations(_ db: Database) throws -> [(version: Int, name: String)] {
+        guard try db.tableExists("schema_migrations") else { return [] }
+        return try Row.fetchAll(db, sql: "SELECT version, name FROM schema_migrations ORDER BY version").map { ($0[0], $0[1]) }
+    }
 
     static let migrations: [Migration] = [
         Migration(version: 1, name: "create-datasets-images-extractions-features", sql: """

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 
 /// Everything that can go wrong with a feature store.
 ///
@@ -72,6 +73,29 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "cannot write \(path): \(reason). Check the directory exists and has free space."
         case let .sqlite(path, code, message, context):
             return "feature store \(path): SQLite error \(code) (\(message)) while \(context)."
+        }
+    }
+}
+
+extension StoreError {
+    /// The store error a user can act on for a SQLite error met while doing `context`.
+    init(_ error: DatabaseError, path: String, context: String) {
+        let message = error.message ?? "\(error.resultCode)"
+        let reason = "\(message) while \(context)"
+        switch error.resultCode {
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB: self = .corrupt(path: path, reason: reason)
+        case .SQLITE_READONLY: self = .readOnly(path: path, reason: reason)
+        case .SQLITE_FULL: self = .diskFull(path: path, reason: reason)
+        case .SQLITE_BUSY, .SQLITE_LOCKED: self = .busy(path: path, reason: reason)
+        case .SQLITE_CONSTRAINT: self = .constraint(path: path, reason: reason)
+        case .SQLITE_CANTOPEN: self = .cannotOpen(path: path, reason: reason)
+        default:
+            if error.extendedResultCode == .SQLITE_IOERR_WRITE || error.extendedResultCode == .SQLITE_IOERR_FSYNC {
+                // ENOSPC usually surfaces as a write/fsync I/O error rather than SQLITE_FULL.
+                self = .diskFull(path: path, reason: "\(reason) (the disk may be full)")
+            } else {
+                self = .sqlite(path: path, code: error.extendedResultCode.rawValue, message: message, context: context)
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 
 /// A summary of a store, for `info` commands. Its JSON keys are part of the tools' interface:
 /// snake_case, always present (null when empty), never renamed.
@@ -123,31 +124,25 @@ public struct FailureInfo: Codable, Equatable, Sendable {
 extension FeatureStore {
     /// Summarises the store from one snapshot. Lists at most `maxFailures` failures (the newest).
     public func info(maxFailures: Int = 1000) throws -> StoreInfo {
-        try readSnapshot {
-            let images = Int(try connection.scalarInt("SELECT count(*) FROM images") ?? 0)
-            var datasets: [DatasetInfo] = []
-            for record in try self.datasets() {
-                let counts = try connection.prepare("""
+        try read("summarising the store") { db in
+            func count(_ table: String) throws -> Int { try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0 }
+            let datasets = try self.datasets().map { record -> DatasetInfo in
+                let counts = try Row.fetchOne(db, sql: """
                     SELECT count(*), coalesce(sum(split = 'train'), 0), coalesce(sum(split = 'test'), 0)
                     FROM images WHERE dataset_id = ?
-                    """)
-                counts.bind(1, record.id)
-                _ = try counts.step()
-                datasets.append(DatasetInfo(id: record.id, root: record.root, name: record.name, classes: record.classes,
-                                            images: counts.int(0), trainImages: counts.int(1), testImages: counts.int(2)))
-                counts.reset()
+                    """, arguments: [record.id])
+                return DatasetInfo(id: record.id, root: record.root, name: record.name, classes: record.classes,
+                                   images: counts?[0] ?? 0, trainImages: counts?[1] ?? 0, testImages: counts?[2] ?? 0)
             }
 
             var featureCounts: [Int64: (rows: Int, images: Int)] = [:]
-            let features = try connection.prepare("""
-                SELECT extraction_id, count(*), count(DISTINCT image_id) FROM features GROUP BY extraction_id
-                """)
-            while try features.step() { featureCounts[features.int64(0)] = (features.int(1), features.int(2)) }
-            features.reset()
+            for row in try Row.fetchAll(db, sql: "SELECT extraction_id, count(*), count(DISTINCT image_id) FROM features GROUP BY extraction_id") {
+                featureCounts[row[0]] = (row[1], row[2])
+            }
             var headCounts: [Int64: Int] = [:]
-            let heads = try connection.prepare("SELECT extraction_id, count(*) FROM heads GROUP BY extraction_id")
-            while try heads.step() { headCounts[heads.int64(0)] = heads.int(1) }
-            heads.reset()
+            for row in try Row.fetchAll(db, sql: "SELECT extraction_id, count(*) FROM heads GROUP BY extraction_id") {
+                headCounts[row[0]] = row[1]
+            }
 
             let extractions = try self.extractions().map { e -> ExtractionInfo in
                 let s = e.settings
@@ -160,23 +155,15 @@ extension FeatureStore {
                     createdAt: Timestamp.string(e.createdAt), finishedAt: e.finishedAt.map { Timestamp.string($0) })
             }
 
-            let failureCount = Int(try connection.scalarInt("SELECT count(*) FROM failures") ?? 0)
-            let recent = try connection.prepare("""
-                SELECT path, reason, dataset_id, extraction_id, created_at FROM
-                    (SELECT * FROM failures ORDER BY id DESC LIMIT ?) ORDER BY id
-                """)
-            recent.bind(1, max(0, maxFailures))
-            var failures: [FailureInfo] = []
-            while try recent.step() {
-                failures.append(FailureInfo(path: recent.text(0), reason: recent.text(1), datasetID: recent.optionalInt64(2),
-                                            extractionID: recent.optionalInt64(3), createdAt: recent.text(4)))
+            let failures = try FailureRow.fetchAll(db, sql: "SELECT * FROM (SELECT * FROM failures ORDER BY id DESC LIMIT ?) ORDER BY id",
+                                                   arguments: [max(0, maxFailures)]).map {
+                FailureInfo(path: $0.path, reason: $0.reason, datasetID: $0.datasetID, extractionID: $0.extractionID,
+                            createdAt: Timestamp.string($0.createdAt))
             }
-            recent.reset()
 
-            return StoreInfo(path: path, schemaVersion: try fileSchemaVersion(), images: images, datasets: datasets,
-                             extractions: extractions, failures: failures, failureCount: failureCount,
-                             heads: Int(try connection.scalarInt("SELECT count(*) FROM heads") ?? 0),
-                             sweeps: Int(try connection.scalarInt("SELECT count(*) FROM sweeps") ?? 0))
+            return StoreInfo(path: path, schemaVersion: try fileSchemaVersion(), images: try count("images"), datasets: datasets,
+                             extractions: extractions, failures: failures, failureCount: try count("failures"),
+                             heads: try count("heads"), sweeps: try count("sweeps"))
         }
     }
 }

@@ -83,7 +83,7 @@ final class SlurmTests: XCTestCase {
             extractions: [efficientnet_lite0]
             defaults: {epochs: 40, patience: 0, batch_size: 8, val_split: 0.25}
             parameters:
-              hidden: [0, 16]
+              hidden: [8, 16]
               lr: [1e-3, 3.0e-3]
             """.write(to: sweep, atomically: true, encoding: .utf8)
         for i in 0..<2 { try FileManager.default.copyItem(at: whole, to: dir.appendingPathComponent("sweep\(i).sqlite")) }

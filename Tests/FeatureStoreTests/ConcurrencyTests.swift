@@ -62,6 +62,91 @@ final class ConcurrencyTests: StoreTestCase {
         XCTAssertEqual(try reader.featureCount(extractionID: extraction.id), batchSize * batches)
     }
 
+    /// `store info` polling a store that `extract` is creating: the file is either missing or a
+    /// complete store (a new store is built beside its path and linked into place).
+    func testStoreBeingCreatedIsMissingOrComplete() throws {
+        let paths = (0..<20).map { storePath("new\($0).sqlite") }
+        let errors = ErrorBox()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            defer { done.signal() }
+            for path in paths {
+                do { try FeatureStore(path: path, mode: .create).close() } catch { errors.add("create: \(error)") }
+            }
+        }
+        for path in paths {
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                do {
+                    let version = try FeatureStore(path: path, mode: .readOnly).fileSchemaVersion()
+                    XCTAssertEqual(version, FeatureStore.schemaVersion)
+                    break
+                } catch let error as StoreError {
+                    if case .cannotOpen(_, let reason) = error, reason == "no such file" { continue }
+                    errors.add("\(error)")
+                    break
+                }
+            }
+        }
+        done.wait()
+        XCTAssertEqual(errors.messages, [])
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains(".creating-") }
+        XCTAssertEqual(left, [], "temporary files left behind")
+    }
+
+    /// What `train-head` does while `extract` is still writing the same store from another
+    /// process: open it read-write, load the features (again and again), and save a head. Every
+    /// load sees whole batches with the right values, nothing waits into a busy error, and the
+    /// writer finishes every batch.
+    func testTrainHeadStyleReaderWhileAnotherProcessWritesFeatures() throws {
+        guard let binary = ConcurrencyTests.stressBinary() else {
+            throw XCTSkip("FeatureStoreStress binary not found next to the test bundle; build the package first")
+        }
+        let path = storePath("shared.sqlite")
+        let batchSize = 40, dim = 256, batches = 60
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = [path, "\(batchSize)", "\(dim)", "\(batches)"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        try process.run()
+        var seen = ""
+        let deadline = Date().addingTimeInterval(60)
+        while !seen.contains("batch 1\n") && Date() < deadline && process.isRunning {
+            seen += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+        }
+
+        let reader = try FeatureStore(path: path, mode: .readWrite)
+        let extraction = try XCTUnwrap(try reader.extractions(backbone: "stress").first)
+        var loads = 0, grew = false, lastRows = 0
+        repeat {
+            let matrix = try reader.loadFeatures(extractionID: extraction.id, split: .train)
+            loads += 1
+            XCTAssertEqual(matrix.rows % batchSize, 0, "load \(loads) saw \(matrix.rows) rows, not whole batches")
+            grew = grew || (lastRows > 0 && matrix.rows > lastRows)
+            lastRows = matrix.rows
+            for r in 0..<matrix.rows {
+                let parts = matrix.paths[r].dropLast(4).split(separator: "-")
+                guard parts.count == 3, let k = Int(parts[1]), let j = Int(parts[2]) else { XCTFail("path \(matrix.paths[r])"); break }
+                if matrix.row(r).first != Float(k * 1000 + j) || matrix.row(r).last != Float(k * 1000 + j) + Float(dim - 1) / Float(dim) {
+                    XCTFail("load \(loads): row \(r) (\(matrix.paths[r])) has wrong values"); break
+                }
+            }
+            if loads == 2 {
+                try reader.saveHead(HeadRecord(extractionID: extraction.id, config: "{}", classNames: matrix.classNames,
+                                               weights: VectorCodec.encode([1, 2]), metrics: "{}", curves: "{}"))
+            }
+        } while process.isRunning
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, "the writer failed while the reader read")
+        XCTAssertGreaterThan(loads, 2)
+        XCTAssertTrue(grew, "no load saw the writer's progress (\(loads) loads)")
+        XCTAssertEqual(try reader.featureCount(extractionID: extraction.id), batchSize * batches)
+        XCTAssertEqual(try reader.heads(extractionID: extraction.id).count, 1)
+        XCTAssertEqual(try reader.verify(), [])
+    }
+
     /// Kills a writing child process with SIGKILL at random moments; every time, the store must
     /// be intact and hold whole batches only, and the next run must resume after the last one.
     func testKillDashNineLeavesOnlyWholeBatches() throws {

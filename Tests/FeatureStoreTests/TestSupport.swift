@@ -1,6 +1,6 @@
-import CSQLite
 import FeatureStore
 import Foundation
+import GRDB
 import WorkbenchSupport
 import XCTest
 
@@ -48,17 +48,16 @@ class StoreTestCase: XCTestCase {
         }
     }
 
-    /// Runs SQL on a file with the raw SQLite API (to build old/damaged stores by hand).
+    /// Runs SQL on a file through a plain GRDB connection, outside the store's checks (to build
+    /// old or damaged stores by hand).
     func rawExec(_ path: String, _ sql: String, file: StaticString = #filePath, line: UInt = #line) {
-        var db: OpaquePointer?
-        XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK, file: file, line: line)
-        var error: UnsafeMutablePointer<CChar>?
-        let rc = sqlite3_exec(db, sql, nil, nil, &error)
-        if rc != SQLITE_OK {
-            XCTFail("raw SQL failed: \(error.map { String(cString: $0) } ?? "\(rc)")", file: file, line: line)
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try queue.writeWithoutTransaction { try $0.execute(sql: sql) }
+            try queue.close()
+        } catch {
+            XCTFail("raw SQL failed: \(error)", file: file, line: line)
         }
-        sqlite3_free(error)
-        sqlite3_close(db)
     }
 
     /// Asserts `body` throws a StoreError whose description contains every one of `fragments`.
