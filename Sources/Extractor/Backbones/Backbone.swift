@@ -183,6 +183,11 @@ public struct LoadedBackbone {
     /// The layout the weights were recognized as; it fixes the architecture variant and preprocessing.
     public let layout: WeightLayout
     public var preprocessing: Preprocessing { layout.preprocessing }
+    /// What an extractor writes into the compiled network's input: the layout's preprocessing,
+    /// followed by the network's own input normalization if it has one (Keras EfficientNet), in
+    /// one per-pixel table. `preprocessing` alone is what an extraction records: the rest is
+    /// fixed by the weights file, which its SHA-256 identifies.
+    public var inputPreprocessing: Preprocessing { preprocessing.followed(by: network.inputAffine) }
     /// Tensors of the file that were never read (the classifier, with `classifier: false`).
     public let skippedTensors: [TensorInfo]
 
@@ -226,15 +231,19 @@ public struct LoadedBackbone {
         var copy = self
         var bare = Network(name: network.name, inputChannels: network.inputChannels)
         bare.outputs = network.outputs
+        bare.inputAffine = network.inputAffine
         copy.network = bare
         return copy
     }
 
-    /// Compiles the network for one batch size; `outputs` picks what to compute.
+    /// Compiles the network for one batch size; `outputs` picks what to compute. The network's
+    /// own input normalization is left out: its input is what `inputPreprocessing` writes.
     public func compile(batch: Int, size: Int? = nil, precision: Precision = .fp32,
                         outputs: [String] = ["features"]) throws -> CompiledNetwork {
         let s = size ?? spec.inputSize
-        return try CompiledNetwork(network.pruned(to: outputs), batch: batch, height: s, width: s, precision: precision)
+        var net = network.pruned(to: outputs)
+        net.inputAffine = nil
+        return try CompiledNetwork(net, batch: batch, height: s, width: s, precision: precision)
     }
 }
 

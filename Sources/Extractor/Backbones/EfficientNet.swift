@@ -21,10 +21,11 @@ import WeightFormats
 ///   the model: Rescaling(1/255), then a Normalization layer whose mean and variance are in the
 ///   weights file, then (as `EfficientNetB0(weights="imagenet")` builds it) Rescaling by
 ///   1/sqrt(ImageNet std) per channel (keras-team/keras#15076, tensorflow#49930: the ImageNet file
-///   stores the std as the variance). All three are one per-channel affine map, run as a 1x1
-///   depthwise convolution before the stem (folding it into the stem would change what the zero
-///   padding means). The network therefore takes raw 0-255 RGB (`Preprocessing.rawRGB`), so
-///   nobody can divide by 255 twice. Names `stem_conv`, `block2a_expand_conv`, `block2a_dwconv`,
+///   stores the std as the variance). All three are one per-channel affine map, the network's
+///   `inputAffine`, which the extractor folds into its per-pixel preprocessing table (folding it
+///   into the stem would change what the zero padding means). The layout's preprocessing is
+///   therefore raw 0-255 RGB (`Preprocessing.rawRGB`), so nobody can divide by 255 twice, and the
+///   map's values come from the weights file. Names `stem_conv`, `block2a_expand_conv`, `block2a_dwconv`,
 ///   `block2a_se_reduce`, `top_conv`, `normalization`, `predictions`.
 ///
 /// Outputs: `features` (1280, global average pool of the head after BN + swish) and, with the
@@ -194,10 +195,11 @@ public enum EfficientNet {
 
     /// One definition for both layouts. `read` supplies each convolution's weights (batch norm
     /// folded) in the engine's layout; `padding(kernel)` is the layout's padding rule;
-    /// `inputAffine` is a per-channel (scale, shift) applied to the input first, if any.
-    static func network(classifier: Bool, padding: (Int) -> Padding, inputAffine: (scale: [Float], shift: [Float])?,
+    /// `inputAffine` is the network's own input normalization, if any (`Network.inputAffine`).
+    static func network(classifier: Bool, padding: (Int) -> Padding, inputAffine: ChannelAffine?,
                         read: (Part) throws -> (weights: [Float], bias: [Float]?)) throws -> Network {
         var net = Network(name: "efficientnet_b0")
+        net.inputAffine = inputAffine
         func conv(_ name: String, _ part: Part, input: String, out: Int, kernel: Int, stride: Int = 1, groups: Int = 1,
                   residual: String? = nil, activation: Activation) throws -> String {
             let (w, b) = try read(part)
@@ -207,13 +209,7 @@ public enum EfficientNet {
                            inputs: [input])
         }
 
-        var x = "input"
-        if let affine = inputAffine {
-            x = net.add("normalize", .conv(Convolution(outChannels: 3, kernel: 1, groups: 3, padding: .valid,
-                                                       weights: affine.scale, bias: affine.shift, activation: .none)),
-                        inputs: [x])
-        }
-        x = try conv("stem", .stem, input: x, out: stem, kernel: 3, stride: 2, activation: .swish)
+        var x = try conv("stem", .stem, input: "input", out: stem, kernel: 3, stride: 2, activation: .swish)
         for (i, b) in blocks.enumerated() {
             let p = "b\(i)"
             let blockInput = x
@@ -288,7 +284,7 @@ public enum EfficientNet {
 
     /// Keras's input layers as one affine map on 0-255 pixels:
     /// `((x / 255 - mean) / max(sqrt(variance), 1e-7)) / sqrt(std)`.
-    static func kerasInputAffine(_ k: KerasWeights) throws -> (scale: [Float], shift: [Float]) {
+    static func kerasInputAffine(_ k: KerasWeights) throws -> ChannelAffine {
         let layer = normalizationLayer(k)
         let mean = try k.tensor(layer, "mean").values
         let variance = try k.tensor(layer, "variance").values
@@ -299,7 +295,7 @@ public enum EfficientNet {
             scale.append(Float(extra / (255 * sigma)))
             shift.append(Float(-Double(mean[c]) / sigma * extra))
         }
-        return (scale, shift)
+        return ChannelAffine(scale: scale, shift: shift)
     }
 
     /// The Normalization layer's name: `normalization`, or `normalization_1` ... when the model
