@@ -31,9 +31,8 @@ import WeightFormats
 /// Outputs: `features` (1280, global average pool of the head after BN + swish) and, with the
 /// classifier, `logits` (1000).
 ///
-/// Published files (not registered as `WeightsSource`s yet: pass them with --weights):
-/// torchvision `efficientnet_b0_rwightman-7f5810bc.pth` (https://download.pytorch.org/models/);
-/// Keras `efficientnetb0.h5`, `efficientnetb0_notop.h5` (https://storage.googleapis.com/keras-applications/).
+/// Published files (`spec.published`, `extract weights list`): Keras `efficientnetb0_notop.h5`,
+/// `efficientnetb0.h5` (with the classifier), torchvision `efficientnet_b0_rwightman-7f5810bc.pth`.
 /// timm `efficientnet_b0` (e.g. `efficientnet_b0.ra_in1k`): the torchvision network (symmetric
 /// padding, epsilon 1e-5, ImageNet preprocessing) under timm's names: `conv_stem`/`bn1`,
 /// `blocks.<stage>.<block>.{conv_pw, bn1, conv_dw, bn2, se.conv_reduce, se.conv_expand, conv_pwl,
@@ -336,6 +335,14 @@ public enum EfficientNet {
             classifier: ["predictions/"],
             build: { try kerasNetwork(weights: $0) })
         return BackboneSpec(id: "efficientnet_b0", displayName: "EfficientNet-B0", inputSize: 224,
-                            featureDimension: featureDimension, sources: [], layouts: [torchvision, timm, keras])
+                            featureDimension: featureDimension, layouts: [torchvision, timm, keras], published: [
+                                PublishedWeights(layout: keras, url: "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+                                                 fileName: "efficientnetb0_notop.h5", digest: .md5("50bc09e76180e00e4465e1a485ddc09d"),
+                                                 bytes: 16_705_208, note: "no classifier"),
+                                PublishedWeights(layout: keras, url: "https://storage.googleapis.com/keras-applications/efficientnetb0.h5",
+                                                 fileName: "efficientnetb0.h5", digest: .md5("902e53a9f72be733fc0bcb005b3ebbac"),
+                                                 note: "with classifier"),
+                                .torchvision(torchvision, "efficientnet_b0_rwightman-7f5810bc.pth", note: "IMAGENET1K_V1"),
+                            ])
     }()
 }

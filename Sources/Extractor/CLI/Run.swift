@@ -136,7 +136,7 @@ struct Run: ParsableCommand {
         let loaded = extractor.backbone
         let settings = ExtractionSettings(
             datasetID: dataset.id, backbone: source.storedName, weightsSHA256: loaded.weightsSHA256,
-            weightsSource: loaded.layout.name, preprocessing: loaded.preprocessing.description,
+            weightsSource: loaded.weightsSource, preprocessing: loaded.preprocessing.description,
             augmentationPolicy: policyValue.canonicalJSON, imageSize: size, fit: fit.rawValue,
             precision: precision.rawValue, featureDType: dtype, featureDim: extractor.dimension(feature),
             toolVersion: toolVersion, seed: Int64(bitPattern: seed))

@@ -1,8 +1,6 @@
 import CDNNL
 import Foundation
 
-/// Numeric precision of a compiled network. Weights and activations are stored in this type inside
-/// the engine; inputs and outputs are always fp32.
 /// Layout of activations between convolutions. Measured on this project's 2-core AVX-512 machine with
 /// `WORKBENCH_LAYOUT=blocked|any extract bench --backbone efficientnet_lite0` (batch 16, quiet machine):
 /// channel-blocked `nChw16c` (oneDNN's `jit:avx512_core` kernels) 200-207 images/s, letting each
@@ -24,6 +22,8 @@ public enum ActivationLayout: String, Sendable {
     }
 }
 
+/// Numeric precision of a compiled network. Weights and activations are stored in this type inside
+/// the engine; inputs and outputs are always fp32.
 public enum Precision: String, CaseIterable, Sendable, Codable {
     case fp32, bf16
 
