@@ -36,18 +36,11 @@ final class BF16Tests: XCTestCase {
         let spec = try XCTUnwrap(Backbones.experiment.first { $0.id == id })
         let pixels = try scenes(spec.inputSize)
         let count = pixels.count / (spec.inputSize * spec.inputSize * 3)
-        let (paths, layerNames) = try KerasFileWriter.keras3Paths(shapes)
-        var tensors: [String: (shape: [Int], values: [Float])] = [:]
-        for (key, shape) in shapes {
-            tensors[paths[key]!] = (shape, try GeneratedWeights.values(key, shape: shape, in: shapes, keras: true))
-        }
-        if let countPath = paths["normalization/count"] { tensors[countPath] = ([], [0]) }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bf16-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("\(id).weights.h5")
-        try KerasFileWriter.write(url, tensors: tensors, layerNames: layerNames)
-        tensors = [:]
+        try KerasFileWriter.writeGenerated(shapes, to: url)
 
         let loaded = try LoadedBackbone(spec, weights: url, classifier: false)
         let fp32 = try FeatureExtractor(loaded, batch: count).run(rgb: pixels, count: count)["features"]!

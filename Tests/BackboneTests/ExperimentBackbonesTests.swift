@@ -49,17 +49,11 @@ final class ExperimentBackbonesTests: XCTestCase {
     func testEfficientNetB0Keras3FileEndToEnd() throws {
         let spec = try Backbones.named("efficientnet_b0", in: Backbones.experiment)
         let shapes = EfficientNet.kerasTensors(classifier: true)
-        let (paths, layerNames) = try KerasFileWriter.keras3Paths(shapes)
-        var tensors: [String: (shape: [Int], values: [Float])] = [:]
-        for (key, shape) in shapes {
-            tensors[paths[key]!] = (shape, try GeneratedWeights.values(key, shape: shape, in: shapes, keras: true))
-        }
-        tensors[paths["normalization/count"]!] = ([], [0])
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keras3-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("efficientnet_b0.weights.h5")
-        try KerasFileWriter.write(url, tensors: tensors, layerNames: layerNames)
+        let paths = try KerasFileWriter.writeGenerated(shapes, to: url)
 
         let features = try LoadedBackbone(spec, weights: url, classifier: false)
         XCTAssertEqual(features.layout.name, "keras")
@@ -180,19 +174,19 @@ final class ExperimentBackbonesTests: XCTestCase {
     /// ResNet50 weights given for ResNet101 (and the other way round) are recognized as no layout
     /// of that backbone, instead of failing later on a long list of tensors.
     func testWrongDepthIsRejected() throws {
-        let r50 = try stateDict(ResNet.torchvisionTensors(.resnet50, classifier: true), keras: false, values: false)
+        let r50 = try Self.stateDict(ResNet.torchvisionTensors(.resnet50, classifier: true), keras: false, values: false)
         let r101 = try Backbones.named("resnet101", in: Backbones.experiment)
         XCTAssertThrowsError(try r101.network(from: r50)) { error in
             XCTAssertTrue("\(error)".contains("does not look like ResNet101"), "\(error)")
         }
-        let k101 = try stateDict(ResNet.kerasTensors(.resnet101, classifier: false), keras: true, values: false)
+        let k101 = try Self.stateDict(ResNet.kerasTensors(.resnet101, classifier: false), keras: true, values: false)
         let r50spec = try Backbones.named("resnet50", in: Backbones.experiment)
         XCTAssertThrowsError(try r50spec.network(from: k101))
     }
 
     /// A misshaped tensor is reported by name before anything is built.
     func testMisshapedTensorIsNamed() throws {
-        var sd = try stateDict(EfficientNet.torchvisionTensors(classifier: false), keras: false, values: false)
+        var sd = try Self.stateDict(EfficientNet.torchvisionTensors(classifier: false), keras: false, values: false)
         sd.insert(WeightTensor(name: "features.3.0.block.1.0.weight", shape: [144, 1, 3, 3], sourceDType: .float32,
                                values: [Float](repeating: 0, count: 144 * 9)))
         let spec = try Backbones.named("efficientnet_b0", in: Backbones.experiment)
@@ -218,7 +212,7 @@ final class ExperimentBackbonesTests: XCTestCase {
     }
 
     /// Canonical tensor shapes of a backbone in a layout (Keras: `layer/weight` keys).
-    func tensors(_ backbone: String, _ layout: String, classifier: Bool) throws -> [String: [Int]] {
+    static func tensors(_ backbone: String, _ layout: String, classifier: Bool) throws -> [String: [Int]] {
         let keras = layout == "keras"
         switch (backbone, layout) {
         case ("vgg16", "timm"): return VGG.timmTensors(classifier: classifier)
@@ -244,7 +238,7 @@ final class ExperimentBackbonesTests: XCTestCase {
     /// EfficientNet's Normalization layer gets its int64 `count` (which the layout ignores).
     /// `keras3`: Keras 3 `.weights.h5` names (`layers/<class>_n/vars/<i>`, see `KerasFileWriter`)
     /// with the layer names the reader reports.
-    func stateDict(_ shapes: [String: [Int]], keras: Bool, values: Bool = true,
+    static func stateDict(_ shapes: [String: [Int]], keras: Bool, values: Bool = true,
                    spelling: ((String) -> String)? = nil, keras3: Bool = false) throws -> StateDict {
         var list: [WeightTensor] = []
         var layerNames: [String: String] = [:]
@@ -279,7 +273,7 @@ final class ExperimentBackbonesTests: XCTestCase {
         let fixtureURL = Self.fixtures.appendingPathComponent("experiment/\(backbone)_\(layoutName).json")
         let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: fixtureURL))
         let spec = try Backbones.named(backbone, in: Backbones.experiment)
-        let sd = try stateDict(try tensors(backbone, layoutName, classifier: classifier), keras: layoutName == "keras",
+        let sd = try Self.stateDict(try Self.tensors(backbone, layoutName, classifier: classifier), keras: layoutName == "keras",
                                spelling: spelling, keras3: keras3)
         let (layout, network) = try spec.network(from: sd)
         XCTAssertEqual(layout.name, layoutName, file: file, line: line)

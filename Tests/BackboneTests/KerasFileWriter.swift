@@ -47,6 +47,20 @@ enum KerasFileWriter {
         return (paths, layerNames)
     }
 
+    /// Writes the deterministic weights of the parity tests (`GeneratedWeights`) for the canonical
+    /// Keras keys `shapes` as a Keras 3 `.weights.h5` file at `url`. Returns key -> dataset path.
+    @discardableResult
+    static func writeGenerated(_ shapes: [String: [Int]], to url: URL) throws -> [String: String] {
+        let (paths, layerNames) = try keras3Paths(shapes)
+        var tensors: [String: (shape: [Int], values: [Float])] = [:]
+        for (key, shape) in shapes {
+            tensors[paths[key]!] = (shape, try GeneratedWeights.values(key, shape: shape, in: shapes, keras: true))
+        }
+        if let countPath = paths["normalization/count"] { tensors[countPath] = ([], [0]) }
+        try write(url, tensors: tensors, layerNames: layerNames)
+        return paths
+    }
+
     /// Writes `tensors` (dataset path -> (shape, values)) and the `name` attributes to `url`.
     static func write(_ url: URL, tensors: [String: (shape: [Int], values: [Float])], layerNames: [String: String]) throws {
         let file = H5Fcreate(url.path, 2 /* H5F_ACC_TRUNC */, chdf5_default(), chdf5_default())

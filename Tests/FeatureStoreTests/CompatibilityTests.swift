@@ -1,4 +1,5 @@
 import FeatureStore
+import WorkbenchSupport
 import Foundation
 import XCTest
 

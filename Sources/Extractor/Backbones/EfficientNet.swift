@@ -21,18 +21,18 @@ import WeightFormats
 ///   the model: Rescaling(1/255), then a Normalization layer whose mean and variance are in the
 ///   weights file, then (as `EfficientNetB0(weights="imagenet")` builds it) Rescaling by
 ///   1/sqrt(ImageNet std) per channel (keras-team/keras#15076, tensorflow#49930: the ImageNet file
-///   stores the std as the variance). All three are one per-channel affine map, run as a 1x1
-///   depthwise convolution before the stem (folding it into the stem would change what the zero
-///   padding means). The network therefore takes raw 0-255 RGB (`Preprocessing.rawRGB`), so
-///   nobody can divide by 255 twice. Names `stem_conv`, `block2a_expand_conv`, `block2a_dwconv`,
+///   stores the std as the variance). All three are one per-channel affine map, the network's
+///   `inputAffine`, which the extractor folds into its per-pixel preprocessing table (folding it
+///   into the stem would change what the zero padding means). The layout's preprocessing is
+///   therefore raw 0-255 RGB (`Preprocessing.rawRGB`), so nobody can divide by 255 twice, and the
+///   map's values come from the weights file. Names `stem_conv`, `block2a_expand_conv`, `block2a_dwconv`,
 ///   `block2a_se_reduce`, `top_conv`, `normalization`, `predictions`.
 ///
 /// Outputs: `features` (1280, global average pool of the head after BN + swish) and, with the
 /// classifier, `logits` (1000).
 ///
-/// Published files (not registered as `WeightsSource`s yet: pass them with --weights):
-/// torchvision `efficientnet_b0_rwightman-7f5810bc.pth` (https://download.pytorch.org/models/);
-/// Keras `efficientnetb0.h5`, `efficientnetb0_notop.h5` (https://storage.googleapis.com/keras-applications/).
+/// Published files (`spec.published`, `extract weights list`): Keras `efficientnetb0_notop.h5`,
+/// `efficientnetb0.h5` (with the classifier), torchvision `efficientnet_b0_rwightman-7f5810bc.pth`.
 /// timm `efficientnet_b0` (e.g. `efficientnet_b0.ra_in1k`): the torchvision network (symmetric
 /// padding, epsilon 1e-5, ImageNet preprocessing) under timm's names: `conv_stem`/`bn1`,
 /// `blocks.<stage>.<block>.{conv_pw, bn1, conv_dw, bn2, se.conv_reduce, se.conv_expand, conv_pwl,
@@ -194,10 +194,11 @@ public enum EfficientNet {
 
     /// One definition for both layouts. `read` supplies each convolution's weights (batch norm
     /// folded) in the engine's layout; `padding(kernel)` is the layout's padding rule;
-    /// `inputAffine` is a per-channel (scale, shift) applied to the input first, if any.
-    static func network(classifier: Bool, padding: (Int) -> Padding, inputAffine: (scale: [Float], shift: [Float])?,
+    /// `inputAffine` is the network's own input normalization, if any (`Network.inputAffine`).
+    static func network(classifier: Bool, padding: (Int) -> Padding, inputAffine: ChannelAffine?,
                         read: (Part) throws -> (weights: [Float], bias: [Float]?)) throws -> Network {
         var net = Network(name: "efficientnet_b0")
+        net.inputAffine = inputAffine
         func conv(_ name: String, _ part: Part, input: String, out: Int, kernel: Int, stride: Int = 1, groups: Int = 1,
                   residual: String? = nil, activation: Activation) throws -> String {
             let (w, b) = try read(part)
@@ -207,13 +208,7 @@ public enum EfficientNet {
                            inputs: [input])
         }
 
-        var x = "input"
-        if let affine = inputAffine {
-            x = net.add("normalize", .conv(Convolution(outChannels: 3, kernel: 1, groups: 3, padding: .valid,
-                                                       weights: affine.scale, bias: affine.shift, activation: .none)),
-                        inputs: [x])
-        }
-        x = try conv("stem", .stem, input: x, out: stem, kernel: 3, stride: 2, activation: .swish)
+        var x = try conv("stem", .stem, input: "input", out: stem, kernel: 3, stride: 2, activation: .swish)
         for (i, b) in blocks.enumerated() {
             let p = "b\(i)"
             let blockInput = x
@@ -288,7 +283,7 @@ public enum EfficientNet {
 
     /// Keras's input layers as one affine map on 0-255 pixels:
     /// `((x / 255 - mean) / max(sqrt(variance), 1e-7)) / sqrt(std)`.
-    static func kerasInputAffine(_ k: KerasWeights) throws -> (scale: [Float], shift: [Float]) {
+    static func kerasInputAffine(_ k: KerasWeights) throws -> ChannelAffine {
         let layer = normalizationLayer(k)
         let mean = try k.tensor(layer, "mean").values
         let variance = try k.tensor(layer, "variance").values
@@ -299,7 +294,7 @@ public enum EfficientNet {
             scale.append(Float(extra / (255 * sigma)))
             shift.append(Float(-Double(mean[c]) / sigma * extra))
         }
-        return (scale, shift)
+        return ChannelAffine(scale: scale, shift: shift)
     }
 
     /// The Normalization layer's name: `normalization`, or `normalization_1` ... when the model
@@ -340,6 +335,14 @@ public enum EfficientNet {
             classifier: ["predictions/"],
             build: { try kerasNetwork(weights: $0) })
         return BackboneSpec(id: "efficientnet_b0", displayName: "EfficientNet-B0", inputSize: 224,
-                            featureDimension: featureDimension, sources: [], layouts: [torchvision, timm, keras])
+                            featureDimension: featureDimension, layouts: [torchvision, timm, keras], published: [
+                                PublishedWeights(layout: keras, url: "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+                                                 fileName: "efficientnetb0_notop.h5", digest: .md5("50bc09e76180e00e4465e1a485ddc09d"),
+                                                 bytes: 16_705_208, note: "no classifier"),
+                                PublishedWeights(layout: keras, url: "https://storage.googleapis.com/keras-applications/efficientnetb0.h5",
+                                                 fileName: "efficientnetb0.h5", digest: .md5("902e53a9f72be733fc0bcb005b3ebbac"),
+                                                 note: "with classifier"),
+                                .torchvision(torchvision, "efficientnet_b0_rwightman-7f5810bc.pth", note: "IMAGENET1K_V1"),
+                            ])
     }()
 }

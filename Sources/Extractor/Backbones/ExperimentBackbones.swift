@@ -10,32 +10,6 @@ extension Backbones {
                                                     EfficientNet.spec]
 }
 
-extension BackboneSpec {
-    /// Recognizes the layout of `weights`, checks every tensor by name and shape, and builds the
-    /// network: what `LoadedBackbone` does once it has read a file. Public so that tests and
-    /// converters can build from tensors already in memory through the same code path.
-    public func network(from weights: StateDict) throws -> (layout: WeightLayout, network: Network) {
-        let layout = try layout(of: weights)
-        return (layout, try network(from: weights, layout: layout))
-    }
-
-    /// The first layout `listing` (a loaded state dict or a file's index) is in.
-    func layout(of listing: any TensorListing) throws -> WeightLayout {
-        guard let layout = layouts.first(where: { $0.matches(listing) }) else {
-            throw BackboneError.unknownLayout(backbone: displayName, file: listing.file.path,
-                                              layouts: layouts.map(\.name), sample: Array(listing.names.prefix(4)))
-        }
-        return layout
-    }
-
-    /// Checks `weights` against `layout` (already recognized, e.g. from the file's index before the
-    /// classifier was left out) and builds the network.
-    func network(from weights: StateDict, layout: WeightLayout) throws -> Network {
-        try weights.validate(expected: layout.expected(weights), ignoring: layout.ignoring)
-        return try layout.build(weights)
-    }
-}
-
 // MARK: - Reading PyTorch-layout weights (torchvision, timm)
 
 /// Convolution and batch-norm tensors named the PyTorch way (`<conv>.weight`, `<bn>.running_var`).

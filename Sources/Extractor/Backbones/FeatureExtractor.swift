@@ -33,7 +33,7 @@ public final class FeatureExtractor {
         // Preprocessing runs between forward passes, while the engine's threads are idle: split it
         // over the cores rather than leave all but one idle.
         let per = 3 * size * size, parts = min(count, ProcessInfo.processInfo.activeProcessorCount)
-        let input = net.input, prep = backbone.preprocessing, size = self.size
+        let input = net.input, prep = backbone.inputPreprocessing, size = self.size
         DispatchQueue.concurrentPerform(iterations: parts) { k in
             let lo = count * k / parts, hi = count * (k + 1) / parts
             if hi > lo { prep.apply(rgb: rgb + lo * per, count: hi - lo, size: size, into: input + lo * per) }

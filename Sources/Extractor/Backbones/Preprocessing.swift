@@ -1,3 +1,5 @@
+import BackboneEngine
+
 /// How a backbone wants its pixels. It belongs to the backbone's definition (and to the source of
 /// its weights), never to the user: the scene experiment lost 15-70 points of accuracy by dividing
 /// pixels by 255 before Keras models that expected 0-255. Here a caller hands over 8-bit RGB
@@ -26,8 +28,19 @@ public struct Preprocessing: Codable, Hashable, Sendable, CustomStringConvertibl
     /// Keras "caffe" mode (VGG16, ResNet v1): BGR, ImageNet mean subtracted on 0-255, no scaling.
     public static let caffe = Preprocessing(order: .bgr, mean: [103.939, 116.779, 123.68], std: [1, 1, 1])
     /// Raw 0-255 RGB, unchanged: for models that normalize their input themselves (Keras
-    /// EfficientNet's Rescaling + Normalization layers, built into the network here).
+    /// EfficientNet's Rescaling + Normalization layers, whose values are in the weights file: the
+    /// network's `inputAffine`, which `followed(by:)` folds in when an extractor runs).
     public static let rawRGB = Preprocessing(order: .rgb, mean: [0, 0, 0], std: [1, 1, 1])
+
+    /// This preprocessing, then `x * scale[c] + shift[c]` on output channel `c`, as one
+    /// preprocessing: `((p - m) / s) * a + b = (p - (m - b * s / a)) / (s / a)`. `self` when `affine`
+    /// is nil. Every scale must be nonzero (a Keras Normalization's is at least 1e-7 / 255).
+    public func followed(by affine: ChannelAffine?) -> Preprocessing {
+        guard let affine else { return self }
+        let m = (0..<3).map { c in Float(Double(mean[c]) - Double(affine.shift[c]) * Double(std[c]) / Double(affine.scale[c])) }
+        let s = (0..<3).map { c in Float(Double(std[c]) / Double(affine.scale[c])) }
+        return Preprocessing(order: order, mean: m, std: s)
+    }
 
     /// A stable identity recorded with every extraction.
     public var description: String {

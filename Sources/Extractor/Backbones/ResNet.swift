@@ -23,12 +23,11 @@ import WeightFormats
 /// Outputs: `features` (2048, global average pool of the last stage) and, with the classifier,
 /// `logits` (1000).
 ///
-/// Published files (not registered as `WeightsSource`s yet: pass them with --weights):
-/// torchvision `resnet50-0676ba61.pth`, `resnet50-11ad3fa6.pth` (V2 recipe, same network),
-/// `resnet101-63fe2227.pth`, `resnet101-cd907fc2.pth` (https://download.pytorch.org/models/);
-/// timm `resnet50.a1_in1k` etc. (same tensor names; safetensors); Keras
-/// `resnet50_weights_tf_dim_ordering_tf_kernels[_notop].h5`, `resnet101_...`
-/// (https://storage.googleapis.com/tensorflow/keras-applications/resnet/).
+/// Published files (`spec(_:).published`, `extract weights list`): Keras
+/// `resnet50_weights_tf_dim_ordering_tf_kernels[_notop].h5`, `resnet101_...`; torchvision
+/// `resnet50-0676ba61.pth`, `resnet50-11ad3fa6.pth` (V2 recipe, same network),
+/// `resnet101-63fe2227.pth`, `resnet101-cd907fc2.pth`. timm `resnet50.a1_in1k` etc. (same tensor
+/// names as torchvision; safetensors) load as the torchvision layout with --weights.
 public enum ResNet {
     public enum Depth: Int, CaseIterable, Sendable {
         case resnet50 = 50, resnet101 = 101
@@ -212,6 +211,29 @@ public enum ResNet {
             classifier: ["predictions/", "probs/"],
             build: { try kerasNetwork(depth, weights: $0) })
         return BackboneSpec(id: "resnet\(depth.rawValue)", displayName: "ResNet\(depth.rawValue)", inputSize: 224,
-                            featureDimension: featureDimension, sources: [], layouts: [torchvision, keras])
+                            featureDimension: featureDimension, layouts: [torchvision, keras],
+                            published: published(depth, keras: keras, torchvision: torchvision))
+    }
+
+    /// The Keras and torchvision files of each depth, preferred first.
+    static func published(_ depth: Depth, keras: WeightLayout, torchvision: WeightLayout) -> [PublishedWeights] {
+        switch depth {
+        case .resnet50: return [
+            .keras(keras, "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                   md5: "4d473c1dd8becc155b73f8504c6f6626", bytes: 94_765_736, note: "no classifier"),
+            .keras(keras, "resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+                   md5: "2cb95161c43110f7111970584f804107", bytes: 102_967_424, note: "with classifier"),
+            .torchvision(torchvision, "resnet50-0676ba61.pth", note: "IMAGENET1K_V1"),
+            .torchvision(torchvision, "resnet50-11ad3fa6.pth", note: "IMAGENET1K_V2, new recipe"),
+        ]
+        case .resnet101: return [
+            .keras(keras, "resnet/resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                   md5: "88cf7a10940856eca736dc7b7e228a21", bytes: 171_446_536, note: "no classifier"),
+            .keras(keras, "resnet/resnet101_weights_tf_dim_ordering_tf_kernels.h5",
+                   md5: "f1aeb4b969a6efcfb50fad2f0c20cfc5", note: "with classifier"),
+            .torchvision(torchvision, "resnet101-63fe2227.pth", note: "IMAGENET1K_V1"),
+            .torchvision(torchvision, "resnet101-cd907fc2.pth", note: "IMAGENET1K_V2, new recipe"),
+        ]
+        }
     }
 }

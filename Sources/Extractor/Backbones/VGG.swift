@@ -24,10 +24,9 @@ import WeightFormats
 /// dense layer over the flattened (c, h, w) map, and `pre_logits.fc2` 1x1) and `head.fc` for fc8;
 /// ImageNet preprocessing.
 ///
-/// Published files (not registered as `WeightsSource`s yet: pass them with --weights):
-/// torchvision `vgg16-397923af.pth` (https://download.pytorch.org/models/); Keras
-/// `vgg16_weights_tf_dim_ordering_tf_kernels.h5` and `..._notop.h5`
-/// (https://storage.googleapis.com/tensorflow/keras-applications/vgg16/).
+/// Published files (`spec.published`, `extract weights list`): Keras
+/// `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5` and `..._kernels.h5` (with the classifier),
+/// torchvision `vgg16-397923af.pth`.
 public enum VGG {
     /// Five blocks: (convolutions, output channels). A 2x2 max pool ends each block.
     static let blocks = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]
@@ -189,6 +188,12 @@ public enum VGG {
             classifier: ["fc1/", "fc2/", "predictions/"],
             build: { try kerasNetwork(weights: $0) })
         return BackboneSpec(id: "vgg16", displayName: "VGG16", inputSize: 224, featureDimension: featureDimension,
-                            sources: [], layouts: [timm, torchvision, keras], classifierOutputs: ["fc7"])
+                            layouts: [timm, torchvision, keras], published: [
+                                .keras(keras, "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                       md5: "6d6bbae143d832006294945121d1f1fc", bytes: 58_889_256, note: "no classifier"),
+                                .keras(keras, "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+                                       md5: "64373286793e3c8b2b4e3219cbf3544b", bytes: 553_467_096, note: "with classifier"),
+                                .torchvision(torchvision, "vgg16-397923af.pth", note: "with classifier"),
+                            ], classifierOutputs: ["fc7"])
     }()
 }

@@ -124,7 +124,7 @@ struct Run: ParsableCommand {
         let loaded = extractor.backbone
         let extraction = try db.extraction(for: ExtractionSettings(
             datasetID: failures.datasetID, backbone: source.storedName, weightsSHA256: loaded.weightsSHA256,
-            weightsSource: loaded.layout.name, preprocessing: loaded.preprocessing.description,
+            weightsSource: loaded.weightsSource, preprocessing: loaded.preprocessing.description,
             augmentationPolicy: policyValue.canonicalJSON, imageSize: size, fit: fit.rawValue,
             precision: precision.rawValue, featureDType: dtype, featureDim: extractor.dimension(feature),
             toolVersion: toolVersion, seed: Int64(bitPattern: seed)))

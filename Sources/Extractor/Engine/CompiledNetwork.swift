@@ -1,8 +1,6 @@
 import CDNNL
 import Foundation
 
-/// Numeric precision of a compiled network. Weights and activations are stored in this type inside
-/// the engine; inputs and outputs are always fp32.
 /// Layout of activations between convolutions. Measured on this project's 2-core AVX-512 machine with
 /// `WORKBENCH_LAYOUT=blocked|any extract bench --backbone efficientnet_lite0` (batch 16, quiet machine):
 /// channel-blocked `nChw16c` (oneDNN's `jit:avx512_core` kernels) 200-207 images/s, letting each
@@ -24,6 +22,8 @@ public enum ActivationLayout: String, Sendable {
     }
 }
 
+/// Numeric precision of a compiled network. Weights and activations are stored in this type inside
+/// the engine; inputs and outputs are always fp32.
 public enum Precision: String, CaseIterable, Sendable, Codable {
     case fp32, bf16
 
@@ -169,6 +169,8 @@ public final class CompiledNetwork {
 /// activation memory; `CompiledNetwork.finish` does that from the plan.
 struct Builder {
     static let userInput = "input"
+    /// The input after `Network.inputAffine`.
+    static let normalizedInput = "input~affine"
 
     enum ArgRef { case tensor(String), weights(Int), scratchpad(dnnl_memory_desc_t) }
     struct Step { let layer: String; let pd: OpaquePointer; var args: [(Int32, ArgRef)]; let reads: [String]; let writes: String }
@@ -192,7 +194,8 @@ struct Builder {
 
     init(network: Network, batch: Int, height: Int, width: Int, precision: Precision,
          layout: ActivationLayout) throws {
-        self.network = network
+        // Layers read the normalized input when the network normalizes its input itself.
+        self.network = network.inputAffine == nil ? network : network.readingInput(from: Self.normalizedInput)
         self.layout = layout
         self.batch = batch
         self.height = height
@@ -200,7 +203,7 @@ struct Builder {
         self.precision = precision
         let dims = [batch, network.inputChannels, height, width]
         tensors[Self.userInput] = Tensor(dims: dims, md: try MD.make(dims, dnnl_f32, dnnl_nchw))
-        for (i, layer) in network.layers.enumerated() {
+        for (i, layer) in self.network.layers.enumerated() {
             for input in layer.inputs { lastUse[input] = i }
             if case .conv(let c) = layer.op, let r = c.residual { lastUse[r] = i }
         }
@@ -210,6 +213,7 @@ struct Builder {
     var dt: dnnl_data_type_t { precision.dataType }
 
     mutating func build() throws {
+        if let affine = network.inputAffine { try inputAffine(affine) }
         for (i, layer) in network.layers.enumerated() {
             for input in layer.inputs where tensors[input] == nil {
                 throw EngineError("\(network.name): layer \(layer.name) reads \(input), which no earlier layer produces")
@@ -304,6 +308,35 @@ struct Builder {
         try append(layer.name, pd, [(DNNL_ARG_SRC, .tensor(input)), (DNNL_ARG_WEIGHTS, .weights(wIndex)),
                                      (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
                    reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name)
+    }
+
+    /// `Network.inputAffine` as one binary step over the fp32 input: multiply by the per-channel
+    /// scale, then add the per-channel shift as a post-op (oneDNN's `jit:uni` binary kernel).
+    private mutating func inputAffine(_ a: ChannelAffine) throws {
+        let src = tensors[Self.userInput]!
+        let c = src.dims[1]
+        guard a.scale.count == c, a.shift.count == c else {
+            throw EngineError("\(network.name): the input normalization has \(a.scale.count) scales and \(a.shift.count) shifts for \(c) input channels")
+        }
+        if let reader = network.layers.first(where: { if case .conv(let conv) = $0.op { return conv.residual == Self.userInput }; return false }) {
+            throw EngineError("\(network.name): layer \(reader.name) adds the raw input, which the input normalization replaces")
+        }
+        var srcMD = src.md, dstMD = src.md
+        var channelMD = try MD.make([1, c, 1, 1], dnnl_f32, dnnl_nchw)
+        var desc = dnnl_binary_desc_t()
+        try check(dnnl_binary_desc_init(&desc, dnnl_binary_mul, &srcMD, &channelMD, &dstMD), "describe the input normalization")
+        let attr = try Attributes(residual: false, activation: .none, addPerChannel: channelMD)
+        defer { attr.destroy() }
+        var pd: OpaquePointer?
+        try check(dnnl_primitive_desc_create(&pd, &desc, attr.handle, DNNLContext.shared.engine, nil),
+                  "create the input normalization")
+        let scale = try addWeights(a.scale, dims: [1, c, 1, 1], to: channelMD, layer: "normalize")
+        let shift = try addWeights(a.shift, dims: [1, c, 1, 1], to: channelMD, layer: "normalize")
+        tensors[Self.normalizedInput] = Tensor(dims: src.dims, md: src.md)
+        try append("normalize", pd!, [(DNNL_ARG_SRC_0, .tensor(Self.userInput)), (DNNL_ARG_SRC_1, .weights(scale)),
+                                      (Attributes.firstPostOp | DNNL_ARG_SRC_1, .weights(shift)),
+                                      (DNNL_ARG_DST, .tensor(Self.normalizedInput))],
+                   reads: [Self.userInput], writes: Self.normalizedInput)
     }
 
     private mutating func pooling(_ layer: Layer, _ alg: dnnl_alg_kind_t, kernel: (Int, Int), stride: Int,
@@ -512,19 +545,23 @@ struct Builder {
     }
 }
 
-/// Post-ops of a primitive: optional residual sum, then optional activation.
+/// Post-ops of a primitive: optional residual sum, optional addition of a tensor (`addPerChannel`,
+/// passed at execution as `firstPostOp | DNNL_ARG_SRC_1`), then optional activation.
 struct Attributes {
     let handle: dnnl_primitive_attr_t
+    /// `DNNL_ARG_ATTR_MULTIPLE_POST_OP(0)`: a function-like macro Swift does not import.
+    static let firstPostOp = Int32(DNNL_ARG_ATTR_MULTIPLE_POST_OP_BASE)
 
-    init(residual: Bool, activation: Activation) throws {
+    init(residual: Bool, activation: Activation, addPerChannel: dnnl_memory_desc_t? = nil) throws {
         var attr: dnnl_primitive_attr_t?
         try check(dnnl_primitive_attr_create(&attr), "create primitive attributes")
         try check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set the scratchpad mode")
-        if residual || activation != .none {
+        if residual || activation != .none || addPerChannel != nil {
             var po: dnnl_post_ops_t?
             try check(dnnl_post_ops_create(&po), "create post-ops")
             defer { dnnl_post_ops_destroy(po) }
             if residual { try check(dnnl_post_ops_append_sum(po, 1.0), "fuse a residual sum") }
+            if var md = addPerChannel { try check(dnnl_post_ops_append_binary(po, dnnl_binary_add, &md), "fuse an addition") }
             if activation != .none {
                 let (alg, alpha, beta) = activation.dnnl
                 try check(dnnl_post_ops_append_eltwise(po, 1.0, alg, alpha, beta), "fuse an activation")

@@ -13,6 +13,14 @@ public struct Network {
     public private(set) var layers: [Layer] = []
     /// Named outputs, e.g. `"features" -> "head_pool"`, `"logits" -> "fc"`.
     public var outputs: [String: String] = [:]
+    /// A per-channel affine map the network applies to its input before the first layer: a model's
+    /// own input normalization whose values are in its weights file (Keras EfficientNet's Rescaling
+    /// + Normalization layers). `CompiledNetwork` runs it as one oneDNN step; an extractor folds it
+    /// into its per-pixel preprocessing table instead, where it costs nothing
+    /// (`LoadedBackbone.compile` leaves it out, `LoadedBackbone.inputPreprocessing` applies it).
+    /// Never into the first convolution's weights: TensorFlow SAME padding pads the normalized
+    /// input with zeros, which a folded convolution would see as un-normalized zeros at the borders.
+    public var inputAffine: ChannelAffine?
 
     public init(name: String, inputChannels: Int = 3) {
         self.name = name
@@ -40,6 +48,24 @@ public struct Network {
         copy.layers = kept.reversed()
         copy.outputs = outputs.filter { outputNames.contains($0.key) }
         return copy
+    }
+
+    /// The same network with the layers that read `input` reading `name` instead.
+    func readingInput(from name: String) -> Network {
+        var copy = self
+        copy.layers = layers.map { l in Layer(name: l.name, inputs: l.inputs.map { $0 == "input" ? name : $0 }, op: l.op) }
+        return copy
+    }
+}
+
+/// `x * scale[c] + shift[c]` on channel `c`.
+public struct ChannelAffine: Equatable, Sendable {
+    public let scale: [Float]
+    public let shift: [Float]
+
+    public init(scale: [Float], shift: [Float]) {
+        self.scale = scale
+        self.shift = shift
     }
 }
 

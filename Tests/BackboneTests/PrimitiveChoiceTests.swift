@@ -1,0 +1,67 @@
+import BackboneEngine
+import Backbones
+import Foundation
+import WeightFormats
+import XCTest
+
+/// No backbone runs a oneDNN reference primitive (`ref:` in the implementation oneDNN reports for a
+/// primitive descriptor, `dnnl_query_impl_info_str`): a reference kernel is plain C++ loops, and
+/// one over the full input cost Keras EfficientNetB0 half its speed (issue #14). Every backbone in
+/// every weights layout (torchvision, timm, Keras 2 names, Keras 3 `.weights.h5` names, the PyPI
+/// port of Lite0), with its classifier, is compiled at its native input size, batch 16 (what
+/// `extract bench` runs) in fp32 and bf16. Compiling needs shapes only: the weights are zeros.
+final class PrimitiveChoiceTests: XCTestCase {
+    static let batch = 16
+
+    /// (backbone id, layout as the parity tests name it, Keras 3 names).
+    static let cases: [(String, String, Bool)] = [
+        ("efficientnet_lite0", "pypi", false),
+        ("vgg16", "torchvision", false), ("vgg16", "timm", false), ("vgg16", "keras", false), ("vgg16", "keras", true),
+        ("resnet50", "torchvision", false), ("resnet50", "keras", false), ("resnet50", "keras", true),
+        ("resnet101", "torchvision", false), ("resnet101", "keras", false), ("resnet101", "keras", true),
+        ("efficientnet_b0", "torchvision", false), ("efficientnet_b0", "timm", false),
+        ("efficientnet_b0", "keras", false), ("efficientnet_b0", "keras", true),
+    ]
+
+    func testNoReferencePrimitiveFP32() throws { try check(.fp32) }
+    func testNoReferencePrimitiveBF16() throws { try check(.bf16) }
+
+    func check(_ precision: Precision) throws {
+        // Every layout of every backbone is covered by a case.
+        for spec in Backbones.all {
+            for layout in spec.layouts {
+                XCTAssertTrue(Self.cases.contains { $0.0 == spec.id && $0.1 == layout.name }, "no case for \(spec.id) \(layout.name)")
+            }
+        }
+        for (id, layoutName, keras3) in Self.cases {
+            let spec = try Backbones.named(id)
+            let shapes = id == "efficientnet_lite0" ? EfficientNetLite.expectedTensors(.lite0, classifier: true)
+                : try ExperimentBackbonesTests.tensors(id, layoutName, classifier: true)
+            let sd = try ExperimentBackbonesTests.stateDict(shapes, keras: layoutName == "keras", values: false,
+                                                            keras3: keras3)
+            let (layout, network) = try spec.network(from: sd)
+            XCTAssertEqual(layout.name, layoutName)
+            let what = "\(id) \(layoutName)\(keras3 ? " (Keras 3)" : "") \(precision.rawValue)"
+            let net = try CompiledNetwork(network.pruned(to: Array(network.outputs.keys)), batch: Self.batch,
+                                          height: spec.inputSize, width: spec.inputSize, precision: precision)
+            let reference = net.implementations.filter { $0.contains(": ref") }
+            XCTAssertEqual(reference, [], what)
+            print("\(what): \(net.implementations.count) primitives, \(Set(net.implementations.map { $0.split(separator: " ").last! }).sorted())")
+        }
+    }
+
+    /// Writes the generated weights of the parity tests as Keras 3 `.weights.h5` files (no
+    /// classifier), `<backbone>_keras.weights.h5`, into $WORKBENCH_WRITE_WEIGHTS, for
+    /// `extract bench --backbone B --weights FILE` (skipped when unset).
+    func testWriteGeneratedKerasFiles() throws {
+        guard let dir = ProcessInfo.processInfo.environment["WORKBENCH_WRITE_WEIGHTS"], !dir.isEmpty else {
+            throw XCTSkip("set WORKBENCH_WRITE_WEIGHTS=DIR to write the generated Keras 3 weight files")
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for spec in Backbones.experiment {
+            let url = URL(fileURLWithPath: dir).appendingPathComponent("\(spec.id)_keras.weights.h5")
+            try KerasFileWriter.writeGenerated(try ExperimentBackbonesTests.tensors(spec.id, "keras", classifier: false), to: url)
+            print("wrote \(url.path)")
+        }
+    }
+}
