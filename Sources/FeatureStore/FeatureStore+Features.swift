@@ -93,7 +93,8 @@ extension FeatureStore {
             let expectedBytes = dim * dtype.bytesPerValue
             let classNames = try self.classNames(datasetID: extraction.settings.datasetID)
 
-            var filter = "f.extraction_id = :extraction"
+            // Images kept out (label conflicts, `extract --conflicts drop`) are never trained or evaluated on.
+            var filter = "f.extraction_id = :extraction" + (try Schema.hasImageFiles(db) ? " AND i.exclusion IS NULL" : "")
             var arguments: StatementArguments = ["extraction": extractionID]
             if let split { filter += " AND i.split = :split"; arguments += ["split": split.rawValue] }
             if let maxAugIndex { filter += " AND f.aug_index <= :maxAug"; arguments += ["maxAug": maxAugIndex] }

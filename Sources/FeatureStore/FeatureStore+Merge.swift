@@ -186,6 +186,31 @@ extension FeatureStore {
             ON CONFLICT(dataset_id, sha256) DO NOTHING
             """)
 
+        // Stores of schema 4 and later also carry the files behind each image and exclusions.
+        if try Int.fetchOne(db, sql: "SELECT max(version) FROM src.schema_migrations") ?? 0 >= 4 {
+            _ = try run("merging image exclusions of \(inputPath)", """
+                UPDATE main.images SET exclusion = (SELECT si.exclusion FROM src.images si
+                    JOIN src.datasets sd ON sd.id = si.dataset_id
+                    JOIN main.datasets md ON md.root = sd.root
+                    WHERE md.id = main.images.dataset_id AND si.sha256 = main.images.sha256)
+                WHERE exclusion IS NULL AND EXISTS (SELECT 1 FROM src.images si
+                    JOIN src.datasets sd ON sd.id = si.dataset_id
+                    JOIN main.datasets md ON md.root = sd.root
+                    WHERE md.id = main.images.dataset_id AND si.sha256 = main.images.sha256 AND si.exclusion IS NOT NULL)
+                """)
+            _ = try run("merging image files of \(inputPath)", """
+                INSERT INTO main.image_files(dataset_id, path, sha256, class_index, split)
+                SELECT md.id, sf.path, sf.sha256, mc.class_index, sf.split
+                FROM src.image_files sf
+                JOIN src.datasets sd ON sd.id = sf.dataset_id
+                JOIN main.datasets md ON md.root = sd.root
+                JOIN src.classes sc ON sc.dataset_id = sf.dataset_id AND sc.class_index = sf.class_index
+                JOIN main.classes mc ON mc.dataset_id = md.id AND mc.name = sc.name
+                WHERE 1
+                ON CONFLICT(dataset_id, path) DO NOTHING
+                """)
+        }
+
         let columns = ExtractionRow.contentColumns
         report.extractionsAdded = try run("merging extractions of \(inputPath)", """
             INSERT INTO main.extractions(dataset_id, \(columns.joined(separator: ", ")))

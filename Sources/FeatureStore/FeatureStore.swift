@@ -96,11 +96,12 @@ public final class FeatureStore {
         let temporary = "\(path).creating-\(UUID().uuidString)"
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: temporary + suffix) } }
         do {
-            let pool = try DatabasePool(path: temporary, configuration: configuration(mode: .create))
-            try Schema.migrator.migrate(pool)
-            // Readers first: the writer closes last, checkpoints and removes the -wal file.
-            pool.invalidateReadOnlyConnections()
-            try pool.close()
+            // One connection in rollback-journal mode: every commit is in the file itself when it closes,
+            // nothing is left in a -wal file that the link below would not carry (a reader then saw a
+            // header promising one page more than the file had). The first open of the store sets WAL.
+            let queue = try DatabaseQueue(path: temporary, configuration: configuration(mode: .create))
+            try Schema.migrator.migrate(queue)
+            try queue.close()
         } catch let error as DatabaseError {
             throw StoreError(error, path: path, context: "creating the store")
         }
@@ -216,7 +217,9 @@ public final class FeatureStore {
                 throw StoreError.unknownMigration(path: path, version: version, name: name, expected: expected)
             }
         }
-        if newest < Schema.currentVersion && !writable {
+        // Read-only, a store from before the last additive steps still reads (the readers check for
+        // what those steps add); older ones must be migrated first.
+        if newest < Schema.oldestReadable && !writable {
             throw StoreError.needsMigration(path: path, fileVersion: newest, toolVersion: Schema.currentVersion)
         }
     }

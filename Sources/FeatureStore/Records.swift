@@ -58,11 +58,14 @@ public struct ImageRecord: Codable, Hashable, Sendable {
     public var split: ImageSplit
     public var width: Int
     public var height: Int
+    /// Why the image is kept out of training and evaluation (e.g. a label conflict); nil: it is not.
+    public var exclusion: String?
 
     public init(id: Int64? = nil, datasetID: Int64, sha256: String, path: String, classIndex: Int,
-                split: ImageSplit, width: Int, height: Int) {
+                split: ImageSplit, width: Int, height: Int, exclusion: String? = nil) {
         self.id = id; self.datasetID = datasetID; self.sha256 = sha256; self.path = path
         self.classIndex = classIndex; self.split = split; self.width = width; self.height = height
+        self.exclusion = exclusion
     }
 }
 
@@ -226,5 +229,19 @@ public struct HeadRecord: Codable, Hashable, Sendable {
         self.id = id; self.extractionID = extractionID; self.config = config; self.classNames = classNames
         self.weights = weights; self.metrics = metrics; self.curves = curves; self.createdAt = createdAt
         self.sweepID = sweepID; self.trialKey = trialKey
+    }
+}
+
+/// One file of a dataset as scanned: where it is and what it contains (several files may hold one image).
+public struct ImageFileRecord: Codable, Hashable, Sendable {
+    public var datasetID: Int64
+    /// Relative to the dataset root, as `ImageRecord.path`.
+    public var path: String
+    public var sha256: String
+    public var classIndex: Int
+    public var split: ImageSplit
+
+    public init(datasetID: Int64, path: String, sha256: String, classIndex: Int, split: ImageSplit) {
+        self.datasetID = datasetID; self.path = path; self.sha256 = sha256; self.classIndex = classIndex; self.split = split
     }
 }

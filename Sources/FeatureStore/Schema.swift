@@ -152,7 +152,30 @@ enum Schema {
             CREATE INDEX failures_by_dataset ON failures(dataset_id);
             CREATE INDEX heads_by_extraction ON heads(extraction_id);
             """),
+        Migration(version: 4, name: "add-image-files-and-exclusions", sql: """
+            -- Every file an extraction scanned, with its content hash. An image (its bytes) may be at
+            -- several paths, under several classes or splits: what `extract store audit` reads.
+            CREATE TABLE image_files(
+                dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+                path TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                class_index INTEGER NOT NULL,
+                split TEXT NOT NULL CHECK(split IN ('train', 'test')),
+                PRIMARY KEY(dataset_id, path)
+            );
+            CREATE INDEX image_files_by_content ON image_files(dataset_id, sha256);
+            -- Why an image is kept out of training and evaluation (a label conflict); NULL: it is not.
+            ALTER TABLE images ADD COLUMN exclusion TEXT;
+            -- What `extract --conflicts` decided for images under two or more classes.
+            ALTER TABLE datasets ADD COLUMN conflict_policy TEXT NOT NULL DEFAULT 'drop';
+            """),
     ]
 
     static var currentVersion: Int { migrations.last?.version ?? 0 }
+    /// The oldest version read-only access accepts without migrating: step 4 only adds a table and
+    /// columns, which readers look for (`hasImageFiles`).
+    static let oldestReadable = 3
+
+    /// Whether the store has step 4's file list, exclusions and conflict policy.
+    static func hasImageFiles(_ db: Database) throws -> Bool { try db.tableExists("image_files") }
 }

@@ -54,9 +54,10 @@ struct ImageRow: IdentifiedRow {
     var split: ImageSplit
     var width: Int
     var height: Int
+    var exclusion: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case id, datasetID = "dataset_id", sha256, path, classIndex = "class_index", split, width, height
+        case id, datasetID = "dataset_id", sha256, path, classIndex = "class_index", split, width, height, exclusion
     }
 
     /// Inserts the row, or, for a known (dataset, sha256), keeps its id and takes the new path,
@@ -73,12 +74,12 @@ struct ImageRow: IdentifiedRow {
 
     init(_ r: ImageRecord) {
         id = r.id; datasetID = r.datasetID; sha256 = r.sha256; path = r.path; classIndex = r.classIndex
-        split = r.split; width = r.width; height = r.height
+        split = r.split; width = r.width; height = r.height; exclusion = r.exclusion
     }
 
     var record: ImageRecord {
         ImageRecord(id: id, datasetID: datasetID, sha256: sha256, path: path, classIndex: classIndex, split: split,
-                    width: width, height: height)
+                    width: width, height: height, exclusion: exclusion)
     }
 }
 
@@ -197,4 +198,18 @@ struct HeadRow: IdentifiedRow {
         return HeadRecord(id: id, extractionID: extractionID, config: config, classNames: names, weights: weights,
                           metrics: metrics, curves: curves, createdAt: createdAt, sweepID: sweepID, trialKey: trialKey)
     }
+}
+
+struct ImageFileRow: TableRow {
+    static let databaseTableName = "image_files"
+    var datasetID: Int64
+    var path: String
+    var sha256: String
+    var classIndex: Int
+    var split: ImageSplit
+
+    enum CodingKeys: String, CodingKey { case datasetID = "dataset_id", path, sha256, classIndex = "class_index", split }
+
+    init(_ r: ImageFileRecord) { datasetID = r.datasetID; path = r.path; sha256 = r.sha256; classIndex = r.classIndex; split = r.split }
+    var record: ImageFileRecord { ImageFileRecord(datasetID: datasetID, path: path, sha256: sha256, classIndex: classIndex, split: split) }
 }

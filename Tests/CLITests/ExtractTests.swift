@@ -144,7 +144,7 @@ final class ExtractTests: XCTestCase {
     }
 
     func testKilledRunLeavesAValidStoreAndTheNextRunResumes() throws {
-        let data = try makeDataset(classes: ["forest", "sea", "street"], perClass: 6, testPerClass: 0)
+        let data = try makeDataset(classes: ["forest", "sea", "street"], perClass: 16, testPerClass: 0)
         let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
         let p = Process()
         p.executableURL = try CLI.binary("extract")
@@ -161,10 +161,10 @@ final class ExtractTests: XCTestCase {
         p.waitUntilExit()
         let partial = try info(store).extractions.first?.features ?? 0
         XCTAssertEqual(partial % 2, 0, "only whole batches are stored")
-        XCTAssertLessThan(partial, 72)
+        XCTAssertLessThan(partial, 192)
         let resumed = try extract(data, store: store, ["--augment", "3"])
         XCTAssertEqual(resumed.reused_features, partial)
-        XCTAssertEqual(resumed.new_features, 72 - partial)
+        XCTAssertEqual(resumed.new_features, 192 - partial)
     }
 
     func testFolderWithoutImagesIsAnErrorBeforeAnyWork() throws {

@@ -47,6 +47,9 @@ struct Run: ParsableCommand {
     var maxPixels = ImageCodec.defaultMaxPixels
     @Option(name: .customLong("max-file-bytes"), help: "Refuse files larger than this many bytes (checked before reading).")
     var maxFileBytes = ImageCodec.maxFileBytes
+    @Option(help: ArgumentHelp("What to do with an image whose exact bytes are under two or more classes (a label conflict): drop keeps it out of training and evaluation; keep-first/keep-last label it with the class of its first/last path (sorted). An image in both train and test is always stored as test. `extract store audit` lists all of them.",
+                               valueName: "drop|keep-first|keep-last"))
+    var conflicts: ConflictPolicy = .drop
     @Flag(help: "No progress output.") var quiet = false
     @Flag(help: "Print the summary as JSON.") var json = false
 
@@ -99,8 +102,8 @@ struct Run: ParsableCommand {
 
     /// An image the identify step could read: its dataset item, its content hash and its stored row.
     struct Identified {
-        let item: DatasetItem
-        let record: ImageRecord
+        var item: DatasetItem
+        var record: ImageRecord
     }
 
     /// The three steps: identify (scan, read, hash, probe) -> plan (what the store lacks) -> extract
@@ -202,7 +205,43 @@ struct Run: ParsableCommand {
         guard !identified.isEmpty else {
             throw ValidationError("\(root.path): no usable image (\(failures.count) skipped); nothing to extract")
         }
-        return identified
+        return try audit(identified, classes: dataset.classes, db: db, datasetID: dataset.id)
+    }
+
+    /// Byte-identical files: every file is recorded (for `extract store audit`); each image is kept once,
+    /// labelled by the conflict policy, and as test when any of its files is a test file.
+    private func audit(_ files: [Identified], classes: [String], db: FeatureStore, datasetID: Int64) throws -> [Identified] {
+        try db.recordImageFiles(files.map {
+            ImageFileRecord(datasetID: datasetID, path: $0.record.path, sha256: $0.record.sha256,
+                            classIndex: $0.record.classIndex, split: $0.record.split)
+        })
+        try db.setConflictPolicy(datasetID: datasetID, conflicts.rawValue)
+        let report = DatasetAudit(files.map {
+            DatasetAudit.File(path: $0.record.path, sha256: $0.record.sha256, className: classes[$0.record.classIndex],
+                              split: $0.record.split.rawValue)
+        })
+        if let line = report.summary, !quiet { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+        var bySHA: [String: [Identified]] = [:]
+        for f in files { bySHA[f.record.sha256, default: []].append(f) }
+        var kept: [Identified] = []
+        var seen = Set<String>()
+        for f in files where seen.insert(f.record.sha256).inserted {
+            let group = bySHA[f.record.sha256]!.sorted { $0.record.path < $1.record.path }
+            var chosen = group[0]
+            let labels = Set(group.map(\.record.classIndex))
+            if labels.count > 1 {
+                switch conflicts {
+                case .drop:
+                    let names = labels.sorted().map { classes[$0] }.joined(separator: ", ")
+                    chosen.record.exclusion = "label conflict: the same bytes are under \(names) (\(group.map(\.record.path).joined(separator: ", ")))"
+                case .keepFirst: break
+                case .keepLast: chosen = group[group.count - 1]
+                }
+            }
+            if group.contains(where: { $0.record.split == .test }) { chosen.record.split = .test }
+            kept.append(chosen)
+        }
+        return kept
     }
 
     /// Runs the pipeline over the planned copies, the engine over each batch, and commits each batch.
@@ -259,3 +298,4 @@ final class FailureLog {
 let toolVersion = "0.1.0"
 
 extension FeatureDType: ExpressibleByArgument {}
+extension ConflictPolicy: ExpressibleByArgument {}

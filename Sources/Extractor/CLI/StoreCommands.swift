@@ -7,7 +7,7 @@ struct StoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "store",
         abstract: "Inspect, merge, export and compact feature stores.",
-        subcommands: [Info.self, Merge.self, Export.self, Vacuum.self, StoreBench.self])
+        subcommands: [Info.self, Audit.self, Merge.self, Export.self, Vacuum.self, StoreBench.self])
 
     struct Info: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Datasets, extractions, counts, failures and size of a store.")
@@ -24,6 +24,71 @@ struct StoreCommand: ParsableCommand {
                     print(try info.jsonString(pretty: true))
                 } else {
                     printSummary(info)
+                }
+            }
+        }
+    }
+
+    struct Audit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Byte-identical images under several classes (label conflicts), in train and test (leaks), or twice in a class; with --near, near-duplicates by their features.",
+            discussion: """
+            Exact duplicates come from the content hashes of every file `extract` scanned. Near-duplicates \
+            (--near) are pairs of images whose cached features (plain copy) have a cosine similarity of at \
+            least --threshold, across classes or across train/test: a blocked matrix product over the \
+            extraction's features. JSON keys: conflicts, leaks, duplicates ({sha256, paths, classes, splits}) \
+            and near ({a, b, cosine}).
+            """)
+        @Argument(help: "Store file.") var file = "features.sqlite"
+        @Flag(help: "Also find near-duplicates from the cached features.") var near = false
+        @Option(help: "Cosine similarity from which two images count as near-duplicates.") var threshold: Float = 0.97
+        @Option(help: "Extraction whose features --near compares (default: the store's first).") var extraction: Int64?
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            guard threshold > 0, threshold <= 1 else { throw ValidationError("--threshold must be in (0, 1]") }
+        }
+
+        func run() throws {
+            try failing {
+                guard FileManager.default.fileExists(atPath: file) else {
+                    throw ValidationError("\(file) does not exist; `extract --backbone NAME --data DIR --store \(file)` creates it")
+                }
+                let db = try FeatureStore(path: file, mode: .readOnly)
+                var files: [DatasetAudit.File] = []
+                for dataset in try db.datasets() {
+                    files += try db.imageFiles(datasetID: dataset.id).map {
+                        DatasetAudit.File(path: $0.path, sha256: $0.sha256, className: dataset.classes[$0.classIndex], split: $0.split.rawValue)
+                    }
+                }
+                var report = DatasetAudit(files)
+                var seconds = 0.0
+                if near {
+                    guard let id = try extraction ?? db.extractions().first?.id else {
+                        throw ValidationError("\(file) has no extraction; --near compares cached features (run `extract` first)")
+                    }
+                    let started = Date()
+                    let m = try db.loadFeatures(extractionID: id, maxAugIndex: 0)
+                    let pairs = NearDuplicates.find(m.values, rows: m.rows, dim: m.dim, threshold: threshold) { i, j in
+                        m.labels[i] != m.labels[j] || m.splits[i] != m.splits[j]
+                    }
+                    seconds = Date().timeIntervalSince(started)
+                    report.near = pairs.map { .init(a: m.paths[$0.i], b: m.paths[$0.j], cosine: Double($0.cosine)) }
+                }
+                if json {
+                    try printJSON(report)
+                } else {
+                    func show(_ title: String, _ groups: [DatasetAudit.Group]) {
+                        print("\(title): \(groups.count)")
+                        for g in groups { print("  " + zip(g.paths, zip(g.classes, g.splits)).map { "\($0) [\($1.0), \($1.1)]" }.joined(separator: "  =  ")) }
+                    }
+                    show("label conflicts (same bytes, several classes)", report.conflicts)
+                    show("train/test leaks (same bytes in both splits)", report.leaks)
+                    show("duplicates within a class", report.duplicates)
+                    if near {
+                        print(String(format: "near-duplicates (cosine >= %.3f, across classes or splits): %d (%.2f s)", threshold, report.near.count, seconds))
+                        for p in report.near { print(String(format: "  %.4f  %@  ~  %@", p.cosine, p.a, p.b)) }
+                    }
                 }
             }
         }

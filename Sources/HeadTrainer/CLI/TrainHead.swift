@@ -107,6 +107,8 @@ struct Train: ParsableCommand {
     struct Report: Encodable {
         let head_id: Int64, extraction_id: Int64, backbone: String, best_epoch: Int, epochs: Int, seconds: Double
         let train: ClassificationMetrics, validation: ClassificationMetrics?, test: ClassificationMetrics?
+        /// Images of the dataset kept out of training and evaluation (label conflicts, `extract --conflicts drop`).
+        let excluded_images: Int
     }
 
     func run() throws {
@@ -114,6 +116,10 @@ struct Train: ParsableCommand {
             let db = try StoreData.open(store)
             let e = try StoreData.extraction(in: db, id: extraction, backbone: backbone)
             let (train, test) = try StoreData.load(db, e)
+            let excluded = try db.excludedImages(datasetID: e.settings.datasetID).count
+            if excluded > 0 && !json {
+                FileHandle.standardError.write(Data("\(excluded) image(s) left out: the same bytes under two or more classes (`extract store audit \(store)` lists them)\n".utf8))
+            }
             let config = try HeadOptions.config(settings)
             let result = try trainHead(config: config, train: train, test: test)
             let id = try StoreData.save(result, config: config, extraction: e, in: db)
@@ -128,7 +134,7 @@ struct Train: ParsableCommand {
             }
             let report = Report(head_id: id, extraction_id: e.id, backbone: e.settings.backbone, best_epoch: result.bestEpoch,
                                 epochs: result.epochsRun, seconds: result.trainingSeconds, train: result.metrics.train,
-                                validation: result.metrics.validation, test: result.metrics.test)
+                                validation: result.metrics.validation, test: result.metrics.test, excluded_images: excluded)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
