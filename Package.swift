@@ -60,6 +60,9 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer/CLI", swiftSettings: release),
 
+        // Fine-tuning the last blocks of a backbone on cached block inputs (issue #12): OpenBLAS GEMMs.
+        .target(name: "FineTuneCore", dependencies: ["COpenBLAS"], path: "Sources/FineTune", swiftSettings: release),
+
         .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
@@ -67,6 +70,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: []),
+        .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore"], path: "Tests/FeatureStoreStress"),
         .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "CSQLite", "FeatureStoreStress"]),
     ],
