@@ -250,6 +250,7 @@ public final class FineTuner {
             var scale = [Float](repeating: 0, count: c), shift = scale
             for ch in 0..<c { scale[ch] = gamma[ch] * invstd[ch]; shift[ch] = beta[ch] - mean[ch] * scale[ch] }
             scale.withUnsafeBufferPointer { sc in shift.withUnsafeBufferPointer { sh in
+                let sc = sc.baseAddress!, sh = sh.baseAddress!
                 for r in 0..<rows {
                     let xi = x + r * c, yo = y + r * c
                     for ch in 0..<c { yo[ch] = xi[ch] * sc[ch] + sh[ch] }
@@ -314,11 +315,13 @@ public final class FineTuner {
             let c = s.c, gamma = values[s.tensors[0]].pointer
             let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
             let dgamma = grads[s.tensors[0]].pointer, dbeta = grads[s.tensors[1]].pointer
+            // dbeta = sum dy, dgamma = sum dy xhat = invstd (sum dy x - mean sum dy)
             dgamma.update(repeating: 0, count: c); dbeta.update(repeating: 0, count: c)
             for r in 0..<rows {
                 let xi = x + r * c, g = dy + r * c
-                for ch in 0..<c { dbeta[ch] += g[ch]; dgamma[ch] += g[ch] * (xi[ch] - mean[ch]) * invstd[ch] }
+                for ch in 0..<c { dbeta[ch] += g[ch]; dgamma[ch] += g[ch] * xi[ch] }
             }
+            for ch in 0..<c { dgamma[ch] = invstd[ch] * (dgamma[ch] - mean[ch] * dbeta[ch]) }
             guard needInput else { break }
             if training && options.batchNorm == .train {
                 // dx = gamma invstd / N (N dy - sum dy - xhat sum(dy xhat))
@@ -329,16 +332,23 @@ public final class FineTuner {
                     b[ch] = a[ch] * dbeta[ch] / nr
                     cc[ch] = a[ch] * dgamma[ch] * invstd[ch] / nr
                 }
+                // d = a dy - (b - mean cc) - x cc
+                for ch in 0..<c { b[ch] -= mean[ch] * cc[ch] }
                 a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in cc.withUnsafeBufferPointer { cc in
+                    let a = a.baseAddress!, b = b.baseAddress!, cc = cc.baseAddress!
                     for r in 0..<rows {
                         let xi = x + r * c, g = dy + r * c, d = dx + r * c
-                        for ch in 0..<c { d[ch] = a[ch] * g[ch] - b[ch] - (xi[ch] - mean[ch]) * cc[ch] }
+                        for ch in 0..<c { d[ch] = a[ch] * g[ch] - b[ch] - xi[ch] * cc[ch] }
                     }
                 } } }
             } else {
-                for r in 0..<rows {
-                    let g = dy + r * c, d = dx + r * c
-                    for ch in 0..<c { d[ch] = g[ch] * gamma[ch] * invstd[ch] }
+                let scale = (0..<c).map { gamma[$0] * invstd[$0] }
+                scale.withUnsafeBufferPointer { sc in
+                    let sc = sc.baseAddress!
+                    for r in 0..<rows {
+                        let g = dy + r * c, d = dx + r * c
+                        for ch in 0..<c { d[ch] = g[ch] * sc[ch] }
+                    }
                 }
             }
         case .activation:

@@ -109,6 +109,10 @@ struct DepthwiseGeometry {
     }
 }
 
+// Plain loops that LLVM vectorizes (the build targets baseline x86-64, so SSE): a SIMD16<Float>
+// version with replacing(with:where:) compiled to scalar code through the stack and took a third
+// of the benchmark's time in `perf record`; `v > 0 && v < 6 ? dy : 0` ran 4.2 ms on 3.6 M floats,
+// the multiply by a 0/1 mask 2.4 ms (swiftc -Ounchecked microbenchmark).
 extension Activation {
     func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
@@ -119,11 +123,12 @@ extension Activation {
         }
     }
 
-    /// dx = dy * f'(x).
+    /// dx = dy * f'(x) (dx may be dy).
     func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
-        case .relu: for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : 0 }
-        case .relu6: for i in 0..<n { dx[i] = x[i] > 0 && x[i] < 6 ? dy[i] : 0 }
+        case .relu: for i in 0..<n { dx[i] = dy[i] * (x[i] > 0 ? 1 : 0) }
+        case .relu6:
+            for i in 0..<n { let v = x[i]; dx[i] = dy[i] * ((v > 0 ? 1 : 0) * (v < 6 ? 1 : 0) as Float) }
         case .sigmoid:
             for i in 0..<n { let s = 1 / (1 + expf(-x[i])); dx[i] = dy[i] * s * (1 - s) }
         case .swish:

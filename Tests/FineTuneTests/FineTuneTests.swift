@@ -183,3 +183,27 @@ final class FineTuneTests: XCTestCase {
         XCTAssertThrowsError(try t.computeGradients(inputs: Synthetic.inputs(count: 192 * 49), labels: [2], batch: 1))
     }
 }
+
+/// The benchmark entry point runs and counts FLOPs as documented; FINETUNE_BENCH_ROWS=N prints the
+/// full measurement (1 and 2 blocks, BN frozen) instead of timing anything in CI.
+final class FineTuneBenchmarkTests: XCTestCase {
+    func testBenchmarkEntryPoint() throws {
+        let network = try FineTuneNetwork.efficientNetLite0(lastBlocks: 1)
+        let head = SoftmaxHead(inFeatures: 1280, classes: 10)
+        let t = try FineTuner(network: network, head: head,
+                              tensors: Synthetic.tensors(network.requiredTensors() + head.requiredTensors()))
+        let f = t.convolutionFLOPs(batch: 1)
+        // 192->1152, depthwise 3x3 on 1152, 1152->320, 320->1280, all on 7x7.
+        let macs: Int = 192 * 1152 + 1152 * 9 + 1152 * 320 + 320 * 1280
+        let fwd = Double(2 * 49 * macs)
+        XCTAssertEqual(f.forward, fwd)
+        XCTAssertEqual(f.backward, 2 * fwd - Double(2 * 49 * 192 * 1152))
+        if let rows = ProcessInfo.processInfo.environment["FINETUNE_BENCH_ROWS"].flatMap(Int.init) {
+            for blocks in [1, 2] { print(try FineTuneBenchmark.run(rows: rows, lastBlocks: blocks)) }
+        } else {
+            let r = try FineTuneBenchmark.run(rows: 70, batch: 32, lastBlocks: 2, epochs: 1)
+            XCTAssertTrue(r.finalLoss.isFinite)
+            XCTAssertGreaterThan(r.secondsPerEpoch, 0)
+        }
+    }
+}
