@@ -84,7 +84,8 @@ public final class FineTuner {
     // Saved by batch norm in train mode (mean, 1/std per channel), squeeze-excite (pooled, reduced
     // pre-activation, reduced, gate), head (hidden pre-activation, probabilities).
     var saved: [Int: [Buffer]] = [:]
-    var depthwiseWeights: [Int: Buffer] = [:]   // [k*k, C] transposes
+    var depthwiseWeights: [Int: Buffer] = [:]   // [k*k, C] transposes of the weights and their gradients
+    var depthwiseGrads: [Int: Buffer] = [:]
     var headBuffers: [Buffer] = []
 
     public init(network: FineTuneNetwork, head: SoftmaxHead, tensors: [String: [Float]],
@@ -156,7 +157,7 @@ public final class FineTuner {
     func reserve(batch: Int) {
         guard batch > capacity else { return }
         capacity = batch
-        acts = []; dActs = []; saved = [:]; depthwiseWeights = [:]
+        acts = []; dActs = []; saved = [:]; depthwiseWeights = [:]; depthwiseGrads = [:]
         for s in steps {
             acts.append(Buffer(batch * s.inPixels * s.c)); dActs.append(Buffer(batch * s.inPixels * s.c))
         }
@@ -169,7 +170,9 @@ public final class FineTuner {
                 let r = s.layer.reduced!
                 saved[k] = [Buffer(batch * s.c), Buffer(batch * r), Buffer(batch * r), Buffer(batch * s.c),
                             Buffer(batch * s.c), Buffer(batch * r)]
-            case .depthwise: depthwiseWeights[k] = Buffer(s.c * s.layer.kernel! * s.layer.kernel!)
+            case .depthwise:
+                depthwiseWeights[k] = Buffer(s.c * s.layer.kernel! * s.layer.kernel!)
+                depthwiseGrads[k] = Buffer(s.c * s.layer.kernel! * s.layer.kernel!)
             default: break
             }
         }
@@ -307,7 +310,7 @@ public final class FineTuner {
             if needInput { gemm(false, false, rows, s.c, s.outC, dy, s.outC, w, s.c, dx, s.c) }
         case .depthwise:
             let g = s.depthwise!, kk = g.kernel * g.kernel
-            let dwt = Buffer(kk * s.c)
+            let dwt = depthwiseGrads[k]!
             g.backward(x, depthwiseWeights[k]!.pointer, dy, dW: dwt.pointer, dInput: needInput ? dx : nil, batch: batch)
             let dw = grads[s.tensors[0]].pointer
             for ch in 0..<s.c { for t in 0..<kk { dw[ch * kk + t] = dwt.pointer[t * s.c + ch] } }

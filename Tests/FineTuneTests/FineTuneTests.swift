@@ -184,8 +184,8 @@ final class FineTuneTests: XCTestCase {
     }
 }
 
-/// The benchmark entry point runs and counts FLOPs as documented; FINETUNE_BENCH_ROWS=N prints the
-/// full measurement (1 and 2 blocks, BN frozen) instead of timing anything in CI.
+/// The benchmark entry point runs and counts FLOPs as documented; FINETUNE_BENCH_ROWS=N (and
+/// FINETUNE_BENCH_EPOCHS) prints the full measurement (1 and 2 blocks, BN frozen); nothing is timed in CI.
 final class FineTuneBenchmarkTests: XCTestCase {
     func testBenchmarkEntryPoint() throws {
         let network = try FineTuneNetwork.efficientNetLite0(lastBlocks: 1)
@@ -199,7 +199,8 @@ final class FineTuneBenchmarkTests: XCTestCase {
         XCTAssertEqual(f.forward, fwd)
         XCTAssertEqual(f.backward, 2 * fwd - Double(2 * 49 * 192 * 1152))
         if let rows = ProcessInfo.processInfo.environment["FINETUNE_BENCH_ROWS"].flatMap(Int.init) {
-            for blocks in [1, 2] { print(try FineTuneBenchmark.run(rows: rows, lastBlocks: blocks)) }
+            let epochs = ProcessInfo.processInfo.environment["FINETUNE_BENCH_EPOCHS"].flatMap(Int.init) ?? 2
+            for blocks in [1, 2] { print(try FineTuneBenchmark.run(rows: rows, lastBlocks: blocks, epochs: epochs)) }
         } else {
             let r = try FineTuneBenchmark.run(rows: 70, batch: 32, lastBlocks: 2, epochs: 1)
             XCTAssertTrue(r.finalLoss.isFinite)

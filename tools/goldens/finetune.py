@@ -169,9 +169,9 @@ def forward(net, P, x, bn_train):
                 x = F.conv2d(x, P[f"{n}.weight"], P.get(f"{n}.bias"))
             elif op == "depthwise":
                 k, s = l["kernel"], l["stride"]
-                if l["padding"] == "tfSame":
+                if l["padding"] == "tfSame" and (s != 1 or k % 2 == 0):
                     x = F.conv2d(tf_same_pad(x, k, s), P[f"{n}.weight"], stride=s, groups=x.shape[1])
-                else:
+                else:  # symmetric, or TF SAME with stride 1 and an odd kernel (the same padding)
                     x = F.conv2d(x, P[f"{n}.weight"], stride=s, padding=k // 2, groups=x.shape[1])
             elif op == "batchNorm":
                 x = F.batch_norm(x, P[f"{n}.running_mean"], P[f"{n}.running_var"], P[f"{n}.weight"], P[f"{n}.bias"],
