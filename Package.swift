@@ -60,8 +60,8 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer/CLI", swiftSettings: release),
 
-        // Fine-tuning the last blocks of a backbone on cached block inputs (issue #12): OpenBLAS GEMMs.
-        .target(name: "FineTuneCore", dependencies: ["COpenBLAS"], path: "Sources/FineTune", swiftSettings: release),
+        // Fine-tuning the last blocks of a backbone on cached block inputs (issue #12): oneDNN / OpenBLAS GEMMs.
+        .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL"], path: "Sources/FineTune", swiftSettings: release),
 
         .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats"],
                     resources: [.copy("Fixtures")]),

@@ -28,6 +28,7 @@ public enum FineTuneBenchmark {
     public struct Result: Sendable, CustomStringConvertible {
         public let rows: Int, batch: Int, threads: Int, lastBlocks: Int
         public let batchNorm: BatchNormMode
+        public let gemm: GemmLibrary
         /// Mean over the timed epochs, and the fastest one (the machine is shared: the minimum is
         /// the figure least disturbed by other processes).
         public let secondsPerEpoch: Double
@@ -39,8 +40,8 @@ public enum FineTuneBenchmark {
         public let finalLoss: Float
 
         public var description: String {
-            String(format: "finetune lite0 last %d block(s) + head conv + head: %d rows, batch %d, %d threads, BN %@: %.3f s/epoch (fastest %.3f), %.1f GFLOP/s (conv %.2f GFLOP/epoch), loss %.4f",
-                   lastBlocks, rows, batch, threads, batchNorm.rawValue, secondsPerEpoch, fastestEpochSeconds, gflops,
+            String(format: "finetune lite0 last %d block(s) + head conv + head: %d rows, batch %d, %d threads, BN %@, %@: %.3f s/epoch (fastest %.3f), %.1f GFLOP/s (conv %.2f GFLOP/epoch), loss %.4f",
+                   lastBlocks, rows, batch, threads, batchNorm.rawValue, gemm.rawValue, secondsPerEpoch, fastestEpochSeconds, gflops,
                    convolutionFLOPsPerEpoch / 1e9, finalLoss)
         }
     }
@@ -49,12 +50,14 @@ public enum FineTuneBenchmark {
     /// `Synthetic` tensors, on `rows` synthetic inputs of the cached shape. One warm-up epoch, then
     /// `epochs` timed epochs (a last partial batch included).
     public static func run(rows: Int = 2048, batch: Int = 64, threads: Int = 2, lastBlocks: Int = 1,
-                           batchNorm: BatchNormMode = .frozen, epochs: Int = 2) throws -> Result {
+                           batchNorm: BatchNormMode = .frozen, gemm: GemmLibrary = .oneDNN,
+                           epochs: Int = 2) throws -> Result {
         let network = try FineTuneNetwork.efficientNetLite0(lastBlocks: lastBlocks)
         let head = SoftmaxHead(inFeatures: network.outputChannels, classes: 10)
         var options = FineTuneOptions()
         options.threads = threads
         options.batchNorm = batchNorm
+        options.gemm = gemm
         let tuner = try FineTuner(network: network, head: head,
                                   tensors: Synthetic.tensors(network.requiredTensors() + head.requiredTensors()),
                                   options: options)
@@ -81,7 +84,7 @@ public enum FineTuneBenchmark {
             let f = tuner.convolutionFLOPs(batch: min(batch, rows - start))
             flops += f.forward + f.backward
         }
-        return Result(rows: rows, batch: batch, threads: threads, lastBlocks: lastBlocks, batchNorm: batchNorm,
+        return Result(rows: rows, batch: batch, threads: threads, lastBlocks: lastBlocks, batchNorm: batchNorm, gemm: gemm,
                       secondsPerEpoch: times.reduce(0, +) / Double(epochs), fastestEpochSeconds: times.min()!,
                       convolutionFLOPsPerEpoch: flops, finalLoss: loss)
     }

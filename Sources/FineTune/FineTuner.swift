@@ -36,8 +36,9 @@ public struct FineTuneOptions: Sendable {
     public var batchNorm: BatchNormMode = .frozen
     /// Momentum of the running statistics in `BatchNormMode.train` (PyTorch's default).
     public var batchNormMomentum: Float = 0.1
-    /// OpenBLAS threads for the GEMMs.
+    /// OpenBLAS threads for the GEMMs, and parts the other loops are split into.
     public var threads: Int = 2
+    public var gemm: GemmLibrary = .oneDNN
     public init() {}
 }
 
@@ -218,7 +219,7 @@ public final class FineTuner {
         let rows = batch * s.inPixels, n = rows * s.c
         switch s.layer.op {
         case .pointwise:
-            gemm(false, true, rows, s.outC, s.c, x, s.c, values[s.tensors[0]].pointer, s.c, y, s.outC)
+            gemm(options.gemm, false, true, rows, s.outC, s.c, x, s.c, values[s.tensors[0]].pointer, s.c, y, s.outC)
             if s.tensors.count > 1 {
                 let bias = values[s.tensors[1]].pointer
                 for r in 0..<rows { let row = y + r * s.outC; for o in 0..<s.outC { row[o] += bias[o] } }
@@ -226,7 +227,10 @@ public final class FineTuner {
         case .depthwise:
             let g = s.depthwise!, kk = g.kernel * g.kernel, wt = depthwiseWeights[k]!.pointer, w = values[s.tensors[0]].pointer
             for ch in 0..<s.c { for t in 0..<kk { wt[t * s.c + ch] = w[ch * kk + t] } }
-            g.forward(x, wt, y, batch: batch)
+            let inSize = s.inPixels * s.c, outSize = s.outPixels * s.c
+            parallel(batch, parts: options.threads) { r in
+                g.forward(x + r.lowerBound * inSize, wt, y + r.lowerBound * outSize, batch: r.count)
+            }
         case .batchNorm:
             let c = s.c, gamma = values[s.tensors[0]].pointer, beta = values[s.tensors[1]].pointer
             let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
@@ -254,21 +258,21 @@ public final class FineTuner {
             for ch in 0..<c { scale[ch] = gamma[ch] * invstd[ch]; shift[ch] = beta[ch] - mean[ch] * scale[ch] }
             scale.withUnsafeBufferPointer { sc in shift.withUnsafeBufferPointer { sh in
                 let sc = sc.baseAddress!, sh = sh.baseAddress!
-                for r in 0..<rows {
+                parallel(rows, parts: options.threads) { range in for r in range {
                     let xi = x + r * c, yo = y + r * c
                     for ch in 0..<c { yo[ch] = xi[ch] * sc[ch] + sh[ch] }
-                }
+                } }
             } }
         case .activation:
-            s.layer.activation!.forward(x, y, count: n)
+            parallel(n, parts: options.threads) { r in s.layer.activation!.forward(x + r.lowerBound, y + r.lowerBound, count: r.count) }
         case .squeezeExcite:
             let c = s.c, r = s.layer.reduced!, hw = s.inPixels, sv = saved[k]!
             let pooled = sv[0].pointer, pre = sv[1].pointer, red = sv[2].pointer, gate = sv[3].pointer
             pool(x, pooled, batch: batch, pixels: hw, channels: c)
-            gemm(false, true, batch, r, c, pooled, c, values[s.tensors[0]].pointer, c, pre, r)
+            gemm(options.gemm, false, true, batch, r, c, pooled, c, values[s.tensors[0]].pointer, c, pre, r)
             addBias(pre, values[s.tensors[1]].pointer, rows: batch, cols: r)
             s.layer.activation!.forward(pre, red, count: batch * r)
-            gemm(false, true, batch, c, r, red, r, values[s.tensors[2]].pointer, r, sv[4].pointer, c)
+            gemm(options.gemm, false, true, batch, c, r, red, r, values[s.tensors[2]].pointer, r, sv[4].pointer, c)
             addBias(sv[4].pointer, values[s.tensors[3]].pointer, rows: batch, cols: c)
             Activation.sigmoid.forward(sv[4].pointer, gate, count: batch * c)
             for b in 0..<batch {
@@ -305,13 +309,24 @@ public final class FineTuner {
         switch s.layer.op {
         case .pointwise:
             let w = values[s.tensors[0]].pointer
-            gemm(true, false, s.outC, s.c, rows, dy, s.outC, x, s.c, grads[s.tensors[0]].pointer, s.c)
+            gemm(options.gemm, true, false, s.outC, s.c, rows, dy, s.outC, x, s.c, grads[s.tensors[0]].pointer, s.c)
             if s.tensors.count > 1 { columnSums(dy, rows: rows, cols: s.outC, into: grads[s.tensors[1]].pointer) }
-            if needInput { gemm(false, false, rows, s.c, s.outC, dy, s.outC, w, s.c, dx, s.c) }
+            if needInput { gemm(options.gemm, false, false, rows, s.c, s.outC, dy, s.outC, w, s.c, dx, s.c) }
         case .depthwise:
             let g = s.depthwise!, kk = g.kernel * g.kernel
             let dwt = depthwiseGrads[k]!
-            g.backward(x, depthwiseWeights[k]!.pointer, dy, dW: dwt.pointer, dInput: needInput ? dx : nil, batch: batch)
+            // Samples split between threads; each part's weight gradient in its own buffer, then summed.
+            let parts = max(1, min(options.threads, batch)), inSize = s.inPixels * s.c, outSize = s.outPixels * s.c
+            var extra = [Float](repeating: 0, count: (parts - 1) * kk * s.c)
+            extra.withUnsafeMutableBufferPointer { extra in
+                parallel(parts, parts: parts) { ps in for part in ps {
+                    let b0 = batch * part / parts, b1 = batch * (part + 1) / parts
+                    g.backward(x + b0 * inSize, depthwiseWeights[k]!.pointer, dy + b0 * outSize,
+                               dW: part == 0 ? dwt.pointer : extra.baseAddress! + (part - 1) * kk * s.c,
+                               dInput: needInput ? dx + b0 * inSize : nil, batch: b1 - b0)
+                } }
+                for i in 0..<extra.count { dwt.pointer[i % (kk * s.c)] += extra[i] }
+            }
             let dw = grads[s.tensors[0]].pointer
             for ch in 0..<s.c { for t in 0..<kk { dw[ch * kk + t] = dwt.pointer[t * s.c + ch] } }
         case .batchNorm:
@@ -319,10 +334,21 @@ public final class FineTuner {
             let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
             let dgamma = grads[s.tensors[0]].pointer, dbeta = grads[s.tensors[1]].pointer
             // dbeta = sum dy, dgamma = sum dy xhat = invstd (sum dy x - mean sum dy)
-            dgamma.update(repeating: 0, count: c); dbeta.update(repeating: 0, count: c)
-            for r in 0..<rows {
-                let xi = x + r * c, g = dy + r * c
-                for ch in 0..<c { dbeta[ch] += g[ch]; dgamma[ch] += g[ch] * xi[ch] }
+            let parts = max(1, min(options.threads, rows))
+            var partial = [Float](repeating: 0, count: parts * 2 * c)   // per part: sum dy, sum dy x
+            partial.withUnsafeMutableBufferPointer { sums in
+                let sums = sums.baseAddress!
+                parallel(parts, parts: parts) { ps in for part in ps {
+                    let sb = sums + part * 2 * c, sg = sb + c
+                    for r in rows * part / parts ..< rows * (part + 1) / parts {
+                        let xi = x + r * c, g = dy + r * c
+                        for ch in 0..<c { sb[ch] += g[ch]; sg[ch] += g[ch] * xi[ch] }
+                    }
+                } }
+                dbeta.update(from: sums, count: c); dgamma.update(from: sums + c, count: c)
+                for part in 1..<parts {
+                    for ch in 0..<c { dbeta[ch] += sums[part * 2 * c + ch]; dgamma[ch] += sums[part * 2 * c + c + ch] }
+                }
             }
             for ch in 0..<c { dgamma[ch] = invstd[ch] * (dgamma[ch] - mean[ch] * dbeta[ch]) }
             guard needInput else { break }
@@ -339,23 +365,27 @@ public final class FineTuner {
                 for ch in 0..<c { b[ch] -= mean[ch] * cc[ch] }
                 a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in cc.withUnsafeBufferPointer { cc in
                     let a = a.baseAddress!, b = b.baseAddress!, cc = cc.baseAddress!
-                    for r in 0..<rows {
+                    parallel(rows, parts: options.threads) { range in for r in range {
                         let xi = x + r * c, g = dy + r * c, d = dx + r * c
                         for ch in 0..<c { d[ch] = a[ch] * g[ch] - b[ch] - xi[ch] * cc[ch] }
-                    }
+                    } }
                 } } }
             } else {
                 let scale = (0..<c).map { gamma[$0] * invstd[$0] }
                 scale.withUnsafeBufferPointer { sc in
                     let sc = sc.baseAddress!
-                    for r in 0..<rows {
+                    parallel(rows, parts: options.threads) { range in for r in range {
                         let g = dy + r * c, d = dx + r * c
                         for ch in 0..<c { d[ch] = g[ch] * sc[ch] }
-                    }
+                    } }
                 }
             }
         case .activation:
-            if needInput { s.layer.activation!.backward(x, dy, dx, count: n) }
+            if needInput {
+                parallel(n, parts: options.threads) { r in
+                    s.layer.activation!.backward(x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, count: r.count)
+                }
+            }
         case .squeezeExcite:
             let c = s.c, r = s.layer.reduced!, hw = s.inPixels, sv = saved[k]!
             let pooled = sv[0].pointer, pre = sv[1].pointer, red = sv[2].pointer, gate = sv[3].pointer
@@ -368,15 +398,15 @@ public final class FineTuner {
                 let gt = gate + b * c
                 for ch in 0..<c { d[ch] *= gt[ch] * (1 - gt[ch]) }
             }
-            gemm(true, false, c, r, batch, dz, c, red, r, grads[s.tensors[2]].pointer, r)
+            gemm(options.gemm, true, false, c, r, batch, dz, c, red, r, grads[s.tensors[2]].pointer, r)
             columnSums(dz, rows: batch, cols: c, into: grads[s.tensors[3]].pointer)
-            gemm(false, false, batch, r, c, dz, c, values[s.tensors[2]].pointer, r, dred, r)
+            gemm(options.gemm, false, false, batch, r, c, dz, c, values[s.tensors[2]].pointer, r, dred, r)
             s.layer.activation!.backward(pre, dred, dred, count: batch * r)
-            gemm(true, false, r, c, batch, dred, r, pooled, c, grads[s.tensors[0]].pointer, c)
+            gemm(options.gemm, true, false, r, c, batch, dred, r, pooled, c, grads[s.tensors[0]].pointer, c)
             columnSums(dred, rows: batch, cols: r, into: grads[s.tensors[1]].pointer)
             guard needInput else { break }
             // d pooled -> dz (reused), then dx = dy * gate + d pooled / hw
-            gemm(false, false, batch, c, r, dred, r, values[s.tensors[0]].pointer, c, dz, c)
+            gemm(options.gemm, false, false, batch, c, r, dred, r, values[s.tensors[0]].pointer, c, dz, c)
             for b in 0..<batch {
                 let gt = gate + b * c, dp = dz + b * c, inv = 1 / Float(hw)
                 for p in 0..<hw {
@@ -407,14 +437,14 @@ public final class FineTuner {
         var input = feats, width = f
         if let hid = head.hidden {
             let pre = headBuffers[0].pointer, hidden = headBuffers[1].pointer
-            gemm(false, true, batch, hid, f, feats, f, values[specsStart].pointer, f, pre, hid)
+            gemm(options.gemm, false, true, batch, hid, f, feats, f, values[specsStart].pointer, f, pre, hid)
             addBias(pre, values[specsStart + 1].pointer, rows: batch, cols: hid)
             Activation.relu.forward(pre, hidden, count: batch * hid)
             input = hidden; width = hid
         }
         let outW = specsStart + (head.hidden == nil ? 0 : 2)
         let probs = headBuffers[2].pointer
-        gemm(false, true, batch, cls, width, input, width, values[outW].pointer, width, probs, cls)
+        gemm(options.gemm, false, true, batch, cls, width, input, width, values[outW].pointer, width, probs, cls)
         addBias(probs, values[outW + 1].pointer, rows: batch, cols: cls)
         var loss: Double = 0
         for b in 0..<batch {
@@ -429,18 +459,18 @@ public final class FineTuner {
             for j in 0..<cls { z[j] = z[j] / sum / Float(batch) }
             z[label] -= 1 / Float(batch)
         }
-        gemm(true, false, cls, width, batch, probs, cls, input, width, grads[outW].pointer, width)
+        gemm(options.gemm, true, false, cls, width, batch, probs, cls, input, width, grads[outW].pointer, width)
         columnSums(probs, rows: batch, cols: cls, into: grads[outW + 1].pointer)
         let dFeats = dActs[steps.count].pointer
         if let hid = head.hidden {
             let dh = headBuffers[3].pointer
-            gemm(false, false, batch, hid, cls, probs, cls, values[outW].pointer, width, dh, hid)
+            gemm(options.gemm, false, false, batch, hid, cls, probs, cls, values[outW].pointer, width, dh, hid)
             Activation.relu.backward(headBuffers[0].pointer, dh, dh, count: batch * hid)
-            gemm(true, false, hid, f, batch, dh, hid, feats, f, grads[specsStart].pointer, f)
+            gemm(options.gemm, true, false, hid, f, batch, dh, hid, feats, f, grads[specsStart].pointer, f)
             columnSums(dh, rows: batch, cols: hid, into: grads[specsStart + 1].pointer)
-            gemm(false, false, batch, f, hid, dh, hid, values[specsStart].pointer, f, dFeats, f)
+            gemm(options.gemm, false, false, batch, f, hid, dh, hid, values[specsStart].pointer, f, dFeats, f)
         } else {
-            gemm(false, false, batch, f, cls, probs, cls, values[outW].pointer, width, dFeats, f)
+            gemm(options.gemm, false, false, batch, f, cls, probs, cls, values[outW].pointer, width, dFeats, f)
         }
         return Float(loss / Double(batch))
     }

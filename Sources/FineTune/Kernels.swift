@@ -1,3 +1,4 @@
+import CDNNL
 import COpenBLAS
 import Foundation
 
@@ -19,13 +20,28 @@ final class Buffer {
     func zero() { pointer.update(repeating: 0, count: count) }
 }
 
-/// Row-major C[m x n] = alpha op(A) op(B) + beta C.
+/// Which library multiplies the matrices of the 1x1 convolutions (see `FineTuner`).
+public enum GemmLibrary: String, Codable, Sendable, CaseIterable {
+    /// OpenBLAS `cblas_sgemm` (its kernel follows OPENBLAS_CORETYPE; threads `FineTuneOptions.threads`).
+    case openBLAS
+    /// oneDNN `dnnl_sgemm` (JIT for the CPU it runs on; OpenMP threads, OMP_NUM_THREADS, default all cores).
+    case oneDNN
+}
+
+/// Row-major C[m x n] = op(A) op(B) + beta C.
 @inline(__always)
-func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+func gemm(_ library: GemmLibrary, _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
           _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
           _ c: UnsafeMutablePointer<Float>, _ ldc: Int, beta: Float = 0) {
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    switch library {
+    case .openBLAS:
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    case .oneDNN:
+        let status = dnnl_sgemm(CChar(UInt8(ascii: transA ? "T" : "N")), CChar(UInt8(ascii: transB ? "T" : "N")),
+                                Int64(m), Int64(n), Int64(k), 1, a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
+        precondition(status == dnnl_success, "dnnl_sgemm failed (\(status)) on \(m)x\(n)x\(k)")
+    }
 }
 
 /// Sum over rows of a row-major [rows x cols] matrix into out[cols] (overwritten).
@@ -35,6 +51,14 @@ func columnSums(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into out: Unsaf
         let row = x + r * cols
         for c in 0..<cols { out[c] += row[c] }
     }
+}
+
+/// Splits 0..<count into `parts` contiguous ranges run concurrently: the loops around the GEMMs
+/// (batch norm, activations, depthwise), which OpenBLAS's threads do not cover.
+func parallel(_ count: Int, parts: Int, _ body: (Range<Int>) -> Void) {
+    let p = max(1, min(parts, count))
+    if p == 1 { body(0..<count); return }
+    DispatchQueue.concurrentPerform(iterations: p) { i in body(count * i / p ..< count * (i + 1) / p) }
 }
 
 /// Geometry of a depthwise convolution on NHWC activations.

@@ -41,12 +41,14 @@ final class FineTuneTests: XCTestCase {
         return (num / max(den, 1e-30)).squareRoot()
     }
 
-    func trainer(_ c: Goldens.Config, learningRate: Float = 1e-3, blockLearningRate: Float = 1e-4) throws -> FineTuner {
+    func trainer(_ c: Goldens.Config, learningRate: Float = 1e-3, blockLearningRate: Float = 1e-4,
+                 gemm: GemmLibrary = .oneDNN) throws -> FineTuner {
         let head = SoftmaxHead(inFeatures: c.network.outputChannels, hidden: c.hidden, classes: c.classes)
         var options = FineTuneOptions()
         options.batchNorm = c.batchNorm
         options.learningRate = learningRate
         options.blockLearningRate = blockLearningRate
+        options.gemm = gemm
         return try FineTuner(network: c.network, head: head,
                              tensors: Synthetic.tensors(c.network.requiredTensors() + head.requiredTensors()),
                              options: options)
@@ -58,8 +60,8 @@ final class FineTuneTests: XCTestCase {
 
     func testGradientsMatchPyTorch() throws {
         XCTAssertEqual(Self.goldens.configs.count, 8)
-        for c in Self.goldens.configs {
-            let t = try trainer(c)
+        for c in Self.goldens.configs { for gemm in GemmLibrary.allCases {
+            let t = try trainer(c, gemm: gemm)
             let (inputs, labels) = batch(c)
             let loss = try t.computeGradients(inputs: inputs, labels: labels, batch: c.batch)
             XCTAssertEqual(Double(loss), c.loss, accuracy: 1e-5 * c.loss, c.name)
@@ -90,7 +92,7 @@ final class FineTuneTests: XCTestCase {
                 XCTAssertLessThan(relativeL2(tensors[name]!, want), 1e-5, "\(c.name) \(name)")
             }
             XCTAssertEqual(c.runningStats != nil, c.batchNorm == .train && c.gradients != nil, c.name)
-        }
+        } }
     }
 
     func testAdamStepsMatchPyTorch() throws {
@@ -200,7 +202,11 @@ final class FineTuneBenchmarkTests: XCTestCase {
         XCTAssertEqual(f.backward, 2 * fwd - Double(2 * 49 * 192 * 1152))
         if let rows = ProcessInfo.processInfo.environment["FINETUNE_BENCH_ROWS"].flatMap(Int.init) {
             let epochs = ProcessInfo.processInfo.environment["FINETUNE_BENCH_EPOCHS"].flatMap(Int.init) ?? 2
-            for blocks in [1, 2] { print(try FineTuneBenchmark.run(rows: rows, lastBlocks: blocks, epochs: epochs)) }
+            for blocks in [1, 2] {
+                for gemm in GemmLibrary.allCases {
+                    print(try FineTuneBenchmark.run(rows: rows, lastBlocks: blocks, gemm: gemm, epochs: epochs))
+                }
+            }
         } else {
             let r = try FineTuneBenchmark.run(rows: 70, batch: 32, lastBlocks: 2, epochs: 1)
             XCTAssertTrue(r.finalLoss.isFinite)
