@@ -36,7 +36,8 @@ public struct FineTuneOptions: Sendable {
     public var batchNorm: BatchNormMode = .frozen
     /// Momentum of the running statistics in `BatchNormMode.train` (PyTorch's default).
     public var batchNormMomentum: Float = 0.1
-    /// OpenBLAS threads for the GEMMs, and parts the other loops are split into.
+    /// Parts the loops around the GEMMs are split into, and OpenBLAS's threads (set process-wide with
+    /// openblas_set_num_threads on each step); oneDNN's GEMM threads follow OMP_NUM_THREADS.
     public var threads: Int = 2
     public var gemm: GemmLibrary = .oneDNN
     public init() {}
@@ -46,11 +47,16 @@ public struct FineTuneOptions: Sendable {
 /// inputs (NCHW float32, as the store keeps them).
 ///
 /// Layout: activations are NHWC inside ([batch * H * W, C] row-major), so every 1x1 convolution is one
-/// OpenBLAS sgemm on (B*H*W) x Cin x Cout (forward Y = X W^T, backward dW = dY^T X, dX = dY W), and
-/// depthwise / batch norm / activations are loops over the contiguous channel axis that the compiler
-/// vectorizes. Chosen over oneDNN training primitives because the GEMMs carry ~97% of the FLOPs
-/// (Lite0 last block + head conv: 98 of 100 MFLOP per image forward) and OpenBLAS sgemm on these
-/// shapes is what `FineTuneBenchmark` measures; see the README row for the command and numbers.
+/// sgemm on (B*H*W) x Cin x Cout (forward Y = X W^T, backward dW = dY^T X, dX = dY W), and depthwise,
+/// batch norm and activations are loops over the contiguous channel axis that LLVM vectorizes,
+/// split over `threads` (the GEMMs carry 97.9 of the 98.9 MFLOP per image forward of Lite0's last
+/// block + head conv; the depthwise 3x3 1.0).
+///
+/// GEMM library: oneDNN's `dnnl_sgemm` by default, OpenBLAS selectable (`FineTuneOptions.gemm`).
+/// `tools/bench/finetune_gemm.sh` (this step's GEMMs, 188 GFLOP) measured CPU time OpenBLAS 1.74,
+/// 1.86, 1.89, 1.82, 1.64 s against oneDNN 1.70, 1.41, 1.27, 1.64, 1.66 s on the shared 2-core
+/// machine (OPENBLAS_CORETYPE=Haswell there). oneDNN's convolution training primitives were not
+/// tried: with the GEMMs already in oneDNN they would mainly fuse batch norm and ReLU6.
 public final class FineTuner {
     public let network: FineTuneNetwork
     public let head: SoftmaxHead
