@@ -71,6 +71,9 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer/CLI", swiftSettings: release),
 
+        // Fine-tuning the last blocks of a backbone on cached block inputs (issue #12): oneDNN / OpenBLAS GEMMs.
+        .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL"], path: "Sources/FineTune", swiftSettings: release),
+
         .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
@@ -78,6 +81,8 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: []),
+        // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
+        .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).
         .testTarget(name: "FuzzTests", dependencies: ["Imaging", "WeightFormats"], exclude: ["Regressions"]),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore", "WorkbenchSupport"], path: "Tests/FeatureStoreStress"),

@@ -1,0 +1,91 @@
+import Foundation
+
+extension FineTuner {
+    /// Nominal convolution FLOPs of one training step (forward + backward) on a batch: 1x1 layers
+    /// 2 M Cin Cout each for Y, dW and dX; depthwise 2 Mout C k^2 each (padding taps included);
+    /// no dX for the first layer (the cached input needs none). Batch norm, activations, pooling and
+    /// the softmax head are not counted.
+    public func convolutionFLOPs(batch: Int) -> (forward: Double, backward: Double) {
+        var fwd = 0.0, bwd = 0.0
+        for (k, s) in steps.enumerated() {
+            let passes = k == 0 ? 1.0 : 2.0
+            switch s.layer.op {
+            case .pointwise:
+                let f = 2.0 * Double(batch * s.inPixels * s.c * s.outC)
+                fwd += f; bwd += passes * f
+            case .depthwise:
+                let f = 2.0 * Double(batch * s.outPixels * s.c * s.layer.kernel! * s.layer.kernel!)
+                fwd += f; bwd += passes * f
+            default: break
+            }
+        }
+        return (fwd, bwd)
+    }
+}
+
+/// Seconds per epoch of fine-tuning on synthetic cached inputs, for `train-head bench-finetune`.
+public enum FineTuneBenchmark {
+    public struct Result: Sendable, CustomStringConvertible {
+        public let rows: Int, batch: Int, threads: Int, lastBlocks: Int
+        public let batchNorm: BatchNormMode
+        public let gemm: GemmLibrary
+        /// Mean over the timed epochs, and the fastest one (the machine is shared: the minimum is
+        /// the figure least disturbed by other processes).
+        public let secondsPerEpoch: Double
+        public let fastestEpochSeconds: Double
+        /// Convolution FLOPs of one epoch (`FineTuner.convolutionFLOPs`), forward + backward.
+        public let convolutionFLOPsPerEpoch: Double
+        /// Of the fastest epoch.
+        public var gflops: Double { convolutionFLOPsPerEpoch / fastestEpochSeconds / 1e9 }
+        public let finalLoss: Float
+
+        public var description: String {
+            String(format: "finetune lite0 last %d block(s) + head conv + head: %d rows, batch %d, %d threads, BN %@, %@: %.3f s/epoch (fastest %.3f), %.1f GFLOP/s (conv %.2f GFLOP/epoch), loss %.4f",
+                   lastBlocks, rows, batch, threads, batchNorm.rawValue, gemm.rawValue, secondsPerEpoch, fastestEpochSeconds, gflops,
+                   convolutionFLOPsPerEpoch / 1e9, finalLoss)
+        }
+    }
+
+    /// EfficientNet-Lite0's last `lastBlocks` blocks + head conv + a softmax head (1280 -> 10) with
+    /// `Synthetic` tensors, on `rows` synthetic inputs of the cached shape. One warm-up epoch, then
+    /// `epochs` timed epochs (a last partial batch included).
+    public static func run(rows: Int = 2048, batch: Int = 64, threads: Int = 2, lastBlocks: Int = 1,
+                           batchNorm: BatchNormMode = .frozen, gemm: GemmLibrary = .oneDNN,
+                           epochs: Int = 2) throws -> Result {
+        let network = try FineTuneNetwork.efficientNetLite0(lastBlocks: lastBlocks)
+        let head = SoftmaxHead(inFeatures: network.outputChannels, classes: 10)
+        var options = FineTuneOptions()
+        options.threads = threads
+        options.batchNorm = batchNorm
+        options.gemm = gemm
+        let tuner = try FineTuner(network: network, head: head,
+                                  tensors: Synthetic.tensors(network.requiredTensors() + head.requiredTensors()),
+                                  options: options)
+        let per = network.input.count
+        let data = Synthetic.inputs(count: rows * per)
+        let labels = (0..<rows).map { Int32($0 % 10) }
+        var loss: Float = 0
+        func epoch() throws {
+            for start in stride(from: 0, to: rows, by: batch) {
+                let n = min(batch, rows - start)
+                loss = try tuner.trainStep(inputs: Array(data[start * per ..< (start + n) * per]),
+                                           labels: Array(labels[start ..< start + n]), batch: n)
+            }
+        }
+        try epoch()
+        var times: [Double] = []
+        for _ in 0..<epochs {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try epoch()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        var flops = 0.0
+        for start in stride(from: 0, to: rows, by: batch) {
+            let f = tuner.convolutionFLOPs(batch: min(batch, rows - start))
+            flops += f.forward + f.backward
+        }
+        return Result(rows: rows, batch: batch, threads: threads, lastBlocks: lastBlocks, batchNorm: batchNorm, gemm: gemm,
+                      secondsPerEpoch: times.reduce(0, +) / Double(epochs), fastestEpochSeconds: times.min()!,
+                      convolutionFLOPsPerEpoch: flops, finalLoss: loss)
+    }
+}

@@ -1,0 +1,553 @@
+import COpenBLAS
+import Foundation
+
+/// Softmax classifier trained on the fine-tuned features: dense (in -> classes), or dense (in ->
+/// hidden) + ReLU + dense (hidden -> classes); mean softmax cross-entropy. Tensors `head.hidden.weight`
+/// [hidden, in], `head.hidden.bias`, `head.out.weight` [classes, hidden or in], `head.out.bias`
+/// (PyTorch `nn.Linear` layout).
+public struct SoftmaxHead: Codable, Equatable, Sendable {
+    public var inFeatures: Int
+    public var hidden: Int?
+    public var classes: Int
+    public init(inFeatures: Int, hidden: Int? = nil, classes: Int) {
+        self.inFeatures = inFeatures; self.hidden = hidden; self.classes = classes
+    }
+
+    public func requiredTensors() -> [TensorSpec] {
+        var t: [TensorSpec] = []
+        var width = inFeatures
+        if let hidden {
+            t += [TensorSpec(name: "head.hidden.weight", shape: [hidden, inFeatures], trainable: true),
+                  TensorSpec(name: "head.hidden.bias", shape: [hidden], trainable: true)]
+            width = hidden
+        }
+        return t + [TensorSpec(name: "head.out.weight", shape: [classes, width], trainable: true),
+                    TensorSpec(name: "head.out.bias", shape: [classes], trainable: true)]
+    }
+}
+
+/// Adam (PyTorch's `torch.optim.Adam`, no weight decay) with one learning rate for the backbone
+/// blocks and one for the head (fine-tuning practice: blocks 10x lower, as fastai's discriminative
+/// learning rates and Keras's fine-tuning guide).
+public struct FineTuneOptions: Sendable {
+    public var learningRate: Float = 1e-3
+    public var blockLearningRate: Float = 1e-4
+    public var beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
+    public var batchNorm: BatchNormMode = .frozen
+    /// Momentum of the running statistics in `BatchNormMode.train` (PyTorch's default).
+    public var batchNormMomentum: Float = 0.1
+    /// Parts the loops around the GEMMs are split into, and OpenBLAS's threads (set process-wide with
+    /// openblas_set_num_threads on each step); oneDNN's GEMM threads follow OMP_NUM_THREADS.
+    public var threads: Int = 2
+    public var gemm: GemmLibrary = .oneDNN
+    public init() {}
+}
+
+/// Forward, backward and Adam for the last blocks of a backbone plus a softmax head, on cached block
+/// inputs (NCHW float32, as the store keeps them).
+///
+/// Layout: activations are NHWC inside ([batch * H * W, C] row-major), so every 1x1 convolution is one
+/// sgemm on (B*H*W) x Cin x Cout (forward Y = X W^T, backward dW = dY^T X, dX = dY W), and depthwise,
+/// batch norm and activations are loops over the contiguous channel axis that LLVM vectorizes,
+/// split over `threads` (the GEMMs carry 97.9 of the 98.9 MFLOP per image forward of Lite0's last
+/// block + head conv; the depthwise 3x3 1.0).
+///
+/// GEMM library: oneDNN's `dnnl_sgemm` by default, OpenBLAS selectable (`FineTuneOptions.gemm`).
+/// `tools/bench/finetune_gemm.sh` (this step's GEMMs, 188 GFLOP) measured CPU time OpenBLAS 1.74,
+/// 1.86, 1.89, 1.82, 1.64 s against oneDNN 1.70, 1.41, 1.27, 1.64, 1.66 s on the shared 2-core
+/// machine (OPENBLAS_CORETYPE=Haswell there). oneDNN's convolution training primitives were not
+/// tried: with the GEMMs already in oneDNN they would mainly fuse batch norm and ReLU6.
+public final class FineTuner {
+    public let network: FineTuneNetwork
+    public let head: SoftmaxHead
+    public var options: FineTuneOptions
+
+    // Parameters, flat: values, gradients, Adam moments; `isHead` picks the learning rate.
+    let specs: [TensorSpec]
+    let values: [Buffer]
+    let grads: [Buffer]
+    let m: [Buffer], v: [Buffer]
+    let isHead: [Bool]
+    var adamSteps = 0
+    let index: [String: Int]
+
+    /// A compiled layer with the geometry of its input (height, width, channels).
+    struct Step {
+        let layer: Layer
+        let h: Int, w: Int, c: Int
+        let outH: Int, outW: Int, outC: Int
+        var tensors: [Int]          // indices into values, in Layer.tensorSpecs() order
+        let blockInput: Int         // index of the activation that is the enclosing block's input
+        var depthwise: DepthwiseGeometry?
+        var inPixels: Int { h * w }
+        var outPixels: Int { outH * outW }
+    }
+    let steps: [Step]
+
+    // Per-batch buffers (reallocated when the batch grows).
+    var capacity = 0
+    var acts: [Buffer] = []      // acts[k] = input of step k (NHWC); acts[steps.count] = features
+    var dActs: [Buffer] = []     // gradients of the same
+    // Saved by batch norm in train mode (mean, 1/std per channel), squeeze-excite (pooled, reduced
+    // pre-activation, reduced, gate), head (hidden pre-activation, probabilities).
+    var saved: [Int: [Buffer]] = [:]
+    var depthwiseWeights: [Int: Buffer] = [:]   // [k*k, C] transposes of the weights and their gradients
+    var depthwiseGrads: [Int: Buffer] = [:]
+    var headBuffers: [Buffer] = []
+
+    public init(network: FineTuneNetwork, head: SoftmaxHead, tensors: [String: [Float]],
+                options: FineTuneOptions = FineTuneOptions()) throws {
+        self.network = network; self.head = head; self.options = options
+        guard head.inFeatures == network.outputChannels else {
+            throw FineTuneError.invalidNetwork("the head takes \(head.inFeatures) features, the blocks give \(network.outputChannels)")
+        }
+        let blockSpecs = network.requiredTensors()
+        specs = blockSpecs + head.requiredTensors()
+        isHead = specs.indices.map { $0 >= blockSpecs.count }
+        var vals: [Buffer] = []
+        for s in specs {
+            guard let t = tensors[s.name] else { throw FineTuneError.missingTensor(name: s.name, shape: s.shape) }
+            guard t.count == s.count else { throw FineTuneError.wrongTensorSize(name: s.name, expected: s.count, got: t.count) }
+            vals.append(Buffer(t))
+        }
+        values = vals
+        grads = specs.map { Buffer($0.count) }
+        m = specs.map { Buffer($0.trainable ? $0.count : 0) }
+        v = specs.map { Buffer($0.trainable ? $0.count : 0) }
+        var idx: [String: Int] = [:]
+        for (i, s) in specs.enumerated() { idx[s.name] = i }
+        index = idx
+        steps = try Self.compile(network, index: idx)
+    }
+
+    static func compile(_ network: FineTuneNetwork, index: [String: Int]) throws -> [Step] {
+        var steps: [Step] = []
+        var h = network.input.height, w = network.input.width, c = network.input.channels
+        for block in network.blocks {
+            let blockInput = steps.count
+            let blockC = c, blockH = h, blockW = w
+            for l in block.layers {
+                var outH = h, outW = w, outC = c
+                var dw: DepthwiseGeometry?
+                if let i = l.inChannels, i != c {
+                    throw FineTuneError.invalidNetwork("\(l.name) takes \(i) channels, gets \(c)")
+                }
+                switch l.op {
+                case .conv:
+                    throw FineTuneError.unsupported("\(l.name): full k x k convolutions (ResNet, VGG) are not supported yet; only EfficientNet-style blocks (1x1, depthwise, batch norm, squeeze-excite) can be unfrozen")
+                case .pointwise: outC = l.outChannels!
+                case .depthwise:
+                    guard let k = l.kernel, let s = l.stride, let p = l.padding, k >= 1, s >= 1 else {
+                        throw FineTuneError.invalidNetwork("\(l.name): depthwise needs kernel, stride and padding")
+                    }
+                    let g = DepthwiseGeometry(channels: c, kernel: k, stride: s, padding: p, inH: h, inW: w)
+                    dw = g; outH = g.outH; outW = g.outW
+                case .globalAveragePool: outH = 1; outW = 1
+                case .residualAdd:
+                    guard blockC == c, blockH == h, blockW == w else {
+                        throw FineTuneError.invalidNetwork("\(block.name): residual add of \(blockC)x\(blockH)x\(blockW) to \(c)x\(h)x\(w)")
+                    }
+                case .batchNorm, .activation, .squeezeExcite: break
+                }
+                let t = l.tensorSpecs().map { index[$0.name]! }
+                steps.append(Step(layer: l, h: h, w: w, c: c, outH: outH, outW: outW, outC: outC, tensors: t,
+                                  blockInput: blockInput, depthwise: dw))
+                h = outH; w = outW; c = outC
+            }
+        }
+        guard h == 1, w == 1 else {
+            throw FineTuneError.invalidNetwork("the last block must end with globalAveragePool (output is \(c)x\(h)x\(w))")
+        }
+        return steps
+    }
+
+    func reserve(batch: Int) {
+        guard batch > capacity else { return }
+        capacity = batch
+        acts = []; dActs = []; saved = [:]; depthwiseWeights = [:]; depthwiseGrads = [:]
+        for s in steps {
+            acts.append(Buffer(batch * s.inPixels * s.c)); dActs.append(Buffer(batch * s.inPixels * s.c))
+        }
+        let f = network.outputChannels
+        acts.append(Buffer(batch * f)); dActs.append(Buffer(batch * f))
+        for (k, s) in steps.enumerated() {
+            switch s.layer.op {
+            case .batchNorm: saved[k] = [Buffer(s.c), Buffer(s.c)]
+            case .squeezeExcite:
+                let r = s.layer.reduced!
+                saved[k] = [Buffer(batch * s.c), Buffer(batch * r), Buffer(batch * r), Buffer(batch * s.c),
+                            Buffer(batch * s.c), Buffer(batch * r)]
+            case .depthwise:
+                depthwiseWeights[k] = Buffer(s.c * s.layer.kernel! * s.layer.kernel!)
+                depthwiseGrads[k] = Buffer(s.c * s.layer.kernel! * s.layer.kernel!)
+            default: break
+            }
+        }
+        let width = head.hidden ?? head.inFeatures
+        // hidden pre-activation, hidden, logits/probabilities, d hidden
+        headBuffers = [Buffer(batch * width), Buffer(batch * width), Buffer(batch * head.classes), Buffer(batch * width)]
+    }
+
+    // MARK: Forward
+
+    /// Runs the blocks on a batch (NCHW, `batch * input.count` values); returns the features
+    /// [batch, outputChannels].
+    public func features(_ inputs: [Float], batch: Int) throws -> [Float] {
+        try check(inputs, batch: batch)
+        forwardBlocks(inputs, batch: batch, training: false)
+        return Array(UnsafeBufferPointer(start: acts[steps.count].pointer, count: batch * network.outputChannels))
+    }
+
+    func check(_ inputs: [Float], batch: Int) throws {
+        guard batch > 0, inputs.count == batch * network.input.count else {
+            throw FineTuneError.badInput("\(inputs.count) input values for a batch of \(batch) x \(network.input.count)")
+        }
+        reserve(batch: batch)
+    }
+
+    func forwardBlocks(_ inputs: [Float], batch: Int, training: Bool) {
+        // NCHW -> NHWC.
+        let c = network.input.channels, hw = network.input.height * network.input.width
+        inputs.withUnsafeBufferPointer { src in
+            let dst = acts[0].pointer
+            for b in 0..<batch {
+                for ch in 0..<c {
+                    let s = src.baseAddress! + (b * c + ch) * hw, d = dst + b * hw * c + ch
+                    for p in 0..<hw { d[p * c] = s[p] }
+                }
+            }
+        }
+        for k in steps.indices { forward(k, batch: batch, training: training) }
+    }
+
+    func forward(_ k: Int, batch: Int, training: Bool) {
+        let s = steps[k], x = acts[k].pointer, y = acts[k + 1].pointer
+        let rows = batch * s.inPixels, n = rows * s.c
+        switch s.layer.op {
+        case .pointwise:
+            gemm(options.gemm, false, true, rows, s.outC, s.c, x, s.c, values[s.tensors[0]].pointer, s.c, y, s.outC)
+            if s.tensors.count > 1 {
+                let bias = values[s.tensors[1]].pointer
+                for r in 0..<rows { let row = y + r * s.outC; for o in 0..<s.outC { row[o] += bias[o] } }
+            }
+        case .depthwise:
+            let g = s.depthwise!, kk = g.kernel * g.kernel, wt = depthwiseWeights[k]!.pointer, w = values[s.tensors[0]].pointer
+            for ch in 0..<s.c { for t in 0..<kk { wt[t * s.c + ch] = w[ch * kk + t] } }
+            let inSize = s.inPixels * s.c, outSize = s.outPixels * s.c
+            parallel(batch, parts: options.threads) { r in
+                g.forward(x + r.lowerBound * inSize, wt, y + r.lowerBound * outSize, batch: r.count)
+            }
+        case .batchNorm:
+            let c = s.c, gamma = values[s.tensors[0]].pointer, beta = values[s.tensors[1]].pointer
+            let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
+            let eps = s.layer.epsilon ?? 1e-5
+            if training && options.batchNorm == .train {
+                columnSums(x, rows: rows, cols: c, into: mean)
+                for ch in 0..<c { mean[ch] /= Float(rows) }
+                invstd.update(repeating: 0, count: c)   // variance accumulator
+                for r in 0..<rows {
+                    let row = x + r * c
+                    for ch in 0..<c { let d = row[ch] - mean[ch]; invstd[ch] += d * d }
+                }
+                let rm = values[s.tensors[2]].pointer, rv = values[s.tensors[3]].pointer, mom = options.batchNormMomentum
+                for ch in 0..<c {
+                    let variance = invstd[ch] / Float(rows)
+                    rm[ch] = (1 - mom) * rm[ch] + mom * mean[ch]
+                    rv[ch] = (1 - mom) * rv[ch] + mom * variance * Float(rows) / Float(max(rows - 1, 1))
+                    invstd[ch] = 1 / (variance + eps).squareRoot()
+                }
+            } else {
+                let rm = values[s.tensors[2]].pointer, rv = values[s.tensors[3]].pointer
+                for ch in 0..<c { mean[ch] = rm[ch]; invstd[ch] = 1 / (rv[ch] + eps).squareRoot() }
+            }
+            var scale = [Float](repeating: 0, count: c), shift = scale
+            for ch in 0..<c { scale[ch] = gamma[ch] * invstd[ch]; shift[ch] = beta[ch] - mean[ch] * scale[ch] }
+            scale.withUnsafeBufferPointer { sc in shift.withUnsafeBufferPointer { sh in
+                let sc = sc.baseAddress!, sh = sh.baseAddress!
+                parallel(rows, parts: options.threads) { range in for r in range {
+                    let xi = x + r * c, yo = y + r * c
+                    for ch in 0..<c { yo[ch] = xi[ch] * sc[ch] + sh[ch] }
+                } }
+            } }
+        case .activation:
+            parallel(n, parts: options.threads) { r in s.layer.activation!.forward(x + r.lowerBound, y + r.lowerBound, count: r.count) }
+        case .squeezeExcite:
+            let c = s.c, r = s.layer.reduced!, hw = s.inPixels, sv = saved[k]!
+            let pooled = sv[0].pointer, pre = sv[1].pointer, red = sv[2].pointer, gate = sv[3].pointer
+            pool(x, pooled, batch: batch, pixels: hw, channels: c)
+            gemm(options.gemm, false, true, batch, r, c, pooled, c, values[s.tensors[0]].pointer, c, pre, r)
+            addBias(pre, values[s.tensors[1]].pointer, rows: batch, cols: r)
+            s.layer.activation!.forward(pre, red, count: batch * r)
+            gemm(options.gemm, false, true, batch, c, r, red, r, values[s.tensors[2]].pointer, r, sv[4].pointer, c)
+            addBias(sv[4].pointer, values[s.tensors[3]].pointer, rows: batch, cols: c)
+            Activation.sigmoid.forward(sv[4].pointer, gate, count: batch * c)
+            for b in 0..<batch {
+                let g = gate + b * c
+                for p in 0..<hw { let xi = x + (b * hw + p) * c, yo = y + (b * hw + p) * c; for ch in 0..<c { yo[ch] = xi[ch] * g[ch] } }
+            }
+        case .residualAdd:
+            let skip = acts[s.blockInput].pointer
+            for i in 0..<n { y[i] = x[i] + skip[i] }
+        case .globalAveragePool:
+            pool(x, y, batch: batch, pixels: s.inPixels, channels: s.c)
+        case .conv:
+            fatalError("rejected by compile")
+        }
+    }
+
+    func pool(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, pixels: Int, channels c: Int) {
+        for b in 0..<batch {
+            columnSums(x + b * pixels * c, rows: pixels, cols: c, into: y + b * c)
+            for ch in 0..<c { y[b * c + ch] /= Float(pixels) }
+        }
+    }
+
+    func addBias(_ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, cols: Int) {
+        for r in 0..<rows { let row = y + r * cols; for o in 0..<cols { row[o] += bias[o] } }
+    }
+
+    // MARK: Backward
+
+    /// dActs[k] from dActs[k + 1]; parameter gradients of step k (overwritten).
+    func backward(_ k: Int, batch: Int, needInput: Bool, training: Bool) {
+        let s = steps[k], x = acts[k].pointer, dy = dActs[k + 1].pointer, dx = dActs[k].pointer
+        let rows = batch * s.inPixels, n = rows * s.c
+        switch s.layer.op {
+        case .pointwise:
+            let w = values[s.tensors[0]].pointer
+            gemm(options.gemm, true, false, s.outC, s.c, rows, dy, s.outC, x, s.c, grads[s.tensors[0]].pointer, s.c)
+            if s.tensors.count > 1 { columnSums(dy, rows: rows, cols: s.outC, into: grads[s.tensors[1]].pointer) }
+            if needInput { gemm(options.gemm, false, false, rows, s.c, s.outC, dy, s.outC, w, s.c, dx, s.c) }
+        case .depthwise:
+            let g = s.depthwise!, kk = g.kernel * g.kernel
+            let dwt = depthwiseGrads[k]!
+            // Samples split between threads; each part's weight gradient in its own buffer, then summed.
+            let parts = max(1, min(options.threads, batch)), inSize = s.inPixels * s.c, outSize = s.outPixels * s.c
+            var extra = [Float](repeating: 0, count: (parts - 1) * kk * s.c)
+            extra.withUnsafeMutableBufferPointer { extra in
+                parallel(parts, parts: parts) { ps in for part in ps {
+                    let b0 = batch * part / parts, b1 = batch * (part + 1) / parts
+                    g.backward(x + b0 * inSize, depthwiseWeights[k]!.pointer, dy + b0 * outSize,
+                               dW: part == 0 ? dwt.pointer : extra.baseAddress! + (part - 1) * kk * s.c,
+                               dInput: needInput ? dx + b0 * inSize : nil, batch: b1 - b0)
+                } }
+                for i in 0..<extra.count { dwt.pointer[i % (kk * s.c)] += extra[i] }
+            }
+            let dw = grads[s.tensors[0]].pointer
+            for ch in 0..<s.c { for t in 0..<kk { dw[ch * kk + t] = dwt.pointer[t * s.c + ch] } }
+        case .batchNorm:
+            let c = s.c, gamma = values[s.tensors[0]].pointer
+            let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
+            let dgamma = grads[s.tensors[0]].pointer, dbeta = grads[s.tensors[1]].pointer
+            // dbeta = sum dy, dgamma = sum dy xhat = invstd (sum dy x - mean sum dy)
+            let parts = max(1, min(options.threads, rows))
+            var partial = [Float](repeating: 0, count: parts * 2 * c)   // per part: sum dy, sum dy x
+            partial.withUnsafeMutableBufferPointer { sums in
+                let sums = sums.baseAddress!
+                parallel(parts, parts: parts) { ps in for part in ps {
+                    let sb = sums + part * 2 * c, sg = sb + c
+                    for r in rows * part / parts ..< rows * (part + 1) / parts {
+                        let xi = x + r * c, g = dy + r * c
+                        for ch in 0..<c { sb[ch] += g[ch]; sg[ch] += g[ch] * xi[ch] }
+                    }
+                } }
+                dbeta.update(from: sums, count: c); dgamma.update(from: sums + c, count: c)
+                for part in 1..<parts {
+                    for ch in 0..<c { dbeta[ch] += sums[part * 2 * c + ch]; dgamma[ch] += sums[part * 2 * c + c + ch] }
+                }
+            }
+            for ch in 0..<c { dgamma[ch] = invstd[ch] * (dgamma[ch] - mean[ch] * dbeta[ch]) }
+            guard needInput else { break }
+            if training && options.batchNorm == .train {
+                // dx = gamma invstd / N (N dy - sum dy - xhat sum(dy xhat))
+                var a = [Float](repeating: 0, count: c), b = a, cc = a
+                let nr = Float(rows)
+                for ch in 0..<c {
+                    a[ch] = gamma[ch] * invstd[ch]
+                    b[ch] = a[ch] * dbeta[ch] / nr
+                    cc[ch] = a[ch] * dgamma[ch] * invstd[ch] / nr
+                }
+                // d = a dy - (b - mean cc) - x cc
+                for ch in 0..<c { b[ch] -= mean[ch] * cc[ch] }
+                a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in cc.withUnsafeBufferPointer { cc in
+                    let a = a.baseAddress!, b = b.baseAddress!, cc = cc.baseAddress!
+                    parallel(rows, parts: options.threads) { range in for r in range {
+                        let xi = x + r * c, g = dy + r * c, d = dx + r * c
+                        for ch in 0..<c { d[ch] = a[ch] * g[ch] - b[ch] - xi[ch] * cc[ch] }
+                    } }
+                } } }
+            } else {
+                let scale = (0..<c).map { gamma[$0] * invstd[$0] }
+                scale.withUnsafeBufferPointer { sc in
+                    let sc = sc.baseAddress!
+                    parallel(rows, parts: options.threads) { range in for r in range {
+                        let g = dy + r * c, d = dx + r * c
+                        for ch in 0..<c { d[ch] = g[ch] * sc[ch] }
+                    } }
+                }
+            }
+        case .activation:
+            if needInput {
+                parallel(n, parts: options.threads) { r in
+                    s.layer.activation!.backward(x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, count: r.count)
+                }
+            }
+        case .squeezeExcite:
+            let c = s.c, r = s.layer.reduced!, hw = s.inPixels, sv = saved[k]!
+            let pooled = sv[0].pointer, pre = sv[1].pointer, red = sv[2].pointer, gate = sv[3].pointer
+            let dz = sv[4].pointer, dred = sv[5].pointer   // sv[4] (expand pre-activation) is reused
+            // d gate[b, c] = sum_p dy x; dz = d gate * gate (1 - gate)
+            for b in 0..<batch {
+                let d = dz + b * c
+                d.update(repeating: 0, count: c)
+                for p in 0..<hw { let xi = x + (b * hw + p) * c, g = dy + (b * hw + p) * c; for ch in 0..<c { d[ch] += g[ch] * xi[ch] } }
+                let gt = gate + b * c
+                for ch in 0..<c { d[ch] *= gt[ch] * (1 - gt[ch]) }
+            }
+            gemm(options.gemm, true, false, c, r, batch, dz, c, red, r, grads[s.tensors[2]].pointer, r)
+            columnSums(dz, rows: batch, cols: c, into: grads[s.tensors[3]].pointer)
+            gemm(options.gemm, false, false, batch, r, c, dz, c, values[s.tensors[2]].pointer, r, dred, r)
+            s.layer.activation!.backward(pre, dred, dred, count: batch * r)
+            gemm(options.gemm, true, false, r, c, batch, dred, r, pooled, c, grads[s.tensors[0]].pointer, c)
+            columnSums(dred, rows: batch, cols: r, into: grads[s.tensors[1]].pointer)
+            guard needInput else { break }
+            // d pooled -> dz (reused), then dx = dy * gate + d pooled / hw
+            gemm(options.gemm, false, false, batch, c, r, dred, r, values[s.tensors[0]].pointer, c, dz, c)
+            for b in 0..<batch {
+                let gt = gate + b * c, dp = dz + b * c, inv = 1 / Float(hw)
+                for p in 0..<hw {
+                    let g = dy + (b * hw + p) * c, d = dx + (b * hw + p) * c
+                    for ch in 0..<c { d[ch] = g[ch] * gt[ch] + dp[ch] * inv }
+                }
+            }
+        case .residualAdd:
+            // The block input's gradient gets dy twice: here and through the block's layers.
+            dx.update(from: dy, count: n)
+        case .globalAveragePool:
+            let c = s.c, hw = s.inPixels, inv = 1 / Float(hw)
+            for b in 0..<batch {
+                let g = dy + b * c
+                for p in 0..<hw { let d = dx + (b * hw + p) * c; for ch in 0..<c { d[ch] = g[ch] * inv } }
+            }
+        case .conv:
+            fatalError("rejected by compile")
+        }
+    }
+
+    // MARK: Head
+
+    /// Loss of the head on acts[last]; fills head gradients and dActs[last].
+    func headLossAndBackward(labels: [Int32], batch: Int) -> Float {
+        let f = head.inFeatures, cls = head.classes, feats = acts[steps.count].pointer
+        let specsStart = specs.count - head.requiredTensors().count
+        var input = feats, width = f
+        if let hid = head.hidden {
+            let pre = headBuffers[0].pointer, hidden = headBuffers[1].pointer
+            gemm(options.gemm, false, true, batch, hid, f, feats, f, values[specsStart].pointer, f, pre, hid)
+            addBias(pre, values[specsStart + 1].pointer, rows: batch, cols: hid)
+            Activation.relu.forward(pre, hidden, count: batch * hid)
+            input = hidden; width = hid
+        }
+        let outW = specsStart + (head.hidden == nil ? 0 : 2)
+        let probs = headBuffers[2].pointer
+        gemm(options.gemm, false, true, batch, cls, width, input, width, values[outW].pointer, width, probs, cls)
+        addBias(probs, values[outW + 1].pointer, rows: batch, cols: cls)
+        var loss: Double = 0
+        for b in 0..<batch {
+            let z = probs + b * cls
+            var mx = -Float.infinity
+            for j in 0..<cls { mx = max(mx, z[j]) }
+            var sum: Float = 0
+            for j in 0..<cls { z[j] = expf(z[j] - mx); sum += z[j] }
+            let label = Int(labels[b])
+            loss -= Double(logf(z[label] / sum))
+            // d logits = (softmax - onehot) / batch
+            for j in 0..<cls { z[j] = z[j] / sum / Float(batch) }
+            z[label] -= 1 / Float(batch)
+        }
+        gemm(options.gemm, true, false, cls, width, batch, probs, cls, input, width, grads[outW].pointer, width)
+        columnSums(probs, rows: batch, cols: cls, into: grads[outW + 1].pointer)
+        let dFeats = dActs[steps.count].pointer
+        if let hid = head.hidden {
+            let dh = headBuffers[3].pointer
+            gemm(options.gemm, false, false, batch, hid, cls, probs, cls, values[outW].pointer, width, dh, hid)
+            Activation.relu.backward(headBuffers[0].pointer, dh, dh, count: batch * hid)
+            gemm(options.gemm, true, false, hid, f, batch, dh, hid, feats, f, grads[specsStart].pointer, f)
+            columnSums(dh, rows: batch, cols: hid, into: grads[specsStart + 1].pointer)
+            gemm(options.gemm, false, false, batch, f, hid, dh, hid, values[specsStart].pointer, f, dFeats, f)
+        } else {
+            gemm(options.gemm, false, false, batch, f, cls, probs, cls, values[outW].pointer, width, dFeats, f)
+        }
+        return Float(loss / Double(batch))
+    }
+
+    // MARK: Training
+
+    /// Forward, loss, backward: fills the gradients of every trainable tensor (readable with
+    /// `gradients()`). Labels are 0..<classes. Batch norm in `.train` mode updates the running
+    /// statistics (as a PyTorch forward in train()).
+    @discardableResult
+    public func computeGradients(inputs: [Float], labels: [Int32], batch: Int) throws -> Float {
+        try check(inputs, batch: batch)
+        guard labels.count == batch, labels.allSatisfy({ $0 >= 0 && Int($0) < head.classes }) else {
+            throw FineTuneError.badInput("labels must be \(batch) values in 0..<\(head.classes)")
+        }
+        openblas_set_num_threads(Int32(options.threads))
+        forwardBlocks(inputs, batch: batch, training: true)
+        let loss = headLossAndBackward(labels: labels, batch: batch)
+        // Backward through the blocks; a block's input collects the residual's gradient too.
+        var pendingSkip: [Int: Buffer] = [:]
+        for k in steps.indices.reversed() {
+            backward(k, batch: batch, needInput: k > 0, training: true)
+            if steps[k].layer.op == .residualAdd && steps[k].blockInput > 0 {
+                let n = batch * steps[k].inPixels * steps[k].c, copy = Buffer(n)
+                copy.pointer.update(from: dActs[k + 1].pointer, count: n)
+                pendingSkip[steps[k].blockInput] = copy
+            }
+            if let skip = pendingSkip.removeValue(forKey: k) {
+                let d = dActs[k].pointer
+                for i in 0..<skip.count { d[i] += skip.pointer[i] }
+            }
+        }
+        return loss
+    }
+
+    /// One Adam step over all trainable tensors with the gradients of the last `computeGradients`.
+    public func adamStep() {
+        adamSteps += 1
+        let b1 = options.beta1, b2 = options.beta2, eps = options.epsilon
+        let c1 = 1 - powf(b1, Float(adamSteps)), c2 = 1 - powf(b2, Float(adamSteps))
+        for i in specs.indices where specs[i].trainable {
+            let lr = isHead[i] ? options.learningRate : options.blockLearningRate
+            let p = values[i].pointer, g = grads[i].pointer, mi = m[i].pointer, vi = v[i].pointer
+            let stepSize = lr / c1, c2root = c2.squareRoot()
+            for j in 0..<specs[i].count {
+                mi[j] = b1 * mi[j] + (1 - b1) * g[j]
+                vi[j] = b2 * vi[j] + (1 - b2) * g[j] * g[j]
+                p[j] -= stepSize * mi[j] / (vi[j].squareRoot() / c2root + eps)
+            }
+        }
+    }
+
+    /// `computeGradients` then `adamStep`; returns the batch loss (before the step).
+    @discardableResult
+    public func trainStep(inputs: [Float], labels: [Int32], batch: Int) throws -> Float {
+        let loss = try computeGradients(inputs: inputs, labels: labels, batch: batch)
+        adamStep()
+        return loss
+    }
+
+    /// Gradients of the trainable tensors from the last `computeGradients`, by tensor name.
+    public func gradients() -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for (i, s) in specs.enumerated() where s.trainable { out[s.name] = grads[i].array }
+        return out
+    }
+
+    /// Current tensors (trained weights and, in `.train` batch-norm mode, updated running statistics).
+    public func tensors() -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for (i, s) in specs.enumerated() { out[s.name] = values[i].array }
+        return out
+    }
+}

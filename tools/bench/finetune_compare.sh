@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Fine-tuning speed, Swift (FineTuneBenchmark.run through the FineTuneTests entry point) against PyTorch
+# (tools/bench/finetune_peer.py, NCHW and channels_last), measured alternately in one session.
+#   tools/bench/finetune_compare.sh [rows] [rounds] [epochs]   (PYTHON defaults to /work/venv/bin/python)
+# Until `train-head bench-finetune` exists this goes through the test binary; build first with
+#   swift build -c release -Xswiftc -enable-testing --build-tests
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rows=${1:-1024}; rounds=${2:-2}; epochs=${3:-2}; py=${PYTHON:-/work/venv/bin/python}
+bin=$(ls -d .build/release/*PackageTests.xctest | head -1)
+for r in $(seq "$rounds"); do
+  echo "== round $r"
+  FINETUNE_BENCH_ROWS=$rows FINETUNE_BENCH_EPOCHS=$epochs "$bin" FineTuneTests.FineTuneBenchmarkTests/testBenchmarkEntryPoint 2>&1 | grep '^finetune'
+  for b in 1 2; do
+    "$py" tools/bench/finetune_peer.py --rows "$rows" --epochs "$epochs" --blocks "$b"
+    "$py" tools/bench/finetune_peer.py --rows "$rows" --epochs "$epochs" --blocks "$b" --channels-last
+  done
+done
