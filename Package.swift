@@ -41,17 +41,17 @@ let package = Package(
 
         // The extractor: images, engine, weight formats, backbone definitions, command line.
         .target(name: "Imaging", dependencies: ["CImageCodec", "WorkbenchSupport"],
-                path: "Sources/Extractor/Imaging", swiftSettings: release),
+                path: "Sources/Imaging", swiftSettings: release),
         .target(name: "BackboneEngine", dependencies: ["CDNNL"],
-                path: "Sources/Extractor/Engine", swiftSettings: release),
+                path: "Sources/BackboneEngine", swiftSettings: release),
         .target(name: "WeightFormats", dependencies: ["CHDF5"],
-                path: "Sources/Extractor/Weights", swiftSettings: release),
+                path: "Sources/WeightFormats", swiftSettings: release),
         .target(name: "Backbones", dependencies: ["BackboneEngine", "WeightFormats", "WorkbenchSupport"],
-                path: "Sources/Extractor/Backbones", swiftSettings: release),
+                path: "Sources/Backbones", swiftSettings: release),
         .executableTarget(name: "Extractor",
                           dependencies: ["Backbones", "FeatureStore", "Imaging", "HeadTrainerCore", "WorkbenchCLI",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          path: "Sources/Extractor/CLI", swiftSettings: release),
+                          path: "Sources/Extractor", swiftSettings: release),
 
         // The store shared by both programs: schema, migrations, all reads and writes of the SQLite file.
         .target(name: "FeatureStore", dependencies: ["WorkbenchSupport", .product(name: "GRDB", package: "GRDB.swift"),
@@ -64,15 +64,15 @@ let package = Package(
         .target(name: "CHeadKernels", path: "Sources/CHeadKernels",
                 linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels"],
-                path: "Sources/HeadTrainer/Core", swiftSettings: release),
+                path: "Sources/HeadTrainerCore", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
                           dependencies: ["HeadTrainerCore", "FeatureStore", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
                                          .product(name: "Yams", package: "Yams"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          path: "Sources/HeadTrainer/CLI", swiftSettings: release),
+                          path: "Sources/HeadTrainer", swiftSettings: release),
 
         // Fine-tuning the last blocks of a backbone on cached block inputs (issue #12): oneDNN / OpenBLAS GEMMs.
-        .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL"], path: "Sources/FineTune", swiftSettings: release),
+        .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL"], path: "Sources/FineTuneCore", swiftSettings: release),
 
         .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats"],
                     resources: [.copy("Fixtures")]),

