@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "Backbones", dependencies: ["BackboneEngine", "WeightFormats", "WorkbenchSupport"],
                 path: "Sources/Backbones", swiftSettings: release),
         .executableTarget(name: "Extractor",
-                          dependencies: ["Backbones", "FeatureStore", "Imaging", "HeadTrainerCore", "WorkbenchCLI",
+                          dependencies: ["Backbones", "FeatureStore", "Imaging", "HeadTrainerCore", "COpenBLAS", "WorkbenchCLI",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Extractor", swiftSettings: release),
 

@@ -1,3 +1,4 @@
+import COpenBLAS
 import ArgumentParser
 import FeatureStore
 import Foundation
@@ -7,7 +8,7 @@ struct StoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "store",
         abstract: "Inspect, merge, export and compact feature stores.",
-        subcommands: [Info.self, Audit.self, Merge.self, Export.self, Vacuum.self, StoreBench.self])
+        subcommands: [Info.self, Audit.self, Merge.self, Export.self, Vacuum.self, StoreBench.self, AuditBench.self])
 
     struct Info: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Datasets, extractions, counts, failures and size of a store.")
@@ -91,6 +92,27 @@ struct StoreCommand: ParsableCommand {
                     }
                 }
             }
+        }
+    }
+
+    /// `extract store audit-bench`: the near-duplicate pass alone on random features of a given size.
+    struct AuditBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "audit-bench",
+            abstract: "Time the near-duplicate pass of `store audit --near` on random features (rows x dim).")
+        @Option(help: "Feature rows (images).") var rows = 16_000
+        @Option(help: "Feature dimension.") var dim = 1280
+        @Option(help: "OpenBLAS threads.") var threads = 2
+
+        func run() throws {
+            openblas_set_num_threads(Int32(threads))
+            var rng = SystemRandomNumberGenerator()
+            let values = (0..<(rows * dim)).map { _ in Float.random(in: -1...1, using: &rng) }
+            let started = Date()
+            let pairs = NearDuplicates.find(values, rows: rows, dim: dim, threshold: 0.97) { _, _ in true }
+            let seconds = Date().timeIntervalSince(started)
+            try printJSON(["rows": Double(rows), "dim": Double(dim), "threads": Double(threads), "seconds": seconds,
+                           "pairs": Double(pairs.count), "gflop_per_s": Double(rows) * Double(rows) * Double(dim) / seconds / 1e9])
         }
     }
 
