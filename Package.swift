@@ -74,17 +74,17 @@ let package = Package(
         // Fine-tuning the last blocks of a backbone on cached block inputs (issue #12): oneDNN / OpenBLAS GEMMs.
         .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL"], path: "Sources/FineTuneCore", swiftSettings: release),
 
-        .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats"],
+        .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats", "WorkbenchSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLITests", dependencies: []),
+        .testTarget(name: "CLITests", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
         .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).
-        .testTarget(name: "FuzzTests", dependencies: ["Imaging", "WeightFormats"], exclude: ["Regressions"]),
+        .testTarget(name: "FuzzTests", dependencies: ["Imaging", "WeightFormats", "WorkbenchSupport"], exclude: ["Regressions"]),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore", "WorkbenchSupport"], path: "Tests/FeatureStoreStress"),
         .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "FeatureStoreStress", "WorkbenchSupport",
                                                          .product(name: "GRDB", package: "GRDB.swift")],

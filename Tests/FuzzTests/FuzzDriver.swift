@@ -1,3 +1,4 @@
+import WorkbenchSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -23,7 +24,7 @@ struct FuzzDriver {
     /// Runs every seed, every committed regression input and every mutant through `body`; returns the
     /// number of inputs run.
     func run(regressions: [[UInt8]] = [], _ body: ([UInt8]) -> Void) -> Int {
-        var rng = SplitMix(seed: seed ^ UInt64(truncatingIfNeeded: target.hashValueStable))
+        var rng = SplitMix64(seed: seed ^ UInt64(truncatingIfNeeded: target.hashValueStable))
         var count = 0
         let watchdog = Watchdog(target: target, limit: hangSeconds)
         for input in seeds + regressions {
@@ -47,7 +48,7 @@ struct FuzzDriver {
     static let interesting8: [UInt8] = [0, 1, 0x7F, 0x80, 0xFF]
     static let interesting32: [UInt32] = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF]
 
-    static func mutate(_ input: [UInt8], other: [UInt8], rng: inout SplitMix) -> [UInt8] {
+    static func mutate(_ input: [UInt8], other: [UInt8], rng: inout SplitMix64) -> [UInt8] {
         var b = input
         let rounds = 1 + Int(rng.next() % 3)
         for _ in 0..<rounds {
@@ -83,18 +84,6 @@ struct FuzzDriver {
     }
 }
 
-/// The seeded generator (SplitMix64): tiny, and the same numbers everywhere.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension String {
     /// FNV-1a of the UTF-8 bytes (String.hashValue is randomly seeded per process).

@@ -1,3 +1,4 @@
+import WorkbenchSupport
 import Foundation
 import WeightFormats
 import XCTest
@@ -65,15 +66,3 @@ func formatError(_ bytes: [UInt8], name: String, _ load: (URL) throws -> StateDi
     }
 }
 
-/// A deterministic pseudo-random sequence (tests must not depend on the run).
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}

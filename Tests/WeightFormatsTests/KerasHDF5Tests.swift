@@ -1,3 +1,4 @@
+import WorkbenchSupport
 import Foundation
 import WeightFormats
 import XCTest
@@ -104,7 +105,7 @@ final class KerasHDF5Tests: XCTestCase {
         // heap reads before HDF5Guards.swift, and not at all after.
         for fixture in ["tiny_keras2.h5", "tiny_keras3.weights.h5", "tiny_keras_legacy.h5"] {
             let full = try FormatFixtures.bytes(fixture)
-            var random = SplitMix64(state: 7)
+            var random = SplitMix64(seed: 7)
             for _ in 0..<150 {
                 var bytes = full
                 let i = random.below(full.count)

@@ -1,3 +1,4 @@
+import WorkbenchSupport
 import Foundation
 import WeightFormats
 import XCTest
@@ -95,7 +96,7 @@ final class SafetensorsTests: XCTestCase {
     func testCorruptedHeadersNeverCrash() throws {
         let full = try FormatFixtures.bytes("tiny.safetensors")
         let headerEnd = 8 + Int(full[0]) + Int(full[1]) << 8
-        var random = SplitMix64(state: 42)
+        var random = SplitMix64(seed: 42)
         var failures = 0
         for _ in 0..<400 {
             var bytes = full
