@@ -10,14 +10,24 @@ enum StoreFile {
 
     /// Throws `.corrupt` for files that cannot be an intact SQLite database. An empty file passes
     /// (it becomes a new store when opened for writing).
+    /// Another process may be checkpointing the store while we look (writing the header's new page
+    /// count and then the pages, and removing its -wal file): a truncation must still be there a
+    /// moment later to count (a reader saw a header one page ahead of the file otherwise).
     static func checkHeader(path: String) throws {
+        for _ in 0..<4 {
+            do { return try checkHeaderOnce(path: path) } catch StoreError.corrupt { usleep(150_000) }
+        }
+        try checkHeaderOnce(path: path)
+    }
+
+    private static func checkHeaderOnce(path: String) throws {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw StoreError.cannotOpen(path: path, reason: "the file cannot be read (permissions?)")
         }
         defer { try? handle.close() }
-        let size = fileSize(path) ?? 0
-        if size == 0 { return }
+        if (fileSize(path) ?? 0) == 0 { return }
         let header = [UInt8]((try? handle.read(upToCount: 100)) ?? Data())
+        let size = fileSize(path) ?? 0   // after the header: a checkpoint writes the header first
         guard header.count == 100, Array(header[0..<16]) == magic else {
             throw StoreError.corrupt(path: path, reason: "it does not start with the SQLite header (random bytes or another kind of file)")
         }
