@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "Backbones", dependencies: ["BackboneEngine", "WeightFormats", "WorkbenchSupport"],
                 path: "Sources/Backbones", swiftSettings: release),
         .executableTarget(name: "Extractor",
-                          dependencies: ["Backbones", "FeatureStore", "Imaging", "HeadTrainerCore", "COpenBLAS", "WorkbenchCLI",
+                          dependencies: ["Backbones", "FeatureStore", "FineTuneCore", "Imaging", "HeadTrainerCore", "COpenBLAS", "WorkbenchCLI", "WeightFormats",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Extractor", swiftSettings: release),
 
@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLITests", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", .product(name: "Yams", package: "Yams")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
         .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).

@@ -16,9 +16,13 @@ public struct BackboneSpec: Sendable {
     /// Outputs besides the pooled `features` that `extract --feature` may store, with what each
     /// needs (VGG16: `fc7`, from the classifier's weights at the native input size).
     public let classifierOutputs: [String]
+    /// Outputs holding the inputs of the last blocks, for `extract --cache-blocks N`: element N - 1
+    /// names the input of the N-th block from the end (Lite0: `block_input.15` for N = 1, the input
+    /// of `_blocks.15`). Empty: the backbone has no block definitions for fine-tuning yet.
+    public let blockInputOutputs: [String]
 
     public init(id: String, displayName: String, inputSize: Int, featureDimension: Int, layouts: [WeightLayout],
-                published: [PublishedWeights], classifierOutputs: [String] = []) {
+                published: [PublishedWeights], classifierOutputs: [String] = [], blockInputOutputs: [String] = []) {
         self.id = id
         self.displayName = displayName
         self.inputSize = inputSize
@@ -26,6 +30,7 @@ public struct BackboneSpec: Sendable {
         self.layouts = layouts
         self.published = published
         self.classifierOutputs = classifierOutputs
+        self.blockInputOutputs = blockInputOutputs
     }
 }
 

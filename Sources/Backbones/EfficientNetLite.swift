@@ -36,6 +36,8 @@ public enum EfficientNetLite {
     }
 
     static let batchNormEpsilon: Float = 1e-3
+    /// Blocks whose inputs are named outputs (`block_input.<index>`), counted from the end.
+    public static let cacheableBlocks = 4
     public static let featureDimension = 1280
 
     /// TF's `round_filters`: scale by width, round to a multiple of 8, never more than 10% down.
@@ -90,8 +92,9 @@ public enum EfficientNetLite {
         return shapes
     }
 
-    /// Builds the network from a validated state dict. Outputs: `features` (1280) and, when the
-    /// classifier is present, `logits` (1000 ImageNet classes).
+    /// Builds the network from a validated state dict. Outputs: `features` (1280), when the
+    /// classifier is present `logits` (1000 ImageNet classes), and `block_input.<index>` (the input
+    /// of `_blocks.<index>`, NCHW flattened) for the last `cacheableBlocks` blocks.
     public static func network(_ v: Variant, weights sd: StateDict) throws -> Network {
         var net = Network(name: "efficientnet_lite\(v.rawValue)")
         func convBN(_ name: String, input: String, conv: String, bn: String, out: Int, kernel: Int,
@@ -113,6 +116,7 @@ public enum EfficientNetLite {
         var x = try convBN("stem", input: "input", conv: "_conv_stem", bn: "_bn0", out: 32, kernel: 3, stride: 2,
                            activation: .relu6)
         var index = 0
+        let blockCount = stages.indices.reduce(0) { $0 + repeats($1, v) }
         for (s, stage) in stages.enumerated() {
             let out = filters(stage.output, v)
             var inp = s == 0 ? 32 : filters(stage.input, v)
@@ -121,6 +125,7 @@ public enum EfficientNetLite {
                 let mid = inp * stage.expand
                 let p = "_blocks.\(index)"
                 let blockInput = x
+                if index >= blockCount - cacheableBlocks { net.outputs["block_input.\(index)"] = x }
                 var h = x
                 if stage.expand != 1 {
                     h = try convBN("b\(index).expand", input: h, conv: "\(p)._expand_conv", bn: "\(p)._bn0",
@@ -167,7 +172,11 @@ public enum EfficientNetLite {
                              digest: .sha256("579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
                              bytes: 18_826_032),
         ]
+        // Fine-tuning definitions (FineTuneNetwork.efficientNetLite0) exist for Lite0 only.
+        let blocks = stages.indices.reduce(0) { $0 + repeats($1, v) }
+        let blockInputs = v != .lite0 ? [] : (1...cacheableBlocks).map { "block_input.\(blocks - $0)" }
         return BackboneSpec(id: "efficientnet_lite\(n)", displayName: "EfficientNet-Lite\(n)", inputSize: v.resolution,
-                            featureDimension: featureDimension, layouts: [layout], published: published)
+                            featureDimension: featureDimension, layouts: [layout], published: published,
+                            blockInputOutputs: blockInputs)
     }
 }

@@ -89,7 +89,7 @@ struct FeatureSource {
     func load(weights: URL?) throws -> LoadedBackbone {
         let loaded = try LoadedBackbone(spec, weights: weights, classifier: needsClassifier)
         guard loaded.network.outputs[output] != nil else {
-            let offered = loaded.network.outputs.keys.filter { $0 != "logits" }.sorted()
+            let offered = loaded.network.outputs.keys.filter { $0 != "logits" && !$0.hasPrefix("block_input.") }.sorted()
             let withClassifier = WeightsRegistry.published(for: spec.id).filter { $0.note.contains("with classifier") }.map(\.fileName)
             throw ValidationError("\(loaded.weightsFile.path) gives \(spec.id) the outputs \(offered.joined(separator: ", ")), not '\(output)'"
                                   + (needsClassifier ? "; \(output) needs a weights file with the classifier"

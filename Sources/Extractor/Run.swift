@@ -50,6 +50,8 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("What to do with an image whose exact bytes are under two or more classes (a label conflict): drop keeps it out of training and evaluation; keep-first/keep-last label it with the class of its first/last path (sorted). An image in both train and test is always stored as test. `extract store audit` lists all of them.",
                                valueName: "drop|keep-first|keep-last"))
     var conflicts: ConflictPolicy = .drop
+    @Option(name: .customLong("cache-blocks"), help: ArgumentHelp("Also store, for every image and copy, the input of the backbone's last N blocks (f16), and those blocks' definition and weights: what `train-head --unfreeze M` (M <= N) fine-tunes from. EfficientNet-Lite0: N = 1...4 (N = 1: the 192x7x7 input of _blocks.15, 18,816 bytes per copy).", valueName: "N"))
+    var cacheBlocks: Int?
     @Flag(help: "No progress output.") var quiet = false
     @Flag(help: "Print the summary as JSON.") var json = false
 
@@ -67,6 +69,12 @@ struct Run: ParsableCommand {
                     .map { "\($0.id): \($0.classifierOutputs.joined(separator: ", "))" }
                 throw ValidationError("--feature \(feature): \(spec.id) offers \((["features"] + spec.classifierOutputs).joined(separator: ", ")); "
                                       + "other outputs exist for \(offered.joined(separator: "; "))")
+            }
+            if let cacheBlocks {
+                try BlockCache.validate(spec, blocks: cacheBlocks)
+                guard feature == FeatureSource.defaultOutput else {
+                    throw ValidationError("--cache-blocks caches what leads to the pooled features; drop --feature \(feature)")
+                }
             }
             if FeatureSource(spec: spec, output: feature).needsClassifier, let s = imageSize, s != spec.inputSize {
                 throw ValidationError("--feature \(feature) comes after the classifier's first layer, which only takes \(spec.inputSize)x\(spec.inputSize) inputs; drop --image-size")
@@ -92,6 +100,8 @@ struct Run: ParsableCommand {
 
     struct Summary: Encodable {
         let store: String, extraction_id: Int64, backbone: String, images: Int, new_features: Int, reused_features: Int
+        /// Block inputs added (`--cache-blocks`; 0 without it) and their bytes.
+        let new_block_inputs: Int, block_input_bytes: Int
         let failed: Int, codec_warnings: Int, seconds: Double, images_per_second: Double
     }
 
@@ -121,8 +131,9 @@ struct Run: ParsableCommand {
 
         // Scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them).
         let size = imageSize ?? source.spec.inputSize
+        let cache = try cacheBlocks.map { try BlockCache(spec: source.spec, blocks: $0) }
         let extractor = try FeatureExtractor(try source.load(weights: options.weightsURL), batch: batch, size: size,
-                                             precision: precision, outputs: [feature])
+                                             precision: precision, outputs: [feature] + (cache.map { [$0.output] } ?? []))
         let policyValue = try augmentationPolicy()
         let loaded = extractor.backbone
         let extraction = try db.extraction(for: ExtractionSettings(
@@ -132,15 +143,30 @@ struct Run: ParsableCommand {
             precision: precision.rawValue, featureDType: dtype, featureDim: extractor.dimension(feature),
             toolVersion: toolVersion, seed: Int64(bitPattern: seed)))
 
-        // Plan: the copies each image still lacks in this extraction.
+        // Plan: the copies each image still lacks in this extraction: its features, or (--cache-blocks)
+        // its block input. A copy lacking only the latter is recomputed; only what is missing is stored.
         let existing = try db.existingFeatureKeys(extractionID: extraction.id)
+        var cached = Set<FeatureKey>()
+        if let cache {
+            try db.saveBlockDefinition(extractionID: extraction.id, try cache.definition(
+                dimension: extractor.dimension(cache.output), weights: loaded.weightsFile))
+            cached = try db.existingBlockInputKeys(extractionID: extraction.id, blocks: cache.blocks)
+        }
         let wanted = Array(0...augment)
         var missing: [[Int]] = []
-        var reused = 0
+        var reused = 0, blockInputs = 0
         for (_, _, id) in images {
-            let copies = wanted.filter { !existing.contains(FeatureKey(imageID: id, augIndex: $0)) }
-            reused += wanted.count - copies.count
+            let keys = wanted.map { FeatureKey(imageID: id, augIndex: $0) }
+            let lacksBlock = keys.map { cache != nil && !cached.contains($0) }
+            let copies = wanted.indices.filter { !existing.contains(keys[$0]) || lacksBlock[$0] }.map { wanted[$0] }
+            reused += keys.filter { existing.contains($0) }.count
+            blockInputs += lacksBlock.filter { $0 }.count
             missing.append(copies)
+        }
+        let blockBytes = cache.map { blockInputs * extractor.dimension($0.output) * 2 } ?? 0
+        if blockBytes > 2_000_000_000 {
+            FileHandle.standardError.write(Data(String(format: "--cache-blocks: this run writes %.1f GB of block inputs (%d copies x %d bytes) into %@\n",
+                                                       Double(blockBytes) / 1e9, blockInputs, blockBytes / max(1, blockInputs), store).utf8))
         }
 
         // Extract: the pipeline renders what is missing, the engine computes it, the store keeps it.
@@ -151,7 +177,7 @@ struct Run: ParsableCommand {
             threads: ProcessInfo.processInfo.activeProcessorCount, maxPixels: maxPixels)
         pipeline.knownHashes = images.map(\.1)
         let written = try run(pipeline: pipeline, imageIDs: images.map(\.2), extractor: extractor,
-                              extractionID: extraction.id, db: db, failures: failures)
+                              extractionID: extraction.id, db: db, failures: failures, cache: cache)
         try db.finishExtraction(extraction.id)
         let warnings = ImageCodec.takeWarnings()
         if let first = warnings.first, !quiet {
@@ -160,13 +186,17 @@ struct Run: ParsableCommand {
 
         let seconds = Date().timeIntervalSince(started)
         let summary = Summary(store: store, extraction_id: extraction.id, backbone: source.storedName, images: images.count,
-                              new_features: written.features, reused_features: reused, failed: failures.count,
+                              new_features: written.features, reused_features: reused,
+                              new_block_inputs: written.blockInputs,
+                              block_input_bytes: cache.map { written.blockInputs * extractor.dimension($0.output) * 2 } ?? 0,
+                              failed: failures.count,
                               codec_warnings: warnings.count, seconds: seconds, images_per_second: written.rate)
         if json {
             try printJSON(summary)
         } else if !quiet {
             print(String(format: "%@: %d new features, %d reused, %d failed, %.1f s (extraction %lld in %@)",
                          source.storedName, written.features, reused, failures.count, seconds, extraction.id, store))
+            if let cache { print("\(written.blockInputs) new inputs of the last \(cache.blocks) block(s) cached") }
         }
     }
 
@@ -246,7 +276,7 @@ struct Run: ParsableCommand {
 
     /// Runs the pipeline over the planned copies, the engine over each batch, and commits each batch.
     private func run(pipeline: ImagePipeline, imageIDs: [Int64], extractor: FeatureExtractor, extractionID: Int64,
-                     db: FeatureStore, failures: FailureLog) throws -> (features: Int, rate: Double) {
+                     db: FeatureStore, failures: FailureLog, cache: BlockCache?) throws -> (features: Int, blockInputs: Int, rate: Double) {
         pipeline.maxFileBytes = maxFileBytes
         // Decoding never competes with the forward pass's threads (a pre-empted oneDNN thread stalls
         // its partner at the next barrier): workers take idle cycles, and the consumer decodes too
@@ -255,22 +285,26 @@ struct Run: ParsableCommand {
         // the forward pass itself 12-15% slower with one normal-priority decoding worker instead.
         pipeline.idlePriority = true
         let progress = Progress(total: pipeline.plannedImages, label: "\(extractor.backbone.spec.id)", quiet: quiet)
-        var written = 0
+        var written = 0, blockInputs = 0
         try pipeline.run({ b in
-            let features = try extractor.run(rgb: b.pixels, count: b.count)[feature]!
-            let dim = extractor.dimension(feature)
-            let rows = b.entries.enumerated().map { i, e in
-                FeatureRow(imageID: imageIDs[e.itemIndex], augIndex: e.copy,
-                           values: Array(features[i * dim ..< (i + 1) * dim]))
+            let outputs = try extractor.run(rgb: b.pixels, count: b.count)
+            func rows(_ output: String) -> [FeatureRow] {
+                let values = outputs[output]!, dim = extractor.dimension(output)
+                return b.entries.enumerated().map { i, e in
+                    FeatureRow(imageID: imageIDs[e.itemIndex], augIndex: e.copy, values: Array(values[i * dim ..< (i + 1) * dim]))
+                }
             }
-            written += try db.insertFeatures(extractionID: extractionID, rows: rows)
+            let inputs = cache.map { BlockInputRows(blocks: $0.blocks, rows: rows($0.output)) }
+            let added = try db.insertFeatures(extractionID: extractionID, rows: rows(feature), blockInputs: inputs)
+            written += added.features
+            blockInputs += added.blockInputs
             progress.advance(by: b.count)
         }, onSkip: { skip in
             try? failures.record(path: skip.path, reason: skip.reason, extractionID: extractionID)
             progress.advance(by: 0, skipped: 1)
         })
         progress.finish()
-        return (written, progress.rate)
+        return (written, blockInputs, progress.rate)
     }
 }
 

@@ -184,6 +184,9 @@ private func printSummary(_ info: StoreInfo) {
         print("extraction \(e.id): \(e.backbone) \(e.imageSize)px \(e.precision) \(e.featureDType), \(e.featureDim)-d, "
               + "\(e.features) features of \(e.images) images, \(e.heads) heads\(e.finishedAt == nil ? " (unfinished)" : "")")
         print("  weights \(e.weightsSource) \(e.weightsSHA256.prefix(12))…, preprocessing \(e.preprocessing)")
+        if e.blockCacheBytes > 0 {
+            print("  block cache (extract --cache-blocks): \(e.blockCacheBytes) bytes (\(String(format: "%.1f", Double(e.blockCacheBytes) / 1e6)) MB)")
+        }
     }
     for f in info.failures.prefix(20) { print("failed: \(f.path): \(f.reason)") }
     if info.failureCount > 20 { print("... \(info.failureCount - 20) more failures (--json lists them)") }

@@ -27,56 +27,93 @@ extension FeatureStore {
     /// nothing of the batch is written. Returns the number of rows actually added.
     @discardableResult
     public func insertFeatures(extractionID: Int64, rows: [FeatureRow]) throws -> Int {
+        try insertFeatures(extractionID: extractionID, rows: rows, blockInputs: nil).features
+    }
+
+    /// `insertFeatures(extractionID:rows:)` with the batch's block inputs (`extract --cache-blocks`)
+    /// in the same transaction, as f16, skipped likewise when already stored; their block
+    /// definition must be stored first (`saveBlockDefinition`). Returns the rows added of each.
+    @discardableResult
+    public func insertFeatures(extractionID: Int64, rows: [FeatureRow], blockInputs: BlockInputRows?) throws -> (features: Int, blockInputs: Int) {
         try requireWritable("store features")
         let extraction = try requireExtraction(extractionID)
         let dim = extraction.settings.featureDim
         let dtype = extraction.settings.featureDType
+        try checkRows(rows, dim: dim, what: "feature row", extractionID: extractionID, owner: "extraction \(extractionID) (\(extraction.settings.backbone))")
+        var blockDim = 0
+        if let blockInputs {
+            guard let d = try blockDefinition(extractionID: extractionID, blocks: blockInputs.blocks) else {
+                throw StoreError.invalidArgument(path: path, reason: "extraction \(extractionID) has no definition of its last \(blockInputs.blocks) block(s); store it (saveBlockDefinition) before their inputs")
+            }
+            blockDim = d.inputCount
+            try checkRows(blockInputs.rows, dim: blockDim, what: "block input", extractionID: extractionID,
+                          owner: "the \(blockInputs.blocks)-block definition \(d.inputShape)")
+        }
+        return try write("storing features of extraction \(extractionID)") { db in
+            let added = try insertVectors(db, sql: """
+                INSERT INTO features(extraction_id, image_id, aug_index, vector) VALUES (?, ?, ?, ?)
+                ON CONFLICT(extraction_id, image_id, aug_index) DO NOTHING
+                """, keys: [extractionID], rows: rows, dim: dim, dtype: dtype, what: "features", extractionID: extractionID)
+            guard let blockInputs else { return (added, 0) }
+            let blocks = try insertVectors(db, sql: """
+                    INSERT INTO block_inputs(extraction_id, blocks, image_id, aug_index, vector) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT(extraction_id, image_id, aug_index, blocks) DO NOTHING
+                    """, keys: [extractionID, Int64(blockInputs.blocks)], rows: blockInputs.rows, dim: blockDim, dtype: .f16,
+                    what: "block inputs", extractionID: extractionID)
+            return (added, blocks)
+        }
+    }
+
+    private func checkRows(_ rows: [FeatureRow], dim: Int, what: String, extractionID: Int64, owner: String) throws {
         for row in rows {
             if row.values.count != dim {
-                throw StoreError.invalidArgument(path: path, reason: "feature row for image \(row.imageID) aug \(row.augIndex) has \(row.values.count) values, but extraction \(extractionID) (\(extraction.settings.backbone)) has dimension \(dim); nothing of this batch was written")
+                throw StoreError.invalidArgument(path: path, reason: "\(what) for image \(row.imageID) aug \(row.augIndex) has \(row.values.count) values, but \(owner) has dimension \(dim); nothing of this batch was written")
             }
             if row.augIndex < 0 {
-                throw StoreError.invalidArgument(path: path, reason: "feature row for image \(row.imageID) has negative aug index \(row.augIndex)")
+                throw StoreError.invalidArgument(path: path, reason: "\(what) for image \(row.imageID) has negative aug index \(row.augIndex)")
             }
         }
+    }
+
+    /// Inserts `rows` with `sql`, whose parameters are `keys`, then image id, aug index, vector.
+    /// Returns the number of rows added.
+    @discardableResult
+    private func insertVectors(_ db: Database, sql: String, keys: [Int64], rows: [FeatureRow], dim: Int, dtype: FeatureDType,
+                               what: String, extractionID: Int64) throws -> Int {
         // f16 rows are converted into this scratch buffer; f32 rows are bound straight from the array.
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, dim * dtype.bytesPerValue), alignment: 16)
         defer { scratch.deallocate() }
-        return try write("storing features of extraction \(extractionID)") { db in
-            // Hot loop on the C API of GRDB's prepared statement: bind, step, reset per row; the
-            // vector is bound in place (no copy, no per-row allocation for f32).
-            let insert = try db.makeStatement(sql: """
-                INSERT INTO features(extraction_id, image_id, aug_index, vector) VALUES (?, ?, ?, ?)
-                ON CONFLICT(extraction_id, image_id, aug_index) DO NOTHING
-                """)
-            let handle = insert.sqliteStatement
-            defer { sqlite3_clear_bindings(handle) }
-            sqlite3_bind_int64(handle, 1, extractionID)
-            var added = 0
-            for row in rows {
-                sqlite3_bind_int64(handle, 2, row.imageID)
-                sqlite3_bind_int64(handle, 3, Int64(row.augIndex))
-                let code = row.values.withUnsafeBytes { values -> CInt in
-                    let bytes: UnsafeRawBufferPointer
-                    switch dtype {
-                    case .f32: bytes = values
-                    case .f16:
-                        VectorCodec.encode(values.assumingMemoryBound(to: Float.self), as: .f16, into: scratch)
-                        bytes = UnsafeRawBufferPointer(scratch)
-                    }
-                    sqlite3_bind_blob(handle, 4, bytes.baseAddress, CInt(bytes.count), nil) // nil: SQLITE_STATIC
-                    return sqlite3_step(handle)
+        // Hot loop on the C API of GRDB's prepared statement: bind, step, reset per row; the
+        // vector is bound in place (no copy, no per-row allocation for f32).
+        let insert = try db.makeStatement(sql: sql)
+        let handle = insert.sqliteStatement
+        defer { sqlite3_clear_bindings(handle) }
+        for (i, k) in keys.enumerated() { sqlite3_bind_int64(handle, CInt(i + 1), k) }
+        let n = CInt(keys.count)
+        var added = 0
+        for row in rows {
+            sqlite3_bind_int64(handle, n + 1, row.imageID)
+            sqlite3_bind_int64(handle, n + 2, Int64(row.augIndex))
+            let code = row.values.withUnsafeBytes { values -> CInt in
+                let bytes: UnsafeRawBufferPointer
+                switch dtype {
+                case .f32: bytes = values
+                case .f16:
+                    VectorCodec.encode(values.assumingMemoryBound(to: Float.self), as: .f16, into: scratch)
+                    bytes = UnsafeRawBufferPointer(scratch)
                 }
-                if code != SQLITE_DONE {
-                    let error = stepError(db, insert, code, "storing features for image \(row.imageID) aug \(row.augIndex) of extraction \(extractionID)")
-                    sqlite3_reset(handle)
-                    throw error
-                }
-                sqlite3_reset(handle)
-                added += db.changesCount
+                sqlite3_bind_blob(handle, n + 3, bytes.baseAddress, CInt(bytes.count), nil) // nil: SQLITE_STATIC
+                return sqlite3_step(handle)
             }
-            return added
+            if code != SQLITE_DONE {
+                let error = stepError(db, insert, code, "storing \(what) for image \(row.imageID) aug \(row.augIndex) of extraction \(extractionID)")
+                sqlite3_reset(handle)
+                throw error
+            }
+            sqlite3_reset(handle)
+            added += db.changesCount
         }
+        return added
     }
 
     /// Loads the features of one extraction into one contiguous matrix, from one consistent

@@ -169,13 +169,43 @@ enum Schema {
             -- What `extract --conflicts` decided for images under two or more classes.
             ALTER TABLE datasets ADD COLUMN conflict_policy TEXT NOT NULL DEFAULT 'drop';
             """),
+        Migration(version: 5, name: "add-block-cache", sql: """
+            -- `extract --cache-blocks N`: the last N blocks of the backbone and their parameters, as
+            -- `train-head --unfreeze M` (M <= N) reads them. definition: the blocks' architecture as
+            -- JSON (FineTuneNetwork); input_*: shape of one cached input (channels first);
+            -- tensor_index: JSON [{"name": ..., "shape": [...]}, ...] in blob order; tensors: the
+            -- float32 little-endian values of those tensors, concatenated in that order.
+            CREATE TABLE block_definitions(
+                extraction_id INTEGER NOT NULL REFERENCES extractions(id) ON DELETE CASCADE,
+                blocks INTEGER NOT NULL CHECK(blocks >= 1),
+                definition TEXT NOT NULL CHECK(json_valid(definition)),
+                input_channels INTEGER NOT NULL, input_height INTEGER NOT NULL, input_width INTEGER NOT NULL,
+                tensor_index TEXT NOT NULL CHECK(json_valid(tensor_index)),
+                tensors BLOB NOT NULL,
+                PRIMARY KEY(extraction_id, blocks)
+            );
+            -- The input of the first of those blocks for each (image, copy), NCHW, float16 (VectorCodec).
+            CREATE TABLE block_inputs(
+                extraction_id INTEGER NOT NULL,
+                blocks INTEGER NOT NULL,
+                image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                aug_index INTEGER NOT NULL CHECK(aug_index >= 0),
+                vector BLOB NOT NULL,
+                PRIMARY KEY(extraction_id, image_id, aug_index, blocks),
+                FOREIGN KEY(extraction_id, blocks) REFERENCES block_definitions(extraction_id, blocks) ON DELETE CASCADE
+            );
+            CREATE INDEX block_inputs_by_image ON block_inputs(image_id);
+            """),
     ]
 
     static var currentVersion: Int { migrations.last?.version ?? 0 }
-    /// The oldest version read-only access accepts without migrating: step 4 only adds a table and
-    /// columns, which readers look for (`hasImageFiles`).
+    /// The oldest version read-only access accepts without migrating: steps 4 and 5 only add tables
+    /// and columns, which readers look for (`hasImageFiles`, `hasBlockCache`).
     static let oldestReadable = 3
 
     /// Whether the store has step 4's file list, exclusions and conflict policy.
     static func hasImageFiles(_ db: Database) throws -> Bool { try db.tableExists("image_files") }
+
+    /// Whether the store has step 5's block cache tables.
+    static func hasBlockCache(_ db: Database) throws -> Bool { try db.tableExists("block_inputs") }
 }

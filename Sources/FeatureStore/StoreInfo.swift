@@ -74,6 +74,8 @@ public struct ExtractionInfo: Codable, Equatable, Sendable {
     /// Distinct images with at least one feature row.
     public var images: Int
     public var heads: Int
+    /// Bytes of cached block inputs (`extract --cache-blocks`), all block counts together.
+    public var blockCacheBytes: Int
     public var createdAt: String
     /// nil (JSON null) while unfinished.
     public var finishedAt: String?
@@ -83,7 +85,7 @@ public struct ExtractionInfo: Codable, Equatable, Sendable {
         case weightsSource = "weights_source", preprocessing
         case featureDim = "feature_dim", featureDType = "feature_dtype", imageSize = "image_size", fit, precision
         case augmentationHash = "augmentation_hash", seed, toolVersion = "tool_version", features, images, heads
-        case createdAt = "created_at", finishedAt = "finished_at"
+        case blockCacheBytes = "block_cache_bytes", createdAt = "created_at", finishedAt = "finished_at"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -97,6 +99,7 @@ public struct ExtractionInfo: Codable, Equatable, Sendable {
         try c.encode(augmentationHash, forKey: .augmentationHash); try c.encode(seed, forKey: .seed)
         try c.encode(toolVersion, forKey: .toolVersion); try c.encode(features, forKey: .features)
         try c.encode(images, forKey: .images); try c.encode(heads, forKey: .heads)
+        try c.encode(blockCacheBytes, forKey: .blockCacheBytes)
         try c.encode(createdAt, forKey: .createdAt)
         try c.encode(finishedAt, forKey: .finishedAt) // explicit null keeps the key present
     }
@@ -144,6 +147,7 @@ extension FeatureStore {
                 headCounts[row[0]] = row[1]
             }
 
+            let cacheBytes = try blockCacheBytes(db)
             let extractions = try self.extractions().map { e -> ExtractionInfo in
                 let s = e.settings
                 return ExtractionInfo(
@@ -152,6 +156,7 @@ extension FeatureStore {
                     imageSize: s.imageSize, fit: s.fit, precision: s.precision, augmentationHash: e.augmentationHash,
                     seed: s.seed, toolVersion: s.toolVersion, features: featureCounts[e.id]?.rows ?? 0,
                     images: featureCounts[e.id]?.images ?? 0, heads: headCounts[e.id] ?? 0,
+                    blockCacheBytes: cacheBytes[e.id] ?? 0,
                     createdAt: Timestamp.string(e.createdAt), finishedAt: e.finishedAt.map { Timestamp.string($0) })
             }
 

@@ -1,0 +1,137 @@
+import Foundation
+import GRDB
+
+/// The last blocks of an extraction's backbone, as `extract --cache-blocks N` stores them: the
+/// architecture (opaque JSON, a `FineTuneNetwork` for the fine-tuner), the shape of one input and
+/// the blocks' tensors (PyTorch state-dict names, float32).
+public struct BlockDefinition: Equatable, Sendable {
+    public var blocks: Int
+    public var definitionJSON: String
+    /// Channels, height, width of one cached input.
+    public var inputShape: [Int]
+    public var tensors: [String: [Float]]
+    public var tensorShapes: [String: [Int]]
+
+    public init(blocks: Int, definitionJSON: String, inputShape: [Int], tensors: [String: [Float]], tensorShapes: [String: [Int]]) {
+        self.blocks = blocks; self.definitionJSON = definitionJSON; self.inputShape = inputShape
+        self.tensors = tensors; self.tensorShapes = tensorShapes
+    }
+
+    public var inputCount: Int { inputShape.reduce(1, *) }
+
+    struct IndexEntry: Codable { var name: String; var shape: [Int] }
+
+    /// `tensor_index` (names sorted) and `tensors` (their float32 values, little-endian, concatenated).
+    func encodedTensors() throws -> (index: String, blob: Data) {
+        let names = tensors.keys.sorted()
+        let index = names.map { IndexEntry(name: $0, shape: tensorShapes[$0] ?? [tensors[$0]!.count]) }
+        var blob = Data()
+        for n in names { blob.append(VectorCodec.encode(tensors[n]!, as: .f32)) }
+        return (String(decoding: try JSONEncoder().encode(index), as: UTF8.self), blob)
+    }
+}
+
+/// One batch of block inputs, stored with the batch's features (`insertFeatures(extractionID:rows:blockInputs:)`).
+public struct BlockInputRows: Sendable {
+    public var blocks: Int
+    /// `values.count` must equal the definition's input count (C x H x W).
+    public var rows: [FeatureRow]
+    public init(blocks: Int, rows: [FeatureRow]) { self.blocks = blocks; self.rows = rows }
+}
+
+/// Cached block inputs read back: `keys[i]`'s input is `values[i * count ..< (i + 1) * count]`.
+public struct BlockInputMatrix: Sendable {
+    public var definition: BlockDefinition
+    public var keys: [FeatureKey]
+    public var values: [Float]
+}
+
+extension FeatureStore {
+    /// Records the blocks of an extraction; a definition already stored for (extraction, blocks) is kept.
+    public func saveBlockDefinition(extractionID: Int64, _ d: BlockDefinition) throws {
+        try requireWritable("store a block definition")
+        _ = try requireExtraction(extractionID)
+        guard d.inputShape.count == 3, d.inputShape.allSatisfy({ $0 > 0 }), d.blocks >= 1 else {
+            throw StoreError.invalidArgument(path: path, reason: "block definition of extraction \(extractionID): input shape \(d.inputShape) must be 3 positive sizes and blocks \(d.blocks) >= 1")
+        }
+        let (index, blob) = try d.encodedTensors()
+        try write("storing the block definition of extraction \(extractionID)") { db in
+            try db.execute(sql: """
+                INSERT INTO block_definitions(extraction_id, blocks, definition, input_channels, input_height, input_width, tensor_index, tensors)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(extraction_id, blocks) DO NOTHING
+                """, arguments: [extractionID, d.blocks, d.definitionJSON, d.inputShape[0], d.inputShape[1], d.inputShape[2], index, blob])
+        }
+    }
+
+    /// The stored definition of an extraction's last `blocks` blocks, or nil.
+    public func blockDefinition(extractionID: Int64, blocks: Int) throws -> BlockDefinition? {
+        try read("reading the block definition of extraction \(extractionID)") { db in
+            guard try Schema.hasBlockCache(db) else { return nil }
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT definition, input_channels, input_height, input_width, tensor_index, tensors
+                FROM block_definitions WHERE extraction_id = ? AND blocks = ?
+                """, arguments: [extractionID, blocks]) else { return nil }
+            let index = try JSONDecoder().decode([BlockDefinition.IndexEntry].self, from: Data((row[4] as String).utf8))
+            let blob: Data = row[5]
+            var tensors: [String: [Float]] = [:], shapes: [String: [Int]] = [:]
+            var offset = 0
+            for e in index {
+                let bytes = e.shape.reduce(1, *) * 4
+                guard offset + bytes <= blob.count else {
+                    throw StoreError.invalidArgument(path: path, reason: "block definition of extraction \(extractionID) (\(blocks) blocks): tensor \(e.name) runs past the end of the stored tensors (\(blob.count) bytes); re-run extract --cache-blocks \(blocks) into a new store")
+                }
+                tensors[e.name] = VectorCodec.decode(blob.subdata(in: blob.startIndex + offset ..< blob.startIndex + offset + bytes), as: .f32)
+                shapes[e.name] = e.shape
+                offset += bytes
+            }
+            return BlockDefinition(blocks: blocks, definitionJSON: row[0], inputShape: [row[1], row[2], row[3]],
+                                   tensors: tensors, tensorShapes: shapes)
+        }
+    }
+
+    /// The (image, copy) pairs whose input to the last `blocks` blocks is stored.
+    public func existingBlockInputKeys(extractionID: Int64, blocks: Int) throws -> Set<FeatureKey> {
+        try read("reading the block input keys of extraction \(extractionID)") { db in
+            guard try Schema.hasBlockCache(db) else { return [] }
+            let rows = try Row.fetchCursor(db, sql: "SELECT image_id, aug_index FROM block_inputs WHERE extraction_id = ? AND blocks = ?",
+                                           arguments: [extractionID, blocks])
+            var keys = Set<FeatureKey>()
+            while let row = try rows.next() { keys.insert(FeatureKey(imageID: row[0], augIndex: row[1])) }
+            return keys
+        }
+    }
+
+    /// All cached inputs of an extraction's last `blocks` blocks, ordered by image and copy.
+    public func loadBlockInputs(extractionID: Int64, blocks: Int) throws -> BlockInputMatrix {
+        guard let definition = try blockDefinition(extractionID: extractionID, blocks: blocks) else {
+            throw StoreError.invalidArgument(path: path, reason: "extraction \(extractionID) has no cache of its last \(blocks) block(s); run extract --cache-blocks \(blocks) with the same settings")
+        }
+        return try read("loading the block inputs of extraction \(extractionID)") { db in
+            let count = definition.inputCount
+            var keys: [FeatureKey] = [], values: [Float] = []
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT image_id, aug_index, vector FROM block_inputs WHERE extraction_id = ? AND blocks = ?
+                ORDER BY image_id, aug_index
+                """, arguments: [extractionID, blocks])
+            while let row = try rows.next() {
+                let blob: Data = row[2]
+                guard blob.count == count * 2 else {
+                    throw StoreError.invalidArgument(path: path, reason: "block input of image \(row[0] as Int64) copy \(row[1] as Int) in extraction \(extractionID) has \(blob.count) bytes, expected \(count * 2) (f16 x \(definition.inputShape))")
+                }
+                keys.append(FeatureKey(imageID: row[0], augIndex: row[1]))
+                values += VectorCodec.decode(blob, as: .f16)
+            }
+            return BlockInputMatrix(definition: definition, keys: keys, values: values)
+        }
+    }
+
+    /// Bytes of cached block inputs per extraction (their blobs).
+    func blockCacheBytes(_ db: Database) throws -> [Int64: Int] {
+        guard try Schema.hasBlockCache(db) else { return [:] }
+        var bytes: [Int64: Int] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT extraction_id, sum(length(vector)) FROM block_inputs GROUP BY extraction_id") {
+            bytes[row[0]] = row[1]
+        }
+        return bytes
+    }
+}
