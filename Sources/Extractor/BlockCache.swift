@@ -14,6 +14,7 @@ struct BlockCache {
     /// The extractor output holding the cached input.
     let output: String
     let network: FineTuneNetwork
+    let dtype: FeatureDType
 
     /// Checks that `spec` defines its last `blocks` blocks (`--cache-blocks` validation).
     static func validate(_ spec: BackboneSpec, blocks: Int) throws {
@@ -37,8 +38,8 @@ struct BlockCache {
         }
     }
 
-    init(spec: BackboneSpec, blocks: Int) throws {
-        self.blocks = blocks
+    init(spec: BackboneSpec, blocks: Int, dtype: FeatureDType) throws {
+        self.blocks = blocks; self.dtype = dtype
         output = spec.blockInputOutputs[blocks - 1]
         network = try Self.network(spec, blocks: blocks)
     }
@@ -67,6 +68,6 @@ struct BlockCache {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return BlockDefinition(blocks: blocks, definitionJSON: String(decoding: try encoder.encode(net), as: UTF8.self),
-                               inputShape: [c, side, side], tensors: tensors, tensorShapes: shapes)
+                               inputShape: [c, side, side], dtype: dtype, tensors: tensors, tensorShapes: shapes)
     }
 }

@@ -52,6 +52,8 @@ struct Run: ParsableCommand {
     var conflicts: ConflictPolicy = .drop
     @Option(name: .customLong("cache-blocks"), help: ArgumentHelp("Also store, for every image and copy, the input of the backbone's last N blocks (f16), and those blocks' definition and weights: what `train-head --unfreeze M` (M <= N) fine-tunes from. EfficientNet-Lite0: N = 1...4 (N = 1: the 192x7x7 input of _blocks.15, 18,816 bytes per copy).", valueName: "N"))
     var cacheBlocks: Int?
+    @Option(name: .customLong("cache-dtype"), help: ArgumentHelp("How --cache-blocks stores the block inputs: f16 (half the bytes; features recomputed from them differ from the stored ones by ~1e-4 relative L2) or f32 (~1e-6).", valueName: "f16|f32"))
+    var cacheDType: FeatureDType = .f16
     @Flag(help: "No progress output.") var quiet = false
     @Flag(help: "Print the summary as JSON.") var json = false
 
@@ -131,7 +133,7 @@ struct Run: ParsableCommand {
 
         // Scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them).
         let size = imageSize ?? source.spec.inputSize
-        let cache = try cacheBlocks.map { try BlockCache(spec: source.spec, blocks: $0) }
+        let cache = try cacheBlocks.map { try BlockCache(spec: source.spec, blocks: $0, dtype: cacheDType) }
         let extractor = try FeatureExtractor(try source.load(weights: options.weightsURL), batch: batch, size: size,
                                              precision: precision, outputs: [feature] + (cache.map { [$0.output] } ?? []))
         let policyValue = try augmentationPolicy()
@@ -150,6 +152,10 @@ struct Run: ParsableCommand {
         if let cache {
             try db.saveBlockDefinition(extractionID: extraction.id, try cache.definition(
                 dimension: extractor.dimension(cache.output), weights: loaded.weightsFile))
+            if let stored = try db.blockDefinition(extractionID: extraction.id, blocks: cache.blocks), stored.dtype != cache.dtype {
+                throw ValidationError("\(store): extraction \(extraction.id) already caches its last \(cache.blocks) block(s) as \(stored.dtype.rawValue); "
+                                      + "pass --cache-dtype \(stored.dtype.rawValue), or use another --store for \(cache.dtype.rawValue)")
+            }
             cached = try db.existingBlockInputKeys(extractionID: extraction.id, blocks: cache.blocks)
         }
         let wanted = Array(0...augment)
@@ -163,7 +169,7 @@ struct Run: ParsableCommand {
             blockInputs += lacksBlock.filter { $0 }.count
             missing.append(copies)
         }
-        let blockBytes = cache.map { blockInputs * extractor.dimension($0.output) * 2 } ?? 0
+        let blockBytes = cache.map { blockInputs * extractor.dimension($0.output) * $0.dtype.bytesPerValue } ?? 0
         if blockBytes > 2_000_000_000 {
             FileHandle.standardError.write(Data(String(format: "--cache-blocks: this run writes %.1f GB of block inputs (%d copies x %d bytes) into %@\n",
                                                        Double(blockBytes) / 1e9, blockInputs, blockBytes / max(1, blockInputs), store).utf8))
@@ -188,7 +194,7 @@ struct Run: ParsableCommand {
         let summary = Summary(store: store, extraction_id: extraction.id, backbone: source.storedName, images: images.count,
                               new_features: written.features, reused_features: reused,
                               new_block_inputs: written.blockInputs,
-                              block_input_bytes: cache.map { written.blockInputs * extractor.dimension($0.output) * 2 } ?? 0,
+                              block_input_bytes: cache.map { written.blockInputs * extractor.dimension($0.output) * $0.dtype.bytesPerValue } ?? 0,
                               failed: failures.count,
                               codec_warnings: warnings.count, seconds: seconds, images_per_second: written.rate)
         if json {

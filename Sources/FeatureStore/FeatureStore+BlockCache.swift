@@ -9,11 +9,14 @@ public struct BlockDefinition: Equatable, Sendable {
     public var definitionJSON: String
     /// Channels, height, width of one cached input.
     public var inputShape: [Int]
+    /// How the inputs are stored (f16 halves the cache; f32 keeps the engine's values exactly).
+    public var dtype: FeatureDType
     public var tensors: [String: [Float]]
     public var tensorShapes: [String: [Int]]
 
-    public init(blocks: Int, definitionJSON: String, inputShape: [Int], tensors: [String: [Float]], tensorShapes: [String: [Int]]) {
-        self.blocks = blocks; self.definitionJSON = definitionJSON; self.inputShape = inputShape
+    public init(blocks: Int, definitionJSON: String, inputShape: [Int], dtype: FeatureDType = .f16,
+                tensors: [String: [Float]], tensorShapes: [String: [Int]]) {
+        self.blocks = blocks; self.definitionJSON = definitionJSON; self.inputShape = inputShape; self.dtype = dtype
         self.tensors = tensors; self.tensorShapes = tensorShapes
     }
 
@@ -34,7 +37,7 @@ public struct BlockDefinition: Equatable, Sendable {
 /// One batch of block inputs, stored with the batch's features (`insertFeatures(extractionID:rows:blockInputs:)`).
 public struct BlockInputRows: Sendable {
     public var blocks: Int
-    /// `values.count` must equal the definition's input count (C x H x W).
+    /// `values.count` must equal the definition's input count (C x H x W); stored in its dtype.
     public var rows: [FeatureRow]
     public init(blocks: Int, rows: [FeatureRow]) { self.blocks = blocks; self.rows = rows }
 }
@@ -57,9 +60,10 @@ extension FeatureStore {
         let (index, blob) = try d.encodedTensors()
         try write("storing the block definition of extraction \(extractionID)") { db in
             try db.execute(sql: """
-                INSERT INTO block_definitions(extraction_id, blocks, definition, input_channels, input_height, input_width, tensor_index, tensors)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(extraction_id, blocks) DO NOTHING
-                """, arguments: [extractionID, d.blocks, d.definitionJSON, d.inputShape[0], d.inputShape[1], d.inputShape[2], index, blob])
+                INSERT INTO block_definitions(extraction_id, blocks, definition, input_channels, input_height, input_width, dtype, tensor_index, tensors)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(extraction_id, blocks) DO NOTHING
+                """, arguments: [extractionID, d.blocks, d.definitionJSON, d.inputShape[0], d.inputShape[1], d.inputShape[2],
+                                 d.dtype.rawValue, index, blob])
         }
     }
 
@@ -68,7 +72,7 @@ extension FeatureStore {
         try read("reading the block definition of extraction \(extractionID)") { db in
             guard try Schema.hasBlockCache(db) else { return nil }
             guard let row = try Row.fetchOne(db, sql: """
-                SELECT definition, input_channels, input_height, input_width, tensor_index, tensors
+                SELECT definition, input_channels, input_height, input_width, tensor_index, tensors, dtype
                 FROM block_definitions WHERE extraction_id = ? AND blocks = ?
                 """, arguments: [extractionID, blocks]) else { return nil }
             let index = try JSONDecoder().decode([BlockDefinition.IndexEntry].self, from: Data((row[4] as String).utf8))
@@ -84,7 +88,8 @@ extension FeatureStore {
                 shapes[e.name] = e.shape
                 offset += bytes
             }
-            return BlockDefinition(blocks: blocks, definitionJSON: row[0], inputShape: [row[1], row[2], row[3]],
+            let dtype = FeatureDType(rawValue: row[6]) ?? .f16
+            return BlockDefinition(blocks: blocks, definitionJSON: row[0], inputShape: [row[1], row[2], row[3]], dtype: dtype,
                                    tensors: tensors, tensorShapes: shapes)
         }
     }
@@ -107,7 +112,7 @@ extension FeatureStore {
             throw StoreError.invalidArgument(path: path, reason: "extraction \(extractionID) has no cache of its last \(blocks) block(s); run extract --cache-blocks \(blocks) with the same settings")
         }
         return try read("loading the block inputs of extraction \(extractionID)") { db in
-            let count = definition.inputCount
+            let count = definition.inputCount, bytes = count * definition.dtype.bytesPerValue
             var keys: [FeatureKey] = [], values: [Float] = []
             let rows = try Row.fetchCursor(db, sql: """
                 SELECT image_id, aug_index, vector FROM block_inputs WHERE extraction_id = ? AND blocks = ?
@@ -115,11 +120,11 @@ extension FeatureStore {
                 """, arguments: [extractionID, blocks])
             while let row = try rows.next() {
                 let blob: Data = row[2]
-                guard blob.count == count * 2 else {
-                    throw StoreError.invalidArgument(path: path, reason: "block input of image \(row[0] as Int64) copy \(row[1] as Int) in extraction \(extractionID) has \(blob.count) bytes, expected \(count * 2) (f16 x \(definition.inputShape))")
+                guard blob.count == bytes else {
+                    throw StoreError.invalidArgument(path: path, reason: "block input of image \(row[0] as Int64) copy \(row[1] as Int) in extraction \(extractionID) has \(blob.count) bytes, expected \(bytes) (\(definition.dtype.rawValue) x \(definition.inputShape))")
                 }
                 keys.append(FeatureKey(imageID: row[0], augIndex: row[1]))
-                values += VectorCodec.decode(blob, as: .f16)
+                values += VectorCodec.decode(blob, as: definition.dtype)
             }
             return BlockInputMatrix(definition: definition, keys: keys, values: values)
         }

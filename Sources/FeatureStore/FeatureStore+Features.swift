@@ -31,7 +31,7 @@ extension FeatureStore {
     }
 
     /// `insertFeatures(extractionID:rows:)` with the batch's block inputs (`extract --cache-blocks`)
-    /// in the same transaction, as f16, skipped likewise when already stored; their block
+    /// in the same transaction, in their definition's dtype, skipped likewise when already stored; their block
     /// definition must be stored first (`saveBlockDefinition`). Returns the rows added of each.
     @discardableResult
     public func insertFeatures(extractionID: Int64, rows: [FeatureRow], blockInputs: BlockInputRows?) throws -> (features: Int, blockInputs: Int) {
@@ -40,12 +40,12 @@ extension FeatureStore {
         let dim = extraction.settings.featureDim
         let dtype = extraction.settings.featureDType
         try checkRows(rows, dim: dim, what: "feature row", extractionID: extractionID, owner: "extraction \(extractionID) (\(extraction.settings.backbone))")
-        var blockDim = 0
+        var blockDim = 0, blockDType = FeatureDType.f16
         if let blockInputs {
             guard let d = try blockDefinition(extractionID: extractionID, blocks: blockInputs.blocks) else {
                 throw StoreError.invalidArgument(path: path, reason: "extraction \(extractionID) has no definition of its last \(blockInputs.blocks) block(s); store it (saveBlockDefinition) before their inputs")
             }
-            blockDim = d.inputCount
+            blockDim = d.inputCount; blockDType = d.dtype
             try checkRows(blockInputs.rows, dim: blockDim, what: "block input", extractionID: extractionID,
                           owner: "the \(blockInputs.blocks)-block definition \(d.inputShape)")
         }
@@ -58,7 +58,7 @@ extension FeatureStore {
             let blocks = try insertVectors(db, sql: """
                     INSERT INTO block_inputs(extraction_id, blocks, image_id, aug_index, vector) VALUES (?, ?, ?, ?, ?)
                     ON CONFLICT(extraction_id, image_id, aug_index, blocks) DO NOTHING
-                    """, keys: [extractionID, Int64(blockInputs.blocks)], rows: blockInputs.rows, dim: blockDim, dtype: .f16,
+                    """, keys: [extractionID, Int64(blockInputs.blocks)], rows: blockInputs.rows, dim: blockDim, dtype: blockDType,
                     what: "block inputs", extractionID: extractionID)
             return (added, blocks)
         }

@@ -172,7 +172,8 @@ enum Schema {
         Migration(version: 5, name: "add-block-cache", sql: """
             -- `extract --cache-blocks N`: the last N blocks of the backbone and their parameters, as
             -- `train-head --unfreeze M` (M <= N) reads them. definition: the blocks' architecture as
-            -- JSON (FineTuneNetwork); input_*: shape of one cached input (channels first);
+            -- JSON (FineTuneNetwork); input_*: shape of one cached input (channels first); dtype: of the
+            -- cached inputs;
             -- tensor_index: JSON [{"name": ..., "shape": [...]}, ...] in blob order; tensors: the
             -- float32 little-endian values of those tensors, concatenated in that order.
             CREATE TABLE block_definitions(
@@ -180,11 +181,13 @@ enum Schema {
                 blocks INTEGER NOT NULL CHECK(blocks >= 1),
                 definition TEXT NOT NULL CHECK(json_valid(definition)),
                 input_channels INTEGER NOT NULL, input_height INTEGER NOT NULL, input_width INTEGER NOT NULL,
+                dtype TEXT NOT NULL CHECK(dtype IN ('f32', 'f16')),
                 tensor_index TEXT NOT NULL CHECK(json_valid(tensor_index)),
                 tensors BLOB NOT NULL,
                 PRIMARY KEY(extraction_id, blocks)
             );
-            -- The input of the first of those blocks for each (image, copy), NCHW, float16 (VectorCodec).
+            -- The input of the first of those blocks for each (image, copy), NCHW, in the definition's
+            -- dtype (VectorCodec).
             CREATE TABLE block_inputs(
                 extraction_id INTEGER NOT NULL,
                 blocks INTEGER NOT NULL,
