@@ -231,19 +231,49 @@ extension FeatureStore {
             WHERE me.dataset_id = s.dataset_id AND me.settings_key = s.settings_key
             """)
 
+        /// Joins the rows of src table `alias` to their extraction in main (`me`) and, with `image`, to their image (`mi`).
+        func toMain(_ alias: String, image: Bool = true) -> String {
+            """
+            JOIN src.extractions se ON se.id = \(alias).extraction_id
+            JOIN src.datasets sd ON sd.id = se.dataset_id
+            JOIN main.datasets md ON md.root = sd.root
+            JOIN main.extractions me ON me.dataset_id = md.id AND me.settings_key = se.settings_key
+            """ + (image ? """
+
+            JOIN src.images si ON si.id = \(alias).image_id
+            JOIN main.images mi ON mi.dataset_id = md.id AND mi.sha256 = si.sha256
+            """ : "")
+        }
         report.featuresAdded = try run("merging features of \(inputPath)", """
             INSERT INTO main.features(extraction_id, image_id, aug_index, vector)
             SELECT me.id, mi.id, sf.aug_index, sf.vector
             FROM src.features sf
-            JOIN src.extractions se ON se.id = sf.extraction_id
-            JOIN src.datasets sd ON sd.id = se.dataset_id
-            JOIN main.datasets md ON md.root = sd.root
-            JOIN main.extractions me ON me.dataset_id = md.id AND me.settings_key = se.settings_key
-            JOIN src.images si ON si.id = sf.image_id
-            JOIN main.images mi ON mi.dataset_id = md.id AND mi.sha256 = si.sha256
+            \(toMain("sf"))
             WHERE 1 ORDER BY sf.id
             ON CONFLICT(extraction_id, image_id, aug_index) DO NOTHING
             """)
+        // Stores of schema 5 and later may cache block inputs (`extract --cache-blocks`); inputs are
+        // merged only where the output's definition has the same dtype.
+        if try Schema.hasBlockCache(db), try Int.fetchOne(db, sql: "SELECT max(version) FROM src.schema_migrations") ?? 0 >= 5 {
+            _ = try run("merging block definitions of \(inputPath)", """
+                INSERT INTO main.block_definitions(extraction_id, blocks, definition, input_channels, input_height, input_width,
+                                                   dtype, tensor_index, tensors)
+                SELECT me.id, sb.blocks, sb.definition, sb.input_channels, sb.input_height, sb.input_width, sb.dtype,
+                       sb.tensor_index, sb.tensors
+                FROM src.block_definitions sb
+                \(toMain("sb", image: false))
+                WHERE 1 ON CONFLICT(extraction_id, blocks) DO NOTHING
+                """)
+            _ = try run("merging block inputs of \(inputPath)", """
+                INSERT INTO main.block_inputs(extraction_id, blocks, image_id, aug_index, vector)
+                SELECT me.id, sb.blocks, mi.id, sb.aug_index, sb.vector
+                FROM src.block_inputs sb
+                \(toMain("sb"))
+                JOIN src.block_definitions sdef ON sdef.extraction_id = sb.extraction_id AND sdef.blocks = sb.blocks
+                JOIN main.block_definitions mdef ON mdef.extraction_id = me.id AND mdef.blocks = sb.blocks AND mdef.dtype = sdef.dtype
+                WHERE 1 ON CONFLICT(extraction_id, image_id, aug_index, blocks) DO NOTHING
+                """)
+        }
 
         report.failuresAdded = try run("merging failures of \(inputPath)", """
             INSERT INTO main.failures(dataset_id, extraction_id, path, reason, created_at)

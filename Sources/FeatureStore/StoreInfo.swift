@@ -105,6 +105,23 @@ public struct ExtractionInfo: Codable, Equatable, Sendable {
     }
 }
 
+extension ExtractionInfo {
+    /// As encoded; `block_cache_bytes` is absent from the JSON of tools before store step 5: 0.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func value<T: Decodable>(_ key: CodingKeys) throws -> T { try c.decode(T.self, forKey: key) }
+        self.init(id: try value(.id), datasetID: try value(.datasetID), backbone: try value(.backbone),
+                  settingsKey: try value(.settingsKey), weightsSHA256: try value(.weightsSHA256),
+                  weightsSource: try value(.weightsSource), preprocessing: try value(.preprocessing),
+                  featureDim: try value(.featureDim), featureDType: try value(.featureDType), imageSize: try value(.imageSize),
+                  fit: try value(.fit), precision: try value(.precision), augmentationHash: try value(.augmentationHash),
+                  seed: try value(.seed), toolVersion: try value(.toolVersion), features: try value(.features),
+                  images: try value(.images), heads: try value(.heads),
+                  blockCacheBytes: try c.decodeIfPresent(Int.self, forKey: .blockCacheBytes) ?? 0,
+                  createdAt: try value(.createdAt), finishedAt: try c.decodeIfPresent(String.self, forKey: .finishedAt))
+    }
+}
+
 public struct FailureInfo: Codable, Equatable, Sendable {
     public var path: String
     public var reason: String

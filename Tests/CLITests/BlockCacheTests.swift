@@ -130,6 +130,37 @@ extension ExtractTests {
         XCTAssertEqual(more.new_block_inputs, 6)
     }
 
+    func testShardsWithBlockCachesMergeToTheUnshardedCache() throws {
+        let data = try makeDataset(perClass: 2, testPerClass: 1)
+        let dir = data.deletingLastPathComponent()
+        let whole = dir.appendingPathComponent("whole.sqlite")
+        XCTAssertEqual(try extractCaching(data, store: whole, ["--cache-blocks", "1"]).new_block_inputs, 6)
+        var shards: [String] = []
+        for i in 0..<2 {
+            let s = dir.appendingPathComponent("shard\(i).sqlite")
+            _ = try extractCaching(data, store: s, ["--cache-blocks", "1", "--shard", "\(i)/2"])
+            shards.append(s.path)
+        }
+        let merged = dir.appendingPathComponent("merged.sqlite")
+        let r = try CLI.run("extract", ["store", "merge", merged.path] + shards)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        func cache(_ store: URL) throws -> [String: [Float]] {
+            let db = try FeatureStore(path: store.path, mode: .readOnly)
+            let images = try db.loadFeatures(extractionID: 1)
+            var shaOf: [Int64: String] = [:]
+            for i in 0..<images.rows { shaOf[images.imageIDs[i]] = images.sha256s[i] }
+            let m = try db.loadBlockInputs(extractionID: 1, blocks: 1)
+            XCTAssertEqual(m.definition.tensors.count, FineTuneNetwork.lite0Tensors)
+            let n = m.definition.inputCount
+            return Dictionary(uniqueKeysWithValues: m.keys.enumerated().map { i, k in
+                ("\(shaOf[k.imageID]!)-\(k.augIndex)", Array(m.values[i * n ..< (i + 1) * n]))
+            })
+        }
+        let a = try cache(whole), b = try cache(merged)
+        XCTAssertEqual(a.count, 6)
+        XCTAssertEqual(a, b)
+    }
+
     func testCacheBlocksOnABackboneWithoutBlockDefinitionsIsAClearError() throws {
         let data = try makeDataset(perClass: 1, testPerClass: 0)
         let r = try CLI.run("extract", ["--backbone", "resnet50", "--data", data.path, "--store",
@@ -142,4 +173,9 @@ extension ExtractTests {
         XCTAssertNotEqual(tooMany.status, 0)
         XCTAssertTrue(tooMany.stderr.contains("takes 1...4"), tooMany.stderr)
     }
+}
+
+extension FineTuneNetwork {
+    /// Tensors of EfficientNet-Lite0's last block and head (what `--cache-blocks 1` stores).
+    static var lite0Tensors: Int { (try? efficientNetLite0(lastBlocks: 1).requiredTensors().count) ?? 0 }
 }
