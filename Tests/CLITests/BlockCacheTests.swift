@@ -161,6 +161,30 @@ extension ExtractTests {
         XCTAssertEqual(a, b)
     }
 
+    func testKilledCachingRunNeverLeavesFeaturesWithoutTheirBlockInputs() throws {
+        let data = try makeDataset(classes: ["forest", "sea", "street"], perClass: 16, testPerClass: 0)
+        let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
+        let p = Process()
+        p.executableURL = try CLI.binary("extract")
+        p.arguments = ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path, "--batch", "2",
+                       "--augment", "3", "--cache-blocks", "1", "--quiet"]
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            usleep(100_000)
+            if let i = try? info(store), (i.extractions.first?.features ?? 0) >= 4 { break }
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let db = try FeatureStore(path: store.path, mode: .readOnly)
+        let features = try db.existingFeatureKeys(extractionID: 1)
+        XCTAssertLessThan(features.count, 192)
+        XCTAssertEqual(try db.existingBlockInputKeys(extractionID: 1, blocks: 1), features)
+        let resumed = try extractCaching(data, store: store, ["--augment", "3", "--cache-blocks", "1"])
+        XCTAssertEqual(resumed.new_features, 192 - features.count)
+        XCTAssertEqual(resumed.new_block_inputs, 192 - features.count)
+    }
+
     func testCacheBlocksOnABackboneWithoutBlockDefinitionsIsAClearError() throws {
         let data = try makeDataset(perClass: 1, testPerClass: 0)
         let r = try CLI.run("extract", ["--backbone", "resnet50", "--data", data.path, "--store",
