@@ -47,19 +47,29 @@ public enum FineTuneBenchmark {
     }
 
     /// EfficientNet-Lite0's last `lastBlocks` blocks + head conv + a softmax head (1280 -> 10) with
-    /// `Synthetic` tensors, on `rows` synthetic inputs of the cached shape. One warm-up epoch, then
-    /// `epochs` timed epochs (a last partial batch included).
+    /// `Synthetic` tensors, on `rows` synthetic inputs of the cached shape (`run(network:...)`).
     public static func run(rows: Int = 2048, batch: Int = 64, threads: Int = 2, lastBlocks: Int = 1,
                            batchNorm: BatchNormMode = .frozen, gemm: GemmLibrary = .oneDNN,
                            epochs: Int = 2) throws -> Result {
         let network = try FineTuneNetwork.efficientNetLite0(lastBlocks: lastBlocks)
+        return try run(network: network, tensors: Synthetic.tensors(network.requiredTensors()), rows: rows, batch: batch,
+                       threads: threads, batchNorm: batchNorm, gemm: gemm, epochs: epochs)
+    }
+
+    /// `network` (its blocks, the last one being the head conv + pool) with `tensors` + a softmax head
+    /// (outputs -> 10, `Synthetic` tensors), on `rows` synthetic inputs of `network.input`'s shape.
+    /// One warm-up epoch, then `epochs` timed epochs (a last partial batch included).
+    public static func run(network: FineTuneNetwork, tensors: [String: [Float]], rows: Int, batch: Int = 64,
+                           threads: Int = 2, batchNorm: BatchNormMode = .frozen, gemm: GemmLibrary = .oneDNN,
+                           epochs: Int = 2) throws -> Result {
         let head = SoftmaxHead(inFeatures: network.outputChannels, classes: 10)
         var options = FineTuneOptions()
         options.threads = threads
         options.batchNorm = batchNorm
         options.gemm = gemm
+        let blockSpecs = network.requiredTensors()
         let tuner = try FineTuner(network: network, head: head,
-                                  tensors: Synthetic.tensors(network.requiredTensors() + head.requiredTensors()),
+                                  tensors: tensors.merging(Synthetic.tensors(head.requiredTensors(), firstIndex: blockSpecs.count)) { a, _ in a },
                                   options: options)
         let per = network.input.count
         let data = Synthetic.inputs(count: rows * per)
@@ -84,8 +94,24 @@ public enum FineTuneBenchmark {
             let f = tuner.convolutionFLOPs(batch: min(batch, rows - start))
             flops += f.forward + f.backward
         }
-        return Result(rows: rows, batch: batch, threads: threads, lastBlocks: lastBlocks, batchNorm: batchNorm, gemm: gemm,
+        return Result(rows: rows, batch: batch, threads: threads, lastBlocks: network.blocks.count - 1, batchNorm: batchNorm, gemm: gemm,
                       secondsPerEpoch: times.reduce(0, +) / Double(epochs), fastestEpochSeconds: times.min()!,
                       convolutionFLOPsPerEpoch: flops, finalLoss: loss)
+    }
+}
+
+extension FineTuneNetwork {
+    /// The network without its first `count` blocks (frozen ones: their output becomes the input),
+    /// the input shape being the one the dropped blocks give.
+    public func droppingFirstBlocks(_ count: Int) throws -> FineTuneNetwork {
+        guard count > 0 else { return self }
+        guard count < blocks.count else {
+            throw FineTuneError.invalidNetwork("cannot drop \(count) of \(blocks.count) blocks")
+        }
+        var index: [String: Int] = [:]
+        for (i, s) in requiredTensors().enumerated() { index[s.name] = i }
+        let step = try FineTuner.compile(self, index: index)[blocks[..<count].reduce(0) { $0 + $1.layers.count }]
+        return FineTuneNetwork(input: FeatureShape(channels: step.c, height: step.h, width: step.w),
+                               blocks: Array(blocks[count...]))
     }
 }

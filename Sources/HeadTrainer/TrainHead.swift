@@ -23,7 +23,7 @@ struct TrainHead: ParsableCommand {
 
         `train-head train --help` lists the other options of the default command.
         """,
-        subcommands: [Train.self, SweepCommand.self, ReportCommand.self, BenchSweepCommand.self, BenchEpochCommand.self,
+        subcommands: [Train.self, SweepCommand.self, ReportCommand.self, BenchSweepCommand.self, BenchEpochCommand.self, BenchFinetuneCommand.self,
                       TrialKeysCommand.self, HeadSettingsCommand.self],
         defaultSubcommand: Train.self)
 }

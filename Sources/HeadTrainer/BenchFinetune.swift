@@ -1,0 +1,85 @@
+import ArgumentParser
+import FeatureStore
+import FineTuneCore
+import Foundation
+import WorkbenchSupport
+
+/// `train-head bench-finetune` (hidden): seconds per epoch of fine-tuning the last `--unfreeze`
+/// blocks + head conv of a backbone, with the block definition and weights of the store's block
+/// cache (`extract --cache-blocks N`) and a softmax head (-> 10 classes), on `--rows` random inputs
+/// of the cached input shape: `FineTuneBenchmark.run(network:...)`, one warm-up epoch then
+/// `--epochs` timed epochs.
+struct BenchFinetuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-finetune", abstract: "Time fine-tuning epochs on a store's block cache (benchmark).",
+        shouldDisplay: false)
+
+    @Option(help: "The feature store.") var store: String
+    @Option(help: "Backbone whose block cache to use.") var backbone = "efficientnet_lite0"
+    @Option(help: "Last blocks to train (a cache of N >= this many blocks; the first N - M stay frozen and are dropped).")
+    var unfreeze = 1
+    @Option(help: "Random inputs per epoch.") var rows = 11_228
+    @Option(help: "Batch size.") var batch = 64
+    @Option(help: "Threads.") var threads = 2
+    @Option(help: "Timed epochs after one warm-up epoch.") var epochs = 2
+    @Option(help: "Batch norm: frozen or train.") var bnMode: BatchNormMode = .frozen
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Output: Encodable {
+        let store: String, backbone: String, extraction_id: Int64, cached_blocks: Int, unfreeze: Int
+        let rows: Int, batch: Int, threads: Int, epochs: Int, bn_mode: String, gemm: String
+        let seconds_per_epoch: Double, fastest_epoch_seconds: Double, gflops: Double
+        let convolution_gflop_per_epoch: Double, final_loss: Float
+    }
+
+    func validate() throws {
+        guard unfreeze >= 1, rows >= 1, batch >= 1, threads >= 1, epochs >= 1 else {
+            throw ValidationError("--unfreeze, --rows, --batch, --threads and --epochs must be >= 1")
+        }
+    }
+
+    func run() throws {
+        let db = try StoreData.open(store)
+        let (extraction, definition) = try Self.blockCache(db, backbone: backbone, unfreeze: unfreeze)
+        var network = try JSONDecoder().decode(FineTuneNetwork.self, from: Data(definition.definitionJSON.utf8))
+        // The stored network is the cached blocks and the head conv; keep the last `unfreeze` blocks.
+        network = try network.droppingFirstBlocks(definition.blocks - unfreeze)
+        let r = try FineTuneBenchmark.run(network: network, tensors: definition.tensors, rows: rows, batch: batch,
+                                          threads: threads, batchNorm: bnMode, epochs: epochs)
+        if json {
+            let out = Output(store: store, backbone: extraction.settings.backbone, extraction_id: extraction.id,
+                             cached_blocks: definition.blocks, unfreeze: unfreeze, rows: r.rows, batch: r.batch,
+                             threads: r.threads, epochs: epochs, bn_mode: r.batchNorm.rawValue, gemm: r.gemm.rawValue,
+                             seconds_per_epoch: r.secondsPerEpoch, fastest_epoch_seconds: r.fastestEpochSeconds,
+                             gflops: r.gflops, convolution_gflop_per_epoch: r.convolutionFLOPsPerEpoch / 1e9,
+                             final_loss: r.finalLoss)
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            print(String(decoding: try enc.encode(out), as: UTF8.self))
+        } else {
+            print("extraction \(extraction.id), cache of \(definition.blocks) block(s): \(r)")
+        }
+    }
+
+    /// The extraction of `backbone` with the smallest block cache of at least `unfreeze` blocks.
+    static func blockCache(_ db: FeatureStore, backbone: String, unfreeze: Int) throws -> (ExtractionRecord, BlockDefinition) {
+        let key = BackboneName.key(backbone)
+        let matching = try db.extractions().filter { BackboneName.key($0.settings.backbone) == key }
+        if matching.isEmpty { _ = try StoreData.extraction(in: db, id: nil, backbone: backbone) }   // throws its error
+        let extractCommand = "extract --backbone \(backbone) --data DIR --store \(db.path) --cache-blocks \(unfreeze)"
+        var largest = 0
+        for e in matching {
+            for n in 1...64 {
+                guard let d = try db.blockDefinition(extractionID: e.id, blocks: n) else { continue }
+                if n >= unfreeze { return (e, d) }
+                largest = max(largest, n)
+            }
+        }
+        guard largest > 0 else {
+            throw StoreData.Failure(description: "\(db.path) has no block cache for \(backbone); run `\(extractCommand)` (with the extraction's other settings) first")
+        }
+        throw StoreData.Failure(description: "\(db.path) caches only the last \(largest) block(s) of \(backbone); --unfreeze \(unfreeze) needs a cache of \(unfreeze): run `\(extractCommand)` (with the extraction's other settings)")
+    }
+}
+
+extension BatchNormMode: ExpressibleByArgument {}
