@@ -1,3 +1,4 @@
+import WorkbenchSupport
 /// The concrete parameters of one augmented copy. Drawn deterministically by `draw`, or set by hand
 /// (the parity tests render fixed parameters and compare with the cv2 reference script).
 public struct AugmentationParameters: Hashable, Codable, Sendable {
@@ -68,22 +69,4 @@ public struct AugmentationParameters: Hashable, Codable, Sendable {
         }
         return p
     }
-}
-
-/// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and good enough to draw a handful of
-/// augmentation parameters from a well-mixed 64-bit seed.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 bits of precision.
-    public mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }

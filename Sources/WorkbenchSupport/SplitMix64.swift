@@ -1,6 +1,7 @@
-/// A tiny deterministic generator (SplitMix64): benchmark data, fuzz mutants and test data that do not
+/// SplitMix64 (Steele, Lea & Flood 2014): a tiny deterministic generator for augmentation parameters
+/// (seeded from a well-mixed 64-bit hash), benchmark data, fuzz mutants and test data that must not
 /// depend on the platform's RNG or the run.
-public struct SplitMix64: Sendable {
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     public var state: UInt64
     public init(seed: UInt64) { state = seed }
     public mutating func next() -> UInt64 {
@@ -10,6 +11,8 @@ public struct SplitMix64: Sendable {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+    /// Uniform in [0, 1) with 53 bits.
+    public mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
     /// Uniform in [0, 1) with 24 bits.
     public mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
     /// Uniform in 0..<n.

@@ -164,18 +164,7 @@ extension ExtractTests {
     func testKilledCachingRunNeverLeavesFeaturesWithoutTheirBlockInputs() throws {
         let data = try makeDataset(classes: ["forest", "sea", "street"], perClass: 16, testPerClass: 0)
         let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
-        let p = Process()
-        p.executableURL = try CLI.binary("extract")
-        p.arguments = ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path, "--batch", "2",
-                       "--augment", "3", "--cache-blocks", "1", "--quiet"]
-        try p.run()
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            usleep(100_000)
-            if let i = try? info(store), (i.extractions.first?.features ?? 0) >= 4 { break }
-        }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        try extractAndKill(data, store: store, ["--cache-blocks", "1"])
         let db = try FeatureStore(path: store.path, mode: .readOnly)
         let features = try db.existingFeatureKeys(extractionID: 1)
         XCTAssertLessThan(features.count, 192)

@@ -143,15 +143,13 @@ final class ExtractTests: XCTestCase {
         XCTAssertEqual(ea, eb)
     }
 
-    func testKilledRunLeavesAValidStoreAndTheNextRunResumes() throws {
-        let data = try makeDataset(classes: ["forest", "sea", "street"], perClass: 16, testPerClass: 0)
-        let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
+    /// Starts `extract` (batch 2, 3 augmented copies) on `data` and SIGKILLs it once some batches are in.
+    func extractAndKill(_ data: URL, store: URL, _ extra: [String] = []) throws {
         let p = Process()
         p.executableURL = try CLI.binary("extract")
         p.arguments = ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path, "--batch", "2",
-                       "--augment", "3", "--quiet"]
+                       "--augment", "3", "--quiet"] + extra
         try p.run()
-        // Kill once some batches are in.
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             usleep(100_000)
@@ -159,6 +157,12 @@ final class ExtractTests: XCTestCase {
         }
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
+    }
+
+    func testKilledRunLeavesAValidStoreAndTheNextRunResumes() throws {
+        let data = try makeDataset(classes: ["forest", "sea", "street"], perClass: 16, testPerClass: 0)
+        let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
+        try extractAndKill(data, store: store)
         let partial = try info(store).extractions.first?.features ?? 0
         XCTAssertEqual(partial % 2, 0, "only whole batches are stored")
         XCTAssertLessThan(partial, 192)

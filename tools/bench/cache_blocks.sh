@@ -17,11 +17,9 @@ while [[ $# -gt 0 ]]; do
         *) echo "cache_blocks.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-cd "$ROOT"
-[[ "$BUILD" == 1 ]] && swift build -c release >&2
-BIN=.build/release
+source "$ROOT/tools/bench/common.sh"
+bench_setup
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
-echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
 PLAIN=(); CACHED=()
 rate() { python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_second"])'; }
 for r in $(seq 1 "$ROUNDS"); do
@@ -33,8 +31,5 @@ for r in $(seq 1 "$ROUNDS"); do
     bytes=$($BIN/extract store info "$TMP/cached.sqlite" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["extractions"][0]["block_cache_bytes"])')
     echo "round $r: plain $p images/s, --cache-blocks $BLOCKS $c images/s; store $(stat -c %s "$TMP/plain.sqlite") vs $(stat -c %s "$TMP/cached.sqlite") bytes, block cache $bytes bytes"
 done
-python3 - "${PLAIN[*]}" "${CACHED[*]}" <<'PY'
-import statistics, sys
-p = [float(x) for x in sys.argv[1].split()]; c = [float(x) for x in sys.argv[2].split()]
-print(f"median plain {statistics.median(p):.1f} images/s, cached {statistics.median(c):.1f} images/s, ratio {statistics.median(c) / statistics.median(p):.3f}")
-PY
+MP=$(median "${PLAIN[@]}"); MC=$(median "${CACHED[@]}")
+printf "median plain %.1f images/s, cached %.1f images/s, ratio %.3f\n" "$MP" "$MC" "$(echo "$MC $MP" | awk '{print $1/$2}')"

@@ -18,11 +18,9 @@ while [[ $# -gt 0 ]]; do
         *) echo "extract_e2e.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-cd "$ROOT"
-[[ "$BUILD" == 1 ]] && swift build -c release >&2
-BIN=.build/release
+source "$ROOT/tools/bench/common.sh"
+bench_setup
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
-echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
 E2E=(); BENCH=()
 for r in $(seq 1 "$ROUNDS"); do
     rm -f "$TMP"/s.sqlite*
@@ -36,6 +34,5 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "round $r: end to end $E img/s ($N images, wall time of the whole command); bench $B img/s; ratio $(echo "$E $B" | awk '{printf "%.3f", $1/$2}')"
     E2E+=("$E"); BENCH+=("$B")
 done
-median() { printf "%s\n" "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 ME=$(median "${E2E[@]}"); MB=$(median "${BENCH[@]}")
 echo "median: end to end $ME img/s, bench $MB img/s, ratio $(echo "$ME $MB" | awk '{printf "%.3f", $1/$2}')"

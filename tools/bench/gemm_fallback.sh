@@ -32,10 +32,8 @@ while [[ $# -gt 0 ]]; do
         *) echo "gemm_fallback.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-cd "$ROOT"
-[[ "$BUILD" == 1 ]] && swift build -c release >&2
-BIN=.build/release/train-head
-echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; OPENBLAS_CORETYPE as is: '${OPENBLAS_CORETYPE:-}'" >&2
+source "$ROOT/tools/bench/common.sh"
+bench_setup "OPENBLAS_CORETYPE as is: '${OPENBLAS_CORETYPE:-}'"
 NAMES=("as-is" "as-is/openblas" "unknown" "unknown/openblas")
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p"; }
 # run <config index> <threads>: prints bench-epoch's JSON.
@@ -47,13 +45,12 @@ run() {
         3) envs=(OPENBLAS_CORETYPE="$CORE" WORKBENCH_TRAINER_GEMM=openblas) ;;
         *) envs=(WORKBENCH_TRAINER_GEMM=auto) ;;
     esac
-    env "${envs[@]}" "$BIN" bench-epoch --rows "$ROWS" --threads "$2" --epochs 3 --hidden "$HIDDEN" --batch "$BATCH" --json
+    env "${envs[@]}" "$BIN/train-head" bench-epoch --rows "$ROWS" --threads "$2" --epochs 3 --hidden "$HIDDEN" --batch "$BATCH" --json
 }
 describe() {
     printf "  %-17s corename %s, gemm %s (%s)\n" "${NAMES[$1]}" "$(field openblas_corename <<<"$2")" \
         "$(field gemm <<<"$2")" "$(sed -n 's/.*"gemm_reason":"\([^"]*\)".*/\1/p' <<<"$2")"
 }
-median() { printf "%s\n" "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 for T in $THREADS; do
     echo "== --threads $T, --rows $ROWS, --hidden $HIDDEN, --batch $BATCH, $ROUNDS rounds (s/epoch)"
     S0=(); S1=(); S2=(); S3=()

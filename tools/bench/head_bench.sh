@@ -22,10 +22,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 KERAS_PYTHON="${KERAS_PYTHON:-/work/venv-tf/bin/python}"
-cd "$ROOT"
-[[ "$BUILD" == 1 ]] && swift build -c release >&2
-BIN=.build/release
-echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
+source "$ROOT/tools/bench/common.sh"
+bench_setup
 OURS=(); KERAS=()
 for r in $(seq 1 "$ROUNDS"); do
     O="$($BIN/train-head bench-epoch --rows "$ROWS" --threads 2 --epochs 3 --json \
@@ -36,6 +34,5 @@ for r in $(seq 1 "$ROUNDS"); do
     printf "round %d: ours %.4f s/epoch, Keras %.4f s/epoch, ratio %.2f\n" "$r" "$O" "$K" "$(echo "$K $O" | awk '{print $1/$2}')"
     OURS+=("$O"); KERAS+=("$K")
 done
-median() { printf "%s\n" "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 MO=$(median "${OURS[@]}"); MK=$(median "${KERAS[@]}")
 printf "median: ours %.4f s/epoch, Keras %.4f s/epoch, ratio %.2f (target 10)\n" "$MO" "$MK" "$(echo "$MK $MO" | awk '{print $1/$2}')"

@@ -1,0 +1,12 @@
+# Shared by the benchmark scripts, sourced after their own argument loop (which sets ROOT and BUILD).
+# bench_setup [NOTE]: go to the repository, build unless --no-build, print the machine's load
+# (and NOTE); sets BIN to the built programs' folder.
+bench_setup() {
+    cd "$ROOT"
+    if [[ "$BUILD" == 1 ]]; then swift build -c release >&2; fi
+    BIN=.build/release
+    echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores${1:+; $1}" >&2
+}
+
+# median X...: the median of the numbers given.
+median() { printf "%s\n" "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
