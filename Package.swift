@@ -63,7 +63,7 @@ let package = Package(
         // Also oneDNN's sgemm for the trainer's GEMMs (gemm.c; libgomp is oneDNN's threading runtime).
         .target(name: "CHeadKernels", path: "Sources/CHeadKernels",
                 linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
-        .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels"],
+        .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels", "FineTuneCore"],
                 path: "Sources/HeadTrainerCore", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
                           dependencies: ["HeadTrainerCore", "FeatureStore", "FineTuneCore", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore", "FineTuneCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", .product(name: "Yams", package: "Yams")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
         .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),

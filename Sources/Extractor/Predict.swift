@@ -2,6 +2,7 @@ import ArgumentParser
 import BackboneEngine
 import Backbones
 import FeatureStore
+import FineTuneCore
 import Foundation
 import HeadTrainerCore
 import Imaging
@@ -38,14 +39,47 @@ struct Predict: ParsableCommand {
                 throw ValidationError("head \(head) was trained on \(s.backbone) weights \(s.weightsSHA256.prefix(12))…, "
                                       + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")
             }
+            // A fine-tuned head: the backbone up to its block cache's input, then the blocks, then the head.
+            let tuned = try FineTunedPath.load(db: db, head: head, extraction: e, spec: source.spec)
             let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
-                                          outputs: [source.output])
-            entries = rankImages(images, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, labels: trained.classNames) {
-                let probs = try trained.predict(features: $0[source.output]!)
+                                          outputs: [tuned?.output ?? source.output])
+            entries = rankImages(images, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, labels: trained.classNames) { outputs in
+                let probs = try tuned.map { try $0.predict(trained, inputs: outputs[$0.output]!) } ?? trained.predict(features: outputs[source.output]!)
                 return probs.enumerated().sorted { $0.element > $1.element }.prefix(top).map { ($0.offset, $0.element) }
             }
             try printRanked(entries, json: json)
         }
         if entries.allSatisfy({ $0.top == nil }) { throw ExitCode.failure }
+    }
+}
+
+/// What `extract predict` runs after the backbone for a head of kind `finetuned`: the backbone's
+/// output at the head's block cache (`extract --cache-blocks N`), the N - M blocks that stayed frozen
+/// (the cache's tensors) and the M trained blocks (the head's tensors).
+struct FineTunedPath {
+    let output: String
+    let frozen: FineTuneNetwork?, frozenTensors: [String: [Float]]
+    let trained: FineTuneNetwork, trainedTensors: [String: [Float]]
+
+    /// nil for a head on pooled features.
+    static func load(db: FeatureStore, head: Int64, extraction e: ExtractionRecord, spec: BackboneSpec) throws -> FineTunedPath? {
+        guard let blocks = try db.fineTunedBlocks(headID: head) else { return nil }
+        guard let cache = try db.blockDefinition(extractionID: e.id, blocks: blocks.cachedBlocks) else {
+            throw ValidationError("head \(head) was fine-tuned on the cache of the last \(blocks.cachedBlocks) block(s) of extraction \(e.id), which \(db.path) no longer has")
+        }
+        guard spec.blockInputOutputs.indices.contains(blocks.cachedBlocks - 1) else {
+            throw ValidationError("head \(head) was fine-tuned on the last \(blocks.cachedBlocks) block(s) of \(spec.id), which this version cannot cut there")
+        }
+        let decoder = JSONDecoder()
+        let cached = try decoder.decode(FineTuneNetwork.self, from: Data(cache.definitionJSON.utf8))
+        let trained = try decoder.decode(FineTuneNetwork.self, from: Data(blocks.definitionJSON.utf8))
+        let frozen = try cached.splitForTraining(last: blocks.unfreeze).frozen
+        return FineTunedPath(output: spec.blockInputOutputs[blocks.cachedBlocks - 1], frozen: frozen, frozenTensors: cache.tensors,
+                             trained: trained, trainedTensors: blocks.tensors)
+    }
+
+    func predict(_ head: TrainedHead, inputs: [Float]) throws -> [Float] {
+        try predictFineTuned(head: head, frozen: frozen, frozenTensors: frozenTensors, trained: trained, trainedTensors: trainedTensors,
+                             inputs: inputs)
     }
 }

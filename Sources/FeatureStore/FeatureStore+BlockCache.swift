@@ -22,15 +22,53 @@ public struct BlockDefinition: Equatable, Sendable {
 
     public var inputCount: Int { inputShape.reduce(1, *) }
 
+}
+
+/// Named float32 tensors as the store keeps them: `tensor_index`, JSON [{"name", "shape"}] with names
+/// sorted, and `tensors`, their little-endian values concatenated in that order.
+enum StoredTensors {
     struct IndexEntry: Codable { var name: String; var shape: [Int] }
 
-    /// `tensor_index` (names sorted) and `tensors` (their float32 values, little-endian, concatenated).
-    func encodedTensors() throws -> (index: String, blob: Data) {
+    static func encode(_ tensors: [String: [Float]], shapes: [String: [Int]]) throws -> (index: String, blob: Data) {
         let names = tensors.keys.sorted()
-        let index = names.map { IndexEntry(name: $0, shape: tensorShapes[$0] ?? [tensors[$0]!.count]) }
+        let index = names.map { IndexEntry(name: $0, shape: shapes[$0] ?? [tensors[$0]!.count]) }
         var blob = Data()
         for n in names { blob.append(VectorCodec.encode(tensors[n]!, as: .f32)) }
         return (String(decoding: try JSONEncoder().encode(index), as: UTF8.self), blob)
+    }
+
+    /// `what` names the row in errors ("block definition of extraction 3 (2 blocks)").
+    static func decode(index: String, blob: Data, path: String, what: String) throws -> (tensors: [String: [Float]], shapes: [String: [Int]]) {
+        let entries: [IndexEntry]
+        do { entries = try JSONDecoder().decode([IndexEntry].self, from: Data(index.utf8)) } catch {
+            throw StoreError.corrupt(path: path, reason: "\(what): tensor_index is not a list of {name, shape}")
+        }
+        var tensors: [String: [Float]] = [:], shapes: [String: [Int]] = [:]
+        var offset = 0
+        for e in entries {
+            let bytes = e.shape.reduce(1, *) * 4
+            guard bytes >= 0, offset + bytes <= blob.count else {
+                throw StoreError.corrupt(path: path, reason: "\(what): tensor \(e.name) runs past the end of the stored tensors (\(blob.count) bytes)")
+            }
+            tensors[e.name] = VectorCodec.decode(blob.subdata(in: blob.startIndex + offset ..< blob.startIndex + offset + bytes), as: .f32)
+            shapes[e.name] = e.shape
+            offset += bytes
+        }
+        return (tensors, shapes)
+    }
+}
+
+/// The blocks of a fine-tuned head (`train-head --unfreeze M` on a cache of `cachedBlocks` blocks):
+/// the trained last `unfreeze` blocks' architecture (a `FineTuneNetwork` as JSON) and tensors.
+public struct FineTunedBlocks: Equatable, Sendable {
+    public var cachedBlocks: Int
+    public var unfreeze: Int
+    public var definitionJSON: String
+    public var tensors: [String: [Float]]
+    public var tensorShapes: [String: [Int]]
+    public init(cachedBlocks: Int, unfreeze: Int, definitionJSON: String, tensors: [String: [Float]], tensorShapes: [String: [Int]]) {
+        self.cachedBlocks = cachedBlocks; self.unfreeze = unfreeze; self.definitionJSON = definitionJSON
+        self.tensors = tensors; self.tensorShapes = tensorShapes
     }
 }
 
@@ -57,7 +95,7 @@ extension FeatureStore {
         guard d.inputShape.count == 3, d.inputShape.allSatisfy({ $0 > 0 }), d.blocks >= 1 else {
             throw StoreError.invalidArgument(path: path, reason: "block definition of extraction \(extractionID): input shape \(d.inputShape) must be 3 positive sizes and blocks \(d.blocks) >= 1")
         }
-        let (index, blob) = try d.encodedTensors()
+        let (index, blob) = try StoredTensors.encode(d.tensors, shapes: d.tensorShapes)
         try write("storing the block definition of extraction \(extractionID)") { db in
             try db.execute(sql: """
                 INSERT INTO block_definitions(extraction_id, blocks, definition, input_channels, input_height, input_width, dtype, tensor_index, tensors)
@@ -75,19 +113,8 @@ extension FeatureStore {
                 SELECT definition, input_channels, input_height, input_width, tensor_index, tensors, dtype
                 FROM block_definitions WHERE extraction_id = ? AND blocks = ?
                 """, arguments: [extractionID, blocks]) else { return nil }
-            let index = try JSONDecoder().decode([BlockDefinition.IndexEntry].self, from: Data((row[4] as String).utf8))
-            let blob: Data = row[5]
-            var tensors: [String: [Float]] = [:], shapes: [String: [Int]] = [:]
-            var offset = 0
-            for e in index {
-                let bytes = e.shape.reduce(1, *) * 4
-                guard offset + bytes <= blob.count else {
-                    throw StoreError.invalidArgument(path: path, reason: "block definition of extraction \(extractionID) (\(blocks) blocks): tensor \(e.name) runs past the end of the stored tensors (\(blob.count) bytes); re-run extract --cache-blocks \(blocks) into a new store")
-                }
-                tensors[e.name] = VectorCodec.decode(blob.subdata(in: blob.startIndex + offset ..< blob.startIndex + offset + bytes), as: .f32)
-                shapes[e.name] = e.shape
-                offset += bytes
-            }
+            let (tensors, shapes) = try StoredTensors.decode(index: row[4], blob: row[5], path: path,
+                                                             what: "block definition of extraction \(extractionID) (\(blocks) blocks)")
             let dtype = FeatureDType(rawValue: row[6]) ?? .f16
             return BlockDefinition(blocks: blocks, definitionJSON: row[0], inputShape: [row[1], row[2], row[3]], dtype: dtype,
                                    tensors: tensors, tensorShapes: shapes)
@@ -127,6 +154,44 @@ extension FeatureStore {
                 values += VectorCodec.decode(blob, as: definition.dtype)
             }
             return BlockInputMatrix(definition: definition, keys: keys, values: values)
+        }
+    }
+
+    /// Saves a fine-tuned head: its row in heads and its trained blocks, in one transaction.
+    @discardableResult
+    public func saveFineTunedHead(_ head: HeadRecord, blocks: FineTunedBlocks) throws -> Int64 {
+        let label = try checkHead(head)
+        guard try blockDefinition(extractionID: head.extractionID, blocks: blocks.cachedBlocks) != nil else {
+            throw StoreError.invalidArgument(path: path, reason: "fine-tuned head for extraction \(head.extractionID): the store has no cache of its last \(blocks.cachedBlocks) block(s)")
+        }
+        let (index, blob) = try StoredTensors.encode(blocks.tensors, shapes: blocks.tensorShapes)
+        return try write("saving the fine-tuned \(label)") { db in
+            let id = try saveHead(head, in: db)
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO finetuned_blocks(head_id, extraction_id, cached_blocks, unfreeze, definition, tensor_index, tensors)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [id, head.extractionID, blocks.cachedBlocks, blocks.unfreeze, blocks.definitionJSON, index, blob])
+            return id
+        }
+    }
+
+    /// The trained blocks of head `headID`, or nil for a head on pooled features (kind `frozen`).
+    public func fineTunedBlocks(headID: Int64) throws -> FineTunedBlocks? {
+        try read("reading the fine-tuned blocks of head \(headID)") { db in
+            guard try Schema.hasFineTunedHeads(db) else { return nil }
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT cached_blocks, unfreeze, definition, tensor_index, tensors FROM finetuned_blocks WHERE head_id = ?
+                """, arguments: [headID]) else { return nil }
+            let (tensors, shapes) = try StoredTensors.decode(index: row[3], blob: row[4], path: path, what: "fine-tuned blocks of head \(headID)")
+            return FineTunedBlocks(cachedBlocks: row[0], unfreeze: row[1], definitionJSON: row[2], tensors: tensors, tensorShapes: shapes)
+        }
+    }
+
+    /// Ids of the heads of kind `finetuned` (with trained blocks).
+    public func fineTunedHeadIDs() throws -> Set<Int64> {
+        try read("reading the fine-tuned heads") { db in
+            guard try Schema.hasFineTunedHeads(db) else { return [] }
+            return try Int64.fetchSet(db, sql: "SELECT head_id FROM finetuned_blocks")
         }
     }
 

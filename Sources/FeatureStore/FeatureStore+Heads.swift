@@ -12,6 +12,12 @@ extension FeatureStore {
     /// `config`, `metrics` and `curves` must be valid JSON.
     @discardableResult
     public func saveHead(_ head: HeadRecord) throws -> Int64 {
+        let label = try checkHead(head)
+        return try write("saving the \(label)") { db in try saveHead(head, in: db) }
+    }
+
+    /// Checks a head before saving it; returns how errors name it.
+    func checkHead(_ head: HeadRecord) throws -> String {
         try requireWritable("save a head")
         let label = head.trialKey.map { "head for trial \"\($0)\"" } ?? "head for extraction \(head.extractionID)"
         if (head.sweepID == nil) != (head.trialKey == nil) {
@@ -21,15 +27,18 @@ extension FeatureStore {
         where FeatureStore.canonicalJSON(text) == nil {
             throw StoreError.invalidArgument(path: path, reason: "\(label): \(name) is not valid JSON: \(text.prefix(200))")
         }
+        return label
+    }
+
+    /// `saveHead`'s writes, inside a transaction the caller holds (checks done by the caller).
+    func saveHead(_ head: HeadRecord, in db: Database) throws -> Int64 {
         var row = try HeadRow(head)
-        return try write("saving the \(label)") { db in
-            if let id = head.id {
-                do { try row.update(db) } catch is RecordError { throw StoreError.notFound(path: path, what: "head \(id)") }
-                return id
-            }
-            // A trial keeps its id when it is saved again.
-            return try row.upsertAndFetch(db, onConflict: ["sweep_id", "trial_key"]).id ?? 0
+        if let id = head.id {
+            do { try row.update(db) } catch is RecordError { throw StoreError.notFound(path: path, what: "head \(id)") }
+            return id
         }
+        // A trial keeps its id when it is saved again.
+        return try row.upsertAndFetch(db, onConflict: ["sweep_id", "trial_key"]).id ?? 0
     }
 
     /// The head with this id.

@@ -199,11 +199,28 @@ enum Schema {
             );
             CREATE INDEX block_inputs_by_image ON block_inputs(image_id);
             """),
+        Migration(version: 6, name: "add-finetuned-heads", sql: """
+            -- `train-head --unfreeze M`: a head of kind `finetuned` is its row in heads (the head on the
+            -- trained blocks' features) plus this row: the blocks trained with it. cached_blocks: the
+            -- block cache it was trained from (block_definitions(extraction_id, cached_blocks)); its
+            -- first cached_blocks - unfreeze blocks run with the cache's stored tensors. definition: the
+            -- trained blocks as JSON (FineTuneNetwork); tensor_index / tensors as in block_definitions.
+            CREATE TABLE finetuned_blocks(
+                head_id INTEGER PRIMARY KEY REFERENCES heads(id) ON DELETE CASCADE,
+                extraction_id INTEGER NOT NULL,
+                cached_blocks INTEGER NOT NULL,
+                unfreeze INTEGER NOT NULL CHECK(unfreeze >= 1 AND unfreeze <= cached_blocks),
+                definition TEXT NOT NULL CHECK(json_valid(definition)),
+                tensor_index TEXT NOT NULL CHECK(json_valid(tensor_index)),
+                tensors BLOB NOT NULL,
+                FOREIGN KEY(extraction_id, cached_blocks) REFERENCES block_definitions(extraction_id, blocks)
+            );
+            """),
     ]
 
     static var currentVersion: Int { migrations.last?.version ?? 0 }
-    /// The oldest version read-only access accepts without migrating: steps 4 and 5 only add tables
-    /// and columns, which readers look for (`hasImageFiles`, `hasBlockCache`).
+    /// The oldest version read-only access accepts without migrating: steps 4, 5 and 6 only add tables
+    /// and columns, which readers look for (`hasImageFiles`, `hasBlockCache`, `hasFineTunedHeads`).
     static let oldestReadable = 3
 
     /// Whether the store has step 4's file list, exclusions and conflict policy.
@@ -211,4 +228,7 @@ enum Schema {
 
     /// Whether the store has step 5's block cache tables.
     static func hasBlockCache(_ db: Database) throws -> Bool { try db.tableExists("block_inputs") }
+
+    /// Whether the store has step 6's fine-tuned blocks.
+    static func hasFineTunedHeads(_ db: Database) throws -> Bool { try db.tableExists("finetuned_blocks") }
 }

@@ -47,7 +47,7 @@ public enum Activation: String, Codable, Sendable { case relu, relu6, swish, sig
 /// still train), as Keras's `trainable = False` BN or PyTorch `eval()` BN with gradients.
 /// `train`: batch statistics normalize and the running statistics follow with momentum 0.1 and the
 /// unbiased variance, as PyTorch `train()`.
-public enum BatchNormMode: String, Codable, Sendable { case frozen, train }
+public enum BatchNormMode: String, Codable, Sendable, CaseIterable { case frozen, train }
 
 /// One layer. Which fields are used depends on `op` (see the static constructors); tensor names are
 /// `name` + `.weight`, `.bias`, `.running_mean`, `.running_var`, `.reduce.weight`, ...

@@ -101,6 +101,18 @@ public enum FineTuneBenchmark {
 }
 
 extension FineTuneNetwork {
+    /// A cached network (its blocks, the last one being the head conv + pool) split for training its
+    /// last `unfreeze` blocks: the blocks run frozen before them (nil when none) and the trained ones
+    /// with the head conv.
+    public func splitForTraining(last unfreeze: Int) throws -> (frozen: FineTuneNetwork?, trained: FineTuneNetwork) {
+        let frozenCount = blocks.count - 1 - unfreeze
+        guard unfreeze >= 1, frozenCount >= 0 else {
+            throw FineTuneError.invalidNetwork("--unfreeze \(unfreeze): the cache holds \(blocks.count - 1) block(s) (1...\(blocks.count - 1))")
+        }
+        let frozen = frozenCount > 0 ? FineTuneNetwork(input: input, blocks: Array(blocks[..<frozenCount])) : nil
+        return (frozen, try droppingFirstBlocks(frozenCount))
+    }
+
     /// The network without its first `count` blocks (frozen ones: their output becomes the input),
     /// the input shape being the one the dropped blocks give.
     public func droppingFirstBlocks(_ count: Int) throws -> FineTuneNetwork {

@@ -59,7 +59,9 @@ public struct FineTuneOptions: Sendable {
 /// tried: with the GEMMs already in oneDNN they would mainly fuse batch norm and ReLU6.
 public final class FineTuner {
     public let network: FineTuneNetwork
-    public let head: SoftmaxHead
+    /// nil: the blocks only (`trainingFeatures` / `backward(featureGradient:)` with a head trained
+    /// elsewhere, as `train-head --unfreeze` does with its own head).
+    public let head: SoftmaxHead?
     public var options: FineTuneOptions
 
     // Parameters, flat: values, gradients, Adam moments; `isHead` picks the learning rate.
@@ -95,14 +97,14 @@ public final class FineTuner {
     var depthwiseGrads: [Int: Buffer] = [:]
     var headBuffers: [Buffer] = []
 
-    public init(network: FineTuneNetwork, head: SoftmaxHead, tensors: [String: [Float]],
+    public init(network: FineTuneNetwork, head: SoftmaxHead?, tensors: [String: [Float]],
                 options: FineTuneOptions = FineTuneOptions()) throws {
         self.network = network; self.head = head; self.options = options
-        guard head.inFeatures == network.outputChannels else {
+        if let head, head.inFeatures != network.outputChannels {
             throw FineTuneError.invalidNetwork("the head takes \(head.inFeatures) features, the blocks give \(network.outputChannels)")
         }
         let blockSpecs = network.requiredTensors()
-        specs = blockSpecs + head.requiredTensors()
+        specs = blockSpecs + (head?.requiredTensors() ?? [])
         isHead = specs.indices.map { $0 >= blockSpecs.count }
         var vals: [Buffer] = []
         for s in specs {
@@ -117,10 +119,11 @@ public final class FineTuner {
         var idx: [String: Int] = [:]
         for (i, s) in specs.enumerated() { idx[s.name] = i }
         index = idx
-        steps = try Self.compile(network, index: idx)
+        steps = try Self.compile(network, index: idx, pooled: head != nil)
     }
 
-    static func compile(_ network: FineTuneNetwork, index: [String: Int]) throws -> [Step] {
+    /// `pooled`: the network must end in a global average pool (it feeds a head).
+    static func compile(_ network: FineTuneNetwork, index: [String: Int], pooled: Bool = true) throws -> [Step] {
         var steps: [Step] = []
         var h = network.input.height, w = network.input.width, c = network.input.channels
         for block in network.blocks {
@@ -155,7 +158,7 @@ public final class FineTuner {
                 h = outH; w = outW; c = outC
             }
         }
-        guard h == 1, w == 1 else {
+        guard !pooled || (h == 1 && w == 1) else {
             throw FineTuneError.invalidNetwork("the last block must end with globalAveragePool (output is \(c)x\(h)x\(w))")
         }
         return steps
@@ -168,7 +171,7 @@ public final class FineTuner {
         for s in steps {
             acts.append(Buffer(batch * s.inPixels * s.c)); dActs.append(Buffer(batch * s.inPixels * s.c))
         }
-        let f = network.outputChannels
+        let f = outputShape.count
         acts.append(Buffer(batch * f)); dActs.append(Buffer(batch * f))
         for (k, s) in steps.enumerated() {
             switch s.layer.op {
@@ -183,9 +186,18 @@ public final class FineTuner {
             default: break
             }
         }
-        let width = head.hidden ?? head.inFeatures
-        // hidden pre-activation, hidden, logits/probabilities, d hidden
-        headBuffers = [Buffer(batch * width), Buffer(batch * width), Buffer(batch * head.classes), Buffer(batch * width)]
+        if let head {
+            let width = head.hidden ?? head.inFeatures
+            // hidden pre-activation, hidden, logits/probabilities, d hidden
+            headBuffers = [Buffer(batch * width), Buffer(batch * width), Buffer(batch * head.classes), Buffer(batch * width)]
+        }
+    }
+
+    /// Shape of one output: channels x 1 x 1 after a global average pool, else the last feature map.
+    public var outputShape: FeatureShape {
+        guard let s = steps.last else { return network.input }
+        if s.layer.op == .globalAveragePool { return FeatureShape(channels: s.c, height: 1, width: 1) }
+        return FeatureShape(channels: s.outC, height: s.outH, width: s.outW)
     }
 
     // MARK: Forward
@@ -194,8 +206,49 @@ public final class FineTuner {
     /// [batch, outputChannels].
     public func features(_ inputs: [Float], batch: Int) throws -> [Float] {
         try check(inputs, batch: batch)
+        var out = [Float](repeating: 0, count: batch * outputShape.count)
+        inputs.withUnsafeBufferPointer { x in out.withUnsafeMutableBufferPointer { outputs(x.baseAddress!, batch: batch, into: $0.baseAddress!) } }
+        return out
+    }
+
+    /// Inference (batch norm on running statistics) on `batch` NCHW inputs at `inputs`; writes the
+    /// outputs NCHW (`outputShape`; [batch, channels] after a pool) to `out`.
+    public func outputs(_ inputs: UnsafePointer<Float>, batch: Int, into out: UnsafeMutablePointer<Float>) {
+        reserve(batch: batch)
         forwardBlocks(inputs, batch: batch, training: false)
-        return Array(UnsafeBufferPointer(start: acts[steps.count].pointer, count: batch * network.outputChannels))
+        let o = outputShape, hw = o.height * o.width, c = o.channels, y = acts[steps.count].pointer
+        if hw == 1 { out.update(from: y, count: batch * c); return }
+        for b in 0..<batch {   // NHWC -> NCHW
+            for p in 0..<hw { for ch in 0..<c { out[(b * c + ch) * hw + p] = y[(b * hw + p) * c + ch] } }
+        }
+    }
+
+    /// Training forward (batch norm as `options.batchNorm`) on `batch` NCHW inputs at `inputs`; returns
+    /// the pooled features [batch, outputChannels], valid until the next call. Follow with
+    /// `backward(featureGradient:batch:)` and `adamStep()`.
+    public func trainingFeatures(_ inputs: UnsafePointer<Float>, batch: Int) -> UnsafePointer<Float> {
+        reserve(batch: batch)
+        openblas_set_num_threads(Int32(options.threads))
+        forwardBlocks(inputs, batch: batch, training: true)
+        return UnsafePointer(acts[steps.count].pointer)
+    }
+
+    /// Gradients of the block tensors from d loss / d features ([batch, outputChannels]) of the last
+    /// `trainingFeatures` call.
+    public func backward(featureGradient: UnsafePointer<Float>, batch: Int) {
+        dActs[steps.count].pointer.update(from: featureGradient, count: batch * outputShape.count)
+        backwardBlocks(batch: batch)
+    }
+
+    /// The name of the first layer whose output (from the last forward) holds NaN or infinity, or
+    /// "input" when the input does.
+    public func firstNonFiniteLayer(batch: Int) -> String? {
+        for k in 0...steps.count {
+            let n = k == steps.count ? batch * outputShape.count : batch * steps[k].inPixels * steps[k].c
+            let a = acts[k].pointer
+            for i in 0..<n where !a[i].isFinite { return k == 0 ? "input" : steps[k - 1].layer.name }
+        }
+        return nil
     }
 
     func check(_ inputs: [Float], batch: Int) throws {
@@ -205,16 +258,14 @@ public final class FineTuner {
         reserve(batch: batch)
     }
 
-    func forwardBlocks(_ inputs: [Float], batch: Int, training: Bool) {
+    func forwardBlocks(_ inputs: UnsafePointer<Float>, batch: Int, training: Bool) {
         // NCHW -> NHWC.
         let c = network.input.channels, hw = network.input.height * network.input.width
-        inputs.withUnsafeBufferPointer { src in
-            let dst = acts[0].pointer
-            for b in 0..<batch {
-                for ch in 0..<c {
-                    let s = src.baseAddress! + (b * c + ch) * hw, d = dst + b * hw * c + ch
-                    for p in 0..<hw { d[p * c] = s[p] }
-                }
+        let dst = acts[0].pointer
+        for b in 0..<batch {
+            for ch in 0..<c {
+                let s = inputs + (b * c + ch) * hw, d = dst + b * hw * c + ch
+                for p in 0..<hw { d[p * c] = s[p] }
             }
         }
         for k in steps.indices { forward(k, batch: batch, training: training) }
@@ -437,7 +488,7 @@ public final class FineTuner {
     // MARK: Head
 
     /// Loss of the head on acts[last]; fills head gradients and dActs[last].
-    func headLossAndBackward(labels: [Int32], batch: Int) -> Float {
+    func headLossAndBackward(_ head: SoftmaxHead, labels: [Int32], batch: Int) -> Float {
         let f = head.inFeatures, cls = head.classes, feats = acts[steps.count].pointer
         let specsStart = specs.count - head.requiredTensors().count
         var input = feats, width = f
@@ -489,13 +540,19 @@ public final class FineTuner {
     @discardableResult
     public func computeGradients(inputs: [Float], labels: [Int32], batch: Int) throws -> Float {
         try check(inputs, batch: batch)
+        guard let head else { throw FineTuneError.badInput("computeGradients needs a head; this FineTuner has the blocks only") }
         guard labels.count == batch, labels.allSatisfy({ $0 >= 0 && Int($0) < head.classes }) else {
             throw FineTuneError.badInput("labels must be \(batch) values in 0..<\(head.classes)")
         }
         openblas_set_num_threads(Int32(options.threads))
-        forwardBlocks(inputs, batch: batch, training: true)
-        let loss = headLossAndBackward(labels: labels, batch: batch)
-        // Backward through the blocks; a block's input collects the residual's gradient too.
+        inputs.withUnsafeBufferPointer { forwardBlocks($0.baseAddress!, batch: batch, training: true) }
+        let loss = headLossAndBackward(head, labels: labels, batch: batch)
+        backwardBlocks(batch: batch)
+        return loss
+    }
+
+    /// Backward through the blocks from dActs[last]; a block's input collects the residual's gradient too.
+    func backwardBlocks(batch: Int) {
         var pendingSkip: [Int: Buffer] = [:]
         for k in steps.indices.reversed() {
             backward(k, batch: batch, needInput: k > 0, training: true)
@@ -509,7 +566,6 @@ public final class FineTuner {
                 for i in 0..<skip.count { d[i] += skip.pointer[i] }
             }
         }
-        return loss
     }
 
     /// One Adam step over all trainable tensors with the gradients of the last `computeGradients`.

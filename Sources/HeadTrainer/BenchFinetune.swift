@@ -40,7 +40,7 @@ struct BenchFinetuneCommand: ParsableCommand {
 
     func run() throws {
         let db = try StoreData.open(store)
-        let (extraction, definition) = try Self.blockCache(db, backbone: backbone, unfreeze: unfreeze)
+        let (extraction, definition) = try StoreData.blockCache(db, backbone: backbone, unfreeze: unfreeze)
         var network = try JSONDecoder().decode(FineTuneNetwork.self, from: Data(definition.definitionJSON.utf8))
         // The stored network is the cached blocks and the head conv; keep the last `unfreeze` blocks.
         network = try network.droppingFirstBlocks(definition.blocks - unfreeze)
@@ -59,26 +59,6 @@ struct BenchFinetuneCommand: ParsableCommand {
         } else {
             print("extraction \(extraction.id), cache of \(definition.blocks) block(s): \(r)")
         }
-    }
-
-    /// The extraction of `backbone` with the smallest block cache of at least `unfreeze` blocks.
-    static func blockCache(_ db: FeatureStore, backbone: String, unfreeze: Int) throws -> (ExtractionRecord, BlockDefinition) {
-        let key = BackboneName.key(backbone)
-        let matching = try db.extractions().filter { BackboneName.key($0.settings.backbone) == key }
-        if matching.isEmpty { _ = try StoreData.extraction(in: db, id: nil, backbone: backbone) }   // throws its error
-        let extractCommand = "extract --backbone \(backbone) --data DIR --store \(db.path) --cache-blocks \(unfreeze)"
-        var largest = 0
-        for e in matching {
-            for n in 1...64 {
-                guard let d = try db.blockDefinition(extractionID: e.id, blocks: n) else { continue }
-                if n >= unfreeze { return (e, d) }
-                largest = max(largest, n)
-            }
-        }
-        guard largest > 0 else {
-            throw StoreData.Failure(description: "\(db.path) has no block cache for \(backbone); run `\(extractCommand)` (with the extraction's other settings) first")
-        }
-        throw StoreData.Failure(description: "\(db.path) caches only the last \(largest) block(s) of \(backbone); --unfreeze \(unfreeze) needs a cache of \(unfreeze): run `\(extractCommand)` (with the extraction's other settings)")
     }
 }
 

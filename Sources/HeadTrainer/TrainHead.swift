@@ -109,20 +109,50 @@ struct Train: ParsableCommand {
         let train: ClassificationMetrics, validation: ClassificationMetrics?, test: ClassificationMetrics?
         /// Images of the dataset kept out of training and evaluation (label conflicts, `extract --conflicts drop`).
         let excluded_images: Int
+        /// `frozen`, or `finetuned` (`--unfreeze`).
+        let kind: String
+        let fine_tuning: FineTuning?
+    }
+
+    /// What `--unfreeze` did: the cache it used and the frozen head it started from.
+    struct FineTuning: Encodable {
+        let unfreeze: Int, cached_blocks: Int, block_lr: Double, bn_mode: String
+        let frozen_head: SplitMetrics
+        let frozen_best_epoch: Int
     }
 
     func run() throws {
         try failing {
             let db = try StoreData.open(store)
-            let e = try StoreData.extraction(in: db, id: extraction, backbone: backbone)
-            let (train, test) = try StoreData.load(db, e)
+            let config = try HeadOptions.config(settings)
+            let e: ExtractionRecord, cache: BlockDefinition?
+            if config.unfreeze > 0 {
+                (e, cache) = try StoreData.blockCache(db, id: extraction, backbone: backbone, unfreeze: config.unfreeze)
+            } else {
+                (e, cache) = (try StoreData.extraction(in: db, id: extraction, backbone: backbone), nil)
+            }
             let excluded = try db.excludedImages(datasetID: e.settings.datasetID).count
             if excluded > 0 && !json {
                 FileHandle.standardError.write(Data("\(excluded) image(s) left out: the same bytes under two or more classes (`extract store audit \(store)` lists them)\n".utf8))
             }
-            let config = try HeadOptions.config(settings)
-            let result = try trainHead(config: config, train: train, test: test)
-            let id = try StoreData.save(result, config: config, extraction: e, in: db)
+            let result: TrainingResult, id: Int64, fineTuning: FineTuning?
+            if let cache {
+                let options = TrainingOptions(onEpoch: { r in
+                    let v = r.validationLoss.map { String(format: ", validation loss %.4f accuracy %.4f", $0, r.validationAccuracy ?? 0) } ?? ""
+                    FileHandle.standardError.write(Data(String(format: "fine-tuning epoch %d/%d: loss %.4f accuracy %.4f%@ (%.1f s)\n",
+                                                               r.epoch, config.epochs, r.trainLoss, r.trainAccuracy, v, r.seconds).utf8))
+                })
+                let tuned = try StoreData.fineTune(db, e, cache, config: config, options: options)
+                (id, result) = (tuned.id, tuned.result.training)
+                fineTuning = FineTuning(unfreeze: config.unfreeze, cached_blocks: cache.blocks, block_lr: config.effectiveBlockLR,
+                                        bn_mode: config.bnMode.rawValue, frozen_head: tuned.result.frozenHead.metrics,
+                                        frozen_best_epoch: tuned.result.frozenHead.bestEpoch)
+            } else {
+                let (train, test) = try StoreData.load(db, e)
+                result = try trainHead(config: config, train: train, test: test)
+                id = try StoreData.save(result, config: config, extraction: e, in: db)
+                fineTuning = nil
+            }
             if let validationIDsFile {   // for peers that must score the same held-out images (tools/bench/linear_bench.sh)
                 try JSONEncoder().encode(result.validationImageIDs).write(to: URL(fileURLWithPath: validationIDsFile))
             }
@@ -134,14 +164,23 @@ struct Train: ParsableCommand {
             }
             let report = Report(head_id: id, extraction_id: e.id, backbone: e.settings.backbone, best_epoch: result.bestEpoch,
                                 epochs: result.epochsRun, seconds: result.trainingSeconds, train: result.metrics.train,
-                                validation: result.metrics.validation, test: result.metrics.test, excluded_images: excluded)
+                                validation: result.metrics.validation, test: result.metrics.test, excluded_images: excluded,
+                                kind: fineTuning == nil ? "frozen" : "finetuned", fine_tuning: fineTuning)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 print(String(decoding: try enc.encode(report), as: UTF8.self))
             } else {
-                print("head \(id) on extraction \(e.id) (\(e.settings.backbone), \(train.dim)-d): best epoch \(result.bestEpoch) of \(result.epochsRun), "
+                print("head \(id) on extraction \(e.id) (\(e.settings.backbone), \(result.head.inputDim)-d): best epoch \(result.bestEpoch) of \(result.epochsRun), "
                       + String(format: "%.2f s", result.trainingSeconds))
+                if let f = fineTuning {
+                    let before = f.frozen_head.test?.accuracy ?? f.frozen_head.validation?.accuracy
+                    let after = result.metrics.test?.accuracy ?? result.metrics.validation?.accuracy
+                    let which = f.frozen_head.test != nil ? "test" : "validation"
+                    print("fine-tuned the last \(f.unfreeze) of \(f.cached_blocks) cached block(s) (block lr \(String(format: "%g", f.block_lr)), BN \(f.bn_mode))"
+                          + (result.bestEpoch == 0 ? "; no epoch beat the frozen head's validation loss, so the frozen head is kept" : "")
+                          + (before.flatMap { b in after.map { String(format: "; %@ accuracy %.4f frozen -> %.4f fine-tuned (%+.4f)", which, b, $0, $0 - b) } } ?? ""))
+                }
                 print(result.metrics.train.table(title: "train"))
                 if let v = result.metrics.validation { print(v.table(title: "validation")) }
                 if let t = result.metrics.test { print(t.table(title: "test")) }

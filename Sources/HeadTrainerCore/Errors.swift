@@ -25,6 +25,9 @@ public enum HeadTrainerError: Error, CustomStringConvertible, Equatable {
     case corruptHead(source: String, detail: String)
     /// Reading or writing a file failed.
     case io(path: String, detail: String)
+    /// The training loss became NaN or infinite (fine-tuning): the epoch and the first layer whose
+    /// output was not finite.
+    case nonFiniteLoss(epoch: Int, layer: String)
 
     public var description: String {
         switch self {
@@ -55,6 +58,9 @@ public enum HeadTrainerError: Error, CustomStringConvertible, Equatable {
             return "\(source): not a valid serialized head (\(detail)). Retrain the head or re-export it."
         case let .io(path, detail):
             return "\(path): \(detail)."
+        case let .nonFiniteLoss(epoch, layer):
+            return "training stopped in epoch \(epoch): the loss is NaN or infinite, first at the output of \(layer). "
+                + "Lower --block-lr or --lr (or use --bn-mode frozen); nothing of this run was saved."
         }
     }
 }

@@ -1,3 +1,4 @@
+import FineTuneCore
 import Foundation
 
 /// How training rows are weighted in the loss.
@@ -45,6 +46,13 @@ public struct HeadConfig: Hashable, Sendable {
     /// `.auto`: L-BFGS for linear heads, Adam otherwise. lr, batch_size and dropout only affect Adam.
     public var solver = HeadSolver.auto
     public var seed: UInt64 = 42
+    /// Last blocks of the backbone trained with the head, on the inputs `extract --cache-blocks N`
+    /// cached (N >= unfreeze); 0: the head alone on the pooled features.
+    public var unfreeze = 0
+    /// Adam learning rate of the unfrozen blocks; 0: lr / 10 (`effectiveBlockLR`).
+    public var blockLr = 0.0
+    /// Batch norm of the unfrozen blocks.
+    public var bnMode = BatchNormMode.frozen
 
     /// The experiment's head.
     public init() {}
@@ -68,6 +76,11 @@ public struct HeadConfig: Hashable, Sendable {
         HeadSetting("solver", \.solver, "adam (mini-batches), lbfgs (full batch, linear heads only), or auto: lbfgs when hidden is 0, else adam.", v1: true,
                     show: { $0.effectiveSolver.rawValue }),
         HeadSetting("seed", \.seed, "Seed (initialization, validation split, shuffling, dropout).", v1: true),
+        HeadSetting("unfreeze", \.unfreeze, "Fine-tune the last N blocks of the backbone with the head, on the block inputs `extract --cache-blocks N` stored (0: the head alone, on the pooled features). The head is fitted first on the frozen blocks, then both train together; epoch 0 (the frozen head) is kept if no epoch beats its validation loss."),
+        HeadSetting("block_lr", \.blockLr, "Adam learning rate of the unfrozen blocks (0: lr / 10, discriminative rates as fastai and Keras's fine-tuning guide).",
+                    relevant: { $0.unfreeze > 0 }, show: { $0.blockLr > 0 ? String(format: "%g", $0.blockLr) : "lr/10" }),
+        HeadSetting("bn_mode", \.bnMode, "Batch norm of the unfrozen blocks: frozen (stored statistics, as Keras advises for fine-tuning) or train (batch statistics; running statistics updated).",
+                    relevant: { $0.unfreeze > 0 }),
     ]
 
     /// The setting with this key (`batch_size`), if any.
@@ -76,10 +89,13 @@ public struct HeadConfig: Hashable, Sendable {
     /// The solver actually used (resolves `.auto`).
     public var effectiveSolver: HeadSolver {
         switch solver {
-        case .auto: return hidden == 0 ? .lbfgs : .adam
+        case .auto: return hidden == 0 && unfreeze == 0 ? .lbfgs : .adam
         default: return solver
         }
     }
+
+    /// The unfrozen blocks' learning rate (`block_lr`, or lr / 10 when it is 0).
+    public var effectiveBlockLR: Double { blockLr > 0 ? blockLr : lr / 10 }
 
     /// Throws `invalidConfig` naming the first unusable field.
     public func validate() throws {
@@ -94,6 +110,9 @@ public struct HeadConfig: Hashable, Sendable {
         if !(valSplit >= 0 && valSplit < 1) { throw bad("val_split", valSplit, "a fraction in [0, 1)") }
         if let a = augmented, a < 0 { throw bad("augmented", a, "nil (all copies) or a copy index >= 0") }
         if solver == .lbfgs && hidden != 0 { throw bad("solver", "lbfgs", "adam or auto when hidden > 0 (L-BFGS fits linear heads only)") }
+        if unfreeze < 0 { throw bad("unfreeze", unfreeze, "0 (the head alone) or a number of blocks >= 1") }
+        if !(blockLr >= 0 && blockLr.isFinite) { throw bad("block_lr", blockLr, "0 (lr / 10) or a finite value > 0") }
+        if solver == .lbfgs && unfreeze > 0 { throw bad("solver", "lbfgs", "adam or auto when unfreeze > 0 (blocks train with Adam)") }
     }
 }
 
@@ -280,6 +299,7 @@ extension HeadSettingValue where Self: RawRepresentable & CaseIterable, RawValue
 
 extension ClassWeighting: HeadSettingValue {}
 extension HeadSolver: HeadSettingValue {}
+extension BatchNormMode: HeadSettingValue {}
 
 /// A key of HeadConfig's JSON.
 struct SettingKey: CodingKey {

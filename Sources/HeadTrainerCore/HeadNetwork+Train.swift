@@ -28,8 +28,11 @@ extension HeadNetwork {
     /// Two parallel regions (fixed chunks, so results do not depend on the thread count): input BN +
     /// Dense1 forward by input features, and the fused first-layer gradient + Adam by input rows.
     /// The small hidden/output layers run on the calling thread in between.
+    ///
+    /// `inputGradient` (batch x d), when given, receives d loss / d input of each batch row (in
+    /// `rows` order), for layers trained below the head (`train-head --unfreeze`).
     func trainStep(data: UnsafePointer<Float>, labels: UnsafePointer<Int32>, rows: UnsafeBufferPointer<Int>,
-                   capture: GradientCapture? = nil) -> StepResult {
+                   capture: GradientCapture? = nil, inputGradient: UnsafeMutablePointer<Float>? = nil) -> StepResult {
         let bsz = rows.count
         precondition(bsz > 0 && bsz <= maxBatch)
         if capture == nil { t += 1 }
@@ -145,6 +148,8 @@ extension HeadNetwork {
             }
         }
 
+        if let dx = inputGradient { self.inputGradient(into: dx, batch: bsz) }
+
         // 5. First layer: P = xin^T dz in row blocks, each immediately consumed by the fused
         //    gradient + Adam pass while it is still in cache.
         let upd = FirstLayerUpdate(w: w1, mW: mW1.p, vW: vW1.p, p: p.p, cs: cs, f: f,
@@ -168,6 +173,26 @@ extension HeadNetwork {
         var sq = 0.0
         for ci in 0..<chunks { sq += sums[ci] }
         return StepResult(weightedLossSum: lossSum, correct: correct, penalty: config.l2 * sq)
+    }
+
+    /// d loss / d input = dz W1^T, then back through the training-mode input batch norm:
+    /// dx = gamma istd (da - mean(da) - xhat mean(da xhat)) over the batch. Before the first layer's
+    /// Adam step (it uses this step's W1 and gamma).
+    private func inputGradient(into dx: UnsafeMutablePointer<Float>, batch: Int) {
+        let d = self.d, f = self.f
+        gemm(transB: true, m: batch, n: d, k: f, a: dz.p, lda: f, b: w1.p, ldb: f, c: dx, ldc: d)
+        guard bn1 else { return }
+        let xhat = xin.p, gamma = g1!.p, istd = istd1!.p
+        let meanD = FloatBuffer(d), meanDX = FloatBuffer(d)
+        for i in 0..<batch {
+            let dr = dx + i * d, xr = xhat + i * d
+            for j in 0..<d { meanD.p[j] += dr[j]; meanDX.p[j] += dr[j] * xr[j] }
+        }
+        let invB = 1 / Float(batch)
+        for i in 0..<batch {
+            let dr = dx + i * d, xr = xhat + i * d
+            for j in 0..<d { dr[j] = gamma[j] * istd[j] * (dr[j] - meanD.p[j] * invB - xr[j] * meanDX.p[j] * invB) }
+        }
     }
 
     /// ReLU, inverted dropout and (training-mode) BN2 for hidden columns `cols`.
