@@ -76,9 +76,10 @@ extension StoreData {
     }
 
     /// Fine-tunes the last `config.unfreeze` blocks with a head on extraction `e`'s block cache
-    /// `definition` and saves the result as a head of kind `finetuned`; returns its id and the result.
+    /// `definition`: the result and what the store keeps of it (`FeatureStore.saveFineTunedHead`).
     static func fineTune(_ db: FeatureStore, _ e: ExtractionRecord, _ definition: BlockDefinition, config: HeadConfig,
-                         options: TrainingOptions, sweepID: Int64? = nil, trialKey: String? = nil) throws -> (id: Int64, result: FineTuneResult) {
+                         options: TrainingOptions, sweepID: Int64? = nil, trialKey: String? = nil)
+        throws -> (result: FineTuneResult, head: HeadRecord, blocks: FineTunedBlocks) {
         let blocks = try fineTuneBlocks(definition, config: config)
         let (train, test) = try loadBlockInputs(db, e, definition)
         let result = try fineTuneHead(config: config, blocks: blocks, train: train, test: test, options: options)
@@ -89,8 +90,6 @@ extension StoreData {
         let trained = FineTunedBlocks(cachedBlocks: definition.blocks, unfreeze: config.unfreeze,
                                       definitionJSON: String(decoding: try enc.encode(blocks.trained), as: UTF8.self),
                                       tensors: result.blockTensors, tensorShapes: shapes)
-        let id = try db.saveFineTunedHead(try headRecord(result.training, config: config, extraction: e, sweepID: sweepID, trialKey: trialKey),
-                                          blocks: trained)
-        return (id, result)
+        return (result, try headRecord(result.training, config: config, extraction: e, sweepID: sweepID, trialKey: trialKey), trained)
     }
 }

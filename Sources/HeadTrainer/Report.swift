@@ -89,9 +89,15 @@ struct ReportData {
             let key = BackboneName.key(name)
             let mine = all.filter { BackboneName.key($0.backbone) == key }
             let ref = references.first { BackboneName.key($0.name) == key }?.accuracy
-            rows.append(BackboneRow(backbone: mine.first?.backbone ?? extracted.first { BackboneName.key($0) == key } ?? name,
-                                    best: TrialResult.ranked(mine).first, heads: mine.count, reference: ref,
+            let label = mine.first?.backbone ?? extracted.first { BackboneName.key($0) == key } ?? name
+            // Heads on the pooled features and fine-tuned heads (`--unfreeze`) side by side.
+            let frozen = mine.filter { $0.config.unfreeze == 0 }, tuned = mine.filter { $0.config.unfreeze > 0 }
+            rows.append(BackboneRow(backbone: label, best: TrialResult.ranked(frozen).first, heads: frozen.count, reference: ref,
                                     extracted: extracted.contains { BackboneName.key($0) == key }))
+            if !tuned.isEmpty {
+                rows.append(BackboneRow(backbone: "\(label), fine-tuned", best: TrialResult.ranked(tuned).first, heads: tuned.count,
+                                        reference: nil, extracted: true))
+            }
         }
         var sweeps: [Sweep] = []
         for s in try db.sweeps() {

@@ -66,6 +66,9 @@ struct TrialResult {
         parts.append(c.effectiveSolver == .lbfgs ? "L-BFGS" : "Adam \(String(format: "%g", c.lr)), batch \(c.batchSize)")
         parts.append(c.augmented.map { $0 == 0 ? "original images only" : "copies 0..\($0)" } ?? "all copies")
         if c.classWeights != .none { parts.append("\(c.classWeights.rawValue) class weights") }
+        if c.unfreeze > 0 {
+            parts.append("last \(c.unfreeze) block(s) fine-tuned (block lr \(String(format: "%g", c.effectiveBlockLR)), BN \(c.bnMode.rawValue))")
+        }
         parts.append("seed \(c.seed)")
         return parts.joined(separator: ", ")
     }

@@ -1,6 +1,7 @@
 import COpenBLAS
 import FeatureStore
 import Foundation
+import FineTuneCore
 import HeadTrainerCore
 
 /// Trains sweep trials on `jobs` threads, one trial per thread at a time, each single-threaded.
@@ -70,7 +71,7 @@ final class SweepRunner {
         let c = t.config
         let copies = Double((c.augmented ?? 2) + 1)
         let width = c.effectiveSolver == .lbfgs ? 8.0 : Double(c.hidden + 32)
-        return copies * width * (c.lr < 3e-4 ? 2 : 1) * (c.hidden > 0 ? 32 / Double(c.batchSize) : 1)
+        return copies * width * (c.lr < 3e-4 ? 2 : 1) * (c.hidden > 0 ? 32 / Double(c.batchSize) : 1) * (c.unfreeze > 0 ? 1000 : 1)
     }
 
     private func work(_ queue: [PlannedTrial]) {
@@ -83,11 +84,20 @@ final class SweepRunner {
             guard let d = data[t.extraction.id] else { continue }
             let start = Date()
             do {
-                let result = try trainHead(config: t.config, train: d.train, test: d.test, options: TrainingOptions(threads: 1))
+                // A trial with `unfreeze` fine-tunes blocks on the extraction's block cache (read per trial).
+                var tuned: (result: FineTuneResult, head: HeadRecord, blocks: FineTunedBlocks)? = nil
+                if t.config.unfreeze > 0 {
+                    let (e, cache) = try StoreData.blockCache(db, id: t.extraction.id, backbone: nil, unfreeze: t.config.unfreeze)
+                    tuned = try StoreData.fineTune(db, e, cache, config: t.config, options: TrainingOptions(threads: 1),
+                                                   sweepID: sweepID, trialKey: t.key)
+                }
+                let result = try tuned?.result.training
+                    ?? trainHead(config: t.config, train: d.train, test: d.test, options: TrainingOptions(threads: 1))
                 lock.lock()
                 defer { lock.unlock() }
                 do {
-                    let id = try StoreData.save(result, config: t.config, extraction: t.extraction, in: db, sweepID: sweepID, trialKey: t.key)
+                    let id = try tuned.map { try db.saveFineTunedHead($0.head, blocks: $0.blocks) }
+                        ?? StoreData.save(result, config: t.config, extraction: t.extraction, in: db, sweepID: sweepID, trialKey: t.key)
                     done += 1
                     if !quiet { progress(t, result, head: id, seconds: Date().timeIntervalSince(start)) }
                 } catch {

@@ -143,7 +143,7 @@ struct Train: ParsableCommand {
                                                                r.epoch, config.epochs, r.trainLoss, r.trainAccuracy, v, r.seconds).utf8))
                 })
                 let tuned = try StoreData.fineTune(db, e, cache, config: config, options: options)
-                (id, result) = (tuned.id, tuned.result.training)
+                (id, result) = (try db.saveFineTunedHead(tuned.head, blocks: tuned.blocks), tuned.result.training)
                 fineTuning = FineTuning(unfreeze: config.unfreeze, cached_blocks: cache.blocks, block_lr: config.effectiveBlockLR,
                                         bn_mode: config.bnMode.rawValue, frozen_head: tuned.result.frozenHead.metrics,
                                         frozen_best_epoch: tuned.result.frozenHead.bestEpoch)
