@@ -135,26 +135,46 @@ extension FeatureStore {
 
     /// All cached inputs of an extraction's last `blocks` blocks, ordered by image and copy.
     public func loadBlockInputs(extractionID: Int64, blocks: Int) throws -> BlockInputMatrix {
+        var keys: [FeatureKey] = [], values: [Float] = []
+        let definition = try forEachBlockInput(extractionID: extractionID, blocks: blocks) { key, input in
+            keys.append(key)
+            values += input
+        }
+        return BlockInputMatrix(definition: definition, keys: keys, values: values)
+    }
+
+    /// Streams the cached inputs of an extraction's last `blocks` blocks, ordered by image and copy:
+    /// `body` gets each (image, copy) with its input decoded to float32 in a buffer reused for the
+    /// next row (one row in memory at a time). Returns the definition.
+    @discardableResult
+    public func forEachBlockInput(extractionID: Int64, blocks: Int,
+                                  _ body: (FeatureKey, UnsafeBufferPointer<Float>) throws -> Void) throws -> BlockDefinition {
         guard let definition = try blockDefinition(extractionID: extractionID, blocks: blocks) else {
             throw StoreError.invalidArgument(path: path, reason: "extraction \(extractionID) has no cache of its last \(blocks) block(s); run extract --cache-blocks \(blocks) with the same settings")
         }
-        return try read("loading the block inputs of extraction \(extractionID)") { db in
-            let count = definition.inputCount, bytes = count * definition.dtype.bytesPerValue
-            var keys: [FeatureKey] = [], values: [Float] = []
+        let count = definition.inputCount, bytes = count * definition.dtype.bytesPerValue
+        var buffer = [Float](repeating: 0, count: count)
+        try read("loading the block inputs of extraction \(extractionID)") { db in
             let rows = try Row.fetchCursor(db, sql: """
                 SELECT image_id, aug_index, vector FROM block_inputs WHERE extraction_id = ? AND blocks = ?
                 ORDER BY image_id, aug_index
                 """, arguments: [extractionID, blocks])
             while let row = try rows.next() {
-                let blob: Data = row[2]
-                guard blob.count == bytes else {
-                    throw StoreError.invalidArgument(path: path, reason: "block input of image \(row[0] as Int64) copy \(row[1] as Int) in extraction \(extractionID) has \(blob.count) bytes, expected \(bytes) (\(definition.dtype.rawValue) x \(definition.inputShape))")
+                let key = FeatureKey(imageID: row[0], augIndex: row[1])
+                try buffer.withUnsafeMutableBufferPointer { out in
+                    let ok = try row.withUnsafeData(atIndex: 2) { (blob: Data?) -> Bool in
+                        guard let blob, blob.count == bytes else { return false }
+                        blob.withUnsafeBytes { VectorCodec.decode($0, as: definition.dtype, into: out) }
+                        return true
+                    }
+                    guard ok else {
+                        throw StoreError.invalidArgument(path: path, reason: "block input of image \(key.imageID) copy \(key.augIndex) in extraction \(extractionID) is not \(bytes) bytes (\(definition.dtype.rawValue) x \(definition.inputShape)); re-run extract --cache-blocks \(blocks) into a new store")
+                    }
+                    try body(key, UnsafeBufferPointer(out))
                 }
-                keys.append(FeatureKey(imageID: row[0], augIndex: row[1]))
-                values += VectorCodec.decode(blob, as: definition.dtype)
             }
-            return BlockInputMatrix(definition: definition, keys: keys, values: values)
         }
+        return definition
     }
 
     /// Saves a fine-tuned head: its row in heads and its trained blocks, in one transaction.

@@ -35,32 +35,34 @@ extension StoreData {
     }
 
     /// Train (all copies) and test (copy 0) block inputs of extraction `e`, with the labels, images
-    /// and copies of its features, in the features' row order.
+    /// and copies of its features, in the features' row order. The cache is streamed from the store
+    /// into those two arrays: the rows of the splits, float32, are the only copy in memory.
     static func loadBlockInputs(_ db: FeatureStore, _ e: ExtractionRecord, _ definition: BlockDefinition) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
-        let (train, test) = try load(db, e)
-        let cache = try db.loadBlockInputs(extractionID: e.id, blocks: definition.blocks)
-        var row: [FeatureKey: Int] = [:]
-        for (i, k) in cache.keys.enumerated() { row[k] = i }
+        var (train, test) = try load(db, e)
         let count = definition.inputCount
-        func inputs(_ f: LabeledFeatures, _ split: String) throws -> LabeledFeatures {
-            var values = [Float](repeating: 0, count: f.n * count)
-            var missing = 0
-            cache.values.withUnsafeBufferPointer { src in
-                values.withUnsafeMutableBufferPointer { dst in
-                    for r in 0..<f.n {
-                        guard let i = row[FeatureKey(imageID: f.imageIDs[r], augIndex: Int(f.augIndex[r]))] else { missing += 1; continue }
-                        (dst.baseAddress! + r * count).update(from: src.baseAddress! + i * count, count: count)
-                    }
-                }
-            }
-            if missing > 0 {
-                let root = (try? db.dataset(id: e.settings.datasetID))??.root ?? "DIR"
-                throw Failure(description: "extraction \(e.id) (\(e.settings.backbone)) in \(db.path): \(missing) of \(f.n) \(split) feature rows have no cached block input (\(definition.blocks) block(s)); run `extract --backbone \(e.settings.backbone) --data \(root) --store \(db.path) --cache-blocks \(definition.blocks)` with the extraction's other settings to cache them")
-            }
-            return LabeledFeatures(dim: count, values: values, labels: f.labels, imageIDs: f.imageIDs, augIndex: f.augIndex,
-                                   classNames: f.classNames)
+        train.dim = count; test?.dim = count
+        // (split 0 train / 1 test, row) of each (image, copy).
+        var place: [FeatureKey: (split: Int, row: Int)] = [:]
+        for (s, f) in [train, test].enumerated() {
+            guard let f else { continue }
+            for r in 0..<f.n { place[FeatureKey(imageID: f.imageIDs[r], augIndex: Int(f.augIndex[r]))] = (s, r) }
         }
-        return (try inputs(train, "train"), try test.map { try inputs($0, "test") })
+        var values = [[Float](repeating: 0, count: train.n * count), [Float](repeating: 0, count: (test?.n ?? 0) * count)]
+        train.values = []; test?.values = []
+        var found = [0, 0]
+        try db.forEachBlockInput(extractionID: e.id, blocks: definition.blocks) { key, input in
+            guard let (s, r) = place[key] else { return }
+            values[s].withUnsafeMutableBufferPointer { (UnsafeMutableRawBufferPointer($0).baseAddress! + r * count * 4)
+                .copyMemory(from: input.baseAddress!, byteCount: count * 4) }
+            found[s] += 1
+        }
+        for (s, f) in [train, test].enumerated() {
+            guard let f, found[s] < f.n else { continue }
+            let root = (try? db.dataset(id: e.settings.datasetID))??.root ?? "DIR"
+            throw Failure(description: "extraction \(e.id) (\(e.settings.backbone)) in \(db.path): \(f.n - found[s]) of \(f.n) \(s == 0 ? "train" : "test") feature rows have no cached block input (\(definition.blocks) block(s)); run `extract --backbone \(e.settings.backbone) --data \(root) --store \(db.path) --cache-blocks \(definition.blocks)` with the extraction's other settings to cache them")
+        }
+        train.values = values[0]; test?.values = values[1]
+        return (train, test)
     }
 
     /// The blocks `--unfreeze` trains (the last `unfreeze` cached blocks + head conv) and the ones run
