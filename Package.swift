@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", "HeadTrainerCore", .product(name: "Yams", package: "Yams")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
         .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).

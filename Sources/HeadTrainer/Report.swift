@@ -91,7 +91,8 @@ struct ReportData {
             let ref = references.first { BackboneName.key($0.name) == key }?.accuracy
             rows.append(BackboneRow(backbone: mine.first?.backbone ?? extracted.first { BackboneName.key($0) == key } ?? name,
                                     best: TrialResult.ranked(mine).first, heads: mine.count, reference: ref,
-                                    extracted: extracted.contains { BackboneName.key($0) == key }))
+                                    extracted: name.split(separator: "+").allSatisfy { part in
+                                        extracted.contains { BackboneName.key($0) == BackboneName.key(String(part)) } }))
         }
         var sweeps: [Sweep] = []
         for s in try db.sweeps() {

@@ -53,13 +53,14 @@ enum StoreData {
     }
 
     /// Keeps a trained head with everything needed to use and compare it later.
-    static func save(_ result: TrainingResult, config: HeadConfig, extraction: ExtractionRecord, in db: FeatureStore,
+    /// Concatenated features also record every extraction (`StoredHeadConfig`).
+    static func save(_ result: TrainingResult, config: HeadConfig, features: ExtractionSet, in db: FeatureStore,
                      sweepID: Int64? = nil, trialKey: String? = nil) throws -> Int64 {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         return try db.saveHead(HeadRecord(
-            extractionID: extraction.id,
-            config: String(decoding: try enc.encode(config), as: UTF8.self),
+            extractionID: features.primary.id,
+            config: String(decoding: try enc.encode(StoredHeadConfig(config: config, features: features)), as: UTF8.self),
             classNames: result.head.classNames, weights: try result.head.encoded(),
             metrics: String(decoding: try enc.encode(result.metrics), as: UTF8.self),
             curves: String(decoding: try enc.encode(result.curves), as: UTF8.self),

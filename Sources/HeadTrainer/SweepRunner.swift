@@ -17,7 +17,7 @@ final class SweepRunner {
 
     let db: FeatureStore
     let sweepID: Int64
-    let data: [Int64: Features]
+    let data: [String: Features]
     let quiet: Bool
     let total: Int
     /// Settings named in progress lines (those the sweep varies).
@@ -30,7 +30,7 @@ final class SweepRunner {
     private var failures: [Failure] = []
     private var stop = false
 
-    init(db: FeatureStore, sweepID: Int64, data: [Int64: Features], quiet: Bool, total: Int, keys: [String]) {
+    init(db: FeatureStore, sweepID: Int64, data: [String: Features], quiet: Bool, total: Int, keys: [String]) {
         self.db = db; self.sweepID = sweepID; self.data = data; self.quiet = quiet; self.total = total; self.keys = keys
     }
 
@@ -80,14 +80,14 @@ final class SweepRunner {
             let t = queue[next]
             next += 1
             lock.unlock()
-            guard let d = data[t.extraction.id] else { continue }
+            guard let d = data[t.features.settingsKey] else { continue }
             let start = Date()
             do {
                 let result = try trainHead(config: t.config, train: d.train, test: d.test, options: TrainingOptions(threads: 1))
                 lock.lock()
                 defer { lock.unlock() }
                 do {
-                    let id = try StoreData.save(result, config: t.config, extraction: t.extraction, in: db, sweepID: sweepID, trialKey: t.key)
+                    let id = try StoreData.save(result, config: t.config, features: t.features, in: db, sweepID: sweepID, trialKey: t.key)
                     done += 1
                     if !quiet { progress(t, result, head: id, seconds: Date().timeIntervalSince(start)) }
                 } catch {
@@ -107,7 +107,7 @@ final class SweepRunner {
         let settings = keys.compactMap { k in
             HeadConfig.setting(k).flatMap { $0.relevant(t.config) ? " \(k) \($0.show(t.config))" : nil }
         }.joined()
-        let line = "[\(done)/\(total)] \(t.key) \(t.extraction.settings.backbone)\(settings): val loss \(f(r.metrics.validation?.logLoss)) "
+        let line = "[\(done)/\(total)] \(t.key) \(t.features.backbone)\(settings): val loss \(f(r.metrics.validation?.logLoss)) "
             + "val acc \(f(r.metrics.validation?.accuracy)) test acc \(f(r.metrics.test?.accuracy)), "
             + "epoch \(r.bestEpoch)/\(r.epochsRun), \(String(format: "%.1f", seconds)) s (head \(head))\n"
         FileHandle.standardError.write(Data(line.utf8))
