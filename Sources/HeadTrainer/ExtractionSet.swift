@@ -61,8 +61,9 @@ extension StoreData {
         return parts
     }
 
-    /// Train split (stored copies up to `maxAugIndex`, all when nil) and test split (copy 0) of every
-    /// part, concatenated row by row. A row that one part lacks is an error naming the part.
+    /// Train split (stored copies up to `maxAugIndex`, all when nil, so rows of copies a trial does not
+    /// use need not exist in every part) and test split (copy 0) of every part, concatenated row by row.
+    /// A row that one part lacks is an error naming the part. One extraction: `load(_:_:)` (all copies).
     static func load(_ db: FeatureStore, _ set: ExtractionSet, maxAugIndex: Int? = nil) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
         guard set.parts.count > 1 else { return try load(db, set.primary) }
         func matrix(_ split: ImageSplit, _ maxAug: Int?) throws -> FeatureMatrix {
