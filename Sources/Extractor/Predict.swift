@@ -9,17 +9,31 @@ import Imaging
 import WorkbenchCLI
 
 /// `extract predict --head ID IMAGE...`: the reason to train a head — backbone + head on new images.
+/// A head on concatenated features runs each of its backbones and concatenates their outputs in
+/// the order it was trained on.
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Classify new images with a trained head: the head's backbone, preprocessing and geometry, then the head.")
+        abstract: "Classify new images with a trained head: the head's backbone(s), preprocessing and geometry, then the head.")
 
     @Option(help: "Feature store holding the head.") var store = "features.sqlite"
     @Option(help: "Head id (printed by train-head; see `extract store info`).") var head: Int64
-    @Option(help: "Use this weights file instead of the cached one (must be the one the head was trained on).")
+    @Option(help: "Use this weights file instead of the cached one (must be the one the head was trained on; heads of one backbone only).")
     var weights: String?
     @Option(help: "Classes to show per image.") var top = 3
     @Flag(help: "Print a JSON array, one object per image.") var json = false
     @Argument(help: "Image files.") var images: [String]
+
+    /// One backbone of the head, set up as its extraction was.
+    struct Part {
+        let source: FeatureSource
+        let extractor: FeatureExtractor
+        let fit: Fit
+
+        /// The output the head reads: the pooled features, or a fine-tuned head's block input.
+        let output: String
+
+        func features(_ img: RGBImage) throws -> [Float] { try extractor.run(img, fit: fit)[output]! }
+    }
 
     func run() throws {
         EngineThreads.configure(nil)
@@ -28,23 +42,30 @@ struct Predict: ParsableCommand {
             guard FileManager.default.fileExists(atPath: store) else { throw ValidationError("\(store) does not exist") }
             let db = try FeatureStore(path: store, mode: .readOnly)
             let record = try db.head(id: head)
-            guard let e = try db.extraction(id: record.extractionID) else {
-                throw ValidationError("head \(head) refers to extraction \(record.extractionID), which \(store) no longer has")
+            let extractions = try db.extractions(of: record)
+            if weights != nil && extractions.count > 1 {
+                throw ValidationError("head \(head) runs \(extractions.count) backbones (\(extractions.map(\.settings.backbone).joined(separator: "+"))); "
+                                      + "--weights applies to heads of one backbone: leave it out to use the cached weights")
             }
             let trained = try TrainedHead(encoded: record.weights, source: "head \(head) in \(store)")
-            let s = e.settings
-            let source = try FeatureSource(stored: s.backbone)
-            let loaded = try source.load(weights: weights.map { URL(fileURLWithPath: $0) })
-            guard loaded.weightsSHA256 == s.weightsSHA256 else {
-                throw ValidationError("head \(head) was trained on \(s.backbone) weights \(s.weightsSHA256.prefix(12))…, "
-                                      + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")
+            // A fine-tuned head (one backbone): the backbone up to its block cache's input, then the blocks, then the head.
+            let tuned = try FineTunedPath.load(db: db, head: head, extraction: extractions[0],
+                                               spec: try FeatureSource(stored: extractions[0].settings.backbone).spec)
+            let parts = try extractions.map { e in
+                let s = e.settings
+                let source = try FeatureSource(stored: s.backbone)
+                let loaded = try source.load(weights: weights.map { URL(fileURLWithPath: $0) })
+                guard loaded.weightsSHA256 == s.weightsSHA256 else {
+                    throw ValidationError("head \(head) was trained on \(s.backbone) weights \(s.weightsSHA256.prefix(12))…, "
+                                          + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")
+                }
+                let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
+                                              outputs: [tuned?.output ?? source.output])
+                return Part(source: source, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, output: tuned?.output ?? source.output)
             }
-            // A fine-tuned head: the backbone up to its block cache's input, then the blocks, then the head.
-            let tuned = try FineTunedPath.load(db: db, head: head, extraction: e, spec: source.spec)
-            let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
-                                          outputs: [tuned?.output ?? source.output])
-            entries = rankImages(images, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, labels: trained.classNames) { outputs in
-                let probs = try tuned.map { try $0.predict(trained, inputs: outputs[$0.output]!) } ?? trained.predict(features: outputs[source.output]!)
+            entries = rankImages(images, labels: trained.classNames) { img in
+                let probs = try tuned.map { try $0.predict(trained, inputs: try parts[0].features(img)) }
+                    ?? trained.predict(features: try parts.flatMap { try $0.features(img) })
                 return probs.enumerated().sorted { $0.element > $1.element }.prefix(top).map { ($0.offset, $0.element) }
             }
             try printRanked(entries, json: json)

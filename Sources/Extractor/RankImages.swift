@@ -15,11 +15,23 @@ struct RankedImage: Encodable {
 /// on stderr and kept as an entry with its error; the others go on.
 func rankImages(_ paths: [String], extractor ex: FeatureExtractor, fit: Fit, labels: [String],
                 score: ([String: [Float]]) throws -> [(index: Int, probability: Float)]) -> [RankedImage] {
+    rankImages(paths, labels: labels) { try score(try ex.run($0, fit: fit)) }
+}
+
+extension FeatureExtractor {
+    /// The outputs for one decoded image, brought to the input size with `fit`.
+    func run(_ img: RGBImage, fit: Fit) throws -> [String: [Float]] {
+        try run(rgb: try Geometry.render(img, size: size, fit: fit, contentHash: "").pixels, count: 1)
+    }
+}
+
+/// Decodes each file and ranks its classes with `score` (the decoded image in, top pairs out), with
+/// the error handling above.
+func rankImages(_ paths: [String], labels: [String],
+                score: (RGBImage) throws -> [(index: Int, probability: Float)]) -> [RankedImage] {
     paths.map { path in
         do {
-            let img = try ImageCodec.decode(file: URL(fileURLWithPath: path))
-            let input = try Geometry.render(img, size: ex.size, fit: fit, contentHash: "")
-            let ranked = try score(try ex.run(rgb: input.pixels, count: 1))
+            let ranked = try score(try ImageCodec.decode(file: URL(fileURLWithPath: path)))
             return RankedImage(path: path, top: ranked.map {
                 .init(label: labels[$0.index], index: $0.index, probability: $0.probability)
             }, error: nil)

@@ -92,6 +92,6 @@ extension StoreData {
         let trained = FineTunedBlocks(cachedBlocks: definition.blocks, unfreeze: config.unfreeze,
                                       definitionJSON: String(decoding: try enc.encode(blocks.trained), as: UTF8.self),
                                       tensors: result.blockTensors, tensorShapes: shapes)
-        return (result, try headRecord(result.training, config: config, extraction: e, sweepID: sweepID, trialKey: trialKey), trained)
+        return (result, try headRecord(result.training, config: config, features: ExtractionSet(e), sweepID: sweepID, trialKey: trialKey), trained)
     }
 }

@@ -93,7 +93,8 @@ struct ReportData {
             // Heads on the pooled features and fine-tuned heads (`--unfreeze`) side by side.
             let frozen = mine.filter { $0.config.unfreeze == 0 }, tuned = mine.filter { $0.config.unfreeze > 0 }
             rows.append(BackboneRow(backbone: label, best: TrialResult.ranked(frozen).first, heads: frozen.count, reference: ref,
-                                    extracted: extracted.contains { BackboneName.key($0) == key }))
+                                    extracted: name.split(separator: "+").allSatisfy { part in
+                                        extracted.contains { BackboneName.key($0) == BackboneName.key(String(part)) } }))
             if !tuned.isEmpty {
                 rows.append(BackboneRow(backbone: "\(label), fine-tuned", best: TrialResult.ranked(tuned).first, heads: tuned.count,
                                         reference: nil, extracted: true))

@@ -53,19 +53,20 @@ enum StoreData {
     }
 
     /// Keeps a trained head with everything needed to use and compare it later.
-    static func save(_ result: TrainingResult, config: HeadConfig, extraction: ExtractionRecord, in db: FeatureStore,
+    /// Concatenated features also record every extraction (`StoredHeadConfig`).
+    static func save(_ result: TrainingResult, config: HeadConfig, features: ExtractionSet, in db: FeatureStore,
                      sweepID: Int64? = nil, trialKey: String? = nil) throws -> Int64 {
-        try db.saveHead(try headRecord(result, config: config, extraction: extraction, sweepID: sweepID, trialKey: trialKey))
+        try db.saveHead(try headRecord(result, config: config, features: features, sweepID: sweepID, trialKey: trialKey))
     }
 
     /// The store's record of a trained head.
-    static func headRecord(_ result: TrainingResult, config: HeadConfig, extraction: ExtractionRecord,
+    static func headRecord(_ result: TrainingResult, config: HeadConfig, features: ExtractionSet,
                            sweepID: Int64?, trialKey: String?) throws -> HeadRecord {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         return HeadRecord(
-            extractionID: extraction.id,
-            config: String(decoding: try enc.encode(config), as: UTF8.self),
+            extractionID: features.primary.id,
+            config: String(decoding: try enc.encode(StoredHeadConfig(config: config, features: features)), as: UTF8.self),
             classNames: result.head.classNames, weights: try result.head.encoded(),
             metrics: String(decoding: try enc.encode(result.metrics), as: UTF8.self),
             curves: String(decoding: try enc.encode(result.curves), as: UTF8.self),

@@ -49,30 +49,33 @@ struct SweepCommand: ParsableCommand {
         let configs = try spec.configurations()
 
         // Extractions named in the file; a missing backbone is reported and skipped.
-        var extractions: [ExtractionRecord] = [], missing: [String] = []
+        // `a+b` (concatenated features) is missing when any of its backbones is.
+        var extractions: [ExtractionSet] = [], missing: [String] = []
         for ref in spec.extractions {
-            let e: ExtractionRecord
+            let e: ExtractionSet
             switch ref {
             case .backbone(let b):
-                let key = BackboneName.key(b)
-                guard try db.extractions().contains(where: { BackboneName.key($0.settings.backbone) == key }) else {
+                let absent = try StoreData.split(b).filter { part in
+                    try !db.extractions().contains { BackboneName.key($0.settings.backbone) == BackboneName.key(part) }
+                }
+                if let first = absent.first {
                     missing.append(b)
                     let roots = try db.datasets().map(\.root)
                     let data = roots.count == 1 ? roots[0] : "DATASET_DIR"
-                    note("warning: \(storePath) has no features for backbone \(b); run `extract --backbone \(b) --data \(data) "
+                    note("warning: \(storePath) has no features for backbone \(first); run `extract --backbone \(first) --data \(data) "
                          + "--store \(storePath)` and run this sweep again (it resumes). Continuing without \(b).")
                     continue
                 }
-                e = try StoreData.extraction(in: db, id: nil, backbone: b)
+                e = try StoreData.extractionSet(in: db, ids: nil, backbone: b)
             case .id(let id):
                 guard let found = try db.extraction(id: id) else {
                     missing.append("extraction \(id)")
                     note("warning: \(storePath) has no extraction \(id) (see `extract store info \(storePath)`); continuing without it.")
                     continue
                 }
-                e = found
+                e = ExtractionSet(found)
             }
-            if !extractions.contains(where: { $0.id == e.id }) { extractions.append(e) }
+            if !extractions.contains(where: { $0.settingsKey == e.settingsKey }) { extractions.append(e) }
         }
         guard !extractions.isEmpty else {
             throw StoreData.Failure(description: "none of the extractions of \(config) (\(spec.extractions.map(\.description).joined(separator: ", "))) "
@@ -83,7 +86,7 @@ struct SweepCommand: ParsableCommand {
         var plan: [PlannedTrial] = []
         for e in extractions {
             for c in configs {
-                plan.append(PlannedTrial(index: plan.count, extraction: e, config: c,
+                plan.append(PlannedTrial(index: plan.count, features: e, config: c,
                                          key: SweepSpec.trialKey(extractionSettingsKey: e.settingsKey, config: c)))
             }
         }
@@ -91,7 +94,7 @@ struct SweepCommand: ParsableCommand {
         let mine = shardSpec.map { s in plan.filter { s.owns(position: $0.index) } } ?? plan
 
         if dryRun {
-            for t in mine { print("\(t.key)  \(t.extraction.settings.backbone)  \(SweepSpec.json(t.config))") }
+            for t in mine { print("\(t.key)  \(t.features.description)  \(SweepSpec.json(t.config))") }
             note("\(mine.count) trials" + (shardSpec != nil ? " in this shard (of \(plan.count))" : ""))
             return
         }
@@ -110,16 +113,17 @@ struct SweepCommand: ParsableCommand {
              + "; \(mine.count - pending.count) already finished, \(pending.count) to train with \(jobCount) job(s)")
 
         // Features once per extraction that still has work.
-        var data: [Int64: SweepRunner.Features] = [:]
-        for e in extractions where pending.contains(where: { $0.extraction.id == e.id }) {
-            let (train, test) = try StoreData.load(db, e)
+        var data: [String: SweepRunner.Features] = [:]
+        for e in extractions where pending.contains(where: { $0.features.settingsKey == e.settingsKey }) {
+            let asked = pending.filter { $0.features.settingsKey == e.settingsKey }.map(\.config.augmented)
+            let (train, test) = try StoreData.load(db, e, maxAugIndex: asked.contains(nil) ? nil : asked.compactMap { $0 }.max())
             let copies = Int(train.augIndex.max() ?? 0)
-            let wanted = pending.filter { $0.extraction.id == e.id }.compactMap(\.config.augmented).max() ?? 0
+            let wanted = asked.compactMap { $0 }.max() ?? 0
             if wanted > copies {
-                note("warning: extraction \(e.id) (\(e.settings.backbone)) stores copies 0...\(copies) only; trials asking for "
-                     + "augmented: \(wanted) use those. Add copies with `extract --backbone \(e.settings.backbone) --augment \(wanted) ...`.")
+                note("warning: extraction \(e.ids) (\(e.backbone)) stores copies 0...\(copies) only; trials asking for "
+                     + "augmented: \(wanted) use those. Add copies with `extract --backbone \(e.primary.settings.backbone) --augment \(wanted) ...`.")
             }
-            data[e.id] = SweepRunner.Features(train: train, test: test)
+            data[e.settingsKey] = SweepRunner.Features(train: train, test: test)
         }
 
         let runner = SweepRunner(db: db, sweepID: sweep.id, data: data, quiet: quiet, total: pending.count, keys: spec.columnKeys)
@@ -178,7 +182,7 @@ struct SweepCommand: ParsableCommand {
 /// One trial of the plan.
 struct PlannedTrial {
     let index: Int
-    let extraction: ExtractionRecord
+    let features: ExtractionSet
     let config: HeadConfig
     let key: String
 }

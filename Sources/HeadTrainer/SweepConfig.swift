@@ -11,6 +11,7 @@ import Yams
 /// store: features.sqlite        # default store; `--store` overrides it
 /// extractions:                  # backbone names (the extraction with the most features) or extraction ids
 ///   - efficientnet_lite0
+///   - efficientnet_lite0+efficientnet_lite2   # both, concatenated per image (`train-head --backbone a+b`)
 /// search: grid                  # grid (every combination) or random (`trials` samples)
 /// trials: 40                    # random search only (raising it later extends the sweep)
 /// sampler_seed: 1               # random search only: seed of the sampler

@@ -9,6 +9,9 @@ struct TrialResult {
     let headID: Int64
     let sweepID: Int64?
     let extractionID: Int64
+    /// Every extraction the head was trained on, in feature order (one unless concatenated).
+    let extractionIDs: [Int64]
+    /// The backbone, or the concatenated ones joined with "+".
     let backbone: String
     let config: HeadConfig
     let metrics: SplitMetrics
@@ -18,7 +21,7 @@ struct TrialResult {
     /// penalties compare fairly); heads without a validation split rank last.
     var validationLoss: Double { metrics.validation?.logLoss ?? .infinity }
 
-    init(_ record: HeadRecord, backbone: String) throws {
+    init(_ record: HeadRecord, backbone: String, extractionIDs: [Int64]) throws {
         let dec = JSONDecoder()
         func decode<T: Decodable>(_ type: T.Type, _ text: String, _ what: String) throws -> T {
             do { return try dec.decode(type, from: Data(text.utf8)) } catch {
@@ -30,6 +33,7 @@ struct TrialResult {
         headID = record.id ?? -1
         sweepID = record.sweepID
         extractionID = record.extractionID
+        self.extractionIDs = extractionIDs
         self.backbone = backbone
         config = try decode(HeadConfig.self, record.config, "config")
         metrics = try decode(SplitMetrics.self, record.metrics, "metrics")
@@ -79,6 +83,7 @@ struct TrialResult {
         let head_id: Int64
         let backbone: String
         let extraction_id: Int64
+        let extraction_ids: [Int64]
         let config: HeadConfig
         let best_epoch: Int
         let epochs_run: Int
@@ -89,7 +94,7 @@ struct TrialResult {
     }
 
     var json: JSON {
-        JSON(id: id, head_id: headID, backbone: backbone, extraction_id: extractionID, config: config,
+        JSON(id: id, head_id: headID, backbone: backbone, extraction_id: extractionID, extraction_ids: extractionIDs, config: config,
              best_epoch: curves.bestEpoch, epochs_run: curves.epochs.count,
              validation_loss: metrics.validation?.logLoss, train: metrics.train,
              validation: metrics.validation, test: metrics.test)
@@ -98,22 +103,33 @@ struct TrialResult {
 
 /// Reads heads and the backbones they were trained on.
 enum StoredResults {
-    static func backbones(_ db: FeatureStore) throws -> [Int64: String] {
-        Dictionary(uniqueKeysWithValues: try db.extractions().map { ($0.id, $0.settings.backbone) })
-    }
-
     static func trials(_ db: FeatureStore, sweepID: Int64) throws -> [TrialResult] {
-        let names = try backbones(db)
-        return try db.heads(sweepID: sweepID).map { try TrialResult($0, backbone: names[$0.extractionID] ?? "?") }
+        let resolve = try resolver(db)
+        return try db.heads(sweepID: sweepID).map(resolve)
     }
 
     static func allHeads(_ db: FeatureStore) throws -> [TrialResult] {
-        let names = try backbones(db)
+        let resolve = try resolver(db)
         var out: [TrialResult] = []
-        for e in try db.extractions() {
-            out += try db.heads(extractionID: e.id).map { try TrialResult($0, backbone: names[$0.extractionID] ?? "?") }
-        }
+        for e in try db.extractions() { out += try db.heads(extractionID: e.id).map(resolve) }
         return out
+    }
+
+    /// Reads a head with its backbone name and extraction ids (all of them for concatenated features;
+    /// "?" and no id for an extraction the store no longer has), from one read of the extractions.
+    static func resolver(_ db: FeatureStore) throws -> (HeadRecord) throws -> TrialResult {
+        let all = try db.extractions()
+        let byID = Dictionary(uniqueKeysWithValues: all.map { ($0.id, $0) })
+        return { record in
+            let primary = byID[record.extractionID]
+            guard let inputs = record.inputs else {
+                return try TrialResult(record, backbone: primary?.settings.backbone ?? "?", extractionIDs: [record.extractionID])
+            }
+            let ids = inputs.compactMap { input in
+                all.first { $0.settingsKey == input.settingsKey && $0.settings.datasetID == primary?.settings.datasetID }?.id
+            }
+            return try TrialResult(record, backbone: inputs.map(\.backbone).joined(separator: "+"), extractionIDs: ids)
+        }
     }
 }
 

@@ -18,7 +18,7 @@ final class SweepRunner {
 
     let db: FeatureStore
     let sweepID: Int64
-    let data: [Int64: Features]
+    let data: [String: Features]
     let quiet: Bool
     let total: Int
     /// Settings named in progress lines (those the sweep varies).
@@ -31,7 +31,7 @@ final class SweepRunner {
     private var failures: [Failure] = []
     private var stop = false
 
-    init(db: FeatureStore, sweepID: Int64, data: [Int64: Features], quiet: Bool, total: Int, keys: [String]) {
+    init(db: FeatureStore, sweepID: Int64, data: [String: Features], quiet: Bool, total: Int, keys: [String]) {
         self.db = db; self.sweepID = sweepID; self.data = data; self.quiet = quiet; self.total = total; self.keys = keys
     }
 
@@ -81,13 +81,16 @@ final class SweepRunner {
             let t = queue[next]
             next += 1
             lock.unlock()
-            guard let d = data[t.extraction.id] else { continue }
+            guard let d = data[t.features.settingsKey] else { continue }
             let start = Date()
             do {
                 // A trial with `unfreeze` fine-tunes blocks on the extraction's block cache (read per trial).
                 var tuned: (result: FineTuneResult, head: HeadRecord, blocks: FineTunedBlocks)? = nil
                 if t.config.unfreeze > 0 {
-                    let (e, cache) = try StoreData.blockCache(db, id: t.extraction.id, backbone: nil, unfreeze: t.config.unfreeze)
+                    guard t.features.parts.count == 1 else {
+                        throw StoreData.Failure(description: "unfreeze fine-tunes the blocks of one backbone, not \(t.features.backbone)")
+                    }
+                    let (e, cache) = try StoreData.blockCache(db, id: t.features.primary.id, backbone: nil, unfreeze: t.config.unfreeze)
                     tuned = try StoreData.fineTune(db, e, cache, config: t.config, options: TrainingOptions(threads: 1),
                                                    sweepID: sweepID, trialKey: t.key)
                 }
@@ -97,7 +100,7 @@ final class SweepRunner {
                 defer { lock.unlock() }
                 do {
                     let id = try tuned.map { try db.saveFineTunedHead($0.head, blocks: $0.blocks) }
-                        ?? StoreData.save(result, config: t.config, extraction: t.extraction, in: db, sweepID: sweepID, trialKey: t.key)
+                        ?? StoreData.save(result, config: t.config, features: t.features, in: db, sweepID: sweepID, trialKey: t.key)
                     done += 1
                     if !quiet { progress(t, result, head: id, seconds: Date().timeIntervalSince(start)) }
                 } catch {
@@ -117,7 +120,7 @@ final class SweepRunner {
         let settings = keys.compactMap { k in
             HeadConfig.setting(k).flatMap { $0.relevant(t.config) ? " \(k) \($0.show(t.config))" : nil }
         }.joined()
-        let line = "[\(done)/\(total)] \(t.key) \(t.extraction.settings.backbone)\(settings): val loss \(f(r.metrics.validation?.logLoss)) "
+        let line = "[\(done)/\(total)] \(t.key) \(t.features.backbone)\(settings): val loss \(f(r.metrics.validation?.logLoss)) "
             + "val acc \(f(r.metrics.validation?.accuracy)) test acc \(f(r.metrics.test?.accuracy)), "
             + "epoch \(r.bestEpoch)/\(r.epochsRun), \(String(format: "%.1f", seconds)) s (head \(head))\n"
         FileHandle.standardError.write(Data(line.utf8))

@@ -18,6 +18,7 @@ struct TrainHead: ParsableCommand {
           train-head --backbone efficientnet_lite0
           train-head --backbone efficientnet_lite0 --hidden 0 --json
           train-head --extraction 1 --augmented 2 --dropout 0.3 --plot curves/
+          train-head --backbone efficientnet_lite0+efficientnet_lite2   # per-image concatenated features
 
         \(HeadOptions.help)
 
@@ -92,8 +93,9 @@ struct Train: ParsableCommand {
         discussion: HeadOptions.help)
 
     @Option(help: "Feature store written by `extract`.") var store = "features.sqlite"
-    @Option(help: "Train on the features of this backbone (the extraction with the most features).") var backbone: String?
-    @Option(help: "Train on this extraction id (see `extract store info`).") var extraction: Int64?
+    @Option(help: "Train on the features of this backbone (the extraction with the most features); a+b: both, concatenated per image.")
+    var backbone: String?
+    @Option(help: "Train on this extraction id (see `extract store info`); 1+3: both, concatenated per image.") var extraction: String?
     @Argument(parsing: .allUnrecognized, help: .hidden) var settings: [String] = []
     @Option(help: "Write loss and accuracy curves (SVG) into this folder.") var plot: String?
     @Flag(help: "Print one JSON object with the metrics of train, validation and test.") var json = false
@@ -105,7 +107,7 @@ struct Train: ParsableCommand {
     }
 
     struct Report: Encodable {
-        let head_id: Int64, extraction_id: Int64, backbone: String, best_epoch: Int, epochs: Int, seconds: Double
+        let head_id: Int64, extraction_id: Int64, extraction_ids: [Int64], backbone: String, best_epoch: Int, epochs: Int, seconds: Double
         let train: ClassificationMetrics, validation: ClassificationMetrics?, test: ClassificationMetrics?
         /// Images of the dataset kept out of training and evaluation (label conflicts, `extract --conflicts drop`).
         let excluded_images: Int
@@ -125,12 +127,21 @@ struct Train: ParsableCommand {
         try failing {
             let db = try StoreData.open(store)
             let config = try HeadOptions.config(settings)
-            let e: ExtractionRecord, cache: BlockDefinition?
+            let features: ExtractionSet, cache: BlockDefinition?
             if config.unfreeze > 0 {
-                (e, cache) = try StoreData.blockCache(db, id: extraction, backbone: backbone, unfreeze: config.unfreeze)
+                let id = try extraction.map { text -> Int64 in
+                    guard let id = Int64(text) else { throw StoreData.Failure(description: "--unfreeze fine-tunes the blocks of one extraction: give --extraction ID, not \(text)") }
+                    return id
+                }
+                if backbone?.contains("+") == true {
+                    throw StoreData.Failure(description: "--unfreeze fine-tunes the blocks of one backbone, not \(backbone!)")
+                }
+                let (e, c) = try StoreData.blockCache(db, id: id, backbone: backbone, unfreeze: config.unfreeze)
+                (features, cache) = (ExtractionSet(e), c)
             } else {
-                (e, cache) = (try StoreData.extraction(in: db, id: extraction, backbone: backbone), nil)
+                (features, cache) = (try StoreData.extractionSet(in: db, ids: extraction, backbone: backbone), nil)
             }
+            let e = features.primary
             let excluded = try db.excludedImages(datasetID: e.settings.datasetID).count
             if excluded > 0 && !json {
                 FileHandle.standardError.write(Data("\(excluded) image(s) left out: the same bytes under two or more classes (`extract store audit \(store)` lists them)\n".utf8))
@@ -148,9 +159,9 @@ struct Train: ParsableCommand {
                                         bn_mode: config.bnMode.rawValue, frozen_head: tuned.result.frozenHead.metrics,
                                         frozen_best_epoch: tuned.result.frozenHead.bestEpoch)
             } else {
-                let (train, test) = try StoreData.load(db, e)
+                let (train, test) = try StoreData.load(db, features, maxAugIndex: config.augmented)
                 result = try trainHead(config: config, train: train, test: test)
-                id = try StoreData.save(result, config: config, extraction: e, in: db)
+                id = try StoreData.save(result, config: config, features: features, in: db)
                 fineTuning = nil
             }
             if let validationIDsFile {   // for peers that must score the same held-out images (tools/bench/linear_bench.sh)
@@ -160,9 +171,9 @@ struct Train: ParsableCommand {
                 let dir = URL(fileURLWithPath: plot)
                 try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
                 try result.curves.writeSVG(to: dir.appendingPathComponent("head-\(id)-curves.svg"),
-                                           title: "\(e.settings.backbone) head \(id)")
+                                           title: "\(features.backbone) head \(id)")
             }
-            let report = Report(head_id: id, extraction_id: e.id, backbone: e.settings.backbone, best_epoch: result.bestEpoch,
+            let report = Report(head_id: id, extraction_id: e.id, extraction_ids: features.parts.map(\.id), backbone: features.backbone, best_epoch: result.bestEpoch,
                                 epochs: result.epochsRun, seconds: result.trainingSeconds, train: result.metrics.train,
                                 validation: result.metrics.validation, test: result.metrics.test, excluded_images: excluded,
                                 kind: fineTuning == nil ? "frozen" : "finetuned", fine_tuning: fineTuning)
@@ -171,7 +182,7 @@ struct Train: ParsableCommand {
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 print(String(decoding: try enc.encode(report), as: UTF8.self))
             } else {
-                print("head \(id) on extraction \(e.id) (\(e.settings.backbone), \(result.head.inputDim)-d): best epoch \(result.bestEpoch) of \(result.epochsRun), "
+                print("head \(id) on extraction\(features.parts.count > 1 ? "s" : "") \(features.ids) (\(features.backbone), \(result.head.inputDim)-d): best epoch \(result.bestEpoch) of \(result.epochsRun), "
                       + String(format: "%.2f s", result.trainingSeconds))
                 if let f = fineTuning {
                     let before = f.frozen_head.test?.accuracy ?? f.frozen_head.validation?.accuracy
