@@ -20,18 +20,7 @@ final class Lite0ParityTests: XCTestCase {
         get throws { try JSONDecoder().decode(Reference.self, from: Data(contentsOf: fixtures.appendingPathComponent("lite0/reference.json"))) }
     }
 
-    func backbone() throws -> LoadedBackbone {
-        let spec = try Backbones.named("EfficientNet-Lite0")
-        do { return try LoadedBackbone(spec) } catch let e as BackboneError {
-            throw XCTSkip("Lite0 weights not installed (run scripts/setup): \(e)")
-        }
-    }
-
-    func relativeL2(_ a: ArraySlice<Float>, _ b: [Float]) -> Double {
-        var num = 0.0, den = 0.0
-        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
-        return (num / den).squareRoot()
-    }
+    func backbone() throws -> LoadedBackbone { try installedBackbone("EfficientNet-Lite0") }
 
     /// The same 224x224 pixels the reference saw, through the backbone's own preprocessing:
     /// features and logits within 1e-4 relative L2.
