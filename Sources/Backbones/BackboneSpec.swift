@@ -1,4 +1,5 @@
 import BackboneEngine
+import struct FineTuneCore.FineTuneNetwork
 import WeightFormats
 
 /// Everything that defines a backbone apart from the engine: input size, feature size, the layouts
@@ -20,9 +21,13 @@ public struct BackboneSpec: Sendable {
     /// names the input of the N-th block from the end (Lite0: `block_input.15` for N = 1, the input
     /// of `_blocks.15`). Empty: the backbone has no block definitions for fine-tuning yet.
     public let blockInputOutputs: [String]
+    /// The fine-tuning definition of the last N blocks + head (N in 1...blockInputOutputs.count), as
+    /// `extract --cache-blocks N` stores it and `train-head --unfreeze` trains it; nil with no blocks.
+    public let blockNetwork: (@Sendable (Int) throws -> FineTuneNetwork)?
 
     public init(id: String, displayName: String, inputSize: Int, featureDimension: Int, layouts: [WeightLayout],
-                published: [PublishedWeights], classifierOutputs: [String] = [], blockInputOutputs: [String] = []) {
+                published: [PublishedWeights], classifierOutputs: [String] = [], blockInputOutputs: [String] = [],
+                blockNetwork: (@Sendable (Int) throws -> FineTuneNetwork)? = nil) {
         self.id = id
         self.displayName = displayName
         self.inputSize = inputSize
@@ -31,6 +36,7 @@ public struct BackboneSpec: Sendable {
         self.published = published
         self.classifierOutputs = classifierOutputs
         self.blockInputOutputs = blockInputOutputs
+        self.blockNetwork = blockNetwork
     }
 }
 

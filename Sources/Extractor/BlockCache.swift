@@ -18,7 +18,7 @@ struct BlockCache {
 
     /// Checks that `spec` defines its last `blocks` blocks (`--cache-blocks` validation).
     static func validate(_ spec: BackboneSpec, blocks: Int) throws {
-        guard !spec.blockInputOutputs.isEmpty else {
+        guard !spec.blockInputOutputs.isEmpty, spec.blockNetwork != nil else {
             let offered = Backbones.all.filter { !$0.blockInputOutputs.isEmpty }
                 .map { "\($0.id) (1...\($0.blockInputOutputs.count))" }
             throw ValidationError("--cache-blocks: \(spec.id) has no block definitions for fine-tuning yet; "
@@ -29,13 +29,10 @@ struct BlockCache {
         }
     }
 
-    /// The fine-tuning definition of the last `blocks` blocks of `spec`.
+    /// The fine-tuning definition of the last `blocks` blocks of `spec` (the backbone's own `blockNetwork`).
     static func network(_ spec: BackboneSpec, blocks: Int) throws -> FineTuneNetwork {
         try validate(spec, blocks: blocks)
-        switch spec.id {
-        case "efficientnet_lite0": return try .efficientNetLite0(lastBlocks: blocks)
-        default: throw ValidationError("--cache-blocks: \(spec.id) names block inputs but has no FineTuneNetwork definition")
-        }
+        return try spec.blockNetwork!(blocks)
     }
 
     init(spec: BackboneSpec, blocks: Int, dtype: FeatureDType) throws {

