@@ -91,4 +91,21 @@ extension ExtractTests {
             XCTAssertEqual(t.probability, expected[t.index], accuracy: 1e-5, "class \(t.index)")
         }
     }
+
+    /// A run killed between fine-tuning epochs leaves the store as it was: valid, and without a head
+    /// (the head and its blocks are written in one transaction at the end).
+    func testKilledFineTuningLeavesTheStoreValidAndHeadless() throws {
+        let data = try makeDataset(perClass: 4, testPerClass: 0)
+        let store = data.deletingLastPathComponent().appendingPathComponent("k.sqlite")
+        XCTAssertEqual(try extractCaching(data, store: store, ["--cache-blocks", "1"]).new_block_inputs, 8)
+        let (stderr, killed) = try CLI.runAndKill("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0",
+                                                                 "--unfreeze", "1", "--epochs", "1000", "--patience", "0",
+                                                                 "--val-split", "0.25"], when: "fine-tuning epoch 2/1000")
+        XCTAssertTrue(killed, stderr)
+        let db = try FeatureStore(path: store.path, mode: .readOnly)
+        XCTAssertEqual(try db.verify(), [])
+        XCTAssertEqual(try db.heads(extractionID: 1).count, 0)
+        XCTAssertEqual(try db.fineTunedHeadIDs(), [])
+        XCTAssertEqual(try db.featureCount(extractionID: 1), 8)
+    }
 }
