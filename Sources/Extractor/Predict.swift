@@ -18,6 +18,8 @@ struct Predict: ParsableCommand {
     var weights: String?
     @Option(help: "Classes to show per image.") var top = 3
     @Flag(help: "Print a JSON array, one object per image.") var json = false
+    @Flag(inversion: .prefixedNo, help: "Apply the head's temperature (fitted on its validation split) to the probabilities.")
+    var calibration = true
     @Argument(help: "Image files.") var images: [String]
 
     func run() throws {
@@ -41,7 +43,8 @@ struct Predict: ParsableCommand {
             let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
                                           outputs: [source.output])
             entries = rankImages(images, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, labels: trained.classNames) {
-                let probs = try trained.predict(features: $0[source.output]!)
+                let raw = try trained.predict(features: $0[source.output]!)
+                let probs = calibration ? trained.calibrated(raw) : raw
                 return probs.enumerated().sorted { $0.element > $1.element }.prefix(top).map { ($0.offset, $0.element) }
             }
             try printRanked(entries, json: json)

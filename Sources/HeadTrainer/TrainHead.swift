@@ -107,6 +107,8 @@ struct Train: ParsableCommand {
     struct Report: Encodable {
         let head_id: Int64, extraction_id: Int64, backbone: String, best_epoch: Int, epochs: Int, seconds: Double
         let train: ClassificationMetrics, validation: ClassificationMetrics?, test: ClassificationMetrics?
+        /// Temperature fitted on validation, and validation/test metrics of the calibrated probabilities.
+        let calibration: SplitCalibration?
         /// Images of the dataset kept out of training and evaluation (label conflicts, `extract --conflicts drop`).
         let excluded_images: Int
     }
@@ -134,7 +136,8 @@ struct Train: ParsableCommand {
             }
             let report = Report(head_id: id, extraction_id: e.id, backbone: e.settings.backbone, best_epoch: result.bestEpoch,
                                 epochs: result.epochsRun, seconds: result.trainingSeconds, train: result.metrics.train,
-                                validation: result.metrics.validation, test: result.metrics.test, excluded_images: excluded)
+                                validation: result.metrics.validation, test: result.metrics.test,
+                                calibration: result.metrics.calibration, excluded_images: excluded)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -145,6 +148,7 @@ struct Train: ParsableCommand {
                 print(result.metrics.train.table(title: "train"))
                 if let v = result.metrics.validation { print(v.table(title: "validation")) }
                 if let t = result.metrics.test { print(t.table(title: "test")) }
+                if let c = result.metrics.calibration { print(c.line(uncalibrated: result.metrics)) }
             }
         }
     }
