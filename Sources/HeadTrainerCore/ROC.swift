@@ -10,6 +10,7 @@ public struct RankingCurves: Codable, Hashable, Sendable {
     public struct Point: Codable, Hashable, Sendable {
         public var x: Double
         public var y: Double
+        public init(x: Double, y: Double) { self.x = x; self.y = y }
     }
     /// (false positive rate, true positive rate).
     public var roc: [Point]

@@ -1,3 +1,4 @@
+import FeatureStore
 import Foundation
 import XCTest
 
@@ -194,7 +195,92 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(html.contains("true \\ predicted"))
         XCTAssertTrue(html.contains("best epoch"))
         // Self-contained: nothing loaded from elsewhere.
-        for bad in ["<script", "<link", "src=", "@import", "url("] { XCTAssertFalse(html.contains(bad), bad) }
+        try assertSelfContained(html)
+        // Calibration and ranking of the best head, recomputed from its weights: the uncalibrated test ECE
+        // equals the one stored at training time (same head, same features).
+        let bestHead = try XCTUnwrap(best["head_id"] as? Int)
+        let storedECE = try storedTestECE(store, head: bestHead)
+        let ece = try XCTUnwrap(firstMatch(#"data-calibration-head="\#(bestHead)".*?data-ece="([^"]+)""#, in: html))
+        XCTAssertEqual(try XCTUnwrap(Double(ece)), storedECE, accuracy: 1e-9)
+        XCTAssertTrue(html.contains("data-reliability=\"\(bestHead)\""))
+        XCTAssertTrue(html.contains("data-roc=\"\(bestHead)\"") && html.contains("data-pr=\"\(bestHead)\""))
+        XCTAssertEqual(html.components(separatedBy: "data-ap=").count - 1, 3, "one average precision per class")
+        XCTAssertTrue(md.contains("## Calibration and ranking"), md)
+    }
+
+    func firstMatch(_ pattern: String, in text: String) throws -> String? {
+        let re = try NSRegularExpression(pattern: pattern, options: [.dotMatchesLineSeparators])
+        guard let m = re.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) else { return nil }
+        return String(text[Range(m.range(at: 1), in: text)!])
+    }
+
+    /// The test ECE in a head's stored metrics JSON.
+    func storedTestECE(_ store: URL, head: Int) throws -> Double {
+        let db = try FeatureStore(path: store.path, mode: .readOnly)
+        struct M: Decodable { let test: T; struct T: Decodable { let ece: Double } }
+        return try JSONDecoder().decode(M.self, from: Data(try db.head(id: Int64(head)).metrics.utf8)).test.ece
+    }
+
+    /// Nothing loaded from elsewhere: no stylesheets, imports or script files; images only as data: URIs.
+    func assertSelfContained(_ html: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        for bad in ["<link", "@import", "url(", "<script src", "<iframe"] { XCTAssertFalse(html.contains(bad), bad, file: file, line: line) }
+        let sources = try NSRegularExpression(pattern: #"src="([^"]{0,15})"#)
+        for m in sources.matches(in: html, range: NSRange(html.startIndex..., in: html)) {
+            XCTAssertTrue(String(html[Range(m.range(at: 1), in: html)!]).hasPrefix("data:image/jpeg"), file: file, line: line)
+        }
+    }
+
+    /// The error gallery: misclassified test images grouped by (true, predicted), most frequent pair
+    /// first, capped by --gallery, linked from the confusion matrix; a vanished image is a placeholder.
+    func testReportErrorGallery() throws {
+        let store = try freshStore()
+        // A deliberately weak head (2 epochs at a tiny learning rate) so that there are errors to show.
+        let t = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--epochs", "2",
+                                           "--lr", "1e-6", "--patience", "0", "--hidden", "0", "--solver", "adam", "--json"])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        struct Report: Decodable {
+            let head_id: Int
+            let test: M; let calibration: C?
+            struct M: Decodable { let accuracy: Double; let count: Int; let confusion: [[Int]] }
+            struct C: Decodable { let temperature: Double; let test: M? }
+        }
+        let trained = try JSONDecoder().decode(Report.self, from: Data(t.stdout.utf8))
+        XCTAssertEqual(trained.calibration?.test?.accuracy, trained.test.accuracy, "temperature scaling keeps accuracy")
+        let wrong = trained.test.count - (0..<3).reduce(0) { $0 + trained.test.confusion[$1][$1] }
+        XCTAssertGreaterThan(wrong, 1, "the weak head must misclassify some test images for this test")
+        let dir = store.deletingLastPathComponent()
+        func report(_ extra: [String]) throws -> String {
+            let out = dir.appendingPathComponent("report-\(extra.joined())")
+            let r = try CLI.run("train-head", ["report", "--store", store.path, "--out", out.path] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        }
+        let html = try report([])
+        try assertSelfContained(html)
+        let head = trained.head_id
+        // Pairs: their counts add up to the errors, most frequent first; every linked cell has its pair.
+        let counts = try NSRegularExpression(pattern: #"<div class="pair" id="errors-\#(head)-(\d+)-(\d+)" data-count="(\d+)""#)
+            .matches(in: html, range: NSRange(html.startIndex..., in: html))
+            .map { m in (1...3).map { Int(html[Range(m.range(at: $0), in: html)!])! } }
+        XCTAssertEqual(counts.map { $0[2] }.reduce(0, +), wrong)
+        XCTAssertEqual(counts.map { $0[2] }, counts.map { $0[2] }.sorted(by: >))
+        for c in counts { XCTAssertEqual(c[2], trained.test.confusion[c[0]][c[1]], "pair \(c[0]) -> \(c[1])") }
+        for c in counts { XCTAssertTrue(html.contains("data-target=\"errors-\(head)-\(c[0])-\(c[1])\""), "confusion cell links to its pair") }
+        XCTAssertTrue(html.contains("<script>") && html.contains("scrollIntoView"))
+        XCTAssertEqual(html.components(separatedBy: "<img src=\"data:image/jpeg;base64,").count - 1, wrong, "every error shown (below the cap)")
+        // The cap, and no gallery at all.
+        let one = try report(["--gallery", "1"])
+        XCTAssertEqual(one.components(separatedBy: "<figure class=\"thumb\"").count - 1, 1)
+        let none = try report(["--gallery", "0"])
+        XCTAssertFalse(none.contains("<figure") || none.contains("data-target="))
+        // An image that is gone: a placeholder with its path, not an error.
+        let path = try XCTUnwrap(firstMatch(#"<figure class="thumb" data-row="\d+"><img [^>]*><figcaption><code>([^<]+)</code>"#, in: html))
+        let moved = URL(fileURLWithPath: path + ".moved")
+        try FileManager.default.moveItem(atPath: path, toPath: moved.path)
+        defer { try? FileManager.default.moveItem(atPath: moved.path, toPath: path) }
+        let gone = try report(["--gallery", "100"])
+        XCTAssertTrue(gone.contains("image no longer on disk</div><figcaption><code>\(path)</code>"), "placeholder and path")
+        XCTAssertEqual(gone.components(separatedBy: "<img src=").count - 1, wrong - 1)
     }
 
     /// Renders the report in headless Chromium when it is installed (it is not a CI dependency).
