@@ -230,6 +230,31 @@ final class SweepTests: XCTestCase {
         }
     }
 
+    /// `extract predict` applies the head's temperature unless --no-calibration: softmax(log p / T),
+    /// with the same ranking.
+    func testPredictAppliesTheHeadsTemperature() throws {
+        let store = try freshStore()
+        let t = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--epochs", "30", "--json"])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        struct Trained: Decodable { let head_id: Int; let calibration: C; struct C: Decodable { let temperature: Double } }
+        let trained = try JSONDecoder().decode(Trained.self, from: Data(t.stdout.utf8))
+        let temperature = trained.calibration.temperature
+        XCTAssertNotEqual(temperature, 1)
+        let image = CLI.scenes6.appendingPathComponent("test/glacier")
+        let file = image.appendingPathComponent(try FileManager.default.contentsOfDirectory(atPath: image.path).sorted()[5]).path
+        struct Guess: Decodable { let index: Int; let probability: Double }
+        struct Ranked: Decodable { let top: [Guess] }
+        func predict(_ extra: [String]) throws -> [Guess] {
+            let r = try CLI.run("extract", ["predict", "--store", store.path, "--head", "\(trained.head_id)", "--top", "3", "--json", file] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try JSONDecoder().decode([Ranked].self, from: Data(r.stdout.utf8))[0].top
+        }
+        let raw = try predict(["--no-calibration"]), calibrated = try predict([])
+        XCTAssertEqual(raw.map(\.index), calibrated.map(\.index), "same ranking")
+        let scaled = raw.map { Foundation.pow($0.probability, 1 / temperature) }, total = scaled.reduce(0, +)   // 3 classes: all of them
+        for (c, s) in zip(calibrated, scaled) { XCTAssertEqual(c.probability, s / total, accuracy: 2e-6) }
+    }
+
     /// The error gallery: misclassified test images grouped by (true, predicted), most frequent pair
     /// first, capped by --gallery, linked from the confusion matrix; a vanished image is a placeholder.
     func testReportErrorGallery() throws {
