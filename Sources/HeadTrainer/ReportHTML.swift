@@ -67,9 +67,10 @@ enum ReportHTML {
             }
             s += "</div>\n"
             let scored = trained.compactMap { (name, t) in d.predictions[t.headID].map { (name, $0) } }
-            for (name, t) in trained { if let why = d.unscored[t.headID] {
+            for (name, t) in trained {
+                guard let why = d.unscored[t.headID] else { continue }
                 s += "<p class=\"note\">\(esc(name)) head \(t.headID): no calibration, curves or error gallery: \(esc(why))</p>\n"
-            } }
+            }
             if !scored.isEmpty {
                 s += calibrationSection(scored) + rankingSection(scored)
                 if gallery > 0 { s += scored.map { errorGallery($0.1, backbone: $0.0, limit: gallery) }.joined() }
