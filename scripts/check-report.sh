@@ -43,11 +43,12 @@ if grep -Eo 'src="[^"]{0,15}' "$HTML" | grep -vq '^src="data:image/jpeg'; then f
 # 2. The DOM as Chromium built it (after parsing): tables, leaderboard rows and SVG plots are there.
 DOM="$(timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --dump-dom "file://$HTML" 2>/dev/null)"
 grep -q 'id="backbones"' <<<"$DOM" || fail "no backbone table in the rendered page"
-SVGS=$(grep -o '<svg' <<<"$DOM" | wc -l)
-ROWS=$(grep -o '<tr data-trial=' <<<"$DOM" | wc -l)
-CELLS=$(grep -o 'data-value=' <<<"$DOM" | wc -l)
-THUMBS=$(grep -o '<figure class="thumb"' <<<"$DOM" | wc -l)
-RELIABILITY=$(grep -o 'data-reliability=' <<<"$DOM" | wc -l)
+count() { grep -o "$1" <<<"$DOM" | wc -l || true; }   # 0 (not a failure) when there is none
+SVGS=$(count '<svg')
+ROWS=$(count '<tr data-trial=')
+CELLS=$(count 'data-value=')
+THUMBS=$(count '<figure class="thumb"')
+RELIABILITY=$(count 'data-reliability=')
 echo "rendered DOM: $SVGS SVG plots ($RELIABILITY reliability diagrams), $ROWS leaderboard rows, $CELLS metric cells, $THUMBS error thumbnails"
 [[ "$SVGS" -ge 1 ]] || fail "no SVG plot (train a head first: train-head sweep configs/scenes-experiment.yaml)"
 

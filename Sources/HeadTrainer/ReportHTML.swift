@@ -124,7 +124,7 @@ enum ReportHTML {
 
     static func rankingSection(_ scored: [(String, HeadPredictions)]) -> String {
         var s = "<h2>ROC and precision-recall curves (test split)</h2>\n<p class=\"note\">One class against the rest, from the "
-            + "calibrated probabilities. AUC: area under the ROC curve; AP: average precision (scikit-learn's <code>average_precision_score</code>).</p>\n"
+            + "head's probabilities before calibration (as the metrics tables). AUC: area under the ROC curve; AP: average precision (scikit-learn's <code>average_precision_score</code>).</p>\n"
         for (name, p) in scored {
             let curves = p.curves
             s += "<h3>\(esc(name)): head \(p.headID)</h3>\n<div class=\"plots\">\n"

@@ -40,9 +40,10 @@ struct HeadPredictions {
         Calibration.Reliability(probabilities: calibrated ? self.calibrated : probabilities, labels: labels, classes: classCount)
     }
 
-    /// One-vs-rest curves of each class (nil for a class without positives or negatives in the split).
+    /// One-vs-rest curves of each class (nil for a class without positives or negatives in the split),
+    /// from the head's own probabilities: their AUCs are the stored metrics' per-class AUCs.
     var curves: [RankingCurves?] {
-        (0..<classCount).map { RankingCurves(probabilities: calibrated, labels: labels, classes: classCount, classIndex: $0) }
+        (0..<classCount).map { RankingCurves(probabilities: probabilities, labels: labels, classes: classCount, classIndex: $0) }
     }
 
     /// A misclassified row: its two most probable classes (calibrated probabilities).

@@ -199,12 +199,19 @@ final class SweepTests: XCTestCase {
         // Calibration and ranking of the best head, recomputed from its weights: the uncalibrated test ECE
         // equals the one stored at training time (same head, same features).
         let bestHead = try XCTUnwrap(best["head_id"] as? Int)
-        let storedECE = try storedTestECE(store, head: bestHead)
+        let stored = try storedTestMetrics(store, head: bestHead)
+        let storedECE = try XCTUnwrap(stored.ece)
         let ece = try XCTUnwrap(firstMatch(#"data-calibration-head="\#(bestHead)".*?data-ece="([^"]+)""#, in: html))
         XCTAssertEqual(try XCTUnwrap(Double(ece)), storedECE, accuracy: 1e-9)
         XCTAssertTrue(html.contains("data-reliability=\"\(bestHead)\""))
         XCTAssertTrue(html.contains("data-roc=\"\(bestHead)\"") && html.contains("data-pr=\"\(bestHead)\""))
         XCTAssertEqual(html.components(separatedBy: "data-ap=").count - 1, 3, "one average precision per class")
+        // The ROC legend's per-class AUCs are the stored test metrics' (same head, same probabilities).
+        let rocSVG = try XCTUnwrap(firstMatch(#"(<svg[^>]*data-roc="\#(bestHead)".*?</svg>)"#, in: html))
+        for c in stored.per_class {
+            let auc = try XCTUnwrap(firstMatch(#"data-class="\#(c.class)" data-auc="([^"]+)""#, in: rocSVG), c.class)
+            XCTAssertEqual(try XCTUnwrap(Double(auc)), try XCTUnwrap(c.auc), accuracy: 1e-12, c.class)
+        }
         XCTAssertTrue(md.contains("## Calibration and ranking"), md)
     }
 
@@ -214,11 +221,17 @@ final class SweepTests: XCTestCase {
         return String(text[Range(m.range(at: 1), in: text)!])
     }
 
-    /// The test ECE in a head's stored metrics JSON.
-    func storedTestECE(_ store: URL, head: Int) throws -> Double {
+    struct StoredTest: Decodable {
+        struct PerClass: Decodable { let `class`: String; let auc: Double? }
+        let ece: Double?
+        let per_class: [PerClass]
+    }
+
+    /// The test metrics in a head's stored metrics JSON.
+    func storedTestMetrics(_ store: URL, head: Int) throws -> StoredTest {
+        struct Stored: Decodable { let test: StoredTest }
         let db = try FeatureStore(path: store.path, mode: .readOnly)
-        struct M: Decodable { let test: T; struct T: Decodable { let ece: Double } }
-        return try JSONDecoder().decode(M.self, from: Data(try db.head(id: Int64(head)).metrics.utf8)).test.ece
+        return try JSONDecoder().decode(Stored.self, from: Data(try db.head(id: Int64(head)).metrics.utf8)).test
     }
 
     /// Nothing loaded from elsewhere: no stylesheets, imports or script files; images only as data: URIs.
