@@ -311,6 +311,25 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(one.components(separatedBy: "<figure class=\"thumb\"").count - 1, 1)
         let none = try report(["--gallery", "0"])
         XCTAssertFalse(none.contains("<figure") || none.contains("data-target="))
+        // In a browser (when one is installed), clicking a confusion cell flashes its pair's images.
+        if let chromium = Self.chromium {
+            let probe = dir.appendingPathComponent("click.html")
+            try html.replacingOccurrences(of: "</body>", with: #"<script>var c = document.querySelector("td[data-target]"); c.click();"#
+                + #"var f = document.querySelector(".pair.flash"); document.body.setAttribute("data-clicked", (f ? f.id : "none") + " " + c.getAttribute("data-target"));</script></body>"#)
+                .write(to: probe, atomically: true, encoding: .utf8)
+            let p = Process(), out = Pipe()
+            p.executableURL = URL(fileURLWithPath: chromium)
+            p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", probe.absoluteString]
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let dom = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            let clicked = try XCTUnwrap(firstMatch(#"data-clicked="([^"]+)""#, in: dom)).split(separator: " ")
+            XCTAssertEqual(clicked.count, 2)
+            XCTAssertEqual(clicked.first, clicked.last, "the clicked cell's pair is highlighted")
+            XCTAssertTrue(clicked.first?.hasPrefix("errors-\(head)-") ?? false)
+        }
         // An image that is gone: a placeholder with its path, not an error.
         let path = try XCTUnwrap(firstMatch(#"<figure class="thumb" data-row="\d+"><img [^>]*><figcaption><code>([^<]+)</code>"#, in: html))
         let moved = URL(fileURLWithPath: path + ".moved")
@@ -322,10 +341,11 @@ final class SweepTests: XCTestCase {
     }
 
     /// Renders the report in headless Chromium when it is installed (it is not a CI dependency).
+    static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+
     func testReportRendersInHeadlessChromium() throws {
-        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-            .first { FileManager.default.isExecutableFile(atPath: $0) }
-        guard let chromium else { throw XCTSkip("chromium is not installed (scripts/check-report.sh does the same check)") }
+        guard let chromium = Self.chromium else { throw XCTSkip("chromium is not installed (scripts/check-report.sh does the same check)") }
         let store = try freshStore()
         _ = try sweepJSON(store, ["--jobs", "2"])
         let out = store.deletingLastPathComponent().appendingPathComponent("report")
