@@ -282,8 +282,9 @@ extern "C" double cic_gray_mean(const uint8_t *src, int w, int h) {
     return (0.299 * r + 0.587 * g + 0.114 * b) / n;
 }
 
-extern "C" int cic_encode_png(const uint8_t *src, int w, int h, uint8_t **out, size_t *out_len, char *msg,
-                              size_t msg_len) {
+/// Encodes RGB through cv::imencode with `ext` (".png", ".jpg") and its parameters.
+static int encodeRGB(const char *ext, const char *name, const std::vector<int> &params, const uint8_t *src, int w, int h,
+                     uint8_t **out, size_t *out_len, char *msg, size_t msg_len) {
     if (!src || !out || !out_len || w <= 0 || h <= 0) return CIC_ERR_ARGUMENT;
     *out = nullptr;
     *out_len = 0;
@@ -292,8 +293,8 @@ extern "C" int cic_encode_png(const uint8_t *src, int w, int h, uint8_t **out, s
         cv::Mat bgr;
         cv::cvtColor(s, bgr, cv::COLOR_RGB2BGR);
         std::vector<uint8_t> buffer;
-        if (!cv::imencode(".png", bgr, buffer)) {
-            setMessage(msg, msg_len, "OpenCV could not encode PNG");
+        if (!cv::imencode(ext, bgr, buffer, params)) {
+            setMessage(msg, msg_len, std::string("OpenCV could not encode ") + name);
             return CIC_ERR_INTERNAL;
         }
         auto *copy = static_cast<uint8_t *>(std::malloc(buffer.size()));
@@ -303,12 +304,23 @@ extern "C" int cic_encode_png(const uint8_t *src, int w, int h, uint8_t **out, s
         *out_len = buffer.size();
         return CIC_OK;
     } catch (const cv::Exception &e) {
-        setMessage(msg, msg_len, std::string("OpenCV could not encode PNG: ") + e.msg);
+        setMessage(msg, msg_len, std::string("OpenCV could not encode ") + name + ": " + e.msg);
         return CIC_ERR_INTERNAL;
     } catch (...) {
-        setMessage(msg, msg_len, "unexpected error while encoding PNG");
+        setMessage(msg, msg_len, std::string("unexpected error while encoding ") + name);
         return CIC_ERR_INTERNAL;
     }
+}
+
+extern "C" int cic_encode_png(const uint8_t *src, int w, int h, uint8_t **out, size_t *out_len, char *msg,
+                              size_t msg_len) {
+    return encodeRGB(".png", "PNG", {}, src, w, h, out, out_len, msg, msg_len);
+}
+
+extern "C" int cic_encode_jpeg(const uint8_t *src, int w, int h, int quality, uint8_t **out, size_t *out_len, char *msg,
+                               size_t msg_len) {
+    if (quality < 0 || quality > 100) return CIC_ERR_ARGUMENT;
+    return encodeRGB(".jpg", "JPEG", {cv::IMWRITE_JPEG_QUALITY, quality}, src, w, h, out, out_len, msg, msg_len);
 }
 
 extern "C" void cic_free(void *pointer) { std::free(pointer); }

@@ -21,6 +21,8 @@ struct Predict: ParsableCommand {
     var weights: String?
     @Option(help: "Classes to show per image.") var top = 3
     @Flag(help: "Print a JSON array, one object per image.") var json = false
+    @Flag(inversion: .prefixedNo, help: "Apply the head's temperature (fitted on its validation split) to the probabilities.")
+    var calibration = true
     @Argument(help: "Image files.") var images: [String]
 
     /// One backbone of the head, set up as its extraction was.
@@ -64,8 +66,9 @@ struct Predict: ParsableCommand {
                 return Part(source: source, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, output: tuned?.output ?? source.output)
             }
             entries = rankImages(images, labels: trained.classNames) { img in
-                let probs = try tuned.map { try $0.predict(trained, inputs: try parts[0].features(img)) }
+                let raw = try tuned.map { try $0.predict(trained, inputs: try parts[0].features(img)) }
                     ?? trained.predict(features: try parts.flatMap { try $0.features(img) })
+                let probs = calibration ? trained.calibrated(raw) : raw
                 return probs.enumerated().sorted { $0.element > $1.element }.prefix(top).map { ($0.offset, $0.element) }
             }
             try printRanked(entries, json: json)

@@ -13,9 +13,12 @@ struct ReportCommand: ParsableCommand {
         discussion: """
         For each backbone, its best head by validation loss (train/validation/test accuracy, macro \
         precision, recall, F1 and AUC on the test split) beside the Keras notebook's reference test \
-        accuracy; loss and accuracy curves and test confusion matrices of those heads; each sweep's \
-        leaderboard and validation accuracy against every swept setting. Plots are inline SVG: the page \
-        needs no network and no scripts.
+        accuracy; loss and accuracy curves and test confusion matrices of those heads; their calibration \
+        (ECE over 15 bins and reliability diagrams, before and after the head's temperature), one-vs-rest \
+        ROC and precision-recall curves per class, and their misclassified test images (thumbnails grouped \
+        by true and predicted class, most frequent pair first; click a confusion-matrix cell to jump to \
+        them); each sweep's leaderboard and validation accuracy against every swept setting. Plots are \
+        inline SVG and thumbnails inline JPEG: the page is one file and needs no network.
 
         Examples:
           train-head report --store features.sqlite --out report/
@@ -24,6 +27,7 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Feature store with heads (from `train-head` or `train-head sweep`).") var store = "features.sqlite"
     @Option(help: "Folder for report.html and report.md.") var out = "report"
     @Option(help: "Leaderboard rows per sweep in the HTML page (0: all).") var top = 0
+    @Option(help: "Misclassified test images shown per head, as thumbnails (0: no gallery).") var gallery = 60
 
     func run() throws {
         try failing {
@@ -32,7 +36,7 @@ struct ReportCommand: ParsableCommand {
             let dir = URL(fileURLWithPath: out)
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let html = dir.appendingPathComponent("report.html"), md = dir.appendingPathComponent("report.md")
-            try ReportHTML.page(data, top: top > 0 ? top : nil).write(to: html, atomically: true, encoding: .utf8)
+            try ReportHTML.page(data, top: top > 0 ? top : nil, gallery: max(gallery, 0)).write(to: html, atomically: true, encoding: .utf8)
             try ReportMarkdown.page(data).write(to: md, atomically: true, encoding: .utf8)
             print("wrote \(html.path) and \(md.path): \(data.backbones.filter { $0.best != nil }.count) backbone(s) with heads, "
                   + "\(data.heads) head(s), \(data.sweeps.count) sweep(s)")
@@ -71,6 +75,9 @@ struct ReportData {
     let sweeps: [Sweep]
     let heads: Int
     let classNames: [String]
+    /// Test predictions of each backbone's best head, by head id; `unscored` says why a head has none.
+    let predictions: [Int64: HeadPredictions]
+    let unscored: [Int64: String]
 
     /// The Keras notebook's test accuracies (same dataset, same head, ImageNet backbones in Keras).
     static let references: [(name: String, accuracy: Double)] = [
@@ -114,8 +121,18 @@ struct ReportData {
             if swept.isEmpty { swept = Leaderboard.varyingKeys(trials) }
             sweeps.append(Sweep(record: s, trials: trials, swept: swept))
         }
+        var predictions: [Int64: HeadPredictions] = [:], unscored: [Int64: String] = [:]
+        for best in rows.compactMap(\.best) {
+            do {
+                if let p = try HeadPredictions.load(db, headID: best.headID, extractionID: best.extractionID) { predictions[best.headID] = p }
+                else { unscored[best.headID] = "its extraction has no test images" }
+            } catch {
+                unscored[best.headID] = "\(error)"
+            }
+        }
         return ReportData(store: db.path, backbones: rows, sweeps: sweeps, heads: all.count,
-                          classNames: all.first?.metrics.train.perClass.map(\.className) ?? [])
+                          classNames: all.first?.metrics.train.perClass.map(\.className) ?? [],
+                          predictions: predictions, unscored: unscored)
     }
 }
 
@@ -139,6 +156,18 @@ enum ReportMarkdown {
             s += "| \(r.backbone) | \(b.headID) | \(f(b.metrics.train.accuracy)) | \(f(b.metrics.validation?.accuracy)) | "
                 + "\(f(t?.accuracy)) | \(f(t?.macroPrecision)) | \(f(t?.macroRecall)) | \(f(t?.macroF1)) | \(f(t?.macroAUC)) | "
                 + "\(ref) | \(b.summary) |\n"
+        }
+        let scored = d.backbones.compactMap { r in r.best.flatMap { b in d.predictions[b.headID].map { (r.backbone, b, $0) } } }
+        if !scored.isEmpty {
+            s += "\n## Calibration and ranking (test split, best heads)\n\n"
+            s += "ECE over 15 confidence bins before and after the head's temperature (fitted on validation); mean one-vs-rest average precision.\n\n"
+            s += "| Backbone | Head | Temperature | ECE | ECE calibrated | Mean AP |\n|---|---|---|---|---|---|\n"
+            for (name, b, p) in scored {
+                let aps = p.curves.compactMap { $0?.averagePrecision }
+                s += "| \(name) | \(b.headID) | \(p.temperature.map { String(format: "%.4f", $0) } ?? "none") | "
+                    + "\(f(p.reliability(calibrated: false).ece)) | \(f(p.reliability(calibrated: true).ece)) | "
+                    + "\(f(aps.isEmpty ? nil : aps.reduce(0, +) / Double(aps.count))) |\n"
+            }
         }
         for sw in d.sweeps {
             s += "\n## Sweep \"\(sw.record.name)\" (\(sw.trials.count) trials, top 10 by validation loss)\n\n"

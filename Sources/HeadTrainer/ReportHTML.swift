@@ -1,7 +1,8 @@
 import Foundation
 import HeadTrainerCore
 
-/// The HTML page of `train-head report`: inline CSS and SVG only (opens offline, prints well).
+/// The HTML page of `train-head report`: inline CSS, SVG, JPEG data: URIs and a few lines of inline
+/// script (confusion-matrix cells jump to their misclassified images); opens offline, prints well.
 ///
 /// Every metric cell carries its exact stored value in `data-head`/`data-split`/`data-metric`/
 /// `data-value` attributes (the text shows 4 decimals), so tests and scripts can read the numbers back.
@@ -31,9 +32,17 @@ enum ReportHTML {
     .curve { width: 570px; } .curve svg { width: 100%; height: auto; }
     .cm td { text-align: right; min-width: 42px; } .cm th.row { text-align: left; }
     .note { color: #555; font-size: 13px; } code { background: #f4f4f4; padding: 1px 4px; }
+    .cm td[data-target] { cursor: pointer; } .cm td a { color: inherit; }
+    .pair { margin: 8px 0 16px; padding: 4px 8px; border-left: 3px solid #d62728; transition: background 0.4s; }
+    .pair.flash { background: #fff3c4; } .pair h4 { margin: 6px 0; font-size: 14px; }
+    .thumbs { display: flex; flex-wrap: wrap; gap: 10px; }
+    figure.thumb { margin: 0; width: 150px; font-size: 11px; } figure.thumb img { display: block; margin-bottom: 3px; }
+    figure.thumb code { font-size: 10px; word-break: break-all; padding: 0; }
+    .placeholder { width: 96px; height: 72px; background: #eee; color: #888; display: flex; align-items: center;
+      justify-content: center; text-align: center; font-size: 10px; border: 1px dashed #bbb; margin-bottom: 3px; }
     """
 
-    static func page(_ d: ReportData, top: Int?) -> String {
+    static func page(_ d: ReportData, top: Int?, gallery: Int) -> String {
         var s = """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>Transfer-learning report</title>
@@ -53,12 +62,109 @@ enum ReportHTML {
             }
             s += "</div>\n<h2>Confusion matrices (test split)</h2>\n<div class=\"plots\">\n"
             for (name, t) in trained {
-                if let m = t.metrics.test { s += confusion(m, title: "\(name): head \(t.headID)") }
+                let linked = gallery > 0 && d.predictions[t.headID] != nil
+                if let m = t.metrics.test { s += confusion(m, title: "\(name): head \(t.headID)", galleryHead: linked ? t.headID : nil) }
             }
             s += "</div>\n"
+            let scored = trained.compactMap { (name, t) in d.predictions[t.headID].map { (name, $0) } }
+            for (name, t) in trained {
+                guard let why = d.unscored[t.headID] else { continue }
+                s += "<p class=\"note\">\(esc(name)) head \(t.headID): no calibration, curves or error gallery: \(esc(why))</p>\n"
+            }
+            if !scored.isEmpty {
+                s += calibrationSection(scored) + rankingSection(scored)
+                if gallery > 0 { s += scored.map { errorGallery($0.1, backbone: $0.0, limit: gallery) }.joined() }
+            }
         }
         for sw in d.sweeps { s += sweepSection(sw, top: top) }
-        s += "</body></html>\n"
+        s += script + "</body></html>\n"
+        return s
+    }
+
+    /// Clicking a confusion-matrix cell scrolls to its pair's images and flashes them.
+    static let script = """
+    <script>
+    document.querySelectorAll('td[data-target]').forEach(function (cell) {
+      cell.addEventListener('click', function (event) {
+        var target = document.getElementById(cell.getAttribute('data-target'));
+        if (!target) return;
+        event.preventDefault();
+        target.scrollIntoView({behavior: 'smooth', block: 'start'});
+        target.classList.add('flash');
+        setTimeout(function () { target.classList.remove('flash'); }, 1600);
+      });
+    });
+    </script>
+
+    """
+
+    static func calibrationSection(_ scored: [(String, HeadPredictions)]) -> String {
+        var s = "<h2>Calibration (test split)</h2>\n<p class=\"note\">Expected calibration error over 15 equal-width confidence bins: "
+            + "the row-weighted gap between accuracy (blue bars) and mean confidence per bin (red: the gap). \"Calibrated\": the probabilities "
+            + "divided in log space by the head's temperature, fitted on the validation split's NLL (<code>extract predict</code> applies it "
+            + "unless <code>--no-calibration</code>). Accuracy is the same either way.</p>\n"
+        s += "<table id=\"calibration\"><tr><th>Backbone</th><th>Head</th><th>Temperature</th><th>Test ECE</th><th>Test ECE calibrated</th></tr>\n"
+        for (name, p) in scored {
+            let before = p.reliability(calibrated: false).ece, after = p.reliability(calibrated: true).ece
+            s += "<tr data-calibration-head=\"\(p.headID)\"><td>\(esc(name))</td><td class=\"num\">\(p.headID)</td>"
+                + "<td class=\"num\">\(p.temperature.map { String(format: "%.4f", $0) } ?? "none")</td>"
+                + "<td class=\"num\" data-ece=\"\(before)\">\(String(format: "%.4f", before))</td>"
+                + "<td class=\"num\" data-ece-calibrated=\"\(after)\">\(String(format: "%.4f", after))</td></tr>\n"
+        }
+        s += "</table>\n<div class=\"plots\">\n"
+        for (name, p) in scored {
+            s += ReportCharts.reliability(p.reliability(calibrated: false), headID: p.headID, title: "\(name) head \(p.headID)", calibrated: false)
+            if p.temperature != nil {
+                s += ReportCharts.reliability(p.reliability(calibrated: true), headID: p.headID,
+                                              title: "calibrated (T \(String(format: "%.3f", p.temperature!)))", calibrated: true)
+            }
+        }
+        return s + "</div>\n"
+    }
+
+    static func rankingSection(_ scored: [(String, HeadPredictions)]) -> String {
+        var s = "<h2>ROC and precision-recall curves (test split)</h2>\n<p class=\"note\">One class against the rest, from the "
+            + "head's probabilities before calibration (as the metrics tables). AUC: area under the ROC curve; AP: average precision (scikit-learn's <code>average_precision_score</code>).</p>\n"
+        for (name, p) in scored {
+            let curves = p.curves
+            s += "<h3>\(esc(name)): head \(p.headID)</h3>\n<div class=\"plots\">\n"
+            s += ReportCharts.curves(curves, classNames: p.classNames, headID: p.headID, title: "ROC", kind: .roc)
+            s += ReportCharts.curves(curves, classNames: p.classNames, headID: p.headID, title: "precision-recall", kind: .precisionRecall)
+            s += "</div>\n"
+        }
+        return s
+    }
+
+    static func pairID(_ head: Int64, _ truth: Int, _ predicted: Int) -> String { "errors-\(head)-\(truth)-\(predicted)" }
+
+    /// Misclassified test images of one head, grouped by (true, predicted), at most `limit` thumbnails.
+    static func errorGallery(_ p: HeadPredictions, backbone: String, limit: Int) -> String {
+        let groups = p.errorGroups
+        let shown = HeadPredictions.shown(groups, limit: limit)
+        let total = groups.reduce(0) { $0 + $1.errors.count }
+        func name(_ c: Int) -> String { esc(c < p.classNames.count ? p.classNames[c] : "\(c)") }
+        var s = "<h2 id=\"errors-\(p.headID)\">Misclassified test images: \(esc(backbone)), head \(p.headID)</h2>\n"
+            + "<p class=\"note\">\(total) of \(p.rows) test images misclassified; \(shown.reduce(0) { $0 + $1.count }) shown "
+            + "(<code>--gallery N</code>), the most frequent (true, predicted) pair first and the most confident errors first. "
+            + "Probabilities are calibrated.</p>\n"
+        for (g, group) in groups.enumerated() {
+            s += "<div class=\"pair\" id=\"\(pairID(p.headID, group.truth, group.predicted))\" data-count=\"\(group.errors.count)\">"
+                + "<h4>true \(name(group.truth)) &rarr; predicted \(name(group.predicted)): \(group.errors.count) image(s)"
+                + (shown[g].count < group.errors.count ? ", \(shown[g].count) shown" : "") + "</h4>\n<div class=\"thumbs\">\n"
+            for e in shown[g] {
+                let path = p.paths[e.row]
+                let picture: String
+                switch Thumbnails.dataURI(path: path) {
+                case .success(let uri): picture = "<img src=\"\(uri)\" alt=\"\(esc((path as NSString).lastPathComponent))\">"
+                case .failure(let why): picture = "<div class=\"placeholder\" title=\"\(esc(why.reason))\">image \(esc(why.reason))</div>"
+                }
+                s += "<figure class=\"thumb\" data-row=\"\(e.row)\">\(picture)<figcaption><code>\(esc(path))</code><br>"
+                    + "true <b>\(name(e.truth))</b>, predicted <b>\(name(e.predicted))</b><br>"
+                    + e.top.map { "\(name($0.index)) \(String(format: "%.3f", $0.probability))" }.joined(separator: " &middot; ")
+                    + "</figcaption></figure>\n"
+            }
+            s += "</div></div>\n"
+        }
         return s
     }
 
@@ -95,7 +201,8 @@ enum ReportHTML {
     }
 
     /// Counts with cells shaded by the row's share (recall per class on the diagonal).
-    static func confusion(_ m: ClassificationMetrics, title: String) -> String {
+    /// With `galleryHead`, off-diagonal cells link to their pair's images in the error gallery.
+    static func confusion(_ m: ClassificationMetrics, title: String, galleryHead: Int64? = nil) -> String {
         let names = m.perClass.map(\.className)
         var s = "<div><h3>\(esc(title))</h3><table class=\"cm\"><tr><th>true \\ predicted</th>"
         s += names.map { "<th>\(esc($0))</th>" }.joined() + "</tr>\n"
@@ -105,7 +212,13 @@ enum ReportHTML {
             for (j, n) in row.enumerated() {
                 let a = Double(n) / Double(total)
                 let bg = i == j ? "rgba(44,160,44,\(String(format: "%.2f", a)))" : "rgba(214,39,40,\(String(format: "%.2f", min(1, a * 2))))"
-                s += "<td style=\"background:\(bg);color:\(a > 0.55 ? "white" : "#222")\">\(n)</td>"
+                let style = "style=\"background:\(bg);color:\(a > 0.55 ? "white" : "#222")\""
+                if let h = galleryHead, i != j, n > 0 {
+                    let id = pairID(h, i, j)
+                    s += "<td \(style) data-target=\"\(id)\"><a href=\"#\(id)\">\(n)</a></td>"
+                } else {
+                    s += "<td \(style)>\(n)</td>"
+                }
             }
             s += "</tr>\n"
         }

@@ -109,6 +109,8 @@ struct Train: ParsableCommand {
     struct Report: Encodable {
         let head_id: Int64, extraction_id: Int64, extraction_ids: [Int64], backbone: String, best_epoch: Int, epochs: Int, seconds: Double
         let train: ClassificationMetrics, validation: ClassificationMetrics?, test: ClassificationMetrics?
+        /// Temperature fitted on validation, and validation/test metrics of the calibrated probabilities.
+        let calibration: SplitCalibration?
         /// Images of the dataset kept out of training and evaluation (label conflicts, `extract --conflicts drop`).
         let excluded_images: Int
         /// `frozen`, or `finetuned` (`--unfreeze`).
@@ -175,7 +177,8 @@ struct Train: ParsableCommand {
             }
             let report = Report(head_id: id, extraction_id: e.id, extraction_ids: features.parts.map(\.id), backbone: features.backbone, best_epoch: result.bestEpoch,
                                 epochs: result.epochsRun, seconds: result.trainingSeconds, train: result.metrics.train,
-                                validation: result.metrics.validation, test: result.metrics.test, excluded_images: excluded,
+                                validation: result.metrics.validation, test: result.metrics.test,
+                                calibration: result.metrics.calibration, excluded_images: excluded,
                                 kind: fineTuning == nil ? "frozen" : "finetuned", fine_tuning: fineTuning)
             if json {
                 let enc = JSONEncoder()
@@ -195,6 +198,7 @@ struct Train: ParsableCommand {
                 print(result.metrics.train.table(title: "train"))
                 if let v = result.metrics.validation { print(v.table(title: "validation")) }
                 if let t = result.metrics.test { print(t.table(title: "test")) }
+                if let c = result.metrics.calibration { print(c.line(uncalibrated: result.metrics)) }
             }
         }
     }

@@ -168,20 +168,24 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
         (keptHead, keptBlocks, bestEpoch) = (net.weights(), tuner.tensors(), records.count)
     }
 
-    // Metrics of the kept blocks + head, as `trainHead` scores: train copy 0, validation, test copy 0.
+    // Metrics of the kept blocks + head, as `trainHead` scores (train copy 0, validation, test copy 0),
+    // and the head's temperature fitted on validation.
     let final = try FineTuner(network: blocks.trained, head: nil, tensors: keptBlocks, options: tuneOptions)
-    let head = try TrainedHead(config: config, classNames: train.classNames, weights: keptHead)
-    func score(_ data: LabeledFeatures, _ name: String) throws -> ClassificationMetrics {
-        try head.evaluate(try runBlocks(final, on: data, split: name), threads: options.threads)
-    }
+    var head = try TrainedHead(config: config, classNames: train.classNames, weights: keptHead)
+    func features(_ data: LabeledFeatures, _ name: String) throws -> LabeledFeatures { try runBlocks(final, on: data, split: name) }
     let trainCopy0 = train.subset(split.trainRows.filter { train.augIndex[$0] == 0 })
-    var testMetrics: ClassificationMetrics? = nil
+    let validationFeatures = try validation.map { try features($0, "validation") }
+    var testFeatures: LabeledFeatures? = nil
     if let test {
         let rows = (0..<test.n).filter { test.augIndex[$0] == 0 }
-        if !rows.isEmpty { testMetrics = try score(test.subset(rows), "test") }
+        if !rows.isEmpty { testFeatures = try features(test.subset(rows), "test") }
     }
-    let metrics = SplitMetrics(train: try score(trainCopy0.n > 0 ? trainCopy0 : train.subset(split.trainRows), "train"),
-                               validation: try validation.map { try score($0, "validation") }, test: testMetrics)
+    func score(_ data: LabeledFeatures) throws -> ClassificationMetrics { try head.evaluate(data, threads: options.threads) }
+    var metrics = SplitMetrics(train: try score(try features(trainCopy0.n > 0 ? trainCopy0 : train.subset(split.trainRows), "train")),
+                               validation: try validationFeatures.map(score), test: try testFeatures.map(score))
+    if let validationFeatures {
+        metrics.calibration = try SplitCalibration.fit(head: &head, validation: validationFeatures, test: testFeatures, threads: options.threads)
+    }
     let result = TrainingResult(head: head, bestEpoch: bestEpoch, epochsRun: records.count,
                                 curves: TrainingCurves(epochs: records, bestEpoch: bestEpoch), metrics: metrics,
                                 trainRows: split.trainRows.count, validationRows: split.validationRows.count,

@@ -24,6 +24,8 @@ public struct ClassMetrics: Codable, Hashable, Sendable {
 ///   is absent; we average the defined classes instead, and report nil when none is defined.
 /// - log_loss: mean -log(clip(p_true, eps, 1 - eps)) with eps = 2.22e-16 (sklearn on float64 input).
 /// - confusion[i][j]: rows of true class i predicted as j (sklearn layout).
+/// - ece: expected calibration error over 15 confidence bins (`Calibration.Reliability`); nil in
+///   metrics stored before it existed.
 public struct ClassificationMetrics: Codable, Hashable, Sendable {
     public var accuracy: Double
     public var macroPrecision: Double
@@ -35,9 +37,10 @@ public struct ClassificationMetrics: Codable, Hashable, Sendable {
     public var confusion: [[Int]]
     /// Rows evaluated.
     public var count: Int
+    public var ece: Double?
 
     enum CodingKeys: String, CodingKey {
-        case accuracy, confusion, count
+        case accuracy, confusion, count, ece
         case macroPrecision = "macro_precision", macroRecall = "macro_recall", macroF1 = "macro_f1"
         case macroAUC = "macro_auc", logLoss = "log_loss", perClass = "per_class"
     }
@@ -95,6 +98,7 @@ public struct ClassificationMetrics: Codable, Hashable, Sendable {
         self.perClass = per
         self.confusion = confusion
         self.count = n
+        self.ece = Calibration.Reliability(probabilities: probabilities, labels: labels, classes: k).ece
     }
 
     /// Area under the ROC curve = probability a random positive outscores a random negative, ties 1/2
@@ -124,7 +128,8 @@ public struct ClassificationMetrics: Codable, Hashable, Sendable {
         }
         var out = ""
         if let title { out += "\(title)\n" }
-        out += "rows \(count)  accuracy \(f(accuracy))  log loss \(f(logLoss))  macro AUC \(macroAUC.map(f) ?? "n/a")\n"
+        out += "rows \(count)  accuracy \(f(accuracy))  log loss \(f(logLoss))  macro AUC \(macroAUC.map(f) ?? "n/a")"
+            + (ece.map { "  ECE \(f($0))" } ?? "") + "\n"
         let nameW = max(5, perClass.map(\.className.count).max() ?? 5, "macro".count)
         out += pad("class", nameW, left: true) + "  precision     recall         f1        auc    support\n"
         for c in perClass {
@@ -149,4 +154,7 @@ public struct SplitMetrics: Codable, Hashable, Sendable {
     public var train: ClassificationMetrics
     public var validation: ClassificationMetrics?
     public var test: ClassificationMetrics?
+    /// The fitted temperature and the calibrated validation/test metrics; nil without a validation
+    /// split (and in metrics stored before calibration existed).
+    public var calibration: SplitCalibration? = nil
 }

@@ -7,11 +7,15 @@ public struct TrainedHead: Codable, Hashable, Sendable {
     public var classNames: [String]
     public var inputDim: Int
     public var weights: HeadWeights
+    /// Temperature-scaling divisor of the logits fitted on the validation split (`Calibration`);
+    /// nil (heads trained before it existed, or without validation) means 1. `predict` ignores it:
+    /// `calibrated` applies it.
+    public var temperature: Double?
 
-    enum CodingKeys: String, CodingKey { case config, weights, classNames = "class_names", inputDim = "input_dim" }
+    enum CodingKeys: String, CodingKey { case config, weights, temperature, classNames = "class_names", inputDim = "input_dim" }
 
-    public init(config: HeadConfig, classNames: [String], weights: HeadWeights) throws {
-        self.config = config; self.classNames = classNames; self.weights = weights
+    public init(config: HeadConfig, classNames: [String], weights: HeadWeights, temperature: Double? = nil) throws {
+        self.config = config; self.classNames = classNames; self.weights = weights; self.temperature = temperature
         self.inputDim = weights.inputDim
         try check(source: "head")
     }
@@ -24,6 +28,14 @@ public struct TrainedHead: Codable, Hashable, Sendable {
         if classNames.count != weights.classCount {
             throw HeadTrainerError.corruptHead(source: source, detail: "\(classNames.count) class names for \(weights.classCount) outputs")
         }
+        if let t = temperature, !(t.isFinite && t > 0) {
+            throw HeadTrainerError.corruptHead(source: source, detail: "temperature \(t) is not a positive number")
+        }
+    }
+
+    /// `probabilities` from `predict` rescaled by the head's temperature (unchanged without one).
+    public func calibrated(_ probabilities: [Float]) -> [Float] {
+        Calibration.scale(probabilities: probabilities, classes: classCount, temperature: temperature ?? 1)
     }
 
     public var classCount: Int { classNames.count }
@@ -64,7 +76,8 @@ public struct TrainedHead: Codable, Hashable, Sendable {
     }
 
     // MARK: Binary form
-    //   "HEADWTS1" | UInt32 LE header length | JSON header {config, class_names, input_dim, tensors: [{name, count}]}
+    //   "HEADWTS1" | UInt32 LE header length | JSON header {config, class_names, input_dim, tensors: [{name, count}],
+    //   optional temperature}
     //   | float32 LE tensors in header order.
 
     static let magic = Array("HEADWTS1".utf8)
@@ -79,8 +92,9 @@ public struct TrainedHead: Codable, Hashable, Sendable {
         var tensors: [Tensor]
         var inputBNEpsilon: Float?
         var hiddenBNEpsilon: Float?
+        var temperature: Double?
         enum CodingKeys: String, CodingKey {
-            case config, hidden, batchnorm, tensors, classNames = "class_names", inputDim = "input_dim"
+            case config, hidden, batchnorm, tensors, temperature, classNames = "class_names", inputDim = "input_dim"
             case inputBNEpsilon = "input_bn_epsilon", hiddenBNEpsilon = "hidden_bn_epsilon"
         }
     }
@@ -91,7 +105,8 @@ public struct TrainedHead: Codable, Hashable, Sendable {
         let header = Header(config: config, classNames: classNames, inputDim: inputDim, hidden: weights.hidden?.outputs ?? 0,
                             batchnorm: weights.inputBatchNorm != nil,
                             tensors: blobs.map { .init(name: $0.name, count: $0.values.count) },
-                            inputBNEpsilon: weights.inputBatchNorm?.epsilon, hiddenBNEpsilon: weights.hiddenBatchNorm?.epsilon)
+                            inputBNEpsilon: weights.inputBatchNorm?.epsilon, hiddenBNEpsilon: weights.hiddenBatchNorm?.epsilon,
+                            temperature: temperature)
         let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
         let h = try enc.encode(header)
         var data = Data(TrainedHead.magic)
@@ -136,7 +151,7 @@ public struct TrainedHead: Codable, Hashable, Sendable {
         var hid: DenseWeights? = nil
         if hidden > 0 { hid = DenseWeights(inputs: header.inputDim, outputs: hidden, kernel: try get("hidden.kernel"), bias: try get("hidden.bias")) }
         let out = DenseWeights(inputs: hidden > 0 ? hidden : header.inputDim, outputs: k, kernel: try get("output.kernel"), bias: try get("output.bias"))
-        config = header.config; classNames = header.classNames; inputDim = header.inputDim
+        config = header.config; classNames = header.classNames; inputDim = header.inputDim; temperature = header.temperature
         weights = HeadWeights(inputBatchNorm: try bn("input_bn", header.inputBNEpsilon), hidden: hid,
                               hiddenBatchNorm: try bn("hidden_bn", header.hiddenBNEpsilon), output: out)
         try check(source: source)

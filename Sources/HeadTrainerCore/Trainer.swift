@@ -81,19 +81,22 @@ public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledF
                       classWeights: classWeights, options: options)
     }
 
-    let head = try TrainedHead(config: config, classNames: train.classNames, weights: fit.weights)
+    var head = try TrainedHead(config: config, classNames: train.classNames, weights: fit.weights)
     let trainCopy0 = train.subset(split.trainRows.filter { train.augIndex[$0] == 0 })
     func score(_ d: LabeledFeatures) throws -> ClassificationMetrics {
         try ClassificationMetrics(probabilities: head.predict(d, threads: options.threads), labels: d.labels, classNames: train.classNames)
     }
-    var testMetrics: ClassificationMetrics? = nil
+    var testCopy0: LabeledFeatures? = nil
     if let test {
         let rows = (0..<test.n).filter { test.augIndex[$0] == 0 }
         if rows.isEmpty { throw HeadTrainerError.emptySplit(split: "test", reason: "no original (copy 0) rows; extract the test images without augmentation") }
-        testMetrics = try score(test.subset(rows))
+        testCopy0 = test.subset(rows)
     }
-    let metrics = SplitMetrics(train: try score(trainCopy0.n > 0 ? trainCopy0 : train.subset(split.trainRows)),
-                               validation: try validation.map(score), test: testMetrics)
+    var metrics = SplitMetrics(train: try score(trainCopy0.n > 0 ? trainCopy0 : train.subset(split.trainRows)),
+                               validation: try validation.map(score), test: try testCopy0.map(score))
+    if let validation {
+        metrics.calibration = try SplitCalibration.fit(head: &head, validation: validation, test: testCopy0, threads: options.threads)
+    }
     return TrainingResult(head: head, bestEpoch: fit.bestEpoch, epochsRun: fit.records.count,
                           curves: TrainingCurves(epochs: fit.records, bestEpoch: fit.bestEpoch), metrics: metrics,
                           trainRows: split.trainRows.count, validationRows: split.validationRows.count,

@@ -98,17 +98,46 @@ public enum ImageCodec {
 
     /// Encodes as PNG (lossless; used for previews and reference fixtures).
     public static func encodePNG(_ image: RGBImage) throws -> Data {
+        try encode(image, "PNG") { cic_encode_png($0, $1, $2, $3, $4, $5, $6) }
+    }
+
+    /// Encodes as baseline JPEG, `quality` 0...100 (thumbnails in reports).
+    public static func encodeJPEG(_ image: RGBImage, quality: Int = 85) throws -> Data {
+        guard (0...100).contains(quality) else { throw ImagingError.invalidArgument("JPEG quality \(quality) is not in 0...100") }
+        return try encode(image, "JPEG") { cic_encode_jpeg($0, $1, $2, Int32(quality), $3, $4, $5, $6) }
+    }
+
+    private static func encode(_ image: RGBImage, _ format: String,
+                               _ call: (UnsafePointer<UInt8>?, Int32, Int32, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>,
+                                        UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>, Int) -> Int32) throws -> Data {
         var out: UnsafeMutablePointer<UInt8>?
         var length = 0
         var message = [CChar](repeating: 0, count: 256)
         let rc = image.pixels.withUnsafeBufferPointer {
-            cic_encode_png($0.baseAddress, Int32(image.width), Int32(image.height), &out, &length, &message, message.count)
+            call($0.baseAddress, Int32(image.width), Int32(image.height), &out, &length, &message, message.count)
         }
         guard rc == Int32(CIC_OK), let bytes = out else {
-            throw ImagingError.writeFailed(path: "(PNG encoder)", reason: String(cString: message))
+            throw ImagingError.writeFailed(path: "(\(format) encoder)", reason: String(cString: message))
         }
         defer { cic_free(bytes) }
         return Data(bytes: bytes, count: length)
+    }
+
+    /// `image` shrunk (area interpolation) or enlarged (bilinear) so its longer side is `maxSide`
+    /// pixels, aspect ratio kept (the shorter side at least 1 pixel).
+    public static func thumbnail(_ image: RGBImage, maxSide: Int) throws -> RGBImage {
+        guard maxSide > 0 else { throw ImagingError.invalidArgument("thumbnail size \(maxSide) must be positive") }
+        let scale = Double(maxSide) / Double(max(image.width, image.height))
+        let w = max(1, Int((Double(image.width) * scale).rounded())), h = max(1, Int((Double(image.height) * scale).rounded()))
+        var out = RGBImage(width: w, height: h)
+        let rc = image.pixels.withUnsafeBufferPointer { src in
+            out.pixels.withUnsafeMutableBufferPointer { dst in
+                cic_resize_place(src.baseAddress, Int32(image.width), Int32(image.height), Int32(w), Int32(h), 0, 0,
+                                 dst.baseAddress, Int32(w), Int32(h), scale < 1 ? Int32(CIC_INTER_AREA) : Int32(CIC_INTER_LINEAR))
+            }
+        }
+        guard rc == Int32(CIC_OK) else { throw ImagingError.invalidArgument("thumbnail resize failed (code \(rc))") }
+        return out
     }
 
     public static func writePNG(_ image: RGBImage, to url: URL) throws {

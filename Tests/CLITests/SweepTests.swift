@@ -1,3 +1,4 @@
+import FeatureStore
 import Foundation
 import XCTest
 
@@ -194,14 +195,157 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(html.contains("true \\ predicted"))
         XCTAssertTrue(html.contains("best epoch"))
         // Self-contained: nothing loaded from elsewhere.
-        for bad in ["<script", "<link", "src=", "@import", "url("] { XCTAssertFalse(html.contains(bad), bad) }
+        try assertSelfContained(html)
+        // Calibration and ranking of the best head, recomputed from its weights: the uncalibrated test ECE
+        // equals the one stored at training time (same head, same features).
+        let bestHead = try XCTUnwrap(best["head_id"] as? Int)
+        let stored = try storedTestMetrics(store, head: bestHead)
+        let storedECE = try XCTUnwrap(stored.ece)
+        let ece = try XCTUnwrap(firstMatch(#"data-calibration-head="\#(bestHead)".*?data-ece="([^"]+)""#, in: html))
+        XCTAssertEqual(try XCTUnwrap(Double(ece)), storedECE, accuracy: 1e-9)
+        XCTAssertTrue(html.contains("data-reliability=\"\(bestHead)\""))
+        XCTAssertTrue(html.contains("data-roc=\"\(bestHead)\"") && html.contains("data-pr=\"\(bestHead)\""))
+        XCTAssertEqual(html.components(separatedBy: "data-ap=").count - 1, 3, "one average precision per class")
+        // The ROC legend's per-class AUCs are the stored test metrics' (same head, same probabilities).
+        let rocSVG = try XCTUnwrap(firstMatch(#"(<svg[^>]*data-roc="\#(bestHead)".*?</svg>)"#, in: html))
+        for c in stored.per_class {
+            let auc = try XCTUnwrap(firstMatch(#"data-class="\#(c.class)" data-auc="([^"]+)""#, in: rocSVG), c.class)
+            XCTAssertEqual(try XCTUnwrap(Double(auc)), try XCTUnwrap(c.auc), accuracy: 1e-12, c.class)
+        }
+        XCTAssertTrue(md.contains("## Calibration and ranking"), md)
+    }
+
+    func firstMatch(_ pattern: String, in text: String) throws -> String? {
+        let re = try NSRegularExpression(pattern: pattern, options: [.dotMatchesLineSeparators])
+        guard let m = re.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) else { return nil }
+        return String(text[Range(m.range(at: 1), in: text)!])
+    }
+
+    struct StoredTest: Decodable {
+        struct PerClass: Decodable { let `class`: String; let auc: Double? }
+        let ece: Double?
+        let per_class: [PerClass]
+    }
+
+    /// The test metrics in a head's stored metrics JSON.
+    func storedTestMetrics(_ store: URL, head: Int) throws -> StoredTest {
+        struct Stored: Decodable { let test: StoredTest }
+        let db = try FeatureStore(path: store.path, mode: .readOnly)
+        return try JSONDecoder().decode(Stored.self, from: Data(try db.head(id: Int64(head)).metrics.utf8)).test
+    }
+
+    /// Nothing loaded from elsewhere: no stylesheets, imports or script files; images only as data: URIs.
+    func assertSelfContained(_ html: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        for bad in ["<link", "@import", "url(", "<script src", "<iframe"] { XCTAssertFalse(html.contains(bad), bad, file: file, line: line) }
+        let sources = try NSRegularExpression(pattern: #"src="([^"]{0,15})"#)
+        for m in sources.matches(in: html, range: NSRange(html.startIndex..., in: html)) {
+            XCTAssertTrue(String(html[Range(m.range(at: 1), in: html)!]).hasPrefix("data:image/jpeg"), file: file, line: line)
+        }
+    }
+
+    /// `extract predict` applies the head's temperature unless --no-calibration: softmax(log p / T),
+    /// with the same ranking.
+    func testPredictAppliesTheHeadsTemperature() throws {
+        let store = try freshStore()
+        let t = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--epochs", "30", "--json"])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        struct Trained: Decodable { let head_id: Int; let calibration: C; struct C: Decodable { let temperature: Double } }
+        let trained = try JSONDecoder().decode(Trained.self, from: Data(t.stdout.utf8))
+        let temperature = trained.calibration.temperature
+        XCTAssertNotEqual(temperature, 1)
+        let image = CLI.scenes6.appendingPathComponent("test/glacier")
+        let file = image.appendingPathComponent(try FileManager.default.contentsOfDirectory(atPath: image.path).sorted()[5]).path
+        struct Guess: Decodable { let index: Int; let probability: Double }
+        struct Ranked: Decodable { let top: [Guess] }
+        func predict(_ extra: [String]) throws -> [Guess] {
+            let r = try CLI.run("extract", ["predict", "--store", store.path, "--head", "\(trained.head_id)", "--top", "3", "--json", file] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try JSONDecoder().decode([Ranked].self, from: Data(r.stdout.utf8))[0].top
+        }
+        let raw = try predict(["--no-calibration"]), calibrated = try predict([])
+        XCTAssertEqual(raw.map(\.index), calibrated.map(\.index), "same ranking")
+        let scaled = raw.map { Foundation.pow($0.probability, 1 / temperature) }, total = scaled.reduce(0, +)   // 3 classes: all of them
+        for (c, s) in zip(calibrated, scaled) { XCTAssertEqual(c.probability, s / total, accuracy: 2e-6) }
+    }
+
+    /// The error gallery: misclassified test images grouped by (true, predicted), most frequent pair
+    /// first, capped by --gallery, linked from the confusion matrix; a vanished image is a placeholder.
+    func testReportErrorGallery() throws {
+        let store = try freshStore()
+        // A deliberately weak head (2 epochs at a tiny learning rate) so that there are errors to show.
+        let t = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--epochs", "2",
+                                           "--lr", "1e-6", "--patience", "0", "--hidden", "0", "--solver", "adam", "--json"])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        struct Report: Decodable {
+            let head_id: Int
+            let test: M; let calibration: C?
+            struct M: Decodable { let accuracy: Double; let count: Int; let confusion: [[Int]] }
+            struct C: Decodable { let temperature: Double; let test: M? }
+        }
+        let trained = try JSONDecoder().decode(Report.self, from: Data(t.stdout.utf8))
+        XCTAssertEqual(trained.calibration?.test?.accuracy, trained.test.accuracy, "temperature scaling keeps accuracy")
+        let wrong = trained.test.count - (0..<3).reduce(0) { $0 + trained.test.confusion[$1][$1] }
+        XCTAssertGreaterThan(wrong, 1, "the weak head must misclassify some test images for this test")
+        let dir = store.deletingLastPathComponent()
+        func report(_ extra: [String]) throws -> String {
+            let out = dir.appendingPathComponent("report-\(extra.joined())")
+            let r = try CLI.run("train-head", ["report", "--store", store.path, "--out", out.path] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        }
+        let html = try report([])
+        try assertSelfContained(html)
+        let head = trained.head_id
+        // Pairs: their counts add up to the errors, most frequent first; every linked cell has its pair.
+        let counts = try NSRegularExpression(pattern: #"<div class="pair" id="errors-\#(head)-(\d+)-(\d+)" data-count="(\d+)""#)
+            .matches(in: html, range: NSRange(html.startIndex..., in: html))
+            .map { m in (1...3).map { Int(html[Range(m.range(at: $0), in: html)!])! } }
+        XCTAssertEqual(counts.map { $0[2] }.reduce(0, +), wrong)
+        XCTAssertEqual(counts.map { $0[2] }, counts.map { $0[2] }.sorted(by: >))
+        for c in counts { XCTAssertEqual(c[2], trained.test.confusion[c[0]][c[1]], "pair \(c[0]) -> \(c[1])") }
+        for c in counts { XCTAssertTrue(html.contains("data-target=\"errors-\(head)-\(c[0])-\(c[1])\""), "confusion cell links to its pair") }
+        XCTAssertTrue(html.contains("<script>") && html.contains("scrollIntoView"))
+        XCTAssertEqual(html.components(separatedBy: "<img src=\"data:image/jpeg;base64,").count - 1, wrong, "every error shown (below the cap)")
+        // The cap, and no gallery at all.
+        let one = try report(["--gallery", "1"])
+        XCTAssertEqual(one.components(separatedBy: "<figure class=\"thumb\"").count - 1, 1)
+        let none = try report(["--gallery", "0"])
+        XCTAssertFalse(none.contains("<figure") || none.contains("data-target="))
+        // In a browser (when one is installed), clicking a confusion cell flashes its pair's images.
+        if let chromium = Self.chromium {
+            let probe = dir.appendingPathComponent("click.html")
+            try html.replacingOccurrences(of: "</body>", with: #"<script>var c = document.querySelector("td[data-target]"); c.click();"#
+                + #"var f = document.querySelector(".pair.flash"); document.body.setAttribute("data-clicked", (f ? f.id : "none") + " " + c.getAttribute("data-target"));</script></body>"#)
+                .write(to: probe, atomically: true, encoding: .utf8)
+            let p = Process(), out = Pipe()
+            p.executableURL = URL(fileURLWithPath: chromium)
+            p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", probe.absoluteString]
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let dom = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            let clicked = try XCTUnwrap(firstMatch(#"data-clicked="([^"]+)""#, in: dom)).split(separator: " ")
+            XCTAssertEqual(clicked.count, 2)
+            XCTAssertEqual(clicked.first, clicked.last, "the clicked cell's pair is highlighted")
+            XCTAssertTrue(clicked.first?.hasPrefix("errors-\(head)-") ?? false)
+        }
+        // An image that is gone: a placeholder with its path, not an error.
+        let path = try XCTUnwrap(firstMatch(#"<figure class="thumb" data-row="\d+"><img [^>]*><figcaption><code>([^<]+)</code>"#, in: html))
+        let moved = URL(fileURLWithPath: path + ".moved")
+        try FileManager.default.moveItem(atPath: path, toPath: moved.path)
+        defer { try? FileManager.default.moveItem(atPath: moved.path, toPath: path) }
+        let gone = try report(["--gallery", "100"])
+        XCTAssertTrue(gone.contains("image no longer on disk</div><figcaption><code>\(path)</code>"), "placeholder and path")
+        XCTAssertEqual(gone.components(separatedBy: "<img src=").count - 1, wrong - 1)
     }
 
     /// Renders the report in headless Chromium when it is installed (it is not a CI dependency).
+    static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+
     func testReportRendersInHeadlessChromium() throws {
-        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-            .first { FileManager.default.isExecutableFile(atPath: $0) }
-        guard let chromium else { throw XCTSkip("chromium is not installed (scripts/check-report.sh does the same check)") }
+        guard let chromium = Self.chromium else { throw XCTSkip("chromium is not installed (scripts/check-report.sh does the same check)") }
         let store = try freshStore()
         _ = try sweepJSON(store, ["--jobs", "2"])
         let out = store.deletingLastPathComponent().appendingPathComponent("report")

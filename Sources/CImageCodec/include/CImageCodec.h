@@ -102,6 +102,8 @@ double cic_gray_mean(const uint8_t *src, int w, int h);
 
 /// Encodes RGB as PNG. On success *out is a malloc'd buffer the caller releases with cic_free.
 int cic_encode_png(const uint8_t *src, int w, int h, uint8_t **out, size_t *out_len, char *msg, size_t msg_len);
+/// Encodes RGB as baseline JPEG with `quality` 0...100 (OpenCV IMWRITE_JPEG_QUALITY); released like PNG.
+int cic_encode_jpeg(const uint8_t *src, int w, int h, int quality, uint8_t **out, size_t *out_len, char *msg, size_t msg_len);
 void cic_free(void *pointer);
 
 /// Sets OpenCV's internal thread count (0 = run its functions on the calling thread). The pipeline
