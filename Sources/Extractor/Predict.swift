@@ -17,8 +17,14 @@ struct Predict: ParsableCommand {
     @Option(help: "Use this weights file instead of the cached one (must be the one the head was trained on).")
     var weights: String?
     @Option(help: "Classes to show per image.") var top = 3
+    @Option(help: "Test-time augmentation: classify by the mean softmax over copies 0...K of each image, drawn with the extraction's augmentation policy and seed (as `extract --augment K` draws them).")
+    var tta = 0
     @Flag(help: "Print a JSON array, one object per image.") var json = false
     @Argument(help: "Image files.") var images: [String]
+
+    func validate() throws {
+        guard tta >= 0, tta <= 1000 else { throw ValidationError("--tta must be between 0 and 1000") }
+    }
 
     func run() throws {
         EngineThreads.configure(nil)
@@ -38,10 +44,11 @@ struct Predict: ParsableCommand {
                 throw ValidationError("head \(head) was trained on \(s.backbone) weights \(s.weightsSHA256.prefix(12))…, "
                                       + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")
             }
-            let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
+            let ex = try FeatureExtractor(loaded, batch: tta + 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
                                           outputs: [source.output])
-            entries = rankImages(images, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, labels: trained.classNames) {
-                let probs = try trained.predict(features: $0[source.output]!)
+            let copies = tta == 0 ? nil : try AugmentedCopies(storedPolicy: s.augmentationPolicy, seed: s.seed, count: tta)
+            entries = rankImages(images, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, labels: trained.classNames, copies: copies) {
+                let probs = meanProbabilities(try trained.predict(features: $0[source.output]!), classes: trained.classCount)
                 return probs.enumerated().sorted { $0.element > $1.element }.prefix(top).map { ($0.offset, $0.element) }
             }
             try printRanked(entries, json: json)

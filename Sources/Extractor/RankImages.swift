@@ -10,16 +10,46 @@ struct RankedImage: Encodable {
     let error: String?
 }
 
-/// Decodes each file, brings it to the extractor's input size with `fit`, and ranks its classes
-/// with `score` (features or logits in, top (index, probability) pairs out). A bad file is reported
-/// on stderr and kept as an entry with its error; the others go on.
-func rankImages(_ paths: [String], extractor ex: FeatureExtractor, fit: Fit, labels: [String],
+/// `predict --tta K`: copies 0...K of each image, drawn as `extract` draws them: the extraction's
+/// policy and seed, and the SHA-256 of the file's bytes.
+struct AugmentedCopies {
+    let policy: AugmentationPolicy
+    let seed: UInt64
+    let count: Int
+
+    /// The policy as an extraction records it (`AugmentationPolicy.canonicalJSON`: the policy plus the
+    /// version of the drawing algorithm, which must be this one's for copies to be drawn the same).
+    init(storedPolicy: String, seed: Int64, count: Int) throws {
+        guard var object = try? JSONSerialization.jsonObject(with: Data(storedPolicy.utf8)) as? [String: Any] else {
+            throw ImagingError.invalidPolicy(reason: "the extraction's recorded policy is not a JSON object: \(storedPolicy)")
+        }
+        let version = object.removeValue(forKey: "version") as? Int
+        guard version == AugmentationPolicy.algorithmVersion else {
+            throw ImagingError.invalidPolicy(reason: "the extraction drew its copies with augmentation algorithm version \(version.map(String.init) ?? "?"), "
+                                             + "this build draws version \(AugmentationPolicy.algorithmVersion); --tta would not see the same copies")
+        }
+        policy = try AugmentationPolicy.fromJSON(try JSONSerialization.data(withJSONObject: object))
+        self.seed = UInt64(bitPattern: seed)
+        self.count = count
+    }
+}
+
+/// Decodes each file, brings it to the extractor's input size with `fit` (with `copies`: copies 0...K,
+/// one row each of the features `score` gets), and ranks its classes with `score` (features or logits
+/// in, top (index, probability) pairs out). A bad file is reported on stderr and kept as an entry with
+/// its error; the others go on.
+func rankImages(_ paths: [String], extractor ex: FeatureExtractor, fit: Fit, labels: [String], copies: AugmentedCopies? = nil,
                 score: ([String: [Float]]) throws -> [(index: Int, probability: Float)]) -> [RankedImage] {
     paths.map { path in
         do {
-            let img = try ImageCodec.decode(file: URL(fileURLWithPath: path))
-            let input = try Geometry.render(img, size: ex.size, fit: fit, contentHash: "")
-            let ranked = try score(try ex.run(rgb: input.pixels, count: 1))
+            let bytes = try ImageCodec.readFile(URL(fileURLWithPath: path))
+            let img = try ImageCodec.decode(bytes: bytes, name: path)
+            let hash = copies == nil ? "" : ContentHash.sha256Hex(bytes)
+            let inputs = try (0...(copies?.count ?? 0)).map {
+                try Geometry.render(img, size: ex.size, fit: fit, policy: copies?.policy ?? .none, copy: $0,
+                                    seed: copies?.seed ?? 0, contentHash: hash)
+            }
+            let ranked = try score(try ex.run(rgb: inputs.flatMap(\.pixels), count: inputs.count))
             return RankedImage(path: path, top: ranked.map {
                 .init(label: labels[$0.index], index: $0.index, probability: $0.probability)
             }, error: nil)

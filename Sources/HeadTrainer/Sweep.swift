@@ -112,7 +112,7 @@ struct SweepCommand: ParsableCommand {
         // Features once per extraction that still has work.
         var data: [Int64: SweepRunner.Features] = [:]
         for e in extractions where pending.contains(where: { $0.extraction.id == e.id }) {
-            let (train, test) = try StoreData.load(db, e)
+            let (train, test) = try StoreData.load(db, e, testCopies: pending.filter { $0.extraction.id == e.id }.map(\.config.tta).max() ?? 0)
             let copies = Int(train.augIndex.max() ?? 0)
             let wanted = pending.filter { $0.extraction.id == e.id }.compactMap(\.config.augmented).max() ?? 0
             if wanted > copies {

@@ -109,18 +109,22 @@ struct Train: ParsableCommand {
         let train: ClassificationMetrics, validation: ClassificationMetrics?, test: ClassificationMetrics?
         /// Images of the dataset kept out of training and evaluation (label conflicts, `extract --conflicts drop`).
         let excluded_images: Int
+        /// `--tta K`: validation and test on the mean softmax over copies 0...K.
+        let tta: TTAMetrics?
+        /// `--pseudo-label` / `--labeled-fraction`: each self-training round.
+        let pseudo_label_rounds: [PseudoLabelRound]?
     }
 
     func run() throws {
         try failing {
             let db = try StoreData.open(store)
             let e = try StoreData.extraction(in: db, id: extraction, backbone: backbone)
-            let (train, test) = try StoreData.load(db, e)
+            let config = try HeadOptions.config(settings)
+            let (train, test) = try StoreData.load(db, e, testCopies: config.tta)
             let excluded = try db.excludedImages(datasetID: e.settings.datasetID).count
             if excluded > 0 && !json {
                 FileHandle.standardError.write(Data("\(excluded) image(s) left out: the same bytes under two or more classes (`extract store audit \(store)` lists them)\n".utf8))
             }
-            let config = try HeadOptions.config(settings)
             let result = try trainHead(config: config, train: train, test: test)
             let id = try StoreData.save(result, config: config, extraction: e, in: db)
             if let validationIDsFile {   // for peers that must score the same held-out images (tools/bench/linear_bench.sh)
@@ -134,7 +138,8 @@ struct Train: ParsableCommand {
             }
             let report = Report(head_id: id, extraction_id: e.id, backbone: e.settings.backbone, best_epoch: result.bestEpoch,
                                 epochs: result.epochsRun, seconds: result.trainingSeconds, train: result.metrics.train,
-                                validation: result.metrics.validation, test: result.metrics.test, excluded_images: excluded)
+                                validation: result.metrics.validation, test: result.metrics.test, excluded_images: excluded,
+                                tta: result.metrics.tta, pseudo_label_rounds: result.metrics.pseudoLabelRounds)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -145,6 +150,8 @@ struct Train: ParsableCommand {
                 print(result.metrics.train.table(title: "train"))
                 if let v = result.metrics.validation { print(v.table(title: "validation")) }
                 if let t = result.metrics.test { print(t.table(title: "test")) }
+                if let tta = result.metrics.tta { print(tta.summary(plain: result.metrics)) }
+                for round in result.metrics.pseudoLabelRounds ?? [] { print(round.line) }
             }
         }
     }

@@ -149,4 +149,10 @@ public struct SplitMetrics: Codable, Hashable, Sendable {
     public var train: ClassificationMetrics
     public var validation: ClassificationMetrics?
     public var test: ClassificationMetrics?
+    /// Validation and test scored on the mean softmax over copies 0...K (`tta` K > 0); nil without.
+    public var tta: TTAMetrics? = nil
+    /// Self-training rounds (`pseudo_label` or `labeled_fraction` < 1); nil without.
+    public var pseudoLabelRounds: [PseudoLabelRound]? = nil
+
+    enum CodingKeys: String, CodingKey { case train, validation, test, tta, pseudoLabelRounds = "pseudo_label_rounds" }
 }

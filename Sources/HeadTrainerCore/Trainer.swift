@@ -58,7 +58,17 @@ public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledF
             throw HeadTrainerError.incompatible(what: "train/test", detail: "class names differ (\(train.classNames) vs \(test.classNames)); both splits must use the same class list")
         }
     }
+    if config.pseudoLabel || config.labeledFraction < 1 {
+        return try selfTrain(config: config, train: train, test: test, options: options)
+    }
     let split = try TrainValidationSplit.make(train, valSplit: config.valSplit, augmented: config.augmented, seed: config.seed)
+    return try fitAndScore(config: config, train: train, split: split, test: test, options: options)
+}
+
+/// Fits on `split.trainRows` of `train`, validates on `split.validationRows`, and scores train (copy 0),
+/// validation and `test` (copy 0; with `config.tta`, also the mean over copies 0...tta).
+func fitAndScore(config: HeadConfig, train: LabeledFeatures, split: TrainValidationSplit, test: LabeledFeatures?,
+                 options: TrainingOptions) throws -> TrainingResult {
     var counts = [Int](repeating: 0, count: train.classCount)
     for r in split.trainRows { counts[Int(train.labels[r])] += 1 }
     let present = counts.indices.filter { counts[$0] > 0 }
@@ -68,6 +78,11 @@ public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledF
         : [Double](repeating: 1, count: train.classCount)
 
     let validation = split.validationRows.isEmpty ? nil : train.subset(split.validationRows)
+    // Copies 0...tta of the validation and test images, grouped before fitting so a missing copy fails fast.
+    let held = Set(split.validationImages)
+    let ttaValidation = try config.tta == 0 || held.isEmpty ? nil : TTAGroups(
+        train.subset((0..<train.n).filter { held.contains(train.imageIDs[$0]) }), copies: config.tta, split: "validation")
+    let ttaTest = try config.tta == 0 ? nil : test.map { try TTAGroups($0, copies: config.tta, split: "test") }
     let blas = BLASThreadsGuard()
     defer { blas.restore() }
 
@@ -92,8 +107,12 @@ public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledF
         if rows.isEmpty { throw HeadTrainerError.emptySplit(split: "test", reason: "no original (copy 0) rows; extract the test images without augmentation") }
         testMetrics = try score(test.subset(rows))
     }
-    let metrics = SplitMetrics(train: try score(trainCopy0.n > 0 ? trainCopy0 : train.subset(split.trainRows)),
+    var metrics = SplitMetrics(train: try score(trainCopy0.n > 0 ? trainCopy0 : train.subset(split.trainRows)),
                                validation: try validation.map(score), test: testMetrics)
+    if config.tta > 0 {
+        metrics.tta = TTAMetrics(copies: config.tta, validation: try ttaValidation?.metrics(head, threads: options.threads),
+                                 test: try ttaTest?.metrics(head, threads: options.threads))
+    }
     return TrainingResult(head: head, bestEpoch: fit.bestEpoch, epochsRun: fit.records.count,
                           curves: TrainingCurves(epochs: fit.records, bestEpoch: fit.bestEpoch), metrics: metrics,
                           trainRows: split.trainRows.count, validationRows: split.validationRows.count,

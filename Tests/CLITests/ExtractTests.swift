@@ -12,21 +12,8 @@ final class ExtractTests: XCTestCase {
         let failures: [Failure]
     }
 
-    /// DIR/train/<class>/ and DIR/test/<class>/ with `perClass` images each, from scenes6.
     func makeDataset(classes: [String] = ["forest", "sea"], perClass: Int = 3, testPerClass: Int = 1) throws -> URL {
-        guard FileManager.default.fileExists(atPath: CLI.scenes6.path) else { throw XCTSkip("scenes6 not beside the repo") }
-        let dir = try CLI.temporaryDirectory().appendingPathComponent("data")
-        for (split, n) in [("train", perClass), ("test", testPerClass)] where n > 0 {
-            for c in classes {
-                let src = CLI.scenes6.appendingPathComponent("\(split)/\(c)")
-                let dst = dir.appendingPathComponent("\(split)/\(c)")
-                try FileManager.default.createDirectory(at: dst, withIntermediateDirectories: true)
-                for f in try FileManager.default.contentsOfDirectory(atPath: src.path).sorted().prefix(n) {
-                    try FileManager.default.copyItem(at: src.appendingPathComponent(f), to: dst.appendingPathComponent(f))
-                }
-            }
-        }
-        return dir
+        try CLI.smallDataset(classes: classes, perClass: perClass, testPerClass: testPerClass)
     }
 
     func extract(_ data: URL, store: URL, _ extra: [String] = []) throws -> Summary {
