@@ -47,6 +47,12 @@ enum StoreData {
         return (labeled(train), test.rows > 0 ? labeled(test) : nil)
     }
 
+    /// Images stored without a class (`extract --unlabeled`), every copy; nil when there are none.
+    static func unlabeled(_ db: FeatureStore, _ e: ExtractionRecord) throws -> LabeledFeatures? {
+        let m = try db.loadFeatures(extractionID: e.id, split: .unlabeled)
+        return m.rows > 0 ? labeled(m) : nil
+    }
+
     static func labeled(_ m: FeatureMatrix) -> LabeledFeatures {
         LabeledFeatures(dim: m.dim, values: m.values, labels: m.labels.map(Int32.init), imageIDs: m.imageIDs,
                         augIndex: m.augIndex.map(Int32.init), classNames: m.classNames)

@@ -119,7 +119,7 @@ struct SweepCommand: ParsableCommand {
                 note("warning: extraction \(e.id) (\(e.settings.backbone)) stores copies 0...\(copies) only; trials asking for "
                      + "augmented: \(wanted) use those. Add copies with `extract --backbone \(e.settings.backbone) --augment \(wanted) ...`.")
             }
-            data[e.id] = SweepRunner.Features(train: train, test: test)
+            data[e.id] = SweepRunner.Features(train: train, test: test, unlabeled: try StoreData.unlabeled(db, e))
         }
 
         let runner = SweepRunner(db: db, sweepID: sweep.id, data: data, quiet: quiet, total: pending.count, keys: spec.columnKeys)

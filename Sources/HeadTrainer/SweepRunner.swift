@@ -12,6 +12,8 @@ final class SweepRunner {
     struct Features {
         let train: LabeledFeatures
         let test: LabeledFeatures?
+        /// Images stored without a class, for `pseudo_label`.
+        var unlabeled: LabeledFeatures? = nil
     }
     struct Failure { let key: String; let error: String }
 
@@ -83,7 +85,7 @@ final class SweepRunner {
             guard let d = data[t.extraction.id] else { continue }
             let start = Date()
             do {
-                let result = try trainHead(config: t.config, train: d.train, test: d.test, options: TrainingOptions(threads: 1))
+                let result = try trainHead(config: t.config, train: d.train, test: d.test, unlabeled: d.unlabeled, options: TrainingOptions(threads: 1))
                 lock.lock()
                 defer { lock.unlock() }
                 do {

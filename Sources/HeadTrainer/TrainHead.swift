@@ -125,7 +125,8 @@ struct Train: ParsableCommand {
             if excluded > 0 && !json {
                 FileHandle.standardError.write(Data("\(excluded) image(s) left out: the same bytes under two or more classes (`extract store audit \(store)` lists them)\n".utf8))
             }
-            let result = try trainHead(config: config, train: train, test: test)
+            let result = try trainHead(config: config, train: train, test: test,
+                                       unlabeled: config.pseudoLabel ? try StoreData.unlabeled(db, e) : nil)
             let id = try StoreData.save(result, config: config, extraction: e, in: db)
             if let validationIDsFile {   // for peers that must score the same held-out images (tools/bench/linear_bench.sh)
                 try JSONEncoder().encode(result.validationImageIDs).write(to: URL(fileURLWithPath: validationIDsFile))

@@ -6,12 +6,13 @@ public struct PseudoLabelRound: Codable, Hashable, Sendable {
     public var round: Int
     /// Labeled training images (validation images included).
     public var labeledImages: Int
-    /// Unlabeled images offered / pseudo-labeled and fitted on in this round.
+    /// Unlabeled images offered (`labeled_fraction`'s and the store's) / pseudo-labeled and fitted on in this round.
     public var unlabeledImages: Int
     public var pseudoLabels: Int
     /// Pseudo-labels per class.
     public var classHistogram: [Int]
-    /// Fraction of pseudo-labels equal to the image's true label (nil when none were kept).
+    /// Fraction of pseudo-labels equal to the image's true label, over those whose true label is known
+    /// (`labeled_fraction`'s images; nil when there are none).
     public var pseudoLabelAccuracy: Double?
     public var validationAccuracy: Double?
     public var testAccuracy: Double?
@@ -59,28 +60,34 @@ func labeledRows(_ data: LabeledFeatures, fraction: Double, seed: UInt64) throws
 /// whose top probability reaches `pseudo_threshold`, and refits from scratch on the labeled rows plus
 /// copies 0...augmented of the kept images. Validation (drawn once from the labeled images) and test
 /// never change; each round's scores are in `metrics.pseudoLabelRounds`.
-func selfTrain(config: HeadConfig, train: LabeledFeatures, test: LabeledFeatures?, options: TrainingOptions) throws -> TrainingResult {
+func selfTrain(config: HeadConfig, train: LabeledFeatures, test: LabeledFeatures?, unlabeled stored: LabeledFeatures?,
+               options: TrainingOptions) throws -> TrainingResult {
     let (labeledIndex, unlabeledIndex) = try labeledRows(train, fraction: config.labeledFraction, seed: config.seed)
-    if config.pseudoLabel && unlabeledIndex.isEmpty {
+    var pool = train.subset(unlabeledIndex)
+    if let stored, stored.n > 0 {
+        pool = pool.appending(LabeledFeatures(dim: stored.dim, values: stored.values, labels: [Int32](repeating: -1, count: stored.n),
+                                              imageIDs: stored.imageIDs, augIndex: stored.augIndex, classNames: stored.classNames))
+    }
+    if config.pseudoLabel && pool.n == 0 {
         throw HeadTrainerError.invalidConfig(field: "pseudo_label", value: "true",
-                                             expected: "unlabeled training images: set labeled_fraction below 1")
+                                             expected: "unlabeled training images: set labeled_fraction below 1, or store images without a class (`extract --unlabeled`)")
     }
     let labeled = train.subset(labeledIndex)
     let split = try TrainValidationSplit.make(labeled, valSplit: config.valSplit, augmented: config.augmented, seed: config.seed)
     var result = try fitAndScore(config: config, train: labeled, split: split, test: test, options: options)
-    let unlabeled = config.pseudoLabel ? try TTAGroups(train.subset(unlabeledIndex), copies: config.tta, split: "unlabeled") : nil
+    let unlabeled = config.pseudoLabel ? try TTAGroups(pool, copies: config.tta, split: "unlabeled") : nil
     func record(_ round: Int, _ r: TrainingResult, pseudo: [Int32] = [], truth: [Int32] = []) -> PseudoLabelRound {
         var histogram = [Int](repeating: 0, count: train.classCount)
         for y in pseudo { histogram[Int(y)] += 1 }
-        let correct = zip(pseudo, truth).filter { $0 == $1 }.count
+        let known = zip(pseudo, truth).filter { $0.1 >= 0 }
+        let correct = known.filter { $0 == $1 }.count
         return PseudoLabelRound(round: round, labeledImages: Set(labeled.imageIDs).count, unlabeledImages: unlabeled?.imageIDs.count ?? 0,
                                 pseudoLabels: pseudo.count, classHistogram: histogram,
-                                pseudoLabelAccuracy: pseudo.isEmpty ? nil : Double(correct) / Double(pseudo.count),
+                                pseudoLabelAccuracy: known.isEmpty ? nil : Double(correct) / Double(known.count),
                                 validationAccuracy: r.metrics.validation?.accuracy, testAccuracy: r.metrics.test?.accuracy)
     }
     var rounds = [record(0, result)]
     if let unlabeled {
-        let pool = train.subset(unlabeledIndex)
         let maxCopy = Int32(clamping: config.augmented ?? Int.max)
         for round in 1...config.rounds {
             let probs = try unlabeled.probabilities(result.head, threads: options.threads)

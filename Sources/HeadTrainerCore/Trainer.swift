@@ -45,7 +45,8 @@ public struct TrainingResult: Codable, Sendable {
 /// Validation images are drawn from `train` (stratified by class, grouped by image id); training
 /// uses copies 0...`config.augmented` of the remaining images. Early stopping watches the validation
 /// loss and restores the best epoch's weights (Keras EarlyStopping(restore_best_weights=True)).
-public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledFeatures?,
+/// `unlabeled` (labels ignored; -1 when unknown) joins the images `pseudo_label` labels.
+public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledFeatures?, unlabeled: LabeledFeatures? = nil,
                       options: TrainingOptions = TrainingOptions()) throws -> TrainingResult {
     try config.validate()
     try train.validate(split: "train")
@@ -58,8 +59,12 @@ public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledF
             throw HeadTrainerError.incompatible(what: "train/test", detail: "class names differ (\(train.classNames) vs \(test.classNames)); both splits must use the same class list")
         }
     }
+    if let unlabeled, unlabeled.n > 0, unlabeled.dim != train.dim || unlabeled.classNames != train.classNames {
+        throw HeadTrainerError.incompatible(what: "train/unlabeled", detail: "unlabeled features are \(unlabeled.dim)-wide for classes \(unlabeled.classNames), "
+                                            + "train features \(train.dim)-wide for \(train.classNames); extract both in one extraction")
+    }
     if config.pseudoLabel || config.labeledFraction < 1 {
-        return try selfTrain(config: config, train: train, test: test, options: options)
+        return try selfTrain(config: config, train: train, test: test, unlabeled: unlabeled, options: options)
     }
     let split = try TrainValidationSplit.make(train, valSplit: config.valSplit, augmented: config.augmented, seed: config.seed)
     return try fitAndScore(config: config, train: train, split: split, test: test, options: options)

@@ -140,6 +140,8 @@ final class ExtractTests: XCTestCase {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             usleep(100_000)
+            // The store appears only once its schema is built (~0.1-0.2 s after start on a loaded machine).
+            guard FileManager.default.fileExists(atPath: store.path) else { continue }
             if let i = try? info(store), (i.extractions.first?.features ?? 0) >= 4 { break }
         }
         kill(p.processIdentifier, SIGKILL)

@@ -96,4 +96,48 @@ final class TTAPseudoLabelTests: XCTestCase {
         XCTAssertEqual(text.status, 0, text.stderr)
         XCTAssertTrue(text.stdout.contains("round 1: 9 labeled + "), text.stdout)
     }
+
+    /// `extract --unlabeled` stores DIR/unlabeled/ without classes; `--pseudo-label` labels them. A file
+    /// there with the bytes of a labeled image stays labeled.
+    func testUnlabeledFolderFeedsPseudoLabels() throws {
+        let data = try CLI.smallDataset(classes: Self.classes, perClass: 4, testPerClass: 2)
+        let folder = data.appendingPathComponent("unlabeled/batch1")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for c in Self.classes {
+            let src = CLI.scenes6.appendingPathComponent("train/\(c)")
+            for f in try FileManager.default.contentsOfDirectory(atPath: src.path).sorted()[4..<6] {
+                try FileManager.default.copyItem(at: src.appendingPathComponent(f), to: folder.appendingPathComponent("\(c)-\(f)"))
+            }
+        }
+        let labeledFile = try FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("train/sea").path).sorted()[0]
+        try FileManager.default.copyItem(at: data.appendingPathComponent("train/sea/\(labeledFile)"),
+                                         to: data.appendingPathComponent("unlabeled/copy-of-a-sea-image.jpg"))
+        let store = data.deletingLastPathComponent().appendingPathComponent("unlabeled.sqlite")
+        let e = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path,
+                                        "--augment", "1", "--unlabeled", "--batch", "8", "--quiet"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+
+        let db = try FeatureStore(path: store.path, mode: .readOnly)
+        let images = try db.images(datasetID: 1)
+        XCTAssertEqual(images.filter { $0.split == .unlabeled }.count, 6)
+        XCTAssertTrue(images.filter { $0.split == .unlabeled }.allSatisfy { $0.classIndex == ImageSplit.noClass && $0.path.hasPrefix("unlabeled/batch1/") })
+        XCTAssertEqual(try db.loadFeatures(extractionID: 1, split: .unlabeled).rows, 12)
+        XCTAssertEqual(try db.datasets().first?.classes, Self.classes)
+        db.close()
+
+        let r = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--hidden", "0", "--json",
+                                           "--pseudo-label", "--pseudo-threshold", "0", "--rounds", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let rounds = try XCTUnwrap(report["pseudo_label_rounds"] as? [[String: Any]])
+        XCTAssertEqual(rounds.count, 2)
+        XCTAssertEqual(rounds[0]["labeled_images"] as? Int, 12)
+        XCTAssertEqual(rounds[0]["unlabeled_images"] as? Int, 6)
+        XCTAssertEqual(rounds[1]["pseudo_labels"] as? Int, 6, "threshold 0 keeps every unlabeled image")
+        XCTAssertNil(rounds[1]["pseudo_label_accuracy"], "no true labels to compare with")
+        // Without --pseudo-label the unlabeled images are not trained on: the same as a store without them.
+        let plain = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--hidden", "0", "--json"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertNil((try JSONSerialization.jsonObject(with: Data(plain.stdout.utf8)) as? [String: Any])?["pseudo_label_rounds"])
+    }
 }
