@@ -77,7 +77,7 @@ public struct HeadConfig: Hashable, Sendable {
                     show: { $0.effectiveSolver.rawValue }),
         HeadSetting("seed", \.seed, "Seed (initialization, validation split, shuffling, dropout).", v1: true),
         HeadSetting("tta", \.tta, "Test-time augmentation: also score validation and test on the mean softmax over stored copies 0...K of each image (needs `extract --augment K`)."),
-        HeadSetting("pseudo_label", \.pseudoLabel, "Self-training: fit on the labeled training images, label the unlabeled ones whose top probability reaches pseudo_threshold, refit on both; repeat for `rounds`."),
+        HeadSetting("pseudo_label", \.pseudoLabel, "Self-training: fit on the labeled training images, label the unlabeled ones (those labeled_fraction leaves, and images stored by `extract --unlabeled`) whose top probability reaches pseudo_threshold, refit on both; repeat for `rounds`."),
         HeadSetting("pseudo_threshold", \.pseudoThreshold, "Lowest top probability of a kept pseudo-label.", relevant: { $0.pseudoLabel }),
         HeadSetting("rounds", \.rounds, "Pseudo-labeling rounds (each predicts the unlabeled images with the previous round's head and refits).", relevant: { $0.pseudoLabel }),
         HeadSetting("labeled_fraction", \.labeledFraction, "Keep the labels of this fraction of training images (stratified by class, by image, seeded); the rest are unlabeled (for pseudo_label, whose accuracy is then known)."),
