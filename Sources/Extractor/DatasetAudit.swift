@@ -42,9 +42,10 @@ struct DatasetAudit: Encodable {
         for (sha, group) in bySHA where group.count > 1 {
             let sorted = group.sorted { $0.path < $1.path }
             let g = Group(sha256: sha, paths: sorted.map(\.path), classes: sorted.map(\.className), splits: sorted.map(\.split))
-            let classes = Set(sorted.map(\.className)), splits = Set(sorted.map(\.split))
+            // An unlabeled file (no class name) conflicts with no class; it is training data for pseudo-labels.
+            let classes = Set(sorted.map(\.className).filter { !$0.isEmpty }), splits = Set(sorted.map(\.split))
             if classes.count > 1 { conflicts.append(g) }
-            if splits.contains("train") && splits.contains("test") { leaks.append(g) }
+            if (splits.contains("train") || splits.contains("unlabeled")) && splits.contains("test") { leaks.append(g) }
             if classes.count == 1 && splits.count == 1 { duplicates.append(g) }
         }
         func order(_ a: Group, _ b: Group) -> Bool { a.paths[0] < b.paths[0] }

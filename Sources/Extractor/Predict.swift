@@ -20,6 +20,8 @@ struct Predict: ParsableCommand {
     @Option(help: "Use this weights file instead of the cached one (must be the one the head was trained on; heads of one backbone only).")
     var weights: String?
     @Option(help: "Classes to show per image.") var top = 3
+    @Option(help: "Test-time augmentation: classify by the mean softmax over copies 0...K of each image, drawn with the extraction's augmentation policy and seed (as `extract --augment K` draws them).")
+    var tta = 0
     @Flag(help: "Print a JSON array, one object per image.") var json = false
     @Flag(inversion: .prefixedNo, help: "Apply the head's temperature (fitted on its validation split) to the probabilities.")
     var calibration = true
@@ -30,11 +32,17 @@ struct Predict: ParsableCommand {
         let source: FeatureSource
         let extractor: FeatureExtractor
         let fit: Fit
-
         /// The output the head reads: the pooled features, or a fine-tuned head's block input.
         let output: String
+        /// `--tta K`: the extraction's policy and seed.
+        let copies: AugmentedCopies?
 
-        func features(_ img: RGBImage) throws -> [Float] { try extractor.run(img, fit: fit)[output]! }
+        /// One row per copy 0...K.
+        func features(_ img: LoadedImage) throws -> [Float] { try extractor.run(img, fit: fit, copies: copies, output: output) }
+    }
+
+    func validate() throws {
+        guard tta >= 0, tta <= 1000 else { throw ValidationError("--tta must be between 0 and 1000") }
     }
 
     func run() throws {
@@ -61,14 +69,21 @@ struct Predict: ParsableCommand {
                     throw ValidationError("head \(head) was trained on \(s.backbone) weights \(s.weightsSHA256.prefix(12))…, "
                                           + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")
                 }
-                let ex = try FeatureExtractor(loaded, batch: 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
+                let ex = try FeatureExtractor(loaded, batch: tta + 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
                                               outputs: [tuned?.output ?? source.output])
-                return Part(source: source, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, output: tuned?.output ?? source.output)
+                return Part(source: source, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, output: tuned?.output ?? source.output,
+                            copies: tta == 0 ? nil : try AugmentedCopies(storedPolicy: s.augmentationPolicy, seed: s.seed, count: tta))
             }
             entries = rankImages(images, labels: trained.classNames) { img in
-                let raw = try tuned.map { try $0.predict(trained, inputs: try parts[0].features(img)) }
-                    ?? trained.predict(features: try parts.flatMap { try $0.features(img) })
-                let probs = calibration ? trained.calibrated(raw) : raw
+                let rows = try parts.map { try $0.features(img) }
+                let raw: [Float]
+                if let tuned {
+                    raw = try tuned.predict(trained, inputs: rows[0])
+                } else {   // copy c of every part, side by side
+                    let widths = rows.map { $0.count / (tta + 1) }
+                    raw = try trained.predict(features: (0...tta).flatMap { c in rows.indices.flatMap { i in rows[i][(c * widths[i])..<((c + 1) * widths[i])] } })
+                }
+                let probs = meanProbabilities(calibration ? trained.calibrated(raw) : raw, classes: trained.classCount)
                 return probs.enumerated().sorted { $0.element > $1.element }.prefix(top).map { ($0.offset, $0.element) }
             }
             try printRanked(entries, json: json)

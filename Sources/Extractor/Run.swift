@@ -14,7 +14,8 @@ struct Run: ParsableCommand {
         abstract: "Extract features of a folder of images into the feature store (the default command).",
         discussion: """
         DIR holds one folder per class (DIR/<class>/*), or predefined splits (DIR/train/<class>/*, \
-        DIR/test/<class>/*; seg_train/seg_test too). Each image is identified by the SHA-256 of its bytes, \
+        DIR/test/<class>/*; seg_train/seg_test too), and with --unlabeled also DIR/unlabeled/ (images without \
+        a class, for `train-head --pseudo-label`). Each image is identified by the SHA-256 of its bytes, \
         so a renamed file is not extracted twice and a changed one is. Re-running the same command does no \
         backbone work for what is already stored; more copies (--augment), new images or another backbone \
         compute only what is missing. Bad files are reported, recorded in the store and skipped.
@@ -54,6 +55,8 @@ struct Run: ParsableCommand {
     var cacheBlocks: Int?
     @Option(name: .customLong("cache-dtype"), help: ArgumentHelp("How --cache-blocks stores the block inputs: f16 (half the bytes; features recomputed from them differ from the stored ones by ~1e-4 relative L2) or f32 (~1e-6).", valueName: "f16|f32"))
     var cacheDType: FeatureDType = .f16
+    @Flag(help: ArgumentHelp("Also store the images of DIR/\(DatasetScan.unlabeledFolder)/ (any sub-folders), without a class, as split unlabeled: what `train-head --pseudo-label` labels. Needs a store of schema 7 (older stores are migrated)."))
+    var unlabeled = false
     @Flag(help: "No progress output.") var quiet = false
     @Flag(help: "Print the summary as JSON.") var json = false
 
@@ -210,7 +213,7 @@ struct Run: ParsableCommand {
     /// so what the store has is never recomputed. Files that cannot be read or whose header is bad
     /// (empty, not an image, zero or absurd dimensions, too large) are recorded as failures.
     private func identify(root: URL, db: FeatureStore, failures: FailureLog) throws -> [Identified] {
-        let scan = try DatasetScan.scan(root)
+        let scan = try DatasetScan.scan(root, unlabeled: unlabeled)
         var items = scan.items
         if let shard { items = try Shard(shard).select(items, root: root) }
         let dataset = try db.dataset(root: root.path, classes: scan.classes, name: root.lastPathComponent)
@@ -232,7 +235,7 @@ struct Run: ParsableCommand {
                 identified.append(Identified(item: item, record: ImageRecord(
                     datasetID: dataset.id, sha256: ContentHash.sha256Hex(bytes), path: relative,
                     classIndex: classIndex[item.className] ?? item.classIndex,
-                    split: item.split == "test" ? .test : .train, width: header.width, height: header.height)))
+                    split: ImageSplit(rawValue: item.split ?? "train") ?? .train, width: header.width, height: header.height)))
             } catch {
                 let reason = (error as? ImagingError)?.reason ?? "\(error)"
                 try failures.record(path: item.path.path, reason: reason)
@@ -253,7 +256,8 @@ struct Run: ParsableCommand {
         })
         try db.setConflictPolicy(datasetID: datasetID, conflicts.rawValue)
         let report = DatasetAudit(files.map {
-            DatasetAudit.File(path: $0.record.path, sha256: $0.record.sha256, className: classes[$0.record.classIndex],
+            DatasetAudit.File(path: $0.record.path, sha256: $0.record.sha256,
+                              className: classes.indices.contains($0.record.classIndex) ? classes[$0.record.classIndex] : "",
                               split: $0.record.split.rawValue)
         })
         if let line = report.summary, !quiet { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
@@ -262,7 +266,10 @@ struct Run: ParsableCommand {
         var kept: [Identified] = []
         var seen = Set<String>()
         for f in files where seen.insert(f.record.sha256).inserted {
-            let group = bySHA[f.record.sha256]!.sorted { $0.record.path < $1.record.path }
+            // Unlabeled files only count when no file gives the image a class.
+            let all = bySHA[f.record.sha256]!.sorted { $0.record.path < $1.record.path }
+            let labeled = all.filter { $0.record.split != .unlabeled }
+            let group = labeled.isEmpty ? all : labeled
             var chosen = group[0]
             let labels = Set(group.map(\.record.classIndex))
             if labels.count > 1 {

@@ -59,7 +59,7 @@ struct StoreCommand: ParsableCommand {
                 var files: [DatasetAudit.File] = []
                 for dataset in try db.datasets() {
                     files += try db.imageFiles(datasetID: dataset.id).map {
-                        DatasetAudit.File(path: $0.path, sha256: $0.sha256, className: dataset.classes[$0.classIndex], split: $0.split.rawValue)
+                        DatasetAudit.File(path: $0.path, sha256: $0.sha256, className: dataset.classes.indices.contains($0.classIndex) ? dataset.classes[$0.classIndex] : "", split: $0.split.rawValue)
                     }
                 }
                 var report = DatasetAudit(files)

@@ -48,7 +48,7 @@ public struct ExportReport: Codable, Equatable, Sendable {
 extension FeatureStore {
     /// Exports one extraction for NumPy users into `dir` (created if needed):
     /// - `features.npy`: float32, shape (rows, dim), rows in `loadFeatures` order
-    /// - `labels.npy`: int64 class indices, shape (rows,)
+    /// - `labels.npy`: int64 class indices (-1: an unlabeled image), shape (rows,)
     /// - `images.csv`: row, image_id, aug_index, split, class_index, class_name, path, sha256
     /// - `classes.json`: the class names in label order
     @discardableResult
@@ -65,7 +65,7 @@ extension FeatureStore {
         var csv = "row,image_id,aug_index,split,class_index,class_name,path,sha256\n"
         for i in 0..<matrix.rows {
             let label = matrix.labels[i]
-            let className = label < matrix.classNames.count ? matrix.classNames[label] : ""
+            let className = matrix.classNames.indices.contains(label) ? matrix.classNames[label] : ""
             csv += "\(i),\(matrix.imageIDs[i]),\(matrix.augIndex[i]),\(matrix.splits[i].rawValue),\(label),"
             csv += "\(csvField(className)),\(csvField(matrix.paths[i])),\(matrix.sha256s[i])\n"
         }
@@ -93,7 +93,7 @@ extension FeatureStore {
         do {
             for i in 0..<matrix.rows {
                 let label = matrix.labels[i]
-                let className = label < matrix.classNames.count ? matrix.classNames[label] : ""
+                let className = matrix.classNames.indices.contains(label) ? matrix.classNames[label] : ""
                 chunk += "\(csvField(matrix.paths[i])),\(matrix.splits[i].rawValue),\(label),\(csvField(className)),\(matrix.augIndex[i])"
                 for value in matrix.row(i) { chunk += ",\(value)" }
                 chunk += "\n"

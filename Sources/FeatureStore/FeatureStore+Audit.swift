@@ -16,7 +16,8 @@ extension FeatureStore {
                 """)
             for f in files {
                 try storeErrors("recording image file \(f.path)") {
-                    try upsert.execute(arguments: [f.datasetID, f.path, f.sha256, f.classIndex, f.split.rawValue])
+                    let row = ImageFileRow(f)
+                    try upsert.execute(arguments: [row.datasetID, row.path, row.sha256, row.classIndex, row.split.rawValue])
                 }
             }
         }

@@ -173,8 +173,8 @@ extension FeatureStore {
                     VectorCodec.decode(UnsafeRawBufferPointer(start: blob, count: count), as: dtype, into: out)
                     imageIDs.append(int(1))
                     augIndex.append(Int(int(2)))
-                    labels.append(Int(int(4)))
-                    splits.append(text(5) == "test" ? .test : .train)
+                    labels.append(sqlite3_column_type(handle, 4) == SQLITE_NULL ? ImageSplit.noClass : Int(int(4)))
+                    splits.append(ImageSplit(rawValue: text(5)) ?? .train)
                     paths.append(text(6))
                     shas.append(text(7))
                     index += 1

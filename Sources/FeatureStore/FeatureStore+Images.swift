@@ -123,7 +123,11 @@ extension FeatureStore {
         if classCount == 0 {
             throw StoreError.invalidArgument(path: path, reason: "\(where_): dataset \(image.datasetID) does not exist or has no classes; call dataset(root:classes:) first")
         }
-        if image.classIndex < 0 || image.classIndex >= classCount {
+        if (image.split == .unlabeled) != (image.classIndex == ImageSplit.noClass) {
+            throw StoreError.invalidArgument(path: path, reason: "\(where_) is \(image.split.rawValue) with class index \(image.classIndex); "
+                                             + "unlabeled images and only they have class index \(ImageSplit.noClass)")
+        }
+        if image.split != .unlabeled && (image.classIndex < 0 || image.classIndex >= classCount) {
             throw StoreError.invalidArgument(path: path, reason: "\(where_) has class index \(image.classIndex), but the dataset has \(classCount) classes")
         }
         if image.sha256.count != 64 || !image.sha256.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) {

@@ -180,9 +180,9 @@ extension FeatureStore {
             FROM src.images si
             JOIN src.datasets sd ON sd.id = si.dataset_id
             JOIN main.datasets md ON md.root = sd.root
-            JOIN src.classes sc ON sc.dataset_id = si.dataset_id AND sc.class_index = si.class_index
-            JOIN main.classes mc ON mc.dataset_id = md.id AND mc.name = sc.name
-            WHERE 1 ORDER BY si.id
+            LEFT JOIN src.classes sc ON sc.dataset_id = si.dataset_id AND sc.class_index = si.class_index
+            LEFT JOIN main.classes mc ON mc.dataset_id = md.id AND mc.name = sc.name
+            WHERE (si.class_index IS NULL) = (mc.class_index IS NULL) ORDER BY si.id
             ON CONFLICT(dataset_id, sha256) DO NOTHING
             """)
 
@@ -204,9 +204,9 @@ extension FeatureStore {
                 FROM src.image_files sf
                 JOIN src.datasets sd ON sd.id = sf.dataset_id
                 JOIN main.datasets md ON md.root = sd.root
-                JOIN src.classes sc ON sc.dataset_id = sf.dataset_id AND sc.class_index = sf.class_index
-                JOIN main.classes mc ON mc.dataset_id = md.id AND mc.name = sc.name
-                WHERE 1
+                LEFT JOIN src.classes sc ON sc.dataset_id = sf.dataset_id AND sc.class_index = sf.class_index
+                LEFT JOIN main.classes mc ON mc.dataset_id = md.id AND mc.name = sc.name
+                WHERE (sf.class_index IS NULL) = (mc.class_index IS NULL)
                 ON CONFLICT(dataset_id, path) DO NOTHING
                 """)
         }

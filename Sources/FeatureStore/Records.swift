@@ -18,6 +18,11 @@ public enum OpenMode: Sendable {
 /// A split of the dataset. Stored as the strings "train" and "test".
 public enum ImageSplit: String, Codable, Sendable, CaseIterable {
     case train, test
+    /// Images without a class (`extract --unlabeled`; schema step 7): their class index is `ImageSplit.noClass`.
+    case unlabeled
+
+    /// The class index of an unlabeled image (NULL in the store).
+    public static let noClass = -1
 }
 
 /// The element type of stored feature vectors.

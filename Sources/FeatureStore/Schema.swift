@@ -7,6 +7,9 @@ struct Migration: Sendable {
     let version: Int
     let name: String
     let sql: String
+    /// The step rebuilds tables (SQLite cannot change a column's constraints in place): it runs with
+    /// foreign keys off, so dropping the old table cascades nowhere, and they are checked before commit.
+    var rebuildsTables = false
 }
 
 /// The schema, as the ordered list of migrations that build it, run by GRDB's `DatabaseMigrator`.
@@ -33,8 +36,8 @@ enum Schema {
     static let migrator: DatabaseMigrator = {
         var migrator = DatabaseMigrator()
         for migration in migrations {
-            // The steps only create tables and indexes: foreign keys stay on (no full-file check).
-            migrator.registerMigration(migration.name, foreignKeyChecks: .immediate) { db in
+            // Steps that only create tables and indexes keep foreign keys on (no full-file check).
+            migrator.registerMigration(migration.name, foreignKeyChecks: migration.rebuildsTables ? .deferred : .immediate) { db in
                 try db.execute(sql: migrationsTable)
                 let newest = try Int.fetchOne(db, sql: "SELECT max(version) FROM schema_migrations") ?? 0
                 guard newest < migration.version else { return }
@@ -216,6 +219,43 @@ enum Schema {
                 FOREIGN KEY(extraction_id, cached_blocks) REFERENCES block_definitions(extraction_id, blocks)
             );
             """),
+        Migration(version: 7, name: "add-unlabeled-images", sql: """
+            -- `extract --unlabeled`: images without a class, split 'unlabeled' and class_index NULL (and
+            -- only those). SQLite cannot change a CHECK in place, so images and image_files are rebuilt.
+            CREATE TABLE images_v7(
+                id INTEGER PRIMARY KEY,
+                dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+                sha256 TEXT NOT NULL,
+                path TEXT NOT NULL,
+                class_index INTEGER,
+                split TEXT NOT NULL CHECK(split IN ('train', 'test', 'unlabeled')),
+                width INTEGER NOT NULL,
+                height INTEGER NOT NULL,
+                exclusion TEXT,
+                UNIQUE(dataset_id, sha256),
+                CHECK((class_index IS NULL) = (split = 'unlabeled')),
+                FOREIGN KEY(dataset_id, class_index) REFERENCES classes(dataset_id, class_index)
+            );
+            INSERT INTO images_v7(id, dataset_id, sha256, path, class_index, split, width, height, exclusion)
+                SELECT id, dataset_id, sha256, path, class_index, split, width, height, exclusion FROM images;
+            DROP TABLE images;
+            ALTER TABLE images_v7 RENAME TO images;
+            CREATE INDEX images_by_path ON images(dataset_id, path);
+            CREATE TABLE image_files_v7(
+                dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+                path TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                class_index INTEGER,
+                split TEXT NOT NULL CHECK(split IN ('train', 'test', 'unlabeled')),
+                PRIMARY KEY(dataset_id, path),
+                CHECK((class_index IS NULL) = (split = 'unlabeled'))
+            );
+            INSERT INTO image_files_v7(dataset_id, path, sha256, class_index, split)
+                SELECT dataset_id, path, sha256, class_index, split FROM image_files;
+            DROP TABLE image_files;
+            ALTER TABLE image_files_v7 RENAME TO image_files;
+            CREATE INDEX image_files_by_content ON image_files(dataset_id, sha256);
+            """, rebuildsTables: true),
     ]
 
     static var currentVersion: Int { migrations.last?.version ?? 0 }
@@ -225,6 +265,11 @@ enum Schema {
 
     /// Whether the store has step 4's file list, exclusions and conflict policy.
     static func hasImageFiles(_ db: Database) throws -> Bool { try db.tableExists("image_files") }
+
+    /// Whether the store accepts step 7's unlabeled images.
+    static func hasUnlabeledImages(_ db: Database) throws -> Bool {
+        try Int.fetchOne(db, sql: "SELECT count(*) FROM schema_migrations WHERE version = 7") ?? 0 > 0
+    }
 
     /// Whether the store has step 5's block cache tables.
     static func hasBlockCache(_ db: Database) throws -> Bool { try db.tableExists("block_inputs") }

@@ -50,7 +50,8 @@ struct ImageRow: IdentifiedRow {
     var datasetID: Int64
     var sha256: String
     var path: String
-    var classIndex: Int
+    /// NULL for unlabeled images (`ImageSplit.noClass` in the record).
+    var classIndex: Int?
     var split: ImageSplit
     var width: Int
     var height: Int
@@ -73,12 +74,12 @@ struct ImageRow: IdentifiedRow {
     }()
 
     init(_ r: ImageRecord) {
-        id = r.id; datasetID = r.datasetID; sha256 = r.sha256; path = r.path; classIndex = r.classIndex
+        id = r.id; datasetID = r.datasetID; sha256 = r.sha256; path = r.path; classIndex = r.classIndex == ImageSplit.noClass ? nil : r.classIndex
         split = r.split; width = r.width; height = r.height; exclusion = r.exclusion
     }
 
     var record: ImageRecord {
-        ImageRecord(id: id, datasetID: datasetID, sha256: sha256, path: path, classIndex: classIndex, split: split,
+        ImageRecord(id: id, datasetID: datasetID, sha256: sha256, path: path, classIndex: classIndex ?? ImageSplit.noClass, split: split,
                     width: width, height: height, exclusion: exclusion)
     }
 }
@@ -205,11 +206,15 @@ struct ImageFileRow: TableRow {
     var datasetID: Int64
     var path: String
     var sha256: String
-    var classIndex: Int
+    var classIndex: Int?
     var split: ImageSplit
 
     enum CodingKeys: String, CodingKey { case datasetID = "dataset_id", path, sha256, classIndex = "class_index", split }
 
-    init(_ r: ImageFileRecord) { datasetID = r.datasetID; path = r.path; sha256 = r.sha256; classIndex = r.classIndex; split = r.split }
-    var record: ImageFileRecord { ImageFileRecord(datasetID: datasetID, path: path, sha256: sha256, classIndex: classIndex, split: split) }
+    init(_ r: ImageFileRecord) {
+        datasetID = r.datasetID; path = r.path; sha256 = r.sha256; classIndex = r.classIndex == ImageSplit.noClass ? nil : r.classIndex; split = r.split
+    }
+    var record: ImageFileRecord {
+        ImageFileRecord(datasetID: datasetID, path: path, sha256: sha256, classIndex: classIndex ?? ImageSplit.noClass, split: split)
+    }
 }

@@ -62,10 +62,10 @@ extension StoreData {
     }
 
     /// Train split (stored copies up to `maxAugIndex`, all when nil, so rows of copies a trial does not
-    /// use need not exist in every part) and test split (copy 0) of every part, concatenated row by row.
+    /// use need not exist in every part) and test split (copies 0...testCopies) of every part, concatenated row by row.
     /// A row that one part lacks is an error naming the part. One extraction: `load(_:_:)` (all copies).
-    static func load(_ db: FeatureStore, _ set: ExtractionSet, maxAugIndex: Int? = nil) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
-        guard set.parts.count > 1 else { return try load(db, set.primary) }
+    static func load(_ db: FeatureStore, _ set: ExtractionSet, maxAugIndex: Int? = nil, testCopies: Int = 0) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
+        guard set.parts.count > 1 else { return try load(db, set.primary, testCopies: testCopies) }
         func matrix(_ split: ImageSplit, _ maxAug: Int?) throws -> FeatureMatrix {
             let parts = try set.parts.map { try db.loadFeatures(extractionID: $0.id, split: split, maxAugIndex: maxAug) }
             do { return try FeatureMatrix.concatenating(parts) } catch let gap as MissingFeatureRows {
@@ -84,8 +84,14 @@ extension StoreData {
             throw Failure(description: "extractions \(set.ids) (\(set.backbone)) have no training features in \(db.path); "
                           + "run `extract` on a dataset with a train split")
         }
-        let test = try matrix(.test, 0)
+        let test = try matrix(.test, testCopies)
         return (labeled(train), test.rows > 0 ? labeled(test) : nil)
+    }
+
+    /// Unlabeled images (`extract --unlabeled`, for `pseudo_label`) of a single extraction; concatenated
+    /// features use only the labels `labeled_fraction` leaves out.
+    static func unlabeled(_ db: FeatureStore, _ set: ExtractionSet) throws -> LabeledFeatures? {
+        set.parts.count == 1 ? try unlabeled(db, set.primary) : nil
     }
 }
 

@@ -36,15 +36,21 @@ enum StoreData {
         return counted.max { $0.1 < $1.1 }!.0
     }
 
-    /// Train split (all stored copies; the trainer keeps 0...K) and test split (copy 0), if any.
-    static func load(_ db: FeatureStore, _ e: ExtractionRecord) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
+    /// Train split (all stored copies; the trainer keeps 0...K) and test split (copies 0...testCopies, for `tta`), if any.
+    static func load(_ db: FeatureStore, _ e: ExtractionRecord, testCopies: Int = 0) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
         let train = try db.loadFeatures(extractionID: e.id, split: .train)
         guard train.rows > 0 else {
             throw Failure(description: "extraction \(e.id) (\(e.settings.backbone)) has no training features in \(db.path); "
                           + "run `extract` on a dataset with a train split")
         }
-        let test = try db.loadFeatures(extractionID: e.id, split: .test, maxAugIndex: 0)
+        let test = try db.loadFeatures(extractionID: e.id, split: .test, maxAugIndex: testCopies)
         return (labeled(train), test.rows > 0 ? labeled(test) : nil)
+    }
+
+    /// Images stored without a class (`extract --unlabeled`), every copy; nil when there are none.
+    static func unlabeled(_ db: FeatureStore, _ e: ExtractionRecord) throws -> LabeledFeatures? {
+        let m = try db.loadFeatures(extractionID: e.id, split: .unlabeled)
+        return m.rows > 0 ? labeled(m) : nil
     }
 
     static func labeled(_ m: FeatureMatrix) -> LabeledFeatures {

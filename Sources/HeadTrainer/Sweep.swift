@@ -115,15 +115,17 @@ struct SweepCommand: ParsableCommand {
         // Features once per extraction that still has work.
         var data: [String: SweepRunner.Features] = [:]
         for e in extractions where pending.contains(where: { $0.features.settingsKey == e.settingsKey }) {
-            let asked = pending.filter { $0.features.settingsKey == e.settingsKey }.map(\.config.augmented)
-            let (train, test) = try StoreData.load(db, e, maxAugIndex: asked.contains(nil) ? nil : asked.compactMap { $0 }.max())
+            let mine = pending.filter { $0.features.settingsKey == e.settingsKey }
+            let asked = mine.map(\.config.augmented)
+            let (train, test) = try StoreData.load(db, e, maxAugIndex: asked.contains(nil) ? nil : asked.compactMap { $0 }.max(),
+                                                   testCopies: mine.map(\.config.tta).max() ?? 0)
             let copies = Int(train.augIndex.max() ?? 0)
             let wanted = asked.compactMap { $0 }.max() ?? 0
             if wanted > copies {
                 note("warning: extraction \(e.ids) (\(e.backbone)) stores copies 0...\(copies) only; trials asking for "
                      + "augmented: \(wanted) use those. Add copies with `extract --backbone \(e.primary.settings.backbone) --augment \(wanted) ...`.")
             }
-            data[e.settingsKey] = SweepRunner.Features(train: train, test: test)
+            data[e.settingsKey] = SweepRunner.Features(train: train, test: test, unlabeled: try StoreData.unlabeled(db, e))
         }
 
         let runner = SweepRunner(db: db, sweepID: sweep.id, data: data, quiet: quiet, total: pending.count, keys: spec.columnKeys)

@@ -13,6 +13,8 @@ final class SweepRunner {
     struct Features {
         let train: LabeledFeatures
         let test: LabeledFeatures?
+        /// Images stored without a class, for `pseudo_label`.
+        var unlabeled: LabeledFeatures? = nil
     }
     struct Failure { let key: String; let error: String }
 
@@ -95,7 +97,7 @@ final class SweepRunner {
                                                    sweepID: sweepID, trialKey: t.key)
                 }
                 let result = try tuned?.result.training
-                    ?? trainHead(config: t.config, train: d.train, test: d.test, options: TrainingOptions(threads: 1))
+                    ?? trainHead(config: t.config, train: d.train, test: d.test, unlabeled: d.unlabeled, options: TrainingOptions(threads: 1))
                 lock.lock()
                 defer { lock.unlock() }
                 do {

@@ -116,6 +116,10 @@ struct Train: ParsableCommand {
         /// `frozen`, or `finetuned` (`--unfreeze`).
         let kind: String
         let fine_tuning: FineTuning?
+        /// `--tta K`: validation and test on the mean softmax over copies 0...K.
+        let tta: TTAMetrics?
+        /// `--pseudo-label` / `--labeled-fraction`: each self-training round.
+        let pseudo_label_rounds: [PseudoLabelRound]?
     }
 
     /// What `--unfreeze` did: the cache it used and the frozen head it started from.
@@ -161,8 +165,9 @@ struct Train: ParsableCommand {
                                         bn_mode: config.bnMode.rawValue, frozen_head: tuned.result.frozenHead.metrics,
                                         frozen_best_epoch: tuned.result.frozenHead.bestEpoch)
             } else {
-                let (train, test) = try StoreData.load(db, features, maxAugIndex: config.augmented)
-                result = try trainHead(config: config, train: train, test: test)
+                let (train, test) = try StoreData.load(db, features, maxAugIndex: config.augmented, testCopies: config.tta)
+                result = try trainHead(config: config, train: train, test: test,
+                                       unlabeled: config.pseudoLabel ? try StoreData.unlabeled(db, features) : nil)
                 id = try StoreData.save(result, config: config, features: features, in: db)
                 fineTuning = nil
             }
@@ -179,7 +184,8 @@ struct Train: ParsableCommand {
                                 epochs: result.epochsRun, seconds: result.trainingSeconds, train: result.metrics.train,
                                 validation: result.metrics.validation, test: result.metrics.test,
                                 calibration: result.metrics.calibration, excluded_images: excluded,
-                                kind: fineTuning == nil ? "frozen" : "finetuned", fine_tuning: fineTuning)
+                                kind: fineTuning == nil ? "frozen" : "finetuned", fine_tuning: fineTuning,
+                                tta: result.metrics.tta, pseudo_label_rounds: result.metrics.pseudoLabelRounds)
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -199,6 +205,8 @@ struct Train: ParsableCommand {
                 if let v = result.metrics.validation { print(v.table(title: "validation")) }
                 if let t = result.metrics.test { print(t.table(title: "test")) }
                 if let c = result.metrics.calibration { print(c.line(uncalibrated: result.metrics)) }
+                if let tta = result.metrics.tta { print(tta.summary(plain: result.metrics)) }
+                for round in result.metrics.pseudoLabelRounds ?? [] { print(round.line) }
             }
         }
     }

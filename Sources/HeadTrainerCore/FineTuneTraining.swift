@@ -57,6 +57,10 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
         throw HeadTrainerError.invalidConfig(field: "solver", value: config.effectiveSolver.rawValue,
                                              expected: "adam when unfreezing blocks (give hidden > 0 or solver: adam)")
     }
+    if config.tta > 0 || config.pseudoLabel || config.labeledFraction < 1 {
+        throw HeadTrainerError.invalidConfig(field: "unfreeze", value: "\(config.unfreeze)",
+                                             expected: "0 with tta, pseudo_label or labeled_fraction (fine-tuning uses neither yet)")
+    }
     guard blocks.blockLearningRate > 0, blocks.blockLearningRate.isFinite else {
         throw HeadTrainerError.invalidConfig(field: "block_lr", value: "\(blocks.blockLearningRate)", expected: "a finite value > 0")
     }

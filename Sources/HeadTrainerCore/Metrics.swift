@@ -157,4 +157,10 @@ public struct SplitMetrics: Codable, Hashable, Sendable {
     /// The fitted temperature and the calibrated validation/test metrics; nil without a validation
     /// split (and in metrics stored before calibration existed).
     public var calibration: SplitCalibration? = nil
+    /// Validation and test scored on the mean softmax over copies 0...K (`tta` K > 0); nil without.
+    public var tta: TTAMetrics? = nil
+    /// Self-training rounds (`pseudo_label` or `labeled_fraction` < 1); nil without.
+    public var pseudoLabelRounds: [PseudoLabelRound]? = nil
+
+    enum CodingKeys: String, CodingKey { case train, validation, test, calibration, tta, pseudoLabelRounds = "pseudo_label_rounds" }
 }

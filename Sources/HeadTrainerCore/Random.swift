@@ -59,5 +59,6 @@ enum RNGStream {
     static let split: UInt64 = 1
     static let initialization: UInt64 = 2
     static let shuffle: UInt64 = 3
+    static let labeledFraction: UInt64 = 4
     static let dropout: UInt64 = 100   // + chunk index
 }

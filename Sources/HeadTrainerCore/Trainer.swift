@@ -45,7 +45,8 @@ public struct TrainingResult: Codable, Sendable {
 /// Validation images are drawn from `train` (stratified by class, grouped by image id); training
 /// uses copies 0...`config.augmented` of the remaining images. Early stopping watches the validation
 /// loss and restores the best epoch's weights (Keras EarlyStopping(restore_best_weights=True)).
-public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledFeatures?,
+/// `unlabeled` (labels ignored; -1 when unknown) joins the images `pseudo_label` labels.
+public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledFeatures?, unlabeled: LabeledFeatures? = nil,
                       options: TrainingOptions = TrainingOptions()) throws -> TrainingResult {
     try config.validate()
     try train.validate(split: "train")
@@ -58,7 +59,21 @@ public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledF
             throw HeadTrainerError.incompatible(what: "train/test", detail: "class names differ (\(train.classNames) vs \(test.classNames)); both splits must use the same class list")
         }
     }
+    if let unlabeled, unlabeled.n > 0, unlabeled.dim != train.dim || unlabeled.classNames != train.classNames {
+        throw HeadTrainerError.incompatible(what: "train/unlabeled", detail: "unlabeled features are \(unlabeled.dim)-wide for classes \(unlabeled.classNames), "
+                                            + "train features \(train.dim)-wide for \(train.classNames); extract both in one extraction")
+    }
+    if config.pseudoLabel || config.labeledFraction < 1 {
+        return try selfTrain(config: config, train: train, test: test, unlabeled: unlabeled, options: options)
+    }
     let split = try TrainValidationSplit.make(train, valSplit: config.valSplit, augmented: config.augmented, seed: config.seed)
+    return try fitAndScore(config: config, train: train, split: split, test: test, options: options)
+}
+
+/// Fits on `split.trainRows` of `train`, validates on `split.validationRows`, and scores train (copy 0),
+/// validation and `test` (copy 0; with `config.tta`, also the mean over copies 0...tta).
+func fitAndScore(config: HeadConfig, train: LabeledFeatures, split: TrainValidationSplit, test: LabeledFeatures?,
+                 options: TrainingOptions) throws -> TrainingResult {
     var counts = [Int](repeating: 0, count: train.classCount)
     for r in split.trainRows { counts[Int(train.labels[r])] += 1 }
     let present = counts.indices.filter { counts[$0] > 0 }
@@ -68,6 +83,11 @@ public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledF
         : [Double](repeating: 1, count: train.classCount)
 
     let validation = split.validationRows.isEmpty ? nil : train.subset(split.validationRows)
+    // Copies 0...tta of the validation and test images, grouped before fitting so a missing copy fails fast.
+    let held = Set(split.validationImages)
+    let ttaValidation = try config.tta == 0 || held.isEmpty ? nil : TTAGroups(
+        train.subset((0..<train.n).filter { held.contains(train.imageIDs[$0]) }), copies: config.tta, split: "validation")
+    let ttaTest = try config.tta == 0 ? nil : test.map { try TTAGroups($0, copies: config.tta, split: "test") }
     let blas = BLASThreadsGuard()
     defer { blas.restore() }
 
@@ -96,6 +116,10 @@ public func trainHead(config: HeadConfig, train: LabeledFeatures, test: LabeledF
                                validation: try validation.map(score), test: try testCopy0.map(score))
     if let validation {
         metrics.calibration = try SplitCalibration.fit(head: &head, validation: validation, test: testCopy0, threads: options.threads)
+    }
+    if config.tta > 0 {
+        metrics.tta = TTAMetrics(copies: config.tta, validation: try ttaValidation?.metrics(head, threads: options.threads),
+                                 test: try ttaTest?.metrics(head, threads: options.threads))
     }
     return TrainingResult(head: head, bestEpoch: fit.bestEpoch, epochsRun: fit.records.count,
                           curves: TrainingCurves(epochs: fit.records, bestEpoch: fit.bestEpoch), metrics: metrics,

@@ -10,7 +10,8 @@ public struct DatasetItem: Hashable, Codable, Sendable {
     public let path: URL
     public let className: String
     public let classIndex: Int
-    /// "train" or "test" for datasets with predefined split folders; nil for `DIR/<class>/*` datasets.
+    /// "train" or "test" for datasets with predefined split folders; nil for `DIR/<class>/*` datasets;
+    /// "unlabeled" for the images of `DIR/unlabeled/` when scanned with `unlabeled: true` (class index -1, no name).
     public let split: String?
     /// The path's bytes on disk when they are not valid UTF-8 (nil otherwise: `path` is exact).
     public let rawPath: [UInt8]?
@@ -131,15 +132,30 @@ public struct DatasetScan: Sendable {
 
     public func items(inSplit split: String?) -> [DatasetItem] { items.filter { $0.split == split } }
 
+    /// The folder of `DIR` holding images without a class when scanning with `unlabeled: true`.
+    public static let unlabeledFolder = "unlabeled"
+
     /// Scans `dir`. Throws `ImagingError.badDataset` when the folder is missing, has no class folders, or
-    /// has no usable image at all (before any decoding work starts).
-    public static func scan(_ dir: URL) throws -> DatasetScan {
+    /// has no usable image at all (before any decoding work starts). With `unlabeled`, `DIR/unlabeled/`
+    /// (searched recursively) is not a class or split folder: its images come last, with split "unlabeled".
+    public static func scan(_ dir: URL, unlabeled: Bool = false) throws -> DatasetScan {
         let root = dir.standardizedFileURL
         var problems: [SkippedFile] = []
         guard case .directory = FileKind.of(FileName(root.path)) else {
             throw ImagingError.badDataset(path: root.path, reason: "not a folder (or missing); expected DIR/<class>/*.jpg or DIR/train/<class>/*.jpg")
         }
-        let top = try listFolder(FileName(root.path), problems: &problems)
+        var top = try listFolder(FileName(root.path), problems: &problems)
+        var unlabeledFiles: [FileName] = []
+        if unlabeled {
+            guard let folder = top.first(where: { $0.isDirectory && $0.name == unlabeledFolder }) else {
+                throw ImagingError.badDataset(path: root.path, reason: "no \(unlabeledFolder)/ folder; with --unlabeled, put the images without a class in DIR/\(unlabeledFolder)/")
+            }
+            top.removeAll { $0.name == unlabeledFolder }
+            var visited = Set<FileID>()
+            if let id = FileID.of(folder.url) { visited.insert(id) }
+            collect(folder.url, into: &unlabeledFiles, visited: &visited, problems: &problems)
+            if unlabeledFiles.isEmpty { problems.append(SkippedFile(path: folder.url.display, reason: "no image files in the unlabeled folder")) }
+        }
         let splitDirs = top.filter { $0.isDirectory && splitNames[$0.name] != nil }
 
         // (split, class folder) pairs.
@@ -211,6 +227,10 @@ public struct DatasetScan: Sendable {
                 items.append(DatasetItem(path: file.url, className: group.className, classIndex: classIndex,
                                          split: group.split, rawPath: file.escaped ? file.bytes : nil))
             }
+        }
+        for file in unlabeledFiles.sorted(by: { $0.display < $1.display }) {
+            items.append(DatasetItem(path: file.url, className: "", classIndex: -1, split: unlabeledFolder,
+                                     rawPath: file.escaped ? file.bytes : nil))
         }
         return DatasetScan(root: root, classes: classes, items: items, problems: problems, splits: splits)
     }

@@ -71,6 +71,23 @@ enum CLI {
         return (seen, p.terminationReason == .uncaughtSignal)
     }
 
+    /// DIR/train/<class>/ and DIR/test/<class>/ with `perClass` images each, from scenes6.
+    static func smallDataset(classes: [String] = ["forest", "sea"], perClass: Int = 3, testPerClass: Int = 1) throws -> URL {
+        guard FileManager.default.fileExists(atPath: CLI.scenes6.path) else { throw XCTSkip("scenes6 not beside the repo") }
+        let dir = try CLI.temporaryDirectory().appendingPathComponent("data")
+        for (split, n) in [("train", perClass), ("test", testPerClass)] where n > 0 {
+            for c in classes {
+                let src = CLI.scenes6.appendingPathComponent("\(split)/\(c)")
+                let dst = dir.appendingPathComponent("\(split)/\(c)")
+                try FileManager.default.createDirectory(at: dst, withIntermediateDirectories: true)
+                for f in try FileManager.default.contentsOfDirectory(atPath: src.path).sorted().prefix(n) {
+                    try FileManager.default.copyItem(at: src.appendingPathComponent(f), to: dst.appendingPathComponent(f))
+                }
+            }
+        }
+        return dir
+    }
+
     static func temporaryDirectory() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("workbench-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

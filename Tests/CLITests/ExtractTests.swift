@@ -12,21 +12,8 @@ final class ExtractTests: XCTestCase {
         let failures: [Failure]
     }
 
-    /// DIR/train/<class>/ and DIR/test/<class>/ with `perClass` images each, from scenes6.
     func makeDataset(classes: [String] = ["forest", "sea"], perClass: Int = 3, testPerClass: Int = 1) throws -> URL {
-        guard FileManager.default.fileExists(atPath: CLI.scenes6.path) else { throw XCTSkip("scenes6 not beside the repo") }
-        let dir = try CLI.temporaryDirectory().appendingPathComponent("data")
-        for (split, n) in [("train", perClass), ("test", testPerClass)] where n > 0 {
-            for c in classes {
-                let src = CLI.scenes6.appendingPathComponent("\(split)/\(c)")
-                let dst = dir.appendingPathComponent("\(split)/\(c)")
-                try FileManager.default.createDirectory(at: dst, withIntermediateDirectories: true)
-                for f in try FileManager.default.contentsOfDirectory(atPath: src.path).sorted().prefix(n) {
-                    try FileManager.default.copyItem(at: src.appendingPathComponent(f), to: dst.appendingPathComponent(f))
-                }
-            }
-        }
-        return dir
+        try CLI.smallDataset(classes: classes, perClass: perClass, testPerClass: testPerClass)
     }
 
     func extract(_ data: URL, store: URL, _ extra: [String] = []) throws -> Summary {
@@ -153,6 +140,8 @@ final class ExtractTests: XCTestCase {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             usleep(100_000)
+            // The store appears only once its schema is built (~0.1-0.2 s after start on a loaded machine).
+            guard FileManager.default.fileExists(atPath: store.path) else { continue }
             if let i = try? info(store), (i.extractions.first?.features ?? 0) >= 4 { break }
         }
         kill(p.processIdentifier, SIGKILL)

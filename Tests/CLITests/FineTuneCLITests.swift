@@ -68,7 +68,7 @@ extension ExtractTests {
         let image = try XCTUnwrap(try FileManager.default.subpathsOfDirectory(atPath: data.appendingPathComponent("test").path)
             .filter { $0.hasSuffix(".jpg") }.sorted().first)
         let path = data.appendingPathComponent("test").appendingPathComponent(image).path
-        let p = try CLI.run("extract", ["predict", "--store", store.path, "--head", "\(out.head_id)", "--top", "2", "--json", path])
+        let p = try CLI.run("extract", ["predict", "--store", store.path, "--head", "\(out.head_id)", "--top", "2", "--json", "--no-calibration", path])
         XCTAssertEqual(p.status, 0, p.stderr)
         struct Ranked: Decodable { struct Top: Decodable { let index: Int; let probability: Float }; let top: [Top]? }
         let predicted = try XCTUnwrap(try JSONDecoder().decode([Ranked].self, from: Data(p.stdout.utf8)).first?.top)

@@ -54,7 +54,7 @@ final class CompatibilityTests: StoreTestCase {
         let store = try FeatureStore(path: path, mode: .readWrite)
         XCTAssertEqual(try store.appliedMigrationNames(),
                        ["create-datasets-images-extractions-features", "create-sweeps-heads", "add-lookup-indexes",
-                        "add-image-files-and-exclusions", "add-block-cache"])
+                        "add-image-files-and-exclusions", "add-block-cache", "add-finetuned-heads", "add-unlabeled-images"])
         let dataset = try XCTUnwrap(try store.findDataset(root: "/tmp/fsfixture/data"))
         let images = try store.images(datasetID: dataset.id)
         XCTAssertEqual(images.count, 6)

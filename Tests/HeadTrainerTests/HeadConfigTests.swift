@@ -47,7 +47,7 @@ final class HeadConfigTests: XCTestCase {
             let text: String
             switch s.kind {
             case .integer: text = Int(s.defaultText).map { "\($0 + 1)" } ?? "1"
-            case .number: text = "\((Double(s.defaultText) ?? 1) / 2)"
+            case .number: text = "\(Double(s.defaultText).map { $0 == 0 ? 0.5 : $0 / 2 } ?? 1)"
             case .flag: text = s.defaultText == "yes" ? "no" : "yes"
             case .choice(let names): text = names.first { $0 != s.defaultText }!
             }

@@ -23,6 +23,30 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(scan.items(inSplit: "test").count, 2)
     }
 
+    /// With `unlabeled: true`, DIR/unlabeled/ (any depth) holds images without a class, listed last;
+    /// without it, `unlabeled` is an ordinary class folder.
+    func testUnlabeledFolder() throws {
+        let dir = try TempDir()
+        let jpeg = try Fixtures.bytes("formats/baseline.jpg")
+        for name in ["sea/1.jpg", "forest/2.jpg", "unlabeled/b.jpg", "unlabeled/more/a.jpg"] { try dir.write(name, jpeg) }
+        let scan = try DatasetScan.scan(dir.url, unlabeled: true)
+        XCTAssertEqual(scan.classes, ["forest", "sea"])
+        XCTAssertEqual(scan.items.map { "\($0.split ?? "-")/\($0.className)/\($0.classIndex)/\($0.path.lastPathComponent)" },
+                       ["-/forest/0/2.jpg", "-/sea/1/1.jpg", "unlabeled//-1/b.jpg", "unlabeled//-1/a.jpg"])
+        XCTAssertEqual(try DatasetScan.scan(dir.url).classes, ["forest", "sea", "unlabeled"])
+
+        try dir.write("train/sea/3.jpg", jpeg)
+        let split = try DatasetScan.scan(dir.url, unlabeled: true)
+        XCTAssertEqual(split.items.filter { $0.split == "unlabeled" }.count, 2)
+        XCTAssertEqual(split.items.filter { $0.split == "train" }.map(\.className), ["sea"])
+
+        let none = try TempDir()
+        try none.write("sea/1.jpg", jpeg)
+        XCTAssertThrowsError(try DatasetScan.scan(none.url, unlabeled: true)) { e in
+            XCTAssertTrue("\(e)".contains("DIR/unlabeled/"), "\(e)")
+        }
+    }
+
     func testScenes6Layout() throws {
         guard let scenes = Fixtures.scenes6() else { throw XCTSkip("scenes6 not found beside the repository") }
         let scan = try DatasetScan.scan(scenes)
