@@ -84,12 +84,16 @@ struct SweepCommand: ParsableCommand {
 
         // The plan: every (extraction, config), in file order; a shard takes every n-th trial.
         var plan: [PlannedTrial] = []
+        var skipped = 0
         for e in extractions {
             for c in configs {
+                // Fine-tuning (`unfreeze`) trains the blocks of one backbone: not on concatenated features.
+                if c.unfreeze > 0 && e.parts.count > 1 { skipped += 1; continue }
                 plan.append(PlannedTrial(index: plan.count, features: e, config: c,
                                          key: SweepSpec.trialKey(extractionSettingsKey: e.settingsKey, config: c)))
             }
         }
+        if skipped > 0 { note("\(skipped) combination(s) of unfreeze > 0 with concatenated backbones left out: fine-tuning trains one backbone's blocks") }
         let shardSpec = try shard.map(Shard.init)
         let mine = shardSpec.map { s in plan.filter { s.owns(position: $0.index) } } ?? plan
 
