@@ -6,6 +6,7 @@
 #  weights of tools/goldens/experiment.py serve for backbones whose published files are not at hand)
 # Env:   PYTHON  interpreter with torch + onnxruntime + efficientnet-lite-pytorch
 #                (default /work/venv-ref/bin/python if present, else python3)
+#        BIN     folder of the extract binary (default .build/release)
 #
 # Runs `swift build -c release` in the repo root, then
 #   .build/release/extract bench --backbone B --batch N --json
@@ -46,8 +47,9 @@ if [[ "$BUILD" == 1 ]]; then
     echo "== swift build -c release" >&2
     swift build -c release >&2
 fi
-if [[ ! -x .build/release/extract ]]; then
-    echo "compare.sh: .build/release/extract not found; run 'swift build -c release' in $ROOT" >&2
+BIN="${BIN:-.build/release}"
+if [[ ! -x "$BIN/extract" ]]; then
+    echo "compare.sh: $BIN/extract not found; run 'swift build -c release' in $ROOT" >&2
     exit 1
 fi
 
@@ -57,7 +59,7 @@ OURS=()
 PEER=()
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "== round $r/$ROUNDS ours: extract bench --backbone $BACKBONE --batch $BATCH --precision $PRECISION --seconds $SECONDS_ARG" >&2
-    OURS+=("$(.build/release/extract bench --backbone "$BACKBONE" --batch "$BATCH" --precision "$PRECISION" --seconds "$SECONDS_ARG" ${WEIGHTS[@]+"${WEIGHTS[@]}"} --json | tr -d '\n')")
+    OURS+=("$("$BIN"/extract bench --backbone "$BACKBONE" --batch "$BATCH" --precision "$PRECISION" --seconds "$SECONDS_ARG" ${WEIGHTS[@]+"${WEIGHTS[@]}"} --json | tr -d '\n')")
     echo "== round $r/$ROUNDS peer: peer_ort.py --backbone $BACKBONE --batch $BATCH --seconds $SECONDS_ARG" >&2
     PEER+=("$("$PYTHON" tools/bench/peer_ort.py --backbone "$BACKBONE" --batch "$BATCH" --seconds "$SECONDS_ARG" 2>/dev/null | tail -n 1)")
 done

