@@ -36,7 +36,14 @@ struct TrialResult {
         self.extractionIDs = extractionIDs
         self.backbone = backbone
         config = try decode(HeadConfig.self, record.config, "config")
-        metrics = try decode(SplitMetrics.self, record.metrics, "metrics")
+        var metrics = try decode(SplitMetrics.self, record.metrics, "metrics")
+        // A trial with `tta` K predicts by the mean over copies 0...K: it is ranked and shown by those
+        // predictions' validation and test metrics (the single-copy ones stay in the stored metrics).
+        if let tta = metrics.tta {
+            metrics.validation = tta.validation ?? metrics.validation
+            metrics.test = tta.test ?? metrics.test
+        }
+        self.metrics = metrics
         curves = try decode(TrainingCurves.self, record.curves, "curves")
     }
 
