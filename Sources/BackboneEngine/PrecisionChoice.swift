@@ -84,9 +84,9 @@ public struct PrecisionDecision: Equatable, Sendable {
 
     /// A probe ratio at or above this picks bf16, at or below `slowerRatio` fp32; in between the table
     /// decides (and, not knowing the CPU, fp32: bf16 features are cosine ~0.999 of fp32's, worth it
-    /// only for speed). The band is wide because a loaded machine pulls the ratio towards 1: on this
-    /// project's 2-core Zen 5 with 4 other agents busy, probes gave 0.85-1.54 (1.97 in a quiet moment),
-    /// so there the table (Zen 5: bf16) decides whenever the probe is unclear.
+    /// only for speed). The band is wide because a loaded machine pulls the ratio towards 1 (both
+    /// precisions then wait on the same stalls): there the table decides. `PrecisionChoiceTests`
+    /// print the probe's ratio on the machine that runs them.
     public static let fasterRatio = 1.2
     public static let slowerRatio = 0.75
 

@@ -40,7 +40,7 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("image-size"), help: "Input size (default: the backbone's own).") var imageSize: Int?
     @Option(help: "pad (keep aspect ratio, zero-pad), stretch or center-crop.") var fit: Fit = .pad
     @Option(help: "Images per forward pass.") var batch = 16
-    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, fp32 features; cosine to fp32 >= 0.999) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; otherwise a ~0.1 s probe times one 3x3 and one 1x1 convolution in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 below 1x; in between, or if the probe fails, a table decides (bf16 on AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). auto with --cache-blocks is fp32: fine-tuning recomputes the cached blocks in fp32. The extraction records the precision used.",
+    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, fp32 features; cosine to fp32 >= 0.999) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a ~0.1 s probe times one 3x3 and one 1x1 convolution in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 below 1x; in between, or if the probe fails, a table decides (bf16 on AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. The extraction records the precision used.",
                                valueName: "auto|fp32|bf16"))
     var precision: PrecisionRequest = .auto
     @Option(help: "Stored feature type: f32 or f16 (half the file).") var dtype: FeatureDType = .f32
@@ -221,22 +221,25 @@ struct Run: ParsableCommand {
         }
     }
 
-    /// `--precision auto`'s rules before any measurement: with --cache-blocks fp32 (fine-tuning
-    /// recomputes the cached blocks in fp32, and its features must match the stored ones); else the
-    /// precision of the one extraction in the store whose settings equal these but for precision, so a
-    /// store made at another precision (or by an earlier default) is resumed, not extracted again.
+    /// `--precision auto`'s rules before any measurement: the precision of the one extraction in the
+    /// store whose settings equal these but for precision, so a store made at another precision (or by
+    /// an earlier default, or before adding --cache-blocks) is resumed, not extracted again; else with
+    /// --cache-blocks fp32, so the stored features match what fine-tuning recomputes (in fp32) from
+    /// the cached block inputs.
     private func autoRule(db: FeatureStore, settings: (String, Int) -> ExtractionSettings) throws -> PrecisionDecision? {
         guard precision == .auto else { return nil }
-        if cacheBlocks != nil {
-            return PrecisionDecision(precision: .fp32, source: .rule, probeRatio: nil,
-                                     reason: "--cache-blocks: fine-tuning recomputes the cached blocks in fp32")
-        }
         let mine = settings("", 0)
         let resumable = try db.extractions(backbone: mine.backbone, datasetID: mine.datasetID).filter {
             try FeatureStore.settingsKey(settings($0.settings.precision, $0.settings.featureDim)) == $0.settingsKey
         }
-        guard resumable.count == 1, let e = resumable.first, let p = Precision(rawValue: e.settings.precision) else { return nil }
-        return PrecisionDecision(precision: p, source: .rule, probeRatio: nil, reason: "resumes extraction \(e.id) in \(store)")
+        if resumable.count == 1, let e = resumable.first, let p = Precision(rawValue: e.settings.precision) {
+            return PrecisionDecision(precision: p, source: .rule, probeRatio: nil, reason: "resumes extraction \(e.id) in \(store)")
+        }
+        guard cacheBlocks == nil else {
+            return PrecisionDecision(precision: .fp32, source: .rule, probeRatio: nil,
+                                     reason: "--cache-blocks: fine-tuning recomputes the cached blocks in fp32")
+        }
+        return nil
     }
 
     /// Identify: scan the folder, then read, hash and probe the header of every image before any decoding,

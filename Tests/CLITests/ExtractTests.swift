@@ -153,7 +153,8 @@ final class ExtractTests: XCTestCase {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             usleep(100_000)
-            if let i = try? info(store), (i.extractions.first?.features ?? 0) >= 4 { break }
+            // (info() asserts success: ask only once the run has created the store.)
+            if FileManager.default.fileExists(atPath: store.path), let i = try? info(store), (i.extractions.first?.features ?? 0) >= 4 { break }
         }
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
