@@ -23,7 +23,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Images per forward pass.") var batch = 16
     @Option(name: .customLong("image-size"), help: "Input height and width (default: the backbone's own).")
     var imageSize: Int?
-    @Option(help: "fp32 or bf16.") var precision: Precision = .fp32
+    @Option(help: ArgumentHelp("fp32, bf16, or auto (what `extract` would pick on this CPU; see `extract run --help`).",
+                               valueName: "fp32|bf16|auto"))
+    var precision: PrecisionRequest = .fp32
     @Option(help: "Seconds to measure after warm-up.") var seconds = 10.0
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "List the oneDNN implementation chosen for every primitive.") var verbose = false
@@ -39,7 +41,7 @@ struct Bench: ParsableCommand {
     }
 
     struct Report: Encodable {
-        let backbone: String, precision: String, batch: Int, image_size: Int, threads: Int
+        let backbone: String, precision: String, precision_reason: String, batch: Int, image_size: Int, threads: Int
         let images_per_second: Double, peak_rss_bytes: Int
     }
 
@@ -54,6 +56,9 @@ struct Bench: ParsableCommand {
             let spec = try Backbones.named(backbone!)
             let loaded = try LoadedBackbone(spec, weights: weights.map { URL(fileURLWithPath: $0) }, classifier: false)
             let size = imageSize ?? spec.inputSize
+            let decision = PrecisionDecision.resolve(self.precision)
+            let precision = decision.precision
+            if self.precision == .auto { decision.announce(quiet: false) }
             let net = try loaded.compile(batch: batch, size: size, precision: precision)
             var rng = SystemRandomNumberGenerator()
             for i in 0..<net.inputCount { net.input[i] = Float.random(in: -1...1, using: &rng) }
@@ -66,7 +71,8 @@ struct Bench: ParsableCommand {
                 runs += 1
                 elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             }
-            let report = Report(backbone: spec.id, precision: precision.rawValue, batch: batch, image_size: size,
+            let report = Report(backbone: spec.id, precision: precision.rawValue, precision_reason: decision.reason,
+                                batch: batch, image_size: size,
                                 threads: threads, images_per_second: Double(runs * batch) / elapsed,
                                 peak_rss_bytes: peakResidentBytes())
             if verbose { net.implementations.forEach { FileHandle.standardError.write(Data("\($0)\n".utf8)) } }
@@ -94,5 +100,3 @@ struct Bench: ParsableCommand {
         }
     }
 }
-
-extension Precision: ExpressibleByArgument {}

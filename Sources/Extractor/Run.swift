@@ -41,7 +41,9 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("image-size"), help: "Input size (default: the backbone's own).") var imageSize: Int?
     @Option(help: "pad (keep aspect ratio, zero-pad), stretch or center-crop.") var fit: Fit = .pad
     @Option(help: "Images per forward pass.") var batch = 16
-    @Option(help: "fp32 or bf16 (bf16 convolutions, fp32 features).") var precision: Precision = .fp32
+    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, fp32 features; cosine to fp32 >= 0.999) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. The extraction records the precision used.",
+                               valueName: "auto|fp32|bf16"))
+    var precision: PrecisionRequest = .auto
     @Option(help: "Stored feature type: f32 or f16 (half the file).") var dtype: FeatureDType = .f32
     @Option(help: "Take a deterministic 1/n of the images: i/n with i in 0..n-1.") var shard: String?
     @Option(name: .customLong("max-pixels"), help: "Refuse images with more pixels than this (checked before decoding).")
@@ -108,6 +110,9 @@ struct Run: ParsableCommand {
         /// Block inputs added (`--cache-blocks`; 0 without it) and their bytes.
         let new_block_inputs: Int, block_input_bytes: Int
         let failed: Int, codec_warnings: Int, seconds: Double, images_per_second: Double
+        /// The precision used (fp32 or bf16, also in the extraction's settings), what decided it
+        /// (requested, probe, table or rule) and why; the probe's bf16/fp32 speed ratio when it ran.
+        let precision: String, precision_source: String, precision_reason: String, bf16_probe_ratio: Double?
     }
 
     func run() throws {
@@ -134,19 +139,27 @@ struct Run: ParsableCommand {
         let ids = try db.upsertImages(identified.map(\.record))
         let images = zip(identified, ids).map { ($0.item, $0.record.sha256, $1) }
 
-        // Scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them).
         let size = imageSize ?? source.spec.inputSize
         let cache = try cacheBlocks.map { try BlockCache(spec: source.spec, blocks: $0, dtype: cacheDType) }
-        let extractor = try FeatureExtractor(try source.load(weights: options.weightsURL), batch: batch, size: size,
-                                             precision: precision, outputs: [feature] + (cache.map { [$0.output] } ?? []))
         let policyValue = try augmentationPolicy()
+        func settings(_ b: LoadedBackbone, _ precision: String, _ featureDim: Int) -> ExtractionSettings {
+            ExtractionSettings(
+                datasetID: failures.datasetID, backbone: source.storedName, weightsSHA256: b.weightsSHA256,
+                weightsSource: b.weightsSource, preprocessing: b.preprocessing.description,
+                augmentationPolicy: policyValue.canonicalJSON, imageSize: size, fit: fit.rawValue,
+                precision: precision, featureDType: dtype, featureDim: featureDim,
+                toolVersion: toolVersion, seed: Int64(bitPattern: seed))
+        }
+        let extractor: FeatureExtractor, decision: PrecisionDecision
+        do {   // scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them)
+            let full = try source.load(weights: options.weightsURL)
+            decision = try autoRule(db: db) { settings(full, $0, $1) } ?? PrecisionDecision.resolve(precision)
+            decision.announce(quiet: quiet)
+            extractor = try FeatureExtractor(full, batch: batch, size: size, precision: decision.precision,
+                                             outputs: [feature] + (cache.map { [$0.output] } ?? []))
+        }
         let loaded = extractor.backbone
-        let extraction = try db.extraction(for: ExtractionSettings(
-            datasetID: failures.datasetID, backbone: source.storedName, weightsSHA256: loaded.weightsSHA256,
-            weightsSource: loaded.weightsSource, preprocessing: loaded.preprocessing.description,
-            augmentationPolicy: policyValue.canonicalJSON, imageSize: size, fit: fit.rawValue,
-            precision: precision.rawValue, featureDType: dtype, featureDim: extractor.dimension(feature),
-            toolVersion: toolVersion, seed: Int64(bitPattern: seed)))
+        let extraction = try db.extraction(for: settings(loaded, decision.precision.rawValue, extractor.dimension(feature)))
 
         // Plan: the copies each image still lacks in this extraction: its features, or (--cache-blocks)
         // its block input. A copy lacking only the latter is recomputed; only what is missing is stored.
@@ -199,7 +212,9 @@ struct Run: ParsableCommand {
                               new_block_inputs: written.blockInputs,
                               block_input_bytes: cache.map { written.blockInputs * extractor.dimension($0.output) * $0.dtype.bytesPerValue } ?? 0,
                               failed: failures.count,
-                              codec_warnings: warnings.count, seconds: seconds, images_per_second: written.rate)
+                              codec_warnings: warnings.count, seconds: seconds, images_per_second: written.rate,
+                              precision: decision.precision.rawValue, precision_source: decision.source.rawValue,
+                              precision_reason: decision.reason, bf16_probe_ratio: decision.probeRatio)
         if json {
             try printJSON(summary)
         } else if !quiet {
@@ -207,6 +222,27 @@ struct Run: ParsableCommand {
                          source.storedName, written.features, reused, failures.count, seconds, extraction.id, store))
             if let cache { print("\(written.blockInputs) new inputs of the last \(cache.blocks) block(s) cached") }
         }
+    }
+
+    /// `--precision auto`'s rules before any measurement: the precision of the one extraction in the
+    /// store whose settings equal these but for precision, so a store made at another precision (or by
+    /// an earlier default, or before adding --cache-blocks) is resumed, not extracted again; else with
+    /// --cache-blocks fp32, so the stored features match what fine-tuning recomputes (in fp32) from
+    /// the cached block inputs.
+    private func autoRule(db: FeatureStore, settings: (String, Int) -> ExtractionSettings) throws -> PrecisionDecision? {
+        guard precision == .auto else { return nil }
+        let mine = settings("", 0)
+        let resumable = try db.extractions(backbone: mine.backbone, datasetID: mine.datasetID).filter {
+            try FeatureStore.settingsKey(settings($0.settings.precision, $0.settings.featureDim)) == $0.settingsKey
+        }
+        if resumable.count == 1, let e = resumable.first, let p = Precision(rawValue: e.settings.precision) {
+            return PrecisionDecision(precision: p, source: .rule, probeRatio: nil, reason: "resumes extraction \(e.id) in \(store)")
+        }
+        guard cacheBlocks == nil else {
+            return PrecisionDecision(precision: .fp32, source: .rule, probeRatio: nil,
+                                     reason: "--cache-blocks: fine-tuning recomputes the cached blocks in fp32")
+        }
+        return nil
     }
 
     /// Identify: scan the folder, then read, hash and probe the header of every image before any decoding,

@@ -28,7 +28,7 @@ extension ExtractTests {
                                        "--val-split", "0.25", "--json"] + extra)
         }
         // Features only: the error names the extract command that caches the blocks.
-        XCTAssertEqual(try extractCaching(data, store: store, []).new_features, 10)
+        XCTAssertEqual(try extractCaching(data, store: store, ["--precision", "fp32"]).new_features, 10)   // resumed by the cached runs
         let none = try train(["--unfreeze", "1"])
         XCTAssertNotEqual(none.status, 0)
         XCTAssertTrue(none.stderr.contains("has no block cache for efficientnet_lite0"), none.stderr)

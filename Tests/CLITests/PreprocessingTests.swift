@@ -26,7 +26,7 @@ final class PreprocessingTests: XCTestCase {
         }
         let store = dir.appendingPathComponent("f.sqlite")
         let r = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.deletingLastPathComponent().path,
-                                        "--store", store.path, "--quiet"])
+                                        "--store", store.path, "--quiet", "--precision", "fp32"])
         if r.stderr.contains("weights") && r.status != 0 { throw XCTSkip("Lite0 weights not installed (run scripts/setup): \(r.stderr)") }
         XCTAssertEqual(r.status, 0, r.stderr)
 

@@ -24,7 +24,7 @@ PLAIN=(); CACHED=()
 rate() { python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_second"])'; }
 for r in $(seq 1 "$ROUNDS"); do
     rm -f "$TMP"/*.sqlite*
-    p=$($BIN/extract --backbone efficientnet_lite0 --data "$DATA" --store "$TMP/plain.sqlite" --augment 0 --quiet --json | rate)
+    p=$($BIN/extract --backbone efficientnet_lite0 --data "$DATA" --store "$TMP/plain.sqlite" --augment 0 --quiet --json --precision fp32 | rate)
     c=$($BIN/extract --backbone efficientnet_lite0 --data "$DATA" --store "$TMP/cached.sqlite" --augment 0 --quiet --json \
         --cache-blocks "$BLOCKS" | rate)
     PLAIN+=("$p"); CACHED+=("$c")

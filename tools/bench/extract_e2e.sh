@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `extract` end to end (scan + hash + decode + preprocess + forward + SQLite) against the same
-# backbone's forward-only rate (`extract bench`), measured alternately in the same run.
+# backbone's forward-only rate (`extract bench`), measured alternately in the same run, both at
+# --precision fp32 (`extract` defaults to auto).
 #
 # Usage: tools/bench/extract_e2e.sh [--backbone efficientnet_lite0] [--data DIR] [--rounds 3] [--no-build]
 # Prints per round: e2e images/s over the whole wall time of the command (startup included) and
@@ -25,7 +26,7 @@ E2E=(); BENCH=()
 for r in $(seq 1 "$ROUNDS"); do
     rm -f "$TMP"/s.sqlite*
     t0=$(date +%s.%N)
-    OUT="$($BIN/extract --backbone "$BACKBONE" --data "$DATA" --store "$TMP/s.sqlite" --quiet --json)"
+    OUT="$($BIN/extract --backbone "$BACKBONE" --data "$DATA" --store "$TMP/s.sqlite" --quiet --json --precision fp32)"
     t1=$(date +%s.%N)
     N=$(echo "$OUT" | sed -n 's/.*"new_features" : \([0-9]*\).*/\1/p')
     E=$(echo "$N $t0 $t1" | awk '{printf "%.1f", $1 / ($3 - $2)}')

@@ -1,0 +1,177 @@
+import Foundation
+
+/// What a command asks for: a precision, or `auto` (bf16 only where it is measured or known faster).
+public enum PrecisionRequest: String, CaseIterable, Sendable {
+    case auto, fp32, bf16
+}
+
+/// The CPU as /proc/cpuinfo describes its first processor: vendor, family, model and flags.
+public struct CPUFeatures: Equatable, Sendable {
+    public var vendor: String
+    public var family: Int
+    public var model: Int
+    public var modelName: String
+    public var flags: Set<String>
+
+    public init(vendor: String, family: Int, model: Int, modelName: String = "", flags: Set<String>) {
+        self.vendor = vendor; self.family = family; self.model = model; self.modelName = modelName; self.flags = flags
+    }
+
+    /// The first processor block of a /proc/cpuinfo text.
+    public init(cpuinfo: String) {
+        var fields: [String: String] = [:]
+        for line in cpuinfo.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.trimmingCharacters(in: .whitespaces).isEmpty, !fields.isEmpty { break }
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let key = line[..<colon].trimmingCharacters(in: .whitespaces)
+            if fields[key] == nil { fields[key] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
+        }
+        self.init(vendor: fields["vendor_id"] ?? "", family: Int(fields["cpu family"] ?? "") ?? 0,
+                  model: Int(fields["model"] ?? "") ?? 0, modelName: fields["model name"] ?? "",
+                  flags: Set((fields["flags"] ?? "").split(separator: " ").map(String.init)))
+    }
+
+    /// This machine's CPU (empty features where /proc/cpuinfo cannot be read).
+    public static let current = CPUFeatures(cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
+
+    public var name: String {
+        let n = modelName.isEmpty ? vendor : modelName
+        return "\(n) (family \(family), model \(model))"
+    }
+
+    /// What the table says of bf16 against fp32 on this CPU: true (faster), false (slower) or nil
+    /// (not known), and why. The rows: AMX tiles do bf16 matrix products at several times the FMA
+    /// rate; AMD Zen 4 (family 25) and Zen 5 (family 26) with avx512_bf16 do bf16 dot products
+    /// (`vdpbf16ps`) at twice the fp32 FMA rate; Intel family 6 model 207 with avx512_bf16 but AMX
+    /// hidden (a virtual machine) runs them slower than fp32 FMAs; without avx512_bf16 or AMX oneDNN
+    /// has no bf16 dot product and converts (slower).
+    public var bf16Table: (faster: Bool?, rule: String) {
+        let bf16 = flags.contains("avx512_bf16")
+        if flags.contains("amx_bf16") { return (true, "amx_bf16") }
+        if vendor == "AuthenticAMD", family == 25 || family == 26, bf16 {
+            return (true, "AMD Zen \(family == 25 ? 4 : 5) with avx512_bf16")
+        }
+        if vendor == "GenuineIntel", family == 6, model == 207, bf16 {
+            return (false, "Intel family 6 model 207 with avx512_bf16 and no AMX")
+        }
+        if !bf16 { return (false, "no avx512_bf16 or amx_bf16") }
+        return (nil, "avx512_bf16 on a CPU the table does not know")
+    }
+}
+
+/// Which precision a command runs at, and what decided it.
+public struct PrecisionDecision: Equatable, Sendable {
+    public enum Source: String, Sendable {
+        /// The user's `--precision fp32|bf16`.
+        case requested
+        /// `BF16Probe`'s measured ratio.
+        case probe
+        /// `CPUFeatures.bf16Table` (the probe did not run, failed or was inconclusive).
+        case table
+        /// A rule of the command itself (e.g. `--cache-blocks` keeps fp32).
+        case rule
+    }
+
+    public let precision: Precision
+    public let source: Source
+    /// bf16 speed over fp32 from the probe (> 1: bf16 faster), when it ran.
+    public let probeRatio: Double?
+    public let reason: String
+
+    public init(precision: Precision, source: Source, probeRatio: Double?, reason: String) {
+        self.precision = precision; self.source = source; self.probeRatio = probeRatio; self.reason = reason
+    }
+
+    /// A probe ratio at or above this picks bf16, at or below `slowerRatio` fp32; in between the table
+    /// decides (and, not knowing the CPU, fp32: bf16 features are cosine ~0.999 of fp32's, worth it
+    /// only for speed). The band is wide because a loaded machine pulls the ratio towards 1 (both
+    /// precisions then wait on the same stalls): there the table decides. `PrecisionChoiceTests`
+    /// print the probe's ratio on the machine that runs them.
+    public static let fasterRatio = 1.2
+    public static let slowerRatio = 0.75
+
+    /// Whether a probe ratio is clear enough to decide (see `fasterRatio`).
+    public static func conclusive(_ ratio: Double) -> Bool { ratio >= fasterRatio || ratio <= slowerRatio }
+
+    /// The decision for `requested`. `probe` is called only for `auto` (the probe decides when its
+    /// ratio is clear; `nil` or an error falls back to the table); `--precision fp32|bf16` is kept.
+    public static func decide(_ requested: PrecisionRequest, cpu: CPUFeatures,
+                              probe: () throws -> Double?) -> PrecisionDecision {
+        switch requested {
+        case .fp32: return PrecisionDecision(precision: .fp32, source: .requested, probeRatio: nil, reason: "--precision fp32")
+        case .bf16: return PrecisionDecision(precision: .bf16, source: .requested, probeRatio: nil, reason: "--precision bf16")
+        case .auto: break
+        }
+        let ratio: Double?, failure: String?
+        do { ratio = try probe(); failure = nil } catch { ratio = nil; failure = "\(error)" }
+        if let r = ratio, conclusive(r) {
+            return PrecisionDecision(precision: r >= fasterRatio ? .bf16 : .fp32, source: .probe, probeRatio: r,
+                                     reason: String(format: "probe: bf16 convolutions %.2fx fp32's speed", r))
+        }
+        let table = cpu.bf16Table
+        let why = ratio.map { String(format: "probe ratio %.2f inconclusive", $0) } ?? failure.map { "probe failed: \($0)" } ?? "no probe"
+        return PrecisionDecision(precision: table.faster == true ? .bf16 : .fp32, source: .table, probeRatio: ratio,
+                                 reason: "table: \(table.rule) on \(cpu.name); \(why)")
+    }
+
+    /// The stderr line for an explicit `--precision bf16` where bf16 is slower: from the probe's
+    /// ratio when it is conclusive, else from the table; nil when bf16 is not known to be slower.
+    public static func bf16Warning(cpu: CPUFeatures, probeRatio: Double?) -> String? {
+        if let r = probeRatio, conclusive(r) {
+            guard r < 1 else { return nil }
+            return String(format: "--precision bf16: on this CPU (%@) bf16 convolutions run at %.2fx fp32's speed (%.0f%% slower, measured by the probe); proceeding in bf16",
+                          cpu.name, r, (1 - r) * 100)
+        }
+        guard cpu.bf16Table.faster == false else { return nil }
+        return "--precision bf16: on this CPU (\(cpu.name)) bf16 is slower than fp32 (\(cpu.bf16Table.rule)); proceeding in bf16"
+    }
+}
+
+/// A short measurement of bf16 against fp32 on this CPU: convolutions of a backbone's middle stages
+/// (batch 8 at 28x28: 3x3 64 -> 64, 1x1 64 -> 256, 1x1 256 -> 64, 3x3 64 -> 64, pooled; 1.3 GFLOP per run),
+/// compiled in both precisions and run alternately; the ratio is fp32's best CPU time over bf16's.
+/// CPU time and best-of-runs keep it stable when other processes share the cores. `WORKBENCH_BF16_RATIO=R`
+/// skips the measurement and uses R (tests, and experiments that pretend to be another CPU).
+public enum BF16Probe {
+    public static func ratio(runs: Int = 10) throws -> Double {
+        if let forced = ProcessInfo.processInfo.environment["WORKBENCH_BF16_RATIO"] {
+            guard let r = Double(forced), r > 0 else { throw EngineError("WORKBENCH_BF16_RATIO=\(forced) is not a positive number") }
+            return r
+        }
+        var net = Network(name: "bf16-probe", inputChannels: 64)
+        // Deterministic values in [-0.5, 0.5); they do not matter to the timing.
+        func value(_ i: Int) -> Float { Float((i &* 7919) % 1000) / 1000 - 0.5 }
+        func conv(_ out: Int, _ inp: Int, _ k: Int) -> Convolution {
+            Convolution(outChannels: out, kernel: k, padding: .same, weights: (0..<out * inp * k * k).map { value($0) * 0.1 },
+                        bias: [Float](repeating: 0, count: out), activation: .relu)
+        }
+        var x = "input"
+        for (i, (out, inp, k)) in [(64, 64, 3), (256, 64, 1), (64, 256, 1), (64, 64, 3)].enumerated() {
+            x = net.add("conv\(i)", .conv(conv(out, inp, k)), inputs: [x])
+        }
+        net.outputs["features"] = net.add("pool", .globalAveragePool, inputs: [x])
+        let nets = try [Precision.fp32, .bf16].map { try CompiledNetwork(net, batch: 8, height: 28, width: 28, precision: $0) }
+        for n in nets {
+            for i in 0..<n.inputCount { n.input[i] = value(i) }
+            try n.run()   // warm-up: first-touch of buffers and JIT caches
+        }
+        var best = [Double.infinity, .infinity]
+        let deadline = DispatchTime.now().uptimeNanoseconds + 300_000_000   // at most ~0.3 s when the cores are busy
+        for run in 0..<runs where run < 2 || DispatchTime.now().uptimeNanoseconds < deadline {
+            for (i, n) in nets.enumerated() {
+                let t0 = cpuSeconds()
+                try n.run()
+                best[i] = min(best[i], cpuSeconds() - t0)
+            }
+        }
+        return best[0] / best[1]
+    }
+
+    /// CPU time of the whole process (all threads): unlike wall time, it does not count the time
+    /// the engine's threads wait for a core that other processes hold.
+    static func cpuSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+}

@@ -1,0 +1,91 @@
+import BackboneEngine
+import XCTest
+
+/// `--precision auto`'s decision with injected probe results and CPU features: the tests do not
+/// depend on the CPU they run on (only `testProbeMeasures` runs the real probe, and checks no value).
+final class PrecisionChoiceTests: XCTestCase {
+    let zen5 = CPUFeatures(vendor: "AuthenticAMD", family: 26, model: 2, flags: ["avx512f", "avx512_bf16"])
+    let sapphire = CPUFeatures(vendor: "GenuineIntel", family: 6, model: 143, flags: ["avx512f", "avx512_bf16", "amx_bf16", "amx_tile"])
+    let emeraldNoAMX = CPUFeatures(vendor: "GenuineIntel", family: 6, model: 207, flags: ["avx512f", "avx512_bf16"])
+    let skylake = CPUFeatures(vendor: "GenuineIntel", family: 6, model: 85, flags: ["avx512f"])
+    let unknownBF16 = CPUFeatures(vendor: "GenuineIntel", family: 6, model: 106, flags: ["avx512f", "avx512_bf16"])
+
+    struct ProbeFailed: Error {}
+
+    func testProbeDecidesWhenClear() {
+        for cpu in [zen5, sapphire, emeraldNoAMX, skylake] {
+            let fast = PrecisionDecision.decide(.auto, cpu: cpu) { 1.9 }
+            XCTAssertEqual(fast.precision, .bf16)
+            XCTAssertEqual(fast.source, .probe)
+            XCTAssertEqual(fast.probeRatio, 1.9)
+            XCTAssertEqual(fast.reason, "probe: bf16 convolutions 1.90x fp32's speed")
+            let slow = PrecisionDecision.decide(.auto, cpu: cpu) { 0.6 }
+            XCTAssertEqual(slow.precision, .fp32)
+            XCTAssertEqual(slow.source, .probe)
+        }
+    }
+
+    func testTableDecidesWhenProbeIsInconclusiveOrFails() {
+        let cases: [(CPUFeatures, Precision)] = [(zen5, .bf16), (sapphire, .bf16), (emeraldNoAMX, .fp32), (skylake, .fp32), (unknownBF16, .fp32)]
+        for (cpu, expected) in cases {
+            let between = PrecisionDecision.decide(.auto, cpu: cpu) { 1.1 }
+            XCTAssertEqual(PrecisionDecision.decide(.auto, cpu: cpu) { 0.8 }.source, .table)
+            XCTAssertEqual(between.precision, expected, cpu.name)
+            XCTAssertEqual(between.source, .table)
+            XCTAssertEqual(between.probeRatio, 1.1)
+            XCTAssertTrue(between.reason.contains("probe ratio 1.10 inconclusive"), between.reason)
+            let failed = PrecisionDecision.decide(.auto, cpu: cpu) { throw ProbeFailed() }
+            XCTAssertEqual(failed.precision, expected, cpu.name)
+            XCTAssertEqual(failed.source, .table)
+            XCTAssertNil(failed.probeRatio)
+            XCTAssertTrue(failed.reason.hasPrefix("table: "), failed.reason)
+        }
+        XCTAssertTrue(PrecisionDecision.decide(.auto, cpu: zen5) { nil }.reason.contains("AMD Zen 5 with avx512_bf16"))
+    }
+
+    func testExplicitPrecisionIsKeptWithoutProbing() {
+        for requested in [PrecisionRequest.fp32, .bf16] {
+            let d = PrecisionDecision.decide(requested, cpu: skylake) { XCTFail("probed"); return 0.5 }
+            XCTAssertEqual(d.precision.rawValue, requested.rawValue)
+            XCTAssertEqual(d.source, .requested)
+        }
+    }
+
+    func testBF16WarningSaysByHowMuch() {
+        let line = PrecisionDecision.bf16Warning(cpu: emeraldNoAMX, probeRatio: 0.7)
+        XCTAssertEqual(line, "--precision bf16: on this CPU (GenuineIntel (family 6, model 207)) bf16 convolutions run at 0.70x fp32's speed (30% slower, measured by the probe); proceeding in bf16")
+        XCTAssertNil(PrecisionDecision.bf16Warning(cpu: emeraldNoAMX, probeRatio: 1.5))   // the measurement wins
+        XCTAssertNotNil(PrecisionDecision.bf16Warning(cpu: emeraldNoAMX, probeRatio: 0.95))   // unclear: the table says slower
+        XCTAssertNil(PrecisionDecision.bf16Warning(cpu: zen5, probeRatio: 0.95))
+        XCTAssertNil(PrecisionDecision.bf16Warning(cpu: zen5, probeRatio: nil))
+        XCTAssertEqual(PrecisionDecision.bf16Warning(cpu: skylake, probeRatio: nil),
+                       "--precision bf16: on this CPU (GenuineIntel (family 6, model 85)) bf16 is slower than fp32 (no avx512_bf16 or amx_bf16); proceeding in bf16")
+    }
+
+    func testCPUInfoParsing() {
+        let text = """
+        processor\t: 0
+        vendor_id\t: AuthenticAMD
+        cpu family\t: 26
+        model\t\t: 2
+        model name\t: AMD EPYC
+        flags\t\t: fpu avx512f avx512_bf16 avx512_vnni
+
+        processor\t: 1
+        vendor_id\t: GenuineIntel
+        cpu family\t: 6
+        """
+        let cpu = CPUFeatures(cpuinfo: text)
+        XCTAssertEqual(cpu, CPUFeatures(vendor: "AuthenticAMD", family: 26, model: 2, modelName: "AMD EPYC",
+                                        flags: ["fpu", "avx512f", "avx512_bf16", "avx512_vnni"]))
+        XCTAssertEqual(cpu.bf16Table.faster, true)
+        XCTAssertEqual(CPUFeatures(cpuinfo: "").bf16Table.faster, false)
+    }
+
+    /// The real probe returns a finite positive ratio (its value depends on the CPU and its load).
+    func testProbeMeasures() throws {
+        let r = try BF16Probe.ratio(runs: 2)
+        print(String(format: "bf16 probe on %@: %.2f", CPUFeatures.current.name, r))
+        XCTAssertTrue(r.isFinite && r > 0, "\(r)")
+    }
+}

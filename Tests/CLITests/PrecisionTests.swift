@@ -1,0 +1,83 @@
+import FeatureStore
+import Foundation
+import XCTest
+
+/// `extract --precision auto|fp32|bf16` end to end. The probe's result is injected with
+/// WORKBENCH_BF16_RATIO, so what is asserted does not depend on the CPU the tests run on.
+extension ExtractTests {
+    struct PrecisionSummary: Decodable {
+        let extraction_id: Int64, new_features: Int, reused_features: Int
+        let precision: String, precision_source: String, precision_reason: String, bf16_probe_ratio: Double?
+    }
+
+    func extractAt(_ data: URL, store: URL, ratio: String, _ extra: [String] = []) throws -> (PrecisionSummary, stderr: String) {
+        let r = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path,
+                                        "--batch", "4", "--json"] + extra, environment: ["WORKBENCH_BF16_RATIO": ratio])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return (try JSONDecoder().decode(PrecisionSummary.self, from: Data(r.stdout.utf8)), r.stderr)
+    }
+
+    func storedPrecisions(_ store: URL) throws -> [String] {
+        try FeatureStore(path: store.path, mode: .readOnly).extractions().map(\.settings.precision)
+    }
+
+    func testAutoRecordsTheProbedPrecisionAndResumesIt() throws {
+        let data = try makeDataset(perClass: 2, testPerClass: 0)
+        let dir = data.deletingLastPathComponent()
+        let fast = dir.appendingPathComponent("fast.sqlite"), slow = dir.appendingPathComponent("slow.sqlite")
+
+        let (a, aErr) = try extractAt(data, store: fast, ratio: "2")
+        XCTAssertEqual([a.precision, a.precision_source], ["bf16", "probe"])
+        XCTAssertEqual(a.bf16_probe_ratio, 2)
+        XCTAssertTrue(aErr.contains("precision bf16 (probe: bf16 convolutions 2.00x fp32's speed)"), aErr)
+        XCTAssertEqual(try storedPrecisions(fast), ["bf16"])   // what was used, never "auto"
+
+        // The probe now says slower, but the store's extraction with these settings is resumed.
+        let (b, _) = try extractAt(data, store: fast, ratio: "0.5")
+        XCTAssertEqual([b.precision, b.precision_source], ["bf16", "rule"])
+        XCTAssertEqual([b.extraction_id, Int64(b.new_features), Int64(b.reused_features)], [a.extraction_id, 0, 4])
+        XCTAssertEqual(try storedPrecisions(fast), ["bf16"])
+
+        let (c, _) = try extractAt(data, store: slow, ratio: "0.5")
+        XCTAssertEqual([c.precision, c.precision_source], ["fp32", "probe"])
+        XCTAssertEqual(try storedPrecisions(slow), ["fp32"])
+
+        // An unclear probe: the table decides (which way depends on this CPU; it is recorded either way).
+        let (d, _) = try extractAt(data, store: dir.appendingPathComponent("unclear.sqlite"), ratio: "1")
+        XCTAssertEqual(d.precision_source, "table")
+        XCTAssertTrue(d.precision_reason.hasPrefix("table: ") && d.precision_reason.contains("probe ratio 1.00 inconclusive"), d.precision_reason)
+        XCTAssertTrue(["fp32", "bf16"].contains(d.precision))
+    }
+
+    func testExplicitBF16WarnsWhereSlowerAndProceeds() throws {
+        let data = try makeDataset(perClass: 1, testPerClass: 0)
+        let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
+        let (s, stderr) = try extractAt(data, store: store, ratio: "0.5", ["--precision", "bf16", "--quiet"])
+        XCTAssertEqual([s.precision, s.precision_source], ["bf16", "requested"])
+        XCTAssertEqual(s.new_features, 2)
+        let lines = stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, stderr)
+        XCTAssertTrue(lines[0].hasPrefix("--precision bf16: on this CPU (") && lines[0].contains("run at 0.50x fp32's speed (50% slower, measured by the probe); proceeding in bf16"), stderr)
+        // Faster there: nothing said. fp32 and --cache-blocks (auto) record fp32.
+        let (_, quietErr) = try extractAt(data, store: store, ratio: "2", ["--precision", "bf16", "--quiet"])
+        XCTAssertEqual(quietErr, "")
+        let (f, _) = try extractAt(data, store: store, ratio: "2", ["--precision", "fp32", "--quiet"])
+        XCTAssertEqual([f.precision, f.precision_source], ["fp32", "requested"])
+        let cached = data.deletingLastPathComponent().appendingPathComponent("cached.sqlite")
+        let (k, _) = try extractAt(data, store: cached, ratio: "2", ["--cache-blocks", "1", "--quiet"])
+        XCTAssertEqual([k.precision, k.precision_source], ["fp32", "rule"])
+        XCTAssertEqual(try storedPrecisions(store), ["bf16", "fp32"])
+        XCTAssertEqual(try storedPrecisions(cached), ["fp32"])
+    }
+
+    func testBenchReportsTheResolvedPrecision() throws {
+        let r = try CLI.run("extract", ["bench", "--backbone", "efficientnet_lite0", "--precision", "auto", "--batch", "1",
+                                        "--seconds", "0.01", "--json"], environment: ["WORKBENCH_BF16_RATIO": "0.5"])
+        if r.stderr.contains("weights") && r.status != 0 { throw XCTSkip("Lite0 weights not installed (run scripts/setup): \(r.stderr)") }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        struct Report: Decodable { let precision: String; let precision_reason: String }
+        let report = try JSONDecoder().decode(Report.self, from: Data(r.stdout.utf8))
+        XCTAssertEqual(report.precision, "fp32")
+        XCTAssertEqual(report.precision_reason, "probe: bf16 convolutions 0.50x fp32's speed")
+    }
+}
