@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels", "FineTuneCore"],
                 path: "Sources/HeadTrainerCore", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
-                          dependencies: ["HeadTrainerCore", "FeatureStore", "FineTuneCore", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
+                          dependencies: ["WeightFormats", "HeadTrainerCore", "FeatureStore", "FineTuneCore", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
                                          .product(name: "Yams", package: "Yams"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer", swiftSettings: release),
@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "FineTuneCore", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore", "FineTuneCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore", "FineTuneCore", "WeightFormats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", "HeadTrainerCore", .product(name: "Yams", package: "Yams")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
         .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),

@@ -25,7 +25,7 @@ struct TrainHead: ParsableCommand {
         `train-head train --help` lists the other options of the default command.
         """,
         subcommands: [Train.self, SweepCommand.self, ReportCommand.self, BenchSweepCommand.self, BenchEpochCommand.self, BenchFinetuneCommand.self,
-                      TrialKeysCommand.self, HeadSettingsCommand.self],
+                      TrialKeysCommand.self, HeadSettingsCommand.self, ExportCommand.self],
         defaultSubcommand: Train.self)
 }
 

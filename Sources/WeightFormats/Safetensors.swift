@@ -199,3 +199,43 @@ private struct RawHeader: Decodable {
         }
     }
 }
+
+extension Safetensors {
+    /// A safetensors file of float32 tensors, in the given order: 8-byte little-endian header length,
+    /// the JSON header (`{"__metadata__": {...}, name: {"dtype": "F32", "shape": [...], "data_offsets":
+    /// [begin, end]}}`, keys sorted, padded with spaces to a multiple of 8 bytes), then the tensors'
+    /// little-endian bytes back to back. `metadata` values must be strings (the format's rule).
+    public static func encode(_ tensors: [(name: String, shape: [Int], values: [Float])], metadata: [String: String] = [:]) throws -> Data {
+        struct Entry: Encodable { let dtype: String; let shape: [Int]; let data_offsets: [Int] }
+        struct Key: CodingKey {
+            let stringValue: String
+            init(_ s: String) { stringValue = s }
+            init?(stringValue: String) { self.stringValue = stringValue }
+            var intValue: Int? { nil }
+            init?(intValue: Int) { nil }
+        }
+        struct Header: Encodable {
+            let metadata: [String: String]
+            let entries: [(String, Entry)]
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: Key.self)
+                if !metadata.isEmpty { try c.encode(metadata, forKey: Key("__metadata__")) }
+                for (name, e) in entries { try c.encode(e, forKey: Key(name)) }
+            }
+        }
+        var entries: [(String, Entry)] = [], body = Data(), offset = 0
+        for t in tensors {
+            precondition(t.shape.reduce(1, *) == t.values.count, "safetensors: \(t.name) has \(t.values.count) values for shape \(t.shape)")
+            entries.append((t.name, Entry(dtype: "F32", shape: t.shape, data_offsets: [offset, offset + 4 * t.values.count])))
+            for v in t.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { body.append(contentsOf: $0) } }
+            offset += 4 * t.values.count
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var header = try encoder.encode(Header(metadata: metadata, entries: entries))
+        while header.count % 8 != 0 { header.append(UInt8(ascii: " ")) }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
+        return out + header + body
+    }
+}

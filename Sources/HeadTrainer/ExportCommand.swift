@@ -1,0 +1,93 @@
+import ArgumentParser
+import FeatureStore
+import Foundation
+import HeadTrainerCore
+import WeightFormats
+import WorkbenchCLI
+
+/// `train-head export`: a head to use outside this tool.
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write a head to a file other tools read (safetensors + a JSON sidecar).",
+        discussion: """
+        --format safetensors writes the head's tensors under torch.nn names and layouts (bn1, hidden, bn2, \
+        out; Linear weights [out, in]) and, next to it (same name, .json), what they need besides \
+        themselves: class names, the layers in order with their batch-norm eps, the temperature \
+        (`extract predict` divides the logits by it), and the input: the backbone, weights SHA-256, \
+        preprocessing, size and fit of the extraction whose pooled features the head takes. A fine-tuned \
+        head (`--unfreeze`) also gets its trained blocks' tensors (prefix `blocks.`), their definition, \
+        and the backbone output they start from. README shows the 15 lines of PyTorch that apply it.
+
+        --format onnx is not written yet (issue 16).
+
+        Example:
+          train-head export --store features.sqlite --head 3 --out head3.safetensors
+        """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case safetensors, onnx }
+
+    @Option(help: "Feature store holding the head.") var store = "features.sqlite"
+    @Option(help: "Head id (see `train-head report` or `extract store info`).") var head: Int64
+    @Option(help: "safetensors or onnx.") var format: Format = .safetensors
+    @Option(help: "Output file; the sidecar is the same path with the extension .json.") var out: String
+
+    struct Sidecar: Encodable {
+        struct Input: Encodable {
+            let kind: String, backbone: String, extraction_id: Int64, dimension: Int, image_size: Int
+            let preprocessing: String, fit: String, precision: String, weights_sha256: String
+        }
+        struct Blocks: Encodable { let cached_blocks: Int, unfreeze: Int, backbone_output: String, definition: String }
+        let head_id: Int64, class_names: [String], layers: [ExportedHead.Layer], temperature: Double
+        let input: Input
+        let finetuned_blocks: Blocks?
+    }
+
+    func validate() throws {
+        if format == .onnx {
+            throw ValidationError("--format onnx is not written yet (issue 16); --format safetensors writes the head for PyTorch and anything that reads safetensors")
+        }
+    }
+
+    func run() throws {
+        try failing {
+            let db = try StoreData.open(store)
+            let record = try db.head(id: head)
+            let trained = try TrainedHead(encoded: record.weights, source: "head \(head) in \(store)")
+            guard let e = try db.extraction(id: record.extractionID) else {
+                throw StoreData.Failure(description: "head \(head) refers to extraction \(record.extractionID), which \(store) no longer has")
+            }
+            var exported = ExportedHead(trained)
+            let blocks = try db.fineTunedBlocks(headID: head)
+            var sidecarBlocks: Sidecar.Blocks? = nil
+            if let blocks {
+                for name in blocks.tensors.keys.sorted() {
+                    exported.tensors.append((name: "blocks." + name, shape: blocks.tensorShapes[name] ?? [blocks.tensors[name]!.count],
+                                             values: blocks.tensors[name]!))
+                }
+                sidecarBlocks = Sidecar.Blocks(cached_blocks: blocks.cachedBlocks, unfreeze: blocks.unfreeze,
+                                               backbone_output: "input of the last \(blocks.cachedBlocks) block(s), NCHW (extract --cache-blocks \(blocks.cachedBlocks)); the first \(blocks.cachedBlocks - blocks.unfreeze) run with the backbone's own weights",
+                                               definition: blocks.definitionJSON)
+            }
+            let s = e.settings
+            let sidecar = Sidecar(head_id: head, class_names: trained.classNames, layers: exported.layers,
+                                  temperature: trained.temperature ?? 1,
+                                  input: .init(kind: blocks == nil ? "pooled features" : "block input", backbone: s.backbone,
+                                               extraction_id: e.id, dimension: trained.inputDim, image_size: s.imageSize,
+                                               preprocessing: s.preprocessing, fit: s.fit, precision: s.precision,
+                                               weights_sha256: s.weightsSHA256),
+                                  finetuned_blocks: sidecarBlocks)
+            let url = URL(fileURLWithPath: out)
+            let json = url.deletingPathExtension().appendingPathExtension("json")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            do {
+                try Safetensors.encode(exported.tensors, metadata: ["format": "pt"]).write(to: url, options: .atomic)
+                try encoder.encode(sidecar).write(to: json, options: .atomic)
+            } catch let error as CocoaError {
+                throw StoreData.Failure(description: "cannot write \(url.path) or \(json.path): \(error.localizedDescription)")
+            }
+            print("wrote \(url.path) (\(exported.tensors.count) tensors) and \(json.path)")
+        }
+    }
+}
