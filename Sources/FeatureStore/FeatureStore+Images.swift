@@ -120,7 +120,7 @@ extension FeatureStore {
 
     private func check(_ image: ImageRecord, classCount: Int) throws {
         let where_ = "image \(image.path) (dataset \(image.datasetID))"
-        if classCount == 0 {
+        if classCount == 0 && image.split != .unlabeled {   // a folder of unlabeled images is a dataset without classes
             throw StoreError.invalidArgument(path: path, reason: "\(where_): dataset \(image.datasetID) does not exist or has no classes; call dataset(root:classes:) first")
         }
         if (image.split == .unlabeled) != (image.classIndex == ImageSplit.noClass) {

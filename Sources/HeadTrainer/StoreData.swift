@@ -47,10 +47,29 @@ enum StoreData {
         return (labeled(train), test.rows > 0 ? labeled(test) : nil)
     }
 
-    /// Images stored without a class (`extract --unlabeled`), every copy; nil when there are none.
+    /// Images stored without a class (`extract --unlabeled`), every copy; nil when there are none: those
+    /// of `e`'s own dataset (`DIR/unlabeled/`) and those of folders of unlabeled images (datasets without
+    /// classes, `extract --data FOLDER --unlabeled`) extracted with the same backbone, weights,
+    /// preprocessing, size, fit, precision and dtype.
     static func unlabeled(_ db: FeatureStore, _ e: ExtractionRecord) throws -> LabeledFeatures? {
-        let m = try db.loadFeatures(extractionID: e.id, split: .unlabeled)
-        return m.rows > 0 ? labeled(m) : nil
+        let classless = Set(try db.datasets().filter { $0.classes.isEmpty }.map(\.id))
+        let s = e.settings
+        let others = try db.extractions().filter { o in
+            let t = o.settings
+            return o.id != e.id && classless.contains(t.datasetID) && t.backbone == s.backbone && t.weightsSHA256 == s.weightsSHA256
+                && t.preprocessing == s.preprocessing && t.imageSize == s.imageSize && t.fit == s.fit && t.precision == s.precision
+                && t.featureDType == s.featureDType && t.featureDim == s.featureDim
+        }
+        var parts = try ([e] + others).map { try db.loadFeatures(extractionID: $0.id, split: .unlabeled) }.filter { $0.rows > 0 }
+        guard var m = parts.first else { return nil }
+        for p in parts.dropFirst() {
+            m.values += p.values; m.imageIDs += p.imageIDs; m.augIndex += p.augIndex; m.labels += p.labels
+            m.splits += p.splits; m.paths += p.paths; m.sha256s += p.sha256s; m.rows += p.rows
+        }
+        parts = []
+        var features = labeled(m)
+        features.classNames = try db.dataset(id: s.datasetID)?.classes ?? features.classNames
+        return features
     }
 
     static func labeled(_ m: FeatureMatrix) -> LabeledFeatures {

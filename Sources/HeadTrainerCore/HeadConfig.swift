@@ -90,8 +90,8 @@ public struct HeadConfig: Hashable, Sendable {
         HeadSetting("bn_mode", \.bnMode, "Batch norm of the unfrozen blocks: frozen (stored statistics, as Keras advises for fine-tuning) or train (batch statistics; running statistics updated).",
                     relevant: { $0.unfreeze > 0 }),
         HeadSetting("tta", \.tta, "Test-time augmentation: also score validation and test on the mean softmax over stored copies 0...K of each image (needs `extract --augment K`)."),
-        HeadSetting("pseudo_label", \.pseudoLabel, "Self-training: fit on the labeled training images, label the unlabeled ones (those labeled_fraction leaves, and images stored by `extract --unlabeled`) whose top probability reaches pseudo_threshold, refit on both; repeat for `rounds`."),
-        HeadSetting("pseudo_threshold", \.pseudoThreshold, "Lowest top probability of a kept pseudo-label.", relevant: { $0.pseudoLabel }),
+        HeadSetting("pseudo_label", \.pseudoLabel, "Self-training: fit on the labeled training images, label the unlabeled ones (those labeled_fraction leaves, and images stored by `extract --unlabeled`) whose top probability reaches threshold, refit on both; repeat for `rounds`."),
+        HeadSetting("threshold", \.pseudoThreshold, "Lowest top probability of a kept pseudo-label.", relevant: { $0.pseudoLabel }),
         HeadSetting("rounds", \.rounds, "Pseudo-labeling rounds (each predicts the unlabeled images with the previous round's head and refits).", relevant: { $0.pseudoLabel }),
         HeadSetting("labeled_fraction", \.labeledFraction, "Keep the labels of this fraction of training images (stratified by class, by image, seeded); the rest are unlabeled (for pseudo_label, whose accuracy is then known)."),
     ]
@@ -123,7 +123,7 @@ public struct HeadConfig: Hashable, Sendable {
         if !(valSplit >= 0 && valSplit < 1) { throw bad("val_split", valSplit, "a fraction in [0, 1)") }
         if let a = augmented, a < 0 { throw bad("augmented", a, "nil (all copies) or a copy index >= 0") }
         if tta < 0 { throw bad("tta", tta, "0 (no test-time augmentation) or a copy count") }
-        if !(pseudoThreshold >= 0 && pseudoThreshold <= 1) { throw bad("pseudo_threshold", pseudoThreshold, "a probability in [0, 1]") }
+        if !(pseudoThreshold >= 0 && pseudoThreshold <= 1) { throw bad("threshold", pseudoThreshold, "a probability in [0, 1]") }
         if rounds < 1 { throw bad("rounds", rounds, "at least 1") }
         if !(labeledFraction > 0 && labeledFraction <= 1) { throw bad("labeled_fraction", labeledFraction, "a fraction in (0, 1]") }
         if solver == .lbfgs && hidden != 0 { throw bad("solver", "lbfgs", "adam or auto when hidden > 0 (L-BFGS fits linear heads only)") }

@@ -57,7 +57,7 @@ func labeledRows(_ data: LabeledFeatures, fraction: Double, seed: UInt64) throws
 
 /// `labeled_fraction` and `pseudo_label`: fits on the labeled images (round 0), then for each round
 /// labels the unlabeled images with the previous head (mean over copies 0...tta with `tta`), keeps those
-/// whose top probability reaches `pseudo_threshold`, and refits from scratch on the labeled rows plus
+/// whose top probability reaches `threshold`, and refits from scratch on the labeled rows plus
 /// copies 0...augmented of the kept images. Validation (drawn once from the labeled images) and test
 /// never change; each round's scores are in `metrics.pseudoLabelRounds`.
 func selfTrain(config: HeadConfig, train: LabeledFeatures, test: LabeledFeatures?, unlabeled stored: LabeledFeatures?,

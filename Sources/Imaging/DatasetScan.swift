@@ -146,10 +146,11 @@ public struct DatasetScan: Sendable {
         }
         var top = try listFolder(FileName(root.path), problems: &problems)
         var unlabeledFiles: [FileName] = []
+        if unlabeled && !top.contains(where: { $0.isDirectory && $0.name == unlabeledFolder }) {
+            return try scanFlatUnlabeled(root, top: top, problems: problems)
+        }
         if unlabeled {
-            guard let folder = top.first(where: { $0.isDirectory && $0.name == unlabeledFolder }) else {
-                throw ImagingError.badDataset(path: root.path, reason: "no \(unlabeledFolder)/ folder; with --unlabeled, put the images without a class in DIR/\(unlabeledFolder)/")
-            }
+            let folder = top.first(where: { $0.isDirectory && $0.name == unlabeledFolder })!
             top.removeAll { $0.name == unlabeledFolder }
             var visited = Set<FileID>()
             if let id = FileID.of(folder.url) { visited.insert(id) }
@@ -233,6 +234,37 @@ public struct DatasetScan: Sendable {
                                      rawPath: file.escaped ? file.bytes : nil))
         }
         return DatasetScan(root: root, classes: classes, items: items, problems: problems, splits: splits)
+    }
+
+    /// `--unlabeled` on a folder with no `unlabeled/` folder: a folder of images without classes (the
+    /// experiment's `seg_pred`, also as Kaggle's doubled `seg_pred/seg_pred/`), searched recursively, every
+    /// image with split "unlabeled"; a dataset with no classes, which `train-head --pseudo-label` pairs with
+    /// a labeled dataset extracted with the same backbone settings. A folder of class or split folders is
+    /// refused (it is labeled: its unlabeled images go in DIR/unlabeled/).
+    static func scanFlatUnlabeled(_ root: URL, top: [Entry], problems: [SkippedFile]) throws -> DatasetScan {
+        var problems = problems
+        var folder = FileName(root.path), entries = top
+        if entries.count == 1, entries[0].isDirectory, entries[0].name == root.lastPathComponent {
+            folder = entries[0].url
+            entries = try listFolder(folder, problems: &problems)
+        }
+        let labeled = entries.filter { $0.isDirectory }.filter { e in
+            splitNames[e.name] != nil || ((try? listFolder(e.url, problems: &problems)) ?? []).contains { !$0.isDirectory && isImageName($0.name) }
+        }
+        if !labeled.isEmpty && !entries.contains(where: { !$0.isDirectory && isImageName($0.name) }) {
+            throw ImagingError.badDataset(path: root.path, reason: "--unlabeled: this looks like a labeled dataset (\(labeled.prefix(3).map(\.name).joined(separator: ", ")), ...) without an \(unlabeledFolder)/ folder; put its images without a class in DIR/\(unlabeledFolder)/, or give --data a folder of images without class folders")
+        }
+        var files: [FileName] = []
+        var visited = Set<FileID>()
+        if let id = FileID.of(folder) { visited.insert(id) }
+        collect(folder, into: &files, visited: &visited, problems: &problems)
+        guard !files.isEmpty else {
+            throw ImagingError.badDataset(path: root.path, reason: "--unlabeled: no image files in this folder")
+        }
+        let items = files.sorted(by: { $0.display < $1.display }).map {
+            DatasetItem(path: $0.url, className: "", classIndex: -1, split: unlabeledFolder, rawPath: $0.escaped ? $0.bytes : nil)
+        }
+        return DatasetScan(root: root, classes: [], items: items, problems: problems, splits: [])
     }
 
     // MARK: File system helpers (POSIX, so every failure has its errno text)

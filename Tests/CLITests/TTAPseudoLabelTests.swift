@@ -81,7 +81,7 @@ final class TTAPseudoLabelTests: XCTestCase {
     }
 
     func testPseudoLabelRoundsAreReported() throws {
-        let r = try trainHead(["--labeled-fraction", "0.5", "--pseudo-label", "--pseudo-threshold", "0.5", "--rounds", "1", "--tta", "1"])
+        let r = try trainHead(["--labeled-fraction", "0.5", "--pseudo-label", "--threshold", "0.5", "--rounds", "1", "--tta", "1"])
         let rounds = try XCTUnwrap(r["pseudo_label_rounds"] as? [[String: Any]])
         XCTAssertEqual(rounds.map { $0["round"] as? Int }, [0, 1])
         XCTAssertEqual(rounds[0]["labeled_images"] as? Int, 9)
@@ -126,7 +126,7 @@ final class TTAPseudoLabelTests: XCTestCase {
         db.close()
 
         let r = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--hidden", "0", "--json",
-                                           "--pseudo-label", "--pseudo-threshold", "0", "--rounds", "1"])
+                                           "--pseudo-label", "--threshold", "0", "--rounds", "1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let rounds = try XCTUnwrap(report["pseudo_label_rounds"] as? [[String: Any]])
@@ -139,5 +139,44 @@ final class TTAPseudoLabelTests: XCTestCase {
         let plain = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--hidden", "0", "--json"])
         XCTAssertEqual(plain.status, 0, plain.stderr)
         XCTAssertNil((try JSONSerialization.jsonObject(with: Data(plain.stdout.utf8)) as? [String: Any])?["pseudo_label_rounds"])
+    }
+
+    /// `extract --data FOLDER --unlabeled` on a folder of images without class folders (the experiment's
+    /// `seg_pred`, here as Kaggle doubles it: seg_pred/seg_pred/*.jpg) stores a dataset without classes;
+    /// `train-head --pseudo-label` on a labeled extraction with the same settings labels those images too.
+    /// A labeled dataset without an unlabeled/ folder is refused with the fix.
+    func testFolderOfUnlabeledImagesFeedsPseudoLabels() throws {
+        let data = try CLI.smallDataset(classes: Self.classes, perClass: 4, testPerClass: 2)
+        let pred = data.deletingLastPathComponent().appendingPathComponent("seg_pred/seg_pred")
+        try FileManager.default.createDirectory(at: pred, withIntermediateDirectories: true)
+        for c in Self.classes {
+            let src = CLI.scenes6.appendingPathComponent("train/\(c)")
+            for f in try FileManager.default.contentsOfDirectory(atPath: src.path).sorted()[4..<6] {
+                try FileManager.default.copyItem(at: src.appendingPathComponent(f), to: pred.appendingPathComponent("\(c)-\(f)"))
+            }
+        }
+        let store = data.deletingLastPathComponent().appendingPathComponent("folder.sqlite")
+        func extract(_ dir: URL, _ extra: [String]) throws -> CLI.Result {
+            try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", dir.path, "--store", store.path,
+                                    "--precision", "fp32", "--batch", "8", "--quiet"] + extra)
+        }
+        let labeledOnly = try extract(data, ["--unlabeled"])
+        XCTAssertNotEqual(labeledOnly.status, 0)
+        XCTAssertTrue(labeledOnly.stderr.contains("looks like a labeled dataset"), labeledOnly.stderr)
+        XCTAssertEqual(try extract(data, []).status, 0)
+        let e = try extract(pred.deletingLastPathComponent(), ["--unlabeled"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let db = try FeatureStore(path: store.path, mode: .readOnly)
+        let folder = try XCTUnwrap(try db.datasets().first { $0.classes.isEmpty })
+        XCTAssertEqual(try db.images(datasetID: folder.id).filter { $0.split == .unlabeled }.count, 6)
+        db.close()
+
+        let r = try CLI.run("train-head", ["--store", store.path, "--extraction", "1", "--hidden", "0", "--json",
+                                           "--pseudo-label", "--threshold", "0", "--rounds", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let rounds = try XCTUnwrap(report["pseudo_label_rounds"] as? [[String: Any]])
+        XCTAssertEqual(rounds[0]["unlabeled_images"] as? Int, 6)
+        XCTAssertEqual(rounds[1]["pseudo_labels"] as? Int, 6)
     }
 }

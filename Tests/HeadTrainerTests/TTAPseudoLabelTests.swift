@@ -118,7 +118,7 @@ final class TTAPseudoLabelTests: XCTestCase {
     /// New settings at their defaults leave the JSON (and so every sweep trial key) as it was.
     func testDefaultsKeepTheConfigJSON() throws {
         let json = String(decoding: try JSONEncoder().encode(HeadConfig()), as: UTF8.self)
-        for key in ["tta", "pseudo_label", "pseudo_threshold", "rounds", "labeled_fraction"] {
+        for key in ["tta", "pseudo_label", "threshold", "rounds", "labeled_fraction"] {
             XCTAssertFalse(json.contains("\"\(key)\""), json)
         }
         let changed = String(decoding: try JSONEncoder().encode(config { $0.tta = 2; $0.labeledFraction = 0.1 }), as: UTF8.self)
