@@ -72,7 +72,7 @@ let package = Package(
                           path: "Sources/HeadTrainer", swiftSettings: release),
 
         // Fine-tuning the last blocks of a backbone on cached block inputs (issue #12): oneDNN / OpenBLAS GEMMs.
-        .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL"], path: "Sources/FineTuneCore", swiftSettings: release),
+        .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL", "CHeadKernels"], path: "Sources/FineTuneCore", swiftSettings: release),
 
         .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats", "WorkbenchSupport"],
                     resources: [.copy("Fixtures")]),

@@ -1,4 +1,5 @@
 import CDNNL
+import CHeadKernels
 import COpenBLAS
 import Foundation
 
@@ -55,10 +56,28 @@ func columnSums(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into out: Unsaf
 
 /// Splits 0..<count into `parts` contiguous ranges run concurrently: the loops around the GEMMs
 /// (batch norm, activations, depthwise), which OpenBLAS's threads do not cover.
+///
+/// The parts run on OpenMP's threads (`chk_omp_run`), the ones oneDNN's GEMMs use: with libdispatch
+/// workers instead, OpenMP's threads spin-waiting between GEMMs competed with them for the 2 cores
+/// (`perf`: a third of the cycles in libgomp); `train-head bench-finetune --rows 2048` measured 5.4-5.7 s
+/// per epoch that way and 4.0 s with OMP_WAIT_POLICY=passive.
 func parallel(_ count: Int, parts: Int, _ body: (Range<Int>) -> Void) {
     let p = max(1, min(parts, count))
     if p == 1 { body(0..<count); return }
-    DispatchQueue.concurrentPerform(iterations: p) { i in body(count * i / p ..< count * (i + 1) / p) }
+    withoutActuallyEscaping(body) { body in
+        var job = ParallelJob(count: count, parts: p, body: body)
+        withUnsafeMutablePointer(to: &job) { ptr in
+            chk_omp_run(p, { ctx, i in
+                let job = ctx!.assumingMemoryBound(to: ParallelJob.self).pointee
+                job.body(job.count * Int(i) / job.parts ..< job.count * (Int(i) + 1) / job.parts)
+            }, ptr)
+        }
+    }
+}
+
+private struct ParallelJob {
+    let count: Int, parts: Int
+    let body: (Range<Int>) -> Void
 }
 
 /// Geometry of a depthwise convolution on NHWC activations.

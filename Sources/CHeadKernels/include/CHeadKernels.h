@@ -86,6 +86,9 @@ chk_pool *chk_pool_create(int threads);
 void chk_pool_run(chk_pool *pool, long count, chk_task_fn fn, void *ctx);
 void chk_pool_destroy(chk_pool *pool);
 
+/// Runs fn(ctx, i) for i in 0..<count on a team of `count` OpenMP threads (libgomp) and waits.
+void chk_omp_run(long count, chk_task_fn fn, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif
