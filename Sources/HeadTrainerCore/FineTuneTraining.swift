@@ -142,18 +142,8 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
                 correct += r.correct
                 lo = hi
             }
-            var rec = EpochRecord(epoch: epoch, trainLoss: lossSum / Double(order.count),
-                                  trainAccuracy: Double(correct) / Double(order.count),
-                                  validationLoss: nil, validationAccuracy: nil, seconds: 0)
-            if let v = validation {
-                let vf = try runBlocks(tuner, on: v, split: "validation")
-                let (vl, vc) = vf.values.withUnsafeBufferPointer { vx in
-                    vf.labels.withUnsafeBufferPointer { vy in net.evaluate(data: vx.baseAddress!, n: vf.n, labels: vy.baseAddress!, probsOut: nil) }
-                }
-                rec.validationLoss = vl / Double(vf.n) + net.l2Penalty()
-                rec.validationAccuracy = Double(vc) / Double(vf.n)
-            }
-            rec.seconds = monotonicSeconds() - t0
+            let rec = net.epochRecord(epoch, lossSum: lossSum, correct: correct, rows: order.count,
+                                      validation: try validation.map { try runBlocks(tuner, on: $0, split: "validation") }, started: t0)
             records.append(rec)
             options.onEpoch?(rec)
             if let vloss = rec.validationLoss, config.patience > 0 {
@@ -177,19 +167,9 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
     let final = try FineTuner(network: blocks.trained, head: nil, tensors: keptBlocks, options: tuneOptions)
     var head = try TrainedHead(config: config, classNames: train.classNames, weights: keptHead)
     func features(_ data: LabeledFeatures, _ name: String) throws -> LabeledFeatures { try runBlocks(final, on: data, split: name) }
-    let trainCopy0 = train.subset(split.trainRows.filter { train.augIndex[$0] == 0 })
-    let validationFeatures = try validation.map { try features($0, "validation") }
-    var testFeatures: LabeledFeatures? = nil
-    if let test {
-        let rows = (0..<test.n).filter { test.augIndex[$0] == 0 }
-        if !rows.isEmpty { testFeatures = try features(test.subset(rows), "test") }
-    }
-    func score(_ data: LabeledFeatures) throws -> ClassificationMetrics { try head.evaluate(data, threads: options.threads) }
-    var metrics = SplitMetrics(train: try score(try features(trainCopy0.n > 0 ? trainCopy0 : train.subset(split.trainRows), "train")),
-                               validation: try validationFeatures.map(score), test: try testFeatures.map(score))
-    if let validationFeatures {
-        metrics.calibration = try SplitCalibration.fit(head: &head, validation: validationFeatures, test: testFeatures, threads: options.threads)
-    }
+    let metrics = try score(&head, train: try features(scoredTrainRows(train, split), "train"),
+                            validation: try validation.map { try features($0, "validation") },
+                            test: try test.map { try features(try originals($0), "test") }, threads: options.threads)
     let result = TrainingResult(head: head, bestEpoch: bestEpoch, epochsRun: records.count,
                                 curves: TrainingCurves(epochs: records, bestEpoch: bestEpoch), metrics: metrics,
                                 trainRows: split.trainRows.count, validationRows: split.validationRows.count,

@@ -102,21 +102,8 @@ func fitAndScore(config: HeadConfig, train: LabeledFeatures, split: TrainValidat
     }
 
     var head = try TrainedHead(config: config, classNames: train.classNames, weights: fit.weights)
-    let trainCopy0 = train.subset(split.trainRows.filter { train.augIndex[$0] == 0 })
-    func score(_ d: LabeledFeatures) throws -> ClassificationMetrics {
-        try ClassificationMetrics(probabilities: head.predict(d, threads: options.threads), labels: d.labels, classNames: train.classNames)
-    }
-    var testCopy0: LabeledFeatures? = nil
-    if let test {
-        let rows = (0..<test.n).filter { test.augIndex[$0] == 0 }
-        if rows.isEmpty { throw HeadTrainerError.emptySplit(split: "test", reason: "no original (copy 0) rows; extract the test images without augmentation") }
-        testCopy0 = test.subset(rows)
-    }
-    var metrics = SplitMetrics(train: try score(trainCopy0.n > 0 ? trainCopy0 : train.subset(split.trainRows)),
-                               validation: try validation.map(score), test: try testCopy0.map(score))
-    if let validation {
-        metrics.calibration = try SplitCalibration.fit(head: &head, validation: validation, test: testCopy0, threads: options.threads)
-    }
+    var metrics = try score(&head, train: scoredTrainRows(train, split), validation: validation,
+                            test: try test.map(originals), threads: options.threads)
     if config.tta > 0 {
         metrics.tta = TTAMetrics(copies: config.tta, validation: try ttaValidation?.metrics(head, threads: options.threads),
                                  test: try ttaTest?.metrics(head, threads: options.threads))
@@ -126,6 +113,51 @@ func fitAndScore(config: HeadConfig, train: LabeledFeatures, split: TrainValidat
                           trainRows: split.trainRows.count, validationRows: split.validationRows.count,
                           validationImageIDs: split.validationImages, classWeights: classWeights,
                           trainingSeconds: fit.seconds, secondsPerEpoch: fit.seconds / Double(max(fit.records.count, 1)))
+}
+
+/// The training rows a fit is scored on: copy 0 of the fitted images (all fitted rows if none is copy 0).
+func scoredTrainRows(_ train: LabeledFeatures, _ split: TrainValidationSplit) -> LabeledFeatures {
+    let originals = split.trainRows.filter { train.augIndex[$0] == 0 }
+    return train.subset(originals.isEmpty ? split.trainRows : originals)
+}
+
+/// Copy 0 of each test image; a test split without any is an error.
+func originals(_ test: LabeledFeatures) throws -> LabeledFeatures {
+    let rows = (0..<test.n).filter { test.augIndex[$0] == 0 }
+    if rows.isEmpty { throw HeadTrainerError.emptySplit(split: "test", reason: "no original (copy 0) rows; extract the test images without augmentation") }
+    return test.subset(rows)
+}
+
+/// Metrics of `head` on train, validation and test as every fit reports them, and the temperature
+/// fitted on validation (stored in `head`).
+func score(_ head: inout TrainedHead, train: LabeledFeatures, validation: LabeledFeatures?, test: LabeledFeatures?,
+           threads: Int?) throws -> SplitMetrics {
+    func metrics(_ d: LabeledFeatures) throws -> ClassificationMetrics { try head.evaluate(d, threads: threads) }
+    var result = SplitMetrics(train: try metrics(train), validation: try validation.map(metrics), test: try test.map(metrics))
+    if let validation {
+        result.calibration = try SplitCalibration.fit(head: &head, validation: validation, test: test, threads: threads)
+    }
+    return result
+}
+
+extension HeadNetwork {
+    /// The record of a training epoch: loss and accuracy over its `rows` fitted rows and, with
+    /// `validation`, the inference-mode validation loss (plus the L2 term: what early stopping
+    /// watches) and accuracy.
+    func epochRecord(_ epoch: Int, lossSum: Double, correct: Int, rows: Int, validation v: LabeledFeatures?,
+                     started t0: Double) -> EpochRecord {
+        var rec = EpochRecord(epoch: epoch, trainLoss: lossSum / Double(rows), trainAccuracy: Double(correct) / Double(rows),
+                              validationLoss: nil, validationAccuracy: nil, seconds: 0)
+        if let v {
+            let (vl, vc) = v.values.withUnsafeBufferPointer { vx in
+                v.labels.withUnsafeBufferPointer { vy in evaluate(data: vx.baseAddress!, n: v.n, labels: vy.baseAddress!, probsOut: nil) }
+            }
+            rec.validationLoss = vl / Double(v.n) + l2Penalty()
+            rec.validationAccuracy = Double(vc) / Double(v.n)
+        }
+        rec.seconds = monotonicSeconds() - t0
+        return rec
+    }
 }
 
 struct FitOutcome {
@@ -186,19 +218,7 @@ func fitAdam(config: HeadConfig, train: LabeledFeatures, rows: [Int], validation
                         lo = hi
                     }
                 }
-                var rec = EpochRecord(epoch: epoch, trainLoss: lossSum / Double(order.count),
-                                      trainAccuracy: Double(correct) / Double(order.count),
-                                      validationLoss: nil, validationAccuracy: nil, seconds: 0)
-                if let v = validation {
-                    let (vl, vc) = v.values.withUnsafeBufferPointer { vx in
-                        v.labels.withUnsafeBufferPointer { vy in
-                            net.evaluate(data: vx.baseAddress!, n: v.n, labels: vy.baseAddress!, probsOut: nil)
-                        }
-                    }
-                    rec.validationLoss = vl / Double(v.n) + net.l2Penalty()
-                    rec.validationAccuracy = Double(vc) / Double(v.n)
-                }
-                rec.seconds = monotonicSeconds() - t0
+                let rec = net.epochRecord(epoch, lossSum: lossSum, correct: correct, rows: order.count, validation: validation, started: t0)
                 records.append(rec)
                 options.onEpoch?(rec)
                 if let vloss = rec.validationLoss, config.patience > 0 {
