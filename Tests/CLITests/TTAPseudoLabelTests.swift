@@ -97,11 +97,9 @@ final class TTAPseudoLabelTests: XCTestCase {
         XCTAssertTrue(text.stdout.contains("round 1: 9 labeled + "), text.stdout)
     }
 
-    /// `extract --unlabeled` stores DIR/unlabeled/ without classes; `--pseudo-label` labels them. A file
-    /// there with the bytes of a labeled image stays labeled.
-    func testUnlabeledFolderFeedsPseudoLabels() throws {
-        let data = try CLI.smallDataset(classes: Self.classes, perClass: 4, testPerClass: 2)
-        let folder = data.appendingPathComponent("unlabeled/batch1")
+    /// Scenes6 training images 4 and 5 of each class (not in `CLI.smallDataset`'s first 4) into `folder`,
+    /// named `<class>-<file>`.
+    func copyUnlabeledImages(to folder: URL) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         for c in Self.classes {
             let src = CLI.scenes6.appendingPathComponent("train/\(c)")
@@ -109,6 +107,13 @@ final class TTAPseudoLabelTests: XCTestCase {
                 try FileManager.default.copyItem(at: src.appendingPathComponent(f), to: folder.appendingPathComponent("\(c)-\(f)"))
             }
         }
+    }
+
+    /// `extract --unlabeled` stores DIR/unlabeled/ without classes; `--pseudo-label` labels them. A file
+    /// there with the bytes of a labeled image stays labeled.
+    func testUnlabeledFolderFeedsPseudoLabels() throws {
+        let data = try CLI.smallDataset(classes: Self.classes, perClass: 4, testPerClass: 2)
+        try copyUnlabeledImages(to: data.appendingPathComponent("unlabeled/batch1"))
         let labeledFile = try FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("train/sea").path).sorted()[0]
         try FileManager.default.copyItem(at: data.appendingPathComponent("train/sea/\(labeledFile)"),
                                          to: data.appendingPathComponent("unlabeled/copy-of-a-sea-image.jpg"))
@@ -148,13 +153,7 @@ final class TTAPseudoLabelTests: XCTestCase {
     func testFolderOfUnlabeledImagesFeedsPseudoLabels() throws {
         let data = try CLI.smallDataset(classes: Self.classes, perClass: 4, testPerClass: 2)
         let pred = data.deletingLastPathComponent().appendingPathComponent("seg_pred/seg_pred")
-        try FileManager.default.createDirectory(at: pred, withIntermediateDirectories: true)
-        for c in Self.classes {
-            let src = CLI.scenes6.appendingPathComponent("train/\(c)")
-            for f in try FileManager.default.contentsOfDirectory(atPath: src.path).sorted()[4..<6] {
-                try FileManager.default.copyItem(at: src.appendingPathComponent(f), to: pred.appendingPathComponent("\(c)-\(f)"))
-            }
-        }
+        try copyUnlabeledImages(to: pred)
         let store = data.deletingLastPathComponent().appendingPathComponent("folder.sqlite")
         func extract(_ dir: URL, _ extra: [String]) throws -> CLI.Result {
             try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", dir.path, "--store", store.path,
