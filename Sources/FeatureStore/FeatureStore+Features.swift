@@ -121,8 +121,10 @@ extension FeatureStore {
     /// `augIndex <= maxAugIndex` (0 = only the un-augmented images).
     ///
     /// Every vector's size is checked against the extraction's dimension and dtype; a wrong-size
-    /// blob throws `.dimensionMismatch` naming the row.
-    public func loadFeatures(extractionID: Int64, split: ImageSplit? = nil, maxAugIndex: Int? = nil) throws -> FeatureMatrix {
+    /// blob throws `.dimensionMismatch` naming the row. `vectors: false` reads the rows' images,
+    /// labels and copies only (`values` empty): for callers that pair them with other data.
+    public func loadFeatures(extractionID: Int64, split: ImageSplit? = nil, maxAugIndex: Int? = nil,
+                             vectors: Bool = true) throws -> FeatureMatrix {
         try read("loading features of extraction \(extractionID)") { db in
             let extraction = try requireExtraction(extractionID)
             let dim = extraction.settings.featureDim
@@ -138,7 +140,7 @@ extension FeatureStore {
             let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM features f JOIN images i ON i.id = f.image_id WHERE \(filter)",
                                         arguments: arguments) ?? 0
             let select = try db.makeStatement(sql: """
-                SELECT f.id, f.image_id, f.aug_index, f.vector, i.class_index, i.split, i.path, i.sha256
+                SELECT f.id, f.image_id, f.aug_index, \(vectors ? "f.vector" : "NULL"), i.class_index, i.split, i.path, i.sha256
                 FROM features f JOIN images i ON i.id = f.image_id
                 WHERE \(filter) ORDER BY f.image_id, f.aug_index
                 """)
@@ -153,7 +155,7 @@ extension FeatureStore {
             imageIDs.reserveCapacity(rows); augIndex.reserveCapacity(rows); labels.reserveCapacity(rows)
             splits.reserveCapacity(rows); paths.reserveCapacity(rows); shas.reserveCapacity(rows)
 
-            let values = try [Float](unsafeUninitializedCapacity: rows * dim) { buffer, initialized in
+            let values = try [Float](unsafeUninitializedCapacity: vectors ? rows * dim : 0) { buffer, initialized in
                 initialized = 0
                 var index = 0
                 // Hot loop on the C API of GRDB's prepared statement: one step per row, the blob is
@@ -162,15 +164,17 @@ extension FeatureStore {
                     let code = sqlite3_step(handle)
                     if code == SQLITE_DONE { break }
                     guard code == SQLITE_ROW else { throw stepError(db, select, code, "loading features of extraction \(extractionID)") }
-                    let blob = sqlite3_column_blob(handle, 3)
-                    let count = Int(sqlite3_column_bytes(handle, 3))
-                    if count != expectedBytes {
-                        throw StoreError.dimensionMismatch(
-                            path: path, row: "features row \(int(0)) (extraction \(extractionID), image \(int(1)) \"\(text(6))\", aug \(int(2)))",
-                            expectedBytes: expectedBytes, actualBytes: count)
+                    if vectors {
+                        let blob = sqlite3_column_blob(handle, 3)
+                        let count = Int(sqlite3_column_bytes(handle, 3))
+                        if count != expectedBytes {
+                            throw StoreError.dimensionMismatch(
+                                path: path, row: "features row \(int(0)) (extraction \(extractionID), image \(int(1)) \"\(text(6))\", aug \(int(2)))",
+                                expectedBytes: expectedBytes, actualBytes: count)
+                        }
+                        let out = UnsafeMutableBufferPointer(rebasing: buffer[(index * dim)..<((index + 1) * dim)])
+                        VectorCodec.decode(UnsafeRawBufferPointer(start: blob, count: count), as: dtype, into: out)
                     }
-                    let out = UnsafeMutableBufferPointer(rebasing: buffer[(index * dim)..<((index + 1) * dim)])
-                    VectorCodec.decode(UnsafeRawBufferPointer(start: blob, count: count), as: dtype, into: out)
                     imageIDs.append(int(1))
                     augIndex.append(Int(int(2)))
                     labels.append(sqlite3_column_type(handle, 4) == SQLITE_NULL ? ImageSplit.noClass : Int(int(4)))
@@ -179,7 +183,7 @@ extension FeatureStore {
                     shas.append(text(7))
                     index += 1
                 }
-                initialized = index * dim
+                initialized = vectors ? index * dim : 0
             }
             return FeatureMatrix(extractionID: extractionID, rows: imageIDs.count, dim: dim, values: values,
                                  imageIDs: imageIDs, augIndex: augIndex, labels: labels, splits: splits,

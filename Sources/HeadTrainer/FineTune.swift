@@ -38,7 +38,7 @@ extension StoreData {
     /// and copies of its features, in the features' row order. The cache is streamed from the store
     /// into those two arrays: the rows of the splits, float32, are the only copy in memory.
     static func loadBlockInputs(_ db: FeatureStore, _ e: ExtractionRecord, _ definition: BlockDefinition) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
-        var (train, test) = try load(db, e)
+        var (train, test) = try load(db, e, vectors: false)   // the rows; their inputs come from the cache
         let count = definition.inputCount
         train.dim = count; test?.dim = count
         // (split 0 train / 1 test, row) of each (image, copy).
@@ -48,7 +48,6 @@ extension StoreData {
             for r in 0..<f.n { place[FeatureKey(imageID: f.imageIDs[r], augIndex: Int(f.augIndex[r]))] = (s, r) }
         }
         var values = [[Float](repeating: 0, count: train.n * count), [Float](repeating: 0, count: (test?.n ?? 0) * count)]
-        train.values = []; test?.values = []
         var found = [0, 0]
         try db.forEachBlockInput(extractionID: e.id, blocks: definition.blocks) { key, input in
             guard let (s, r) = place[key] else { return }

@@ -37,13 +37,14 @@ enum StoreData {
     }
 
     /// Train split (all stored copies; the trainer keeps 0...K) and test split (copies 0...testCopies, for `tta`), if any.
-    static func load(_ db: FeatureStore, _ e: ExtractionRecord, testCopies: Int = 0) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
-        let train = try db.loadFeatures(extractionID: e.id, split: .train)
+    /// `vectors: false`: rows without their feature values (for the block cache, which replaces them).
+    static func load(_ db: FeatureStore, _ e: ExtractionRecord, testCopies: Int = 0, vectors: Bool = true) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
+        let train = try db.loadFeatures(extractionID: e.id, split: .train, vectors: vectors)
         guard train.rows > 0 else {
             throw Failure(description: "extraction \(e.id) (\(e.settings.backbone)) has no training features in \(db.path); "
                           + "run `extract` on a dataset with a train split")
         }
-        let test = try db.loadFeatures(extractionID: e.id, split: .test, maxAugIndex: testCopies)
+        let test = try db.loadFeatures(extractionID: e.id, split: .test, maxAugIndex: testCopies, vectors: vectors)
         return (labeled(train), test.rows > 0 ? labeled(test) : nil)
     }
 
