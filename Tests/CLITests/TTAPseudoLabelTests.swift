@@ -97,6 +97,16 @@ final class TTAPseudoLabelTests: XCTestCase {
         XCTAssertTrue(text.stdout.contains("round 1: 9 labeled + "), text.stdout)
     }
 
+    /// `pseudo_label_rounds` of a linear head trained with one round of pseudo-labels at threshold 0
+    /// (every unlabeled image kept), on the features `selector` names.
+    func selfTrainingRounds(_ store: URL, _ selector: [String]) throws -> [[String: Any]] {
+        let r = try CLI.run("train-head", ["--store", store.path, "--hidden", "0", "--json",
+                                           "--pseudo-label", "--threshold", "0", "--rounds", "1"] + selector)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        return try XCTUnwrap(report["pseudo_label_rounds"] as? [[String: Any]])
+    }
+
     /// Scenes6 training images 4 and 5 of each class (not in `CLI.smallDataset`'s first 4) into `folder`,
     /// named `<class>-<file>`.
     func copyUnlabeledImages(to folder: URL) throws {
@@ -130,11 +140,7 @@ final class TTAPseudoLabelTests: XCTestCase {
         XCTAssertEqual(try db.datasets().first?.classes, Self.classes)
         db.close()
 
-        let r = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--hidden", "0", "--json",
-                                           "--pseudo-label", "--threshold", "0", "--rounds", "1"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        let rounds = try XCTUnwrap(report["pseudo_label_rounds"] as? [[String: Any]])
+        let rounds = try selfTrainingRounds(store, ["--backbone", "efficientnet_lite0"])
         XCTAssertEqual(rounds.count, 2)
         XCTAssertEqual(rounds[0]["labeled_images"] as? Int, 12)
         XCTAssertEqual(rounds[0]["unlabeled_images"] as? Int, 6)
@@ -170,11 +176,7 @@ final class TTAPseudoLabelTests: XCTestCase {
         XCTAssertEqual(try db.images(datasetID: folder.id).filter { $0.split == .unlabeled }.count, 6)
         db.close()
 
-        let r = try CLI.run("train-head", ["--store", store.path, "--extraction", "1", "--hidden", "0", "--json",
-                                           "--pseudo-label", "--threshold", "0", "--rounds", "1"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        let rounds = try XCTUnwrap(report["pseudo_label_rounds"] as? [[String: Any]])
+        let rounds = try selfTrainingRounds(store, ["--extraction", "1"])
         XCTAssertEqual(rounds[0]["unlabeled_images"] as? Int, 6)
         XCTAssertEqual(rounds[1]["pseudo_labels"] as? Int, 6)
     }
