@@ -191,14 +191,20 @@ struct SweepSpec {
     }
 
     /// The configuration with settings the trainer ignores set to fixed values, so that equivalent
-    /// trials share one key: a linear head has no dropout; L-BFGS (linear heads by default) uses
-    /// neither lr nor batch size (they are reset to the defaults and shown as "-").
+    /// trials share one key (and run once): a linear head has no dropout; L-BFGS (linear heads by
+    /// default) uses neither lr nor batch size (they are reset to the defaults and shown as "-");
+    /// every later setting that does not apply (`block_lr` and `bn_mode` without `unfreeze`,
+    /// `threshold` and `rounds` without `pseudo_label`) goes back to its default, which leaves it out
+    /// of the canonical JSON. The first version's settings keep their own rules above, so trial keys
+    /// recorded by it stay the same.
     static func canonical(_ c: HeadConfig) -> HeadConfig {
         var c = c
         let d = HeadConfig()
         c.solver = c.effectiveSolver
         if c.hidden == 0 { c.dropout = 0 }
         if c.solver == .lbfgs { c.lr = d.lr; c.batchSize = d.batchSize; c.dropout = 0 }
+        let ignored = HeadConfig.settings.filter { !$0.v1 && !$0.relevant(c) }
+        for s in ignored { s.reset(&c) }
         return c
     }
 

@@ -147,6 +147,10 @@ public struct HeadSetting: @unchecked Sendable {
     public let show: (HeadConfig) -> String
     /// Whether the trainer uses the setting in this configuration (tables show "-" otherwise).
     public let relevant: (HeadConfig) -> Bool
+    /// Sets the value back to the default (`HeadConfig()`'s).
+    public let reset: (inout HeadConfig) -> Void
+    /// Written to JSON even at its default (see `init`).
+    public let v1: Bool
     /// Sets the value from text written by hand (`256`, `1e-4`, `balanced`, `all`); false if it is not one.
     public let parse: (inout HeadConfig, String) -> Bool
     /// Sets the value from a decoder (JSON, YAML) holding it: the type's own form, or text `parse` reads.
@@ -184,6 +188,8 @@ public struct HeadSetting: @unchecked Sendable {
         let codingKey = SettingKey(stringValue: key)
         let standard = HeadConfig()[keyPath: path]
         defaultText = standard.text
+        reset = { $0[keyPath: path] = standard }
+        self.v1 = v1
         encode = { c, container in
             let v = c[keyPath: path]
             if v.value == .null || (!v1 && v == standard) { return }

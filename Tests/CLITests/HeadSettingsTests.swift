@@ -22,6 +22,35 @@ final class HeadSettingsTests: XCTestCase {
         }
     }
 
+    /// Settings that do not apply to a combination do not multiply its trials: `bn_mode` and
+    /// `block_lr` without `unfreeze`, `threshold` and `rounds` without `pseudo_label`.
+    func testIrrelevantSettingsShareOneTrial() throws {
+        let file = try CLI.temporaryDirectory().appendingPathComponent("s.yaml")
+        try """
+        extractions: [efficientnet_lite0]
+        parameters:
+          unfreeze: [0, 1]
+          bn_mode: [frozen, train]
+          block_lr: [0, 0.0001]
+        """.write(to: file, atomically: true, encoding: .utf8)
+        let r = try CLI.run("train-head", ["trial-keys", file.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let trials = r.stdout.split(separator: "\n").filter { !$0.hasPrefix("sweep ") }
+        XCTAssertEqual(trials.count, 1 + 2 * 2, r.stdout)   // unfreeze 0 once, unfreeze 1 with every bn_mode x block_lr
+        XCTAssertEqual(trials.filter { $0.contains("bn_mode") || $0.contains("block_lr") }.count, 3, r.stdout)
+
+        try """
+        extractions: [efficientnet_lite0]
+        parameters:
+          pseudo_label: [false, true]
+          threshold: [0.8, 0.95]
+          rounds: [1, 3]
+        """.write(to: file, atomically: true, encoding: .utf8)
+        let p = try CLI.run("train-head", ["trial-keys", file.path])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        XCTAssertEqual(p.stdout.split(separator: "\n").filter { !$0.hasPrefix("sweep ") }.count, 1 + 2 * 2, p.stdout)
+    }
+
     /// One entry of `train-head head-settings` (the settings table).
     struct Setting: Decodable {
         let key: String, option: String, kind: String, expected: String, help: String, `default`: String
