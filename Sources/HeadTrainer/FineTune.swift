@@ -78,11 +78,14 @@ extension StoreData {
 
     /// Fine-tunes the last `config.unfreeze` blocks with a head on extraction `e`'s block cache
     /// `definition`: the result and what the store keeps of it (`FeatureStore.saveFineTunedHead`).
+    /// `inputs`: the cache as `loadBlockInputs` read it, when the caller shares one read between
+    /// trials (a sweep); nil reads it here.
     static func fineTune(_ db: FeatureStore, _ e: ExtractionRecord, _ definition: BlockDefinition, config: HeadConfig,
-                         options: TrainingOptions, sweepID: Int64? = nil, trialKey: String? = nil)
+                         options: TrainingOptions, sweepID: Int64? = nil, trialKey: String? = nil,
+                         inputs: (train: LabeledFeatures, test: LabeledFeatures?)? = nil)
         throws -> (result: FineTuneResult, head: HeadRecord, blocks: FineTunedBlocks) {
         let blocks = try fineTuneBlocks(definition, config: config)
-        let (train, test) = try loadBlockInputs(db, e, definition)
+        let (train, test) = try inputs ?? loadBlockInputs(db, e, definition)
         let result = try fineTuneHead(config: config, blocks: blocks, train: train, test: test, options: options)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]

@@ -32,6 +32,10 @@ final class SweepRunner {
     private var done = 0
     private var failures: [Failure] = []
     private var stop = false
+    /// Block inputs per (extraction, cached blocks), read once and shared by the fine-tuning trials
+    /// (values are copy-on-write arrays that the trials only read). Its own lock: a read takes seconds.
+    private var blockInputs: [String: (train: LabeledFeatures, test: LabeledFeatures?)] = [:]
+    private let blockInputsLock = NSLock()
 
     init(db: FeatureStore, sweepID: Int64, data: [String: Features], quiet: Bool, total: Int, keys: [String]) {
         self.db = db; self.sweepID = sweepID; self.data = data; self.quiet = quiet; self.total = total; self.keys = keys
@@ -86,7 +90,7 @@ final class SweepRunner {
             guard let d = data[t.features.settingsKey] else { continue }
             let start = Date()
             do {
-                // A trial with `unfreeze` fine-tunes blocks on the extraction's block cache (read per trial).
+                // A trial with `unfreeze` fine-tunes blocks on the extraction's block cache (read once per sweep).
                 var tuned: (result: FineTuneResult, head: HeadRecord, blocks: FineTunedBlocks)? = nil
                 if t.config.unfreeze > 0 {
                     guard t.features.parts.count == 1 else {
@@ -94,7 +98,7 @@ final class SweepRunner {
                     }
                     let (e, cache) = try StoreData.blockCache(db, id: t.features.primary.id, backbone: nil, unfreeze: t.config.unfreeze)
                     tuned = try StoreData.fineTune(db, e, cache, config: t.config, options: TrainingOptions(threads: 1),
-                                                   sweepID: sweepID, trialKey: t.key)
+                                                   sweepID: sweepID, trialKey: t.key, inputs: try sharedBlockInputs(e, cache))
                 }
                 let result = try tuned?.result.training
                     ?? trainHead(config: t.config, train: d.train, test: d.test, unlabeled: d.unlabeled, options: TrainingOptions(threads: 1))
@@ -115,6 +119,17 @@ final class SweepRunner {
                 lock.unlock()
             }
         }
+    }
+
+    /// The block inputs of extraction `e`'s cache `definition`, read on first use.
+    private func sharedBlockInputs(_ e: ExtractionRecord, _ definition: BlockDefinition) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
+        blockInputsLock.lock()
+        defer { blockInputsLock.unlock() }
+        let key = "\(e.id)/\(definition.blocks)"
+        if let cached = blockInputs[key] { return cached }
+        let read = try StoreData.loadBlockInputs(db, e, definition)
+        blockInputs[key] = read
+        return read
     }
 
     private func progress(_ t: PlannedTrial, _ r: TrainingResult, head: Int64, seconds: Double) {

@@ -90,6 +90,19 @@ extension ExtractTests {
         for t in predicted {
             XCTAssertEqual(t.probability, expected[t.index], accuracy: 1e-5, "class \(t.index)")
         }
+
+        // A sweep's fine-tuning trials on two jobs share one read of the cache; bn_mode without
+        // unfreeze is one trial, not two.
+        let sweep = data.deletingLastPathComponent().appendingPathComponent("ft.yaml")
+        try """
+            extractions: [efficientnet_lite0]
+            defaults: {epochs: 2, val_split: 0.25}
+            parameters: {unfreeze: [0, 1], bn_mode: [frozen, train]}
+            """.write(to: sweep, atomically: true, encoding: .utf8)
+        let s = try CLI.run("train-head", ["sweep", sweep.path, "--store", store.path, "--jobs", "2", "--quiet"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        XCTAssertTrue(s.stdout.contains("3 of 3 trials"), s.stdout)
+        XCTAssertEqual(try FeatureStore(path: store.path, mode: .readOnly).fineTunedHeadIDs().count, 3)
     }
 
     /// A run killed between fine-tuning epochs leaves the store as it was: valid, and without a head
