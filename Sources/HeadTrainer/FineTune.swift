@@ -36,32 +36,32 @@ extension StoreData {
 
     /// Train (all copies) and test (copy 0) block inputs of extraction `e`, with the labels, images
     /// and copies of its features, in the features' row order. The cache is streamed from the store
-    /// into those two arrays: the rows of the splits, float32, are the only copy in memory.
-    static func loadBlockInputs(_ db: FeatureStore, _ e: ExtractionRecord, _ definition: BlockDefinition) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
-        var (train, test) = try load(db, e, vectors: false)   // the rows; their inputs come from the cache
+    /// into a temporary file (`RowFile`, float32): memory holds one row at a time, and training reads
+    /// each batch from the file.
+    static func loadBlockInputs(_ db: FeatureStore, _ e: ExtractionRecord, _ definition: BlockDefinition) throws -> (train: BlockInputs, test: BlockInputs?) {
+        let (train, test) = try load(db, e, vectors: false)   // the rows; their inputs come from the cache
         let count = definition.inputCount
-        train.dim = count; test?.dim = count
-        // (split 0 train / 1 test, row) of each (image, copy).
-        var place: [FeatureKey: (split: Int, row: Int)] = [:]
-        for (s, f) in [train, test].enumerated() {
+        let testRows = test?.n ?? 0
+        let file = try RowFile(dim: count, rows: train.n + testRows)
+        // Row of each (image, copy) in the file: the train rows, then the test rows.
+        var place: [FeatureKey: Int] = [:]
+        for (offset, f) in [(0, train), (train.n, test)] {
             guard let f else { continue }
-            for r in 0..<f.n { place[FeatureKey(imageID: f.imageIDs[r], augIndex: Int(f.augIndex[r]))] = (s, r) }
+            for r in 0..<f.n { place[FeatureKey(imageID: f.imageIDs[r], augIndex: Int(f.augIndex[r]))] = offset + r }
         }
-        var values = [[Float](repeating: 0, count: train.n * count), [Float](repeating: 0, count: (test?.n ?? 0) * count)]
         var found = [0, 0]
         try db.forEachBlockInput(extractionID: e.id, blocks: definition.blocks) { key, input in
-            guard let (s, r) = place[key] else { return }
-            values[s].withUnsafeMutableBufferPointer { (UnsafeMutableRawBufferPointer($0).baseAddress! + r * count * 4)
-                .copyMemory(from: input.baseAddress!, byteCount: count * 4) }
-            found[s] += 1
+            guard let row = place[key] else { return }
+            try file.write(row: row, input.baseAddress!)
+            found[row < train.n ? 0 : 1] += 1
         }
         for (s, f) in [train, test].enumerated() {
             guard let f, found[s] < f.n else { continue }
             let root = (try? db.dataset(id: e.settings.datasetID))??.root ?? "DIR"
             throw Failure(description: "extraction \(e.id) (\(e.settings.backbone)) in \(db.path): \(f.n - found[s]) of \(f.n) \(s == 0 ? "train" : "test") feature rows have no cached block input (\(definition.blocks) block(s)); run `extract --backbone \(e.settings.backbone) --data \(root) --store \(db.path) --cache-blocks \(definition.blocks)` with the extraction's other settings to cache them")
         }
-        train.values = values[0]; test?.values = values[1]
-        return (train, test)
+        return (BlockInputs(metadata: train, file: file, fileRows: Array(0..<train.n)),
+                test.map { BlockInputs(metadata: $0, file: file, fileRows: Array(train.n..<(train.n + testRows))) })
     }
 
     /// The blocks `--unfreeze` trains (the last `unfreeze` cached blocks + head conv) and the ones run
@@ -82,7 +82,7 @@ extension StoreData {
     /// trials (a sweep); nil reads it here.
     static func fineTune(_ db: FeatureStore, _ e: ExtractionRecord, _ definition: BlockDefinition, config: HeadConfig,
                          options: TrainingOptions, sweepID: Int64? = nil, trialKey: String? = nil,
-                         inputs: (train: LabeledFeatures, test: LabeledFeatures?)? = nil)
+                         inputs: (train: BlockInputs, test: BlockInputs?)? = nil)
         throws -> (result: FineTuneResult, head: HeadRecord, blocks: FineTunedBlocks) {
         let blocks = try fineTuneBlocks(definition, config: config)
         let (train, test) = try inputs ?? loadBlockInputs(db, e, definition)

@@ -33,8 +33,8 @@ final class SweepRunner {
     private var failures: [Failure] = []
     private var stop = false
     /// Block inputs per (extraction, cached blocks), read once and shared by the fine-tuning trials
-    /// (values are copy-on-write arrays that the trials only read). Its own lock: a read takes seconds.
-    private var blockInputs: [String: (train: LabeledFeatures, test: LabeledFeatures?)] = [:]
+    /// (the trials only read them, each from its own thread: `RowFile` reads with pread). Its own lock: a read takes seconds.
+    private var blockInputs: [String: (train: BlockInputs, test: BlockInputs?)] = [:]
     private let blockInputsLock = NSLock()
 
     init(db: FeatureStore, sweepID: Int64, data: [String: Features], quiet: Bool, total: Int, keys: [String]) {
@@ -122,7 +122,7 @@ final class SweepRunner {
     }
 
     /// The block inputs of extraction `e`'s cache `definition`, read on first use.
-    private func sharedBlockInputs(_ e: ExtractionRecord, _ definition: BlockDefinition) throws -> (train: LabeledFeatures, test: LabeledFeatures?) {
+    private func sharedBlockInputs(_ e: ExtractionRecord, _ definition: BlockDefinition) throws -> (train: BlockInputs, test: BlockInputs?) {
         blockInputsLock.lock()
         defer { blockInputsLock.unlock() }
         let key = "\(e.id)/\(definition.blocks)"

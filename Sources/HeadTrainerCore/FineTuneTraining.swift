@@ -39,10 +39,18 @@ public struct FineTuneResult: Sendable {
     public var frozenHead: TrainingResult
 }
 
+/// `fineTuneHead` on block inputs held in memory (they are moved to a temporary file first).
+public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: LabeledFeatures, test: LabeledFeatures?,
+                         options: TrainingOptions = TrainingOptions()) throws -> FineTuneResult {
+    try fineTuneHead(config: config, blocks: blocks, train: try BlockInputs(train), test: try test.map { try BlockInputs($0) },
+                     options: options)
+}
+
 /// Fits a head together with the last blocks of the backbone on cached block inputs.
 ///
 /// `train` and `test` hold block inputs (NCHW, `blocks.frozen?.input` or `blocks.trained.input`
-/// wide) with their labels, images and copies. Like fastai's `fine_tune`:
+/// wide) with their labels, images and copies; the inputs stay in their file and each step reads
+/// its batch (memory holds the pooled features, not the inputs). Like fastai's `fine_tune`:
 /// 1. the frozen part (if any) runs once over every input;
 /// 2. a head is fitted with `trainHead` on the features of the blocks as they are (frozen);
 /// 3. the blocks and that head train together with Adam (head `config.lr`, blocks
@@ -50,7 +58,7 @@ public struct FineTuneResult: Sendable {
 ///    loss: epoch 0 is the frozen head, kept if no epoch improves on it.
 /// The head's settings (hidden, dropout, L2, batch norm, batch size, class weights, augmented copies,
 /// validation split, seed) keep their meaning; `solver` must be Adam.
-public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: LabeledFeatures, test: LabeledFeatures?,
+public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: BlockInputs, test: BlockInputs?,
                          options: TrainingOptions = TrainingOptions()) throws -> FineTuneResult {
     try config.validate()
     guard config.effectiveSolver == .adam else {
@@ -75,8 +83,8 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
     var train = train, test = test
     if let frozen = blocks.frozen {
         let runner = try FineTuner(network: frozen, head: nil, tensors: blocks.tensors(of: frozen), options: tuneOptions)
-        train = try runBlocks(runner, on: train, split: "train")
-        test = try test.map { try runBlocks(runner, on: $0, split: "test") }
+        train = try runFrozenBlocks(runner, on: train, split: "train")
+        test = try test.map { try runFrozenBlocks(runner, on: $0, split: "test") }
     }
     guard train.dim == blocks.trained.input.count else {
         throw HeadTrainerError.incompatible(what: "fine-tuning", detail: "the cached inputs have \(train.dim) values, the blocks take \(blocks.trained.input.count) (\(blocks.trained.input)); the cache and its block definition disagree: re-run extract --cache-blocks")
@@ -90,7 +98,7 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
                                    test: try test.map { try runBlocks(tuner, on: $0, split: "test") }, options: headOptions)
 
     // 3. Blocks and head together.
-    let split = try TrainValidationSplit.make(train, valSplit: config.valSplit, augmented: config.augmented, seed: config.seed)
+    let split = try TrainValidationSplit.make(train.rows, valSplit: config.valSplit, augmented: config.augmented, seed: config.seed)
     let validation = split.validationRows.isEmpty ? nil : train.subset(split.validationRows)
     let blas = BLASThreadsGuard()
     defer { blas.restore() }
@@ -111,7 +119,7 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
     let identity = Array(0..<config.batchSize)
     defer { inputs.deallocate(); featureGradient.deallocate() }
     let start = monotonicSeconds()
-    try train.values.withUnsafeBufferPointer { xs in
+    do {
         for epoch in 1...config.epochs {
             let t0 = monotonicSeconds()
             shuffleRNG.shuffle(&order)
@@ -121,8 +129,8 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
             while lo < order.count {
                 let hi = min(order.count, lo + config.batchSize), b = hi - lo
                 for i in 0..<b {
-                    (inputs + i * d).update(from: xs.baseAddress! + order[lo + i] * d, count: d)
-                    batchLabels[i] = train.labels[order[lo + i]]
+                    try train.read(order[lo + i], into: inputs + i * d)
+                    batchLabels[i] = train.rows.labels[order[lo + i]]
                 }
                 let features = tuner.trainingFeatures(inputs, batch: b)
                 openblas_set_num_threads(1)   // the head's GEMMs run inside its own worker pool
@@ -165,11 +173,11 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
     // Metrics of the kept blocks + head, as `trainHead` scores (train copy 0, validation, test copy 0),
     // and the head's temperature fitted on validation.
     let final = try FineTuner(network: blocks.trained, head: nil, tensors: keptBlocks, options: tuneOptions)
-    var head = try TrainedHead(config: config, classNames: train.classNames, weights: keptHead)
-    func features(_ data: LabeledFeatures, _ name: String) throws -> LabeledFeatures { try runBlocks(final, on: data, split: name) }
-    let metrics = try score(&head, train: try features(scoredTrainRows(train, split), "train"),
+    var head = try TrainedHead(config: config, classNames: train.rows.classNames, weights: keptHead)
+    func features(_ data: BlockInputs, _ name: String) throws -> LabeledFeatures { try runBlocks(final, on: data, split: name) }
+    let metrics = try score(&head, train: try features(train.subset(scoredTrainRowIndices(train.rows, split)), "train"),
                             validation: try validation.map { try features($0, "validation") },
-                            test: try test.map { try features(try originals($0), "test") }, threads: options.threads)
+                            test: try test.map { try features($0.subset(try originalRowIndices($0.rows)), "test") }, threads: options.threads)
     let result = TrainingResult(head: head, bestEpoch: bestEpoch, epochsRun: records.count,
                                 curves: TrainingCurves(epochs: records, bestEpoch: bestEpoch), metrics: metrics,
                                 trainRows: split.trainRows.count, validationRows: split.validationRows.count,
@@ -181,9 +189,7 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Labe
 /// `data` with its values replaced by the outputs of `runner` (inference), in batches of 64.
 func runBlocks(_ runner: FineTuner, on data: LabeledFeatures, split: String) throws -> LabeledFeatures {
     let d = runner.network.input.count, out = runner.outputShape.count
-    guard data.dim == d else {
-        throw HeadTrainerError.incompatible(what: "\(split) block inputs", detail: "\(data.dim) values per row, the blocks take \(d) (\(runner.network.input))")
-    }
+    try checkWidth(runner, data.dim, split: split)
     var values = [Float](repeating: 0, count: data.n * out)
     data.values.withUnsafeBufferPointer { x in
         values.withUnsafeMutableBufferPointer { y in

@@ -117,15 +117,25 @@ func fitAndScore(config: HeadConfig, train: LabeledFeatures, split: TrainValidat
 
 /// The training rows a fit is scored on: copy 0 of the fitted images (all fitted rows if none is copy 0).
 func scoredTrainRows(_ train: LabeledFeatures, _ split: TrainValidationSplit) -> LabeledFeatures {
+    train.subset(scoredTrainRowIndices(train, split))
+}
+
+/// The rows of `scoredTrainRows`.
+func scoredTrainRowIndices(_ train: LabeledFeatures, _ split: TrainValidationSplit) -> [Int] {
     let originals = split.trainRows.filter { train.augIndex[$0] == 0 }
-    return train.subset(originals.isEmpty ? split.trainRows : originals)
+    return originals.isEmpty ? split.trainRows : originals
 }
 
 /// Copy 0 of each test image; a test split without any is an error.
 func originals(_ test: LabeledFeatures) throws -> LabeledFeatures {
+    test.subset(try originalRowIndices(test))
+}
+
+/// The rows of `originals`.
+func originalRowIndices(_ test: LabeledFeatures) throws -> [Int] {
     let rows = (0..<test.n).filter { test.augIndex[$0] == 0 }
     if rows.isEmpty { throw HeadTrainerError.emptySplit(split: "test", reason: "no original (copy 0) rows; extract the test images without augmentation") }
-    return test.subset(rows)
+    return rows
 }
 
 /// Metrics of `head` on train, validation and test as every fit reports them, and the temperature

@@ -165,6 +165,42 @@ final class FineTuneTrainingTests: XCTestCase {
         return LabeledFeatures(dim: dim, values: values, labels: labels, classNames: ["a", "b"])
     }
 
+    /// Block inputs live in an unlinked temporary file: rows read back as written, a subset maps to
+    /// the same file rows, a frozen run writes a new file, and nothing is left in TMPDIR.
+    func testBlockInputsReadBackFromTheirFileAndLeaveNothingBehind() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rowfile-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = tinyData(images: 10, seed: 3)
+        let file = try RowFile(dim: data.dim, rows: data.n, directory: dir.path)
+        try data.values.withUnsafeBufferPointer { v in
+            for r in (0..<data.n).reversed() { try file.write(row: r, v.baseAddress! + r * data.dim) }
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [])   // unlinked at once
+        let inputs = BlockInputs(metadata: data, file: file, fileRows: Array(0..<data.n)).subset([7, 2, 2])
+        XCTAssertEqual(inputs.rows.labels, [data.labels[7], data.labels[2], data.labels[2]])
+        var row = [Float](repeating: 0, count: data.dim)
+        for (i, r) in [7, 2, 2].enumerated() {
+            try row.withUnsafeMutableBufferPointer { try inputs.read(i, into: $0.baseAddress!) }
+            XCTAssertEqual(row, Array(data.values[r * data.dim ..< (r + 1) * data.dim]))
+        }
+        XCTAssertThrowsError(try RowFile(dim: 4, rows: 1, directory: dir.appendingPathComponent("missing").path)) {
+            XCTAssertTrue("\($0)".contains("TMPDIR"), "\($0)")
+        }
+
+        // The frozen block's outputs in their own file equal the in-memory run.
+        let blocks = tinyBlocks()
+        let runner = try FineTuner(network: blocks.frozen!, head: nil, tensors: blocks.tensors, options: FineTuneOptions())
+        let frozen = try runFrozenBlocks(runner, on: try BlockInputs(data), split: "train")
+        let inMemory = try runBlocks(runner, on: data, split: "train")
+        XCTAssertEqual(frozen.dim, inMemory.dim)
+        for r in 0..<data.n {
+            var out = [Float](repeating: 0, count: frozen.dim)
+            try out.withUnsafeMutableBufferPointer { try frozen.read(r, into: $0.baseAddress!) }
+            XCTAssertEqual(out, Array(inMemory.values[r * inMemory.dim ..< (r + 1) * inMemory.dim]))
+        }
+    }
+
     /// The loop: a frozen block runs first, the kept blocks + head score the test split exactly as
     /// `predictFineTuned` does on the same inputs, and a learning rate that blows the blocks up stops
     /// training with the epoch and the layer named.
