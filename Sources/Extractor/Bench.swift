@@ -43,6 +43,8 @@ struct Bench: ParsableCommand {
     struct Report: Encodable {
         let backbone: String, precision: String, precision_reason: String, batch: Int, image_size: Int, threads: Int
         let images_per_second: Double, peak_rss_bytes: Int
+        /// How oneDNN's OpenMP threads wait (`OpenMPWaiting`).
+        let openmp_wait: String
     }
 
     struct PipelineReport: Encodable {
@@ -74,7 +76,7 @@ struct Bench: ParsableCommand {
             let report = Report(backbone: spec.id, precision: precision.rawValue, precision_reason: decision.reason,
                                 batch: batch, image_size: size,
                                 threads: threads, images_per_second: Double(runs * batch) / elapsed,
-                                peak_rss_bytes: peakResidentBytes())
+                                peak_rss_bytes: peakResidentBytes(), openmp_wait: OpenMPWaiting.current)
             if verbose { net.implementations.forEach { FileHandle.standardError.write(Data("\($0)\n".utf8)) } }
             if json {
                 try printJSON(report)

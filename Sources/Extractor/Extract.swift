@@ -23,6 +23,12 @@ struct Extract: ParsableCommand {
         subcommands: [Run.self, Classify.self, Predict.self, Bench.self, PreviewCommand.self, StoreCommand.self,
                       WeightsCommand.self],
         defaultSubcommand: Run.self)
+
+    /// Sets OpenMP's spin count first (`OpenMPWaiting`), then parses and runs the command.
+    static func main() {
+        OpenMPWaiting.apply()
+        main(nil)
+    }
 }
 
 /// Options every command that runs a backbone shares.

@@ -27,6 +27,12 @@ struct TrainHead: ParsableCommand {
         subcommands: [Train.self, SweepCommand.self, ReportCommand.self, BenchSweepCommand.self, BenchEpochCommand.self, BenchFinetuneCommand.self,
                       TrialKeysCommand.self, HeadSettingsCommand.self, ExportCommand.self],
         defaultSubcommand: Train.self)
+
+    /// Sets OpenMP's spin count first (`OpenMPWaiting`), then parses and runs the command.
+    static func main() {
+        OpenMPWaiting.apply()
+        main(nil)
+    }
 }
 
 /// The head settings on the command line, one option per entry of `HeadConfig.settings`: `--batch-size 16`

@@ -63,5 +63,14 @@ final class ClassifyTests: XCTestCase {
             XCTAssertNotNil(obj?[key], "missing \(key)")
         }
         XCTAssertEqual(obj?["image_size"] as? Int, 224)
+        // The program restarted itself with a short OpenMP spin (OpenMPWaiting), unless told otherwise.
+        let env = ProcessInfo.processInfo.environment
+        if env["GOMP_SPINCOUNT"] == nil && env["OMP_WAIT_POLICY"] == nil {
+            XCTAssertEqual(obj?["openmp_wait"] as? String, "GOMP_SPINCOUNT=1000")
+        }
+        let own = try CLI.run("extract", ["bench", "--backbone", "efficientnet_lite0", "--batch", "1", "--seconds", "0.1", "--json"],
+                              environment: ["OMP_WAIT_POLICY": "active"])
+        XCTAssertEqual(own.status, 0, own.stderr)
+        XCTAssertTrue(own.stdout.contains("\"openmp_wait\" : \"OMP_WAIT_POLICY=active"), own.stdout)
     }
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Throughput of our extractor vs the ONNX Runtime peer on the same backbone, batch and thread count.
 #
-# Usage: tools/bench/compare.sh [--backbone efficientnet_lite0] [--batch 16] [--seconds 10] [--rounds 3] [--precision fp32] [--weights FILE] [--no-build]
+# Usage: tools/bench/compare.sh [--backbone efficientnet_lite0] [--batch 16] [--seconds 10] [--rounds 3] [--precision fp32] [--weights FILE] [--layout keras] [--no-build]
 # (--weights: any file of the backbone's format; speed does not depend on the values, so the generated
 #  weights of tools/goldens/experiment.py serve for backbones whose published files are not at hand)
 # Env:   PYTHON  interpreter with torch + onnxruntime + efficientnet-lite-pytorch
 #                (default /work/venv-ref/bin/python if present, else python3)
+#                (--layout keras: one with tensorflow + tf2onnx + onnxruntime; the peer is then the Keras
+#                applications model converted by tf2onnx, and --weights should be a Keras file, e.g. the
+#                <backbone>_keras.weights.h5 that tools/goldens/experiment.py keras --weights-dir writes)
 #        BIN     folder of the extract binary (default .build/release)
 #
 # Runs `swift build -c release` in the repo root, then
@@ -23,6 +26,7 @@ SECONDS_ARG=10
 ROUNDS=3
 PRECISION=fp32
 WEIGHTS=()
+LAYOUT=pytorch
 BUILD=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -32,8 +36,9 @@ while [[ $# -gt 0 ]]; do
         --rounds) ROUNDS="$2"; shift 2 ;;
         --precision) PRECISION="$2"; shift 2 ;;
         --weights) WEIGHTS=(--weights "$2"); shift 2 ;;
+        --layout) LAYOUT="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -60,8 +65,8 @@ PEER=()
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "== round $r/$ROUNDS ours: extract bench --backbone $BACKBONE --batch $BATCH --precision $PRECISION --seconds $SECONDS_ARG" >&2
     OURS+=("$("$BIN"/extract bench --backbone "$BACKBONE" --batch "$BATCH" --precision "$PRECISION" --seconds "$SECONDS_ARG" ${WEIGHTS[@]+"${WEIGHTS[@]}"} --json | tr -d '\n')")
-    echo "== round $r/$ROUNDS peer: peer_ort.py --backbone $BACKBONE --batch $BATCH --seconds $SECONDS_ARG" >&2
-    PEER+=("$("$PYTHON" tools/bench/peer_ort.py --backbone "$BACKBONE" --batch "$BATCH" --seconds "$SECONDS_ARG" 2>/dev/null | tail -n 1)")
+    echo "== round $r/$ROUNDS peer: peer_ort.py --backbone $BACKBONE --batch $BATCH --seconds $SECONDS_ARG --layout $LAYOUT" >&2
+    PEER+=("$("$PYTHON" tools/bench/peer_ort.py --backbone "$BACKBONE" --batch "$BATCH" --seconds "$SECONDS_ARG" --layout "$LAYOUT" 2>/dev/null | tail -n 1)")
 done
 
 "$PYTHON" - "${#OURS[@]}" "${OURS[@]}" "${PEER[@]}" <<'EOF'

@@ -2,7 +2,8 @@
 """Peer benchmark: the same backbone's feature path run by ONNX Runtime on the CPU.
 
 Run:  /work/venv-ref/bin/python tools/bench/peer_ort.py [--backbone efficientnet_lite0] [--batch 16]
-                                                        [--seconds 20] [--threads 2]
+                                                        [--seconds 20] [--threads 2] [--layout pytorch|keras]
+      (--layout keras needs an interpreter with tensorflow + tf2onnx + onnxruntime instead of torch)
 Prints one JSON line on stdout (progress goes to stderr):
   {"peer": "onnxruntime", "version": ..., "backbone": ..., "batch": 16, "image_size": 224,
    "threads": 2, "images_per_second": ..., ...}
@@ -90,6 +91,23 @@ BACKBONES = {
 }
 
 
+# --layout keras: the Keras applications model of the same backbone (include_top=False, pooling="avg",
+# random weights), converted with tf2onnx; needs tensorflow + tf2onnx (a separate venv from torch).
+KERAS = {"vgg16": ("VGG16", 512), "resnet50": ("ResNet50", 2048), "resnet101": ("ResNet101", 2048),
+         "efficientnet_b0": ("EfficientNetB0", 1280)}
+
+
+def export_keras_onnx(backbone: str, batch: int, size: int, path: str) -> None:
+    import keras
+    import tensorflow as tf
+    import tf2onnx
+
+    name, dim = KERAS[backbone]
+    model = getattr(keras.applications, name)(include_top=False, pooling="avg", weights=None, input_shape=(size, size, 3))
+    spec = (tf.TensorSpec((batch, size, size, 3), tf.float32, name="input"),)
+    tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=path)
+
+
 # What `extract bench` runs by default (each backbone's native input size).
 NATIVE_SIZE = {"efficientnet_lite1": 240, "efficientnet_lite2": 260}
 
@@ -122,7 +140,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads")
     parser.add_argument("--onnx", default=None, help="keep the exported model at this path (default: temp file)")
+    parser.add_argument("--layout", default="pytorch", choices=["pytorch", "keras"],
+                        help="pytorch: export the torch model (NCHW); keras: the Keras applications model via tf2onnx (NHWC)")
     args = parser.parse_args()
+    if args.layout == "keras" and args.backbone not in KERAS:
+        raise SystemExit(f"error: --layout keras covers {', '.join(sorted(KERAS))}, not {args.backbone}")
 
     import onnxruntime as ort
 
@@ -134,8 +156,11 @@ def main() -> None:
     if path is None:
         tmpdir = tempfile.TemporaryDirectory(prefix="peer_ort_")
         path = os.path.join(tmpdir.name, f"{args.backbone}_b{args.batch}.onnx")
-    log(f"exporting {args.backbone} (batch {args.batch}, {args.image_size}x{args.image_size}) to {path}")
-    export_onnx(args.backbone, args.batch, args.image_size, path)
+    log(f"exporting {args.backbone} ({args.layout}, batch {args.batch}, {args.image_size}x{args.image_size}) to {path}")
+    if args.layout == "keras":
+        export_keras_onnx(args.backbone, args.batch, args.image_size, path)
+    else:
+        export_onnx(args.backbone, args.batch, args.image_size, path)
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
@@ -145,7 +170,10 @@ def main() -> None:
     sess = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
 
     rng = np.random.default_rng(0)
-    x = rng.uniform(-1.0, 1.0, size=(args.batch, 3, args.image_size, args.image_size)).astype(np.float32)
+    shape = (args.batch, 3, args.image_size, args.image_size)
+    if args.layout == "keras":
+        shape = (args.batch, args.image_size, args.image_size, 3)
+    x = rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
     feed = {sess.get_inputs()[0].name: x}
     for _ in range(args.warmup):
         sess.run(None, feed)
@@ -164,13 +192,16 @@ def main() -> None:
         "peer": "onnxruntime",
         "version": ort.__version__,
         "backbone": args.backbone,
+        "layout": args.layout,
         "batch": args.batch,
         "image_size": args.image_size,
         "threads": args.threads,
         "images_per_second": round(iters * args.batch / elapsed, 3),
         "iterations": iters,
         "seconds": round(elapsed, 3),
-        "measures": f"NCHW float32 batch -> {BACKBONES[args.backbone][1]}-d feature ({BACKBONES[args.backbone][2]})",
+        "measures": (f"NHWC float32 batch -> {KERAS[args.backbone][1]}-d feature (Keras {KERAS[args.backbone][0]}, "
+                     "include_top=False, pooling=avg, random weights, tf2onnx opset 17)") if args.layout == "keras" else
+                    f"NCHW float32 batch -> {BACKBONES[args.backbone][1]}-d feature ({BACKBONES[args.backbone][2]})",
     }
     print(json.dumps(result), flush=True)
 
