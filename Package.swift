@@ -63,7 +63,10 @@ let package = Package(
         // Also oneDNN's sgemm for the trainer's GEMMs (gemm.c; libgomp is oneDNN's threading runtime).
         .target(name: "CHeadKernels", path: "Sources/CHeadKernels",
                 linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
-        .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels", "FineTuneCore"],
+        // A stored head for both programs: the one reader/writer of the head blob, and inference
+        // (batch norm folded into the dense layers, OpenBLAS GEMMs) for `extract predict`.
+        .target(name: "HeadModel", dependencies: ["COpenBLAS"], path: "Sources/HeadModel", swiftSettings: release),
+        .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels", "FineTuneCore", "HeadModel"],
                 path: "Sources/HeadTrainerCore", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
                           dependencies: ["WeightFormats", "HeadTrainerCore", "FeatureStore", "FineTuneCore", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
