@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "Backbones", dependencies: ["BackboneEngine", "FineTuneCore", "WeightFormats", "WorkbenchSupport"],
                 path: "Sources/Backbones", swiftSettings: release),
         .executableTarget(name: "Extractor",
-                          dependencies: ["Backbones", "FeatureStore", "FineTuneCore", "Imaging", "HeadTrainerCore", "COpenBLAS", "WorkbenchCLI", "WeightFormats",
+                          dependencies: ["Backbones", "FeatureStore", "FineTuneCore", "Imaging", "HeadModel", "COpenBLAS", "WorkbenchCLI", "WeightFormats",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Extractor", swiftSettings: release),
 
@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "FineTuneCore", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore", "FineTuneCore", "WeightFormats"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore", "HeadModel", "FineTuneCore", "WeightFormats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", "HeadTrainerCore", .product(name: "Yams", package: "Yams")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
         .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
