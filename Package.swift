@@ -87,7 +87,7 @@ let package = Package(
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
         .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).
-        .testTarget(name: "FuzzTests", dependencies: ["Imaging", "WeightFormats", "WorkbenchSupport"], exclude: ["Regressions"]),
+        .testTarget(name: "FuzzTests", dependencies: ["HeadModel", "Imaging", "WeightFormats", "WorkbenchSupport"], exclude: ["Regressions"]),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore", "WorkbenchSupport"], path: "Tests/FeatureStoreStress"),
         .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "FeatureStoreStress", "WorkbenchSupport",
                                                          .product(name: "GRDB", package: "GRDB.swift")],

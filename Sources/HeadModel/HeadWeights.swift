@@ -81,7 +81,9 @@ public struct HeadWeights: Codable, Hashable, Sendable {
             try need(b.gamma.count == n && b.beta.count == n && b.movingMean.count == n && b.movingVariance.count == n, "\(name) has wrong sizes")
         }
         func denseOK(_ d: DenseWeights, _ name: String) throws {
-            try need(d.inputs > 0 && d.outputs > 0 && d.kernel.count == d.inputs * d.outputs && d.bias.count == d.outputs, "\(name) has wrong sizes")
+            let size = d.inputs.multipliedReportingOverflow(by: d.outputs)
+            try need(d.inputs > 0 && d.outputs > 0 && !size.overflow && d.kernel.count == size.partialValue && d.bias.count == d.outputs,
+                     "\(name) has wrong sizes")
         }
         try denseOK(output, "output")
         if let h = hidden {

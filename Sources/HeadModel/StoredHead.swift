@@ -111,7 +111,7 @@ public struct StoredHead<Config: Codable> {
         var offset = 12 + hlen
         var tensors: [String: [Float]] = [:]
         for t in header.tensors {
-            guard t.count >= 0, offset + 4 * t.count <= bytes.count else { throw fail("tensor \(t.name) runs past the end") }
+            guard t.count >= 0, t.count <= (bytes.count - offset) / 4 else { throw fail("tensor \(t.name) runs past the end") }
             var vals = [Float](repeating: 0, count: t.count)
             for i in 0..<t.count {
                 let o = offset + 4 * i
