@@ -10,6 +10,10 @@ import Foundation
 /// s = gamma / sqrt(moving variance + eps) and t = beta - moving mean * s, an affine map, so
 /// BN followed by Dense(W, b) is Dense(diag(s) W, b + t W): BN1 folds into Dense1, and BN2 (after
 /// the ReLU) into Dense2. What remains is GEMM + bias, ReLU, GEMM + bias, softmax(logits / T).
+///
+/// GEMMs on OpenBLAS (`cblas_sgemm`) rather than the engine's oneDNN inner product: both programs
+/// already link OpenBLAS, so sharing this target adds no library to the trainer, and a call is
+/// 1 + tta rows through at most two layers, for which oneDNN would create a primitive per row count.
 public struct HeadInference: Sendable {
     /// A dense layer: kernel inputs x outputs, row-major.
     struct Dense: Sendable {
