@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "Backbones", dependencies: ["BackboneEngine", "FineTuneCore", "WeightFormats", "WorkbenchSupport"],
                 path: "Sources/Backbones", swiftSettings: release),
         .executableTarget(name: "Extractor",
-                          dependencies: ["Backbones", "FeatureStore", "FineTuneCore", "Imaging", "HeadTrainerCore", "COpenBLAS", "WorkbenchCLI", "WeightFormats",
+                          dependencies: ["Backbones", "FeatureStore", "FineTuneCore", "Imaging", "HeadModel", "COpenBLAS", "WorkbenchCLI", "WeightFormats",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Extractor", swiftSettings: release),
 
@@ -63,7 +63,10 @@ let package = Package(
         // Also oneDNN's sgemm for the trainer's GEMMs (gemm.c; libgomp is oneDNN's threading runtime).
         .target(name: "CHeadKernels", path: "Sources/CHeadKernels",
                 linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
-        .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels", "FineTuneCore"],
+        // A stored head for both programs: the one reader/writer of the head blob, and inference
+        // (batch norm folded into the dense layers, OpenBLAS GEMMs) for `extract predict`.
+        .target(name: "HeadModel", dependencies: ["COpenBLAS"], path: "Sources/HeadModel", swiftSettings: release),
+        .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels", "FineTuneCore", "HeadModel"],
                 path: "Sources/HeadTrainerCore", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
                           dependencies: ["WeightFormats", "HeadTrainerCore", "FeatureStore", "FineTuneCore", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
@@ -79,12 +82,12 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "FineTuneCore", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore", "FineTuneCore", "WeightFormats"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore", "HeadModel", "FineTuneCore", "WeightFormats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", "HeadTrainerCore", .product(name: "Yams", package: "Yams")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
         .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).
-        .testTarget(name: "FuzzTests", dependencies: ["Imaging", "WeightFormats", "WorkbenchSupport"], exclude: ["Regressions"]),
+        .testTarget(name: "FuzzTests", dependencies: ["HeadModel", "Imaging", "WeightFormats", "WorkbenchSupport"], exclude: ["Regressions"]),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore", "WorkbenchSupport"], path: "Tests/FeatureStoreStress"),
         .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "FeatureStoreStress", "WorkbenchSupport",
                                                          .product(name: "GRDB", package: "GRDB.swift")],

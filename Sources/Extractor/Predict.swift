@@ -4,7 +4,7 @@ import Backbones
 import FeatureStore
 import FineTuneCore
 import Foundation
-import HeadTrainerCore
+import HeadModel
 import Imaging
 import WorkbenchCLI
 
@@ -57,7 +57,9 @@ struct Predict: ParsableCommand {
                 throw ValidationError("head \(head) runs \(extractions.count) backbones (\(extractions.map(\.settings.backbone).joined(separator: "+"))); "
                                       + "--weights applies to heads of one backbone: leave it out to use the cached weights")
             }
-            let trained = try TrainedHead(encoded: record.weights, source: "head \(head) in \(store)")
+            let trained = try StoredHead<UnreadConfig>(encoded: record.weights, source: "head \(head) in \(store)")
+            let model = HeadInference(trained.weights)
+            let temperature = calibration ? trained.temperature ?? 1 : 1
             // A fine-tuned head (one backbone): the backbone up to its block cache's input, then the blocks, then the head.
             let tuned = try FineTunedPath.load(db: db, head: head, extraction: extractions[0],
                                                spec: try FeatureSource(stored: extractions[0].settings.backbone).spec)
@@ -76,14 +78,14 @@ struct Predict: ParsableCommand {
             }
             entries = rankImages(images, labels: trained.classNames) { img in
                 let rows = try parts.map { try $0.features(img) }
-                let raw: [Float]
+                let features: [Float]
                 if let tuned {
-                    raw = try tuned.predict(trained, inputs: rows[0])
+                    features = try tuned.blocks.features(rows[0])
                 } else {   // copy c of every part, side by side
                     let widths = rows.map { $0.count / (tta + 1) }
-                    raw = try trained.predict(features: (0...tta).flatMap { c in rows.indices.flatMap { i in rows[i][(c * widths[i])..<((c + 1) * widths[i])] } })
+                    features = (0...tta).flatMap { c in rows.indices.flatMap { i in rows[i][(c * widths[i])..<((c + 1) * widths[i])] } }
                 }
-                let probs = meanProbabilities(calibration ? trained.calibrated(raw) : raw, classes: trained.classCount)
+                let probs = meanProbabilities(try model.probabilities(features: features, temperature: temperature), classes: trained.classCount)
                 return probs.enumerated().sorted { $0.element > $1.element }.prefix(top).map { ($0.offset, $0.element) }
             }
             try printRanked(entries, json: json)
@@ -97,8 +99,7 @@ struct Predict: ParsableCommand {
 /// (the cache's tensors) and the M trained blocks (the head's tensors).
 struct FineTunedPath {
     let output: String
-    let frozen: FineTuneNetwork?, frozenTensors: [String: [Float]]
-    let trained: FineTuneNetwork, trainedTensors: [String: [Float]]
+    let blocks: BlockInference
 
     /// nil for a head on pooled features.
     static func load(db: FeatureStore, head: Int64, extraction e: ExtractionRecord, spec: BackboneSpec) throws -> FineTunedPath? {
@@ -112,13 +113,8 @@ struct FineTunedPath {
         let decoder = JSONDecoder()
         let cached = try decoder.decode(FineTuneNetwork.self, from: Data(cache.definitionJSON.utf8))
         let trained = try decoder.decode(FineTuneNetwork.self, from: Data(blocks.definitionJSON.utf8))
-        let frozen = try cached.splitForTraining(last: blocks.unfreeze).frozen
-        return FineTunedPath(output: spec.blockInputOutputs[blocks.cachedBlocks - 1], frozen: frozen, frozenTensors: cache.tensors,
-                             trained: trained, trainedTensors: blocks.tensors)
-    }
-
-    func predict(_ head: TrainedHead, inputs: [Float]) throws -> [Float] {
-        try predictFineTuned(head: head, frozen: frozen, frozenTensors: frozenTensors, trained: trained, trainedTensors: trainedTensors,
-                             inputs: inputs)
+        return FineTunedPath(output: spec.blockInputOutputs[blocks.cachedBlocks - 1],
+                             blocks: try BlockInference(frozen: try cached.splitForTraining(last: blocks.unfreeze).frozen, frozenTensors: cache.tensors,
+                                                        trained: trained, trainedTensors: blocks.tensors))
     }
 }

@@ -97,18 +97,7 @@ public enum Calibration {
     /// softmax(log(p) / temperature) per row, computed in Double.
     public static func scale(probabilities: [Float], classes k: Int, temperature t: Double) -> [Float] {
         if t == 1 { return probabilities }
-        let z = logits(probabilities: probabilities)
-        var out = [Float](repeating: 0, count: probabilities.count)
-        var row = 0
-        while row < z.count {
-            var m = -Double.infinity
-            for j in 0..<k { m = max(m, z[row + j] / t) }
-            var e = [Double](repeating: 0, count: k), s = 0.0
-            for j in 0..<k { e[j] = Foundation.exp(z[row + j] / t - m); s += e[j] }
-            for j in 0..<k { out[row + j] = Float(e[j] / s) }
-            row += k
-        }
-        return out
+        return temperatureSoftmax(logits: logits(probabilities: probabilities), classes: k, temperature: t)
     }
 }
 

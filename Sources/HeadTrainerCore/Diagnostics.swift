@@ -9,7 +9,7 @@ public enum HeadDiagnostics {
     /// kernels/biases hold their gradients. `features` has `labels.count` rows of the head's input width.
     public static func lossAndGradients(config: HeadConfig, weights: HeadWeights, features: [Float], labels: [Int32],
                                         classWeights: [Float]? = nil) throws -> (loss: Double, gradients: HeadWeights) {
-        try weights.validate(source: "gradient check")
+        try HeadTrainerError.wrapping { try weights.validate(source: "gradient check") }
         let n = labels.count, d = weights.inputDim, c = weights.classCount
         guard n > 0, features.count == n * d else {
             throw HeadTrainerError.dimensionMismatch(split: "gradient check", what: "features", expected: n * d, actual: features.count)

@@ -53,14 +53,30 @@ public enum HeadTrainerError: Error, CustomStringConvertible, Equatable {
         case let .invalidConfig(field, value, expected):
             return "head config: \(field) = \(value) is invalid; expected \(expected)."
         case let .incompatible(what, detail):
-            return "\(what): \(detail)."
+            return HeadModelError.incompatible(what: what, detail: detail).description
         case let .corruptHead(source, detail):
-            return "\(source): not a valid serialized head (\(detail)). Retrain the head or re-export it."
+            return HeadModelError.corruptHead(source: source, detail: detail).description
         case let .io(path, detail):
             return "\(path): \(detail)."
         case let .nonFiniteLoss(epoch, layer):
             return "training stopped in epoch \(epoch): the loss is NaN or infinite, first at the output of \(layer). "
                 + "Lower --block-lr or --lr (or use --bn-mode frozen); nothing of this run was saved."
         }
+    }
+}
+
+extension HeadTrainerError {
+    /// The errors of the shared head reader and inference (`HeadModelError`) as the trainer's.
+    init(_ e: HeadModelError) {
+        switch e {
+        case let .corruptHead(source, detail): self = .corruptHead(source: source, detail: detail)
+        case let .incompatible(what, detail): self = .incompatible(what: what, detail: detail)
+        case let .nonFiniteFeature(row, column): self = .nonFiniteFeature(split: "predict", row: row, column: column, imageID: -1)
+        }
+    }
+
+    /// `body`, with a `HeadModelError` it throws turned into the trainer's error.
+    static func wrapping<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as HeadModelError { throw HeadTrainerError(e) }
     }
 }

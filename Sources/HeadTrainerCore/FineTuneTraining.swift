@@ -188,38 +188,18 @@ public func fineTuneHead(config: HeadConfig, blocks: FineTuneBlocks, train: Bloc
 
 /// `data` with its values replaced by the outputs of `runner` (inference), in batches of 64.
 func runBlocks(_ runner: FineTuner, on data: LabeledFeatures, split: String) throws -> LabeledFeatures {
-    let d = runner.network.input.count, out = runner.outputShape.count
     try checkWidth(runner, data.dim, split: split)
-    var values = [Float](repeating: 0, count: data.n * out)
-    data.values.withUnsafeBufferPointer { x in
-        values.withUnsafeMutableBufferPointer { y in
-            var lo = 0
-            while lo < data.n {
-                let b = min(64, data.n - lo)
-                runner.outputs(x.baseAddress! + lo * d, batch: b, into: y.baseAddress! + lo * out)
-                lo += b
-            }
-        }
-    }
-    return LabeledFeatures(dim: out, values: values, labels: data.labels, imageIDs: data.imageIDs, augIndex: data.augIndex,
-                           classNames: data.classNames)
+    return LabeledFeatures(dim: runner.outputShape.count, values: try runner.outputs(rows: data.values), labels: data.labels,
+                           imageIDs: data.imageIDs, augIndex: data.augIndex, classNames: data.classNames)
 }
 
-/// Probabilities of a fine-tuned head on cached-point inputs (`extract predict`): the frozen blocks
-/// (with the cache's tensors), the trained blocks (with the head's), then `head`.
+/// Probabilities of a fine-tuned head on cached-point inputs: the frozen blocks (with the cache's
+/// tensors), the trained blocks (with the head's), then `head` (`extract predict` runs the same
+/// blocks, `BlockInference`, with the head as `HeadInference`).
 public func predictFineTuned(head: TrainedHead, frozen: FineTuneNetwork?, frozenTensors: [String: [Float]],
                              trained: FineTuneNetwork, trainedTensors: [String: [Float]],
                              inputs: [Float], threads: Int? = nil) throws -> [Float] {
-    var options = FineTuneOptions()
-    options.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
-    let first = frozen ?? trained, d = first.input.count
-    guard d > 0, inputs.count % d == 0 else {
-        throw HeadTrainerError.incompatible(what: "predict", detail: "\(inputs.count) values is not a whole number of block inputs of \(d) (\(first.input))")
-    }
-    var data = LabeledFeatures(dim: d, values: inputs, labels: [Int32](repeating: 0, count: inputs.count / d), classNames: head.classNames)
-    if let frozen {
-        data = try runBlocks(try FineTuner(network: frozen, head: nil, tensors: frozenTensors, options: options), on: data, split: "predict")
-    }
-    data = try runBlocks(try FineTuner(network: trained, head: nil, tensors: trainedTensors, options: options), on: data, split: "predict")
-    return try head.predict(features: data.values, threads: threads)
+    let blocks = try BlockInference(frozen: frozen, frozenTensors: frozenTensors, trained: trained, trainedTensors: trainedTensors,
+                                     threads: threads)
+    return try head.predict(features: try blocks.features(inputs), threads: threads)
 }

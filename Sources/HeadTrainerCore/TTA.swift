@@ -9,17 +9,6 @@ public struct TTAMetrics: Codable, Hashable, Sendable {
     public var test: ClassificationMetrics?
 }
 
-/// Mean of `rows` probability vectors of `classes` entries each (row-major), in row order: how
-/// `train-head --tta` and `extract predict --tta` combine the copies of one image.
-public func meanProbabilities(_ probabilities: [Float], classes: Int) -> [Float] {
-    let rows = probabilities.count / classes
-    var mean = [Float](repeating: 0, count: classes)
-    for r in 0..<rows {
-        for c in 0..<classes { mean[c] += probabilities[r * classes + c] }
-    }
-    return mean.map { $0 / Float(rows) }
-}
-
 /// The rows of copies 0...copies of every image of a split that has a copy 0 row, grouped by image
 /// (images in the order of their copy 0 rows). Building it checks that every image has all its copies.
 public struct TTAGroups: Sendable {

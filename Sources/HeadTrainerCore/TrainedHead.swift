@@ -20,18 +20,12 @@ public struct TrainedHead: Codable, Hashable, Sendable {
         try check(source: "head")
     }
 
-    func check(source: String) throws {
-        try weights.validate(source: source)
-        if inputDim != weights.inputDim {
-            throw HeadTrainerError.corruptHead(source: source, detail: "input_dim \(inputDim) but the first layer takes \(weights.inputDim)")
-        }
-        if classNames.count != weights.classCount {
-            throw HeadTrainerError.corruptHead(source: source, detail: "\(classNames.count) class names for \(weights.classCount) outputs")
-        }
-        if let t = temperature, !(t.isFinite && t > 0) {
-            throw HeadTrainerError.corruptHead(source: source, detail: "temperature \(t) is not a positive number")
-        }
+    /// The stored form (`HeadModel.StoredHead`: the one reader and writer of the head blob).
+    var stored: StoredHead<HeadConfig> {
+        StoredHead(config: config, classNames: classNames, inputDim: inputDim, weights: weights, temperature: temperature)
     }
+
+    func check(source: String) throws { try HeadTrainerError.wrapping { try stored.check(source: source) } }
 
     /// `probabilities` from `predict` rescaled by the head's temperature (unchanged without one).
     public func calibrated(_ probabilities: [Float]) -> [Float] {
@@ -43,14 +37,8 @@ public struct TrainedHead: Codable, Hashable, Sendable {
     /// Class probabilities (rows x classes, row-major) for row-major `features` with `inputDim` columns.
     /// Inference mode: batch norm uses the moving statistics, no dropout.
     public func predict(features: [Float], threads: Int? = nil) throws -> [Float] {
-        guard features.count % inputDim == 0 else {
-            throw HeadTrainerError.incompatible(what: "predict", detail: "\(features.count) values is not a whole number of \(inputDim)-wide rows; the features come from a different backbone than this head was trained on")
-        }
-        let n = features.count / inputDim
+        let n = try HeadTrainerError.wrapping { try HeadInference.rowCount(features, width: inputDim) }
         if n == 0 { return [] }
-        for j in 0..<features.count where !features[j].isFinite {
-            throw HeadTrainerError.nonFiniteFeature(split: "predict", row: j / inputDim, column: j % inputDim, imageID: -1)
-        }
         let net = HeadNetwork(config: config, weights: weights, maxBatch: 1, threads: threads)
         var out = [Float](repeating: 0, count: n * classCount)
         features.withUnsafeBufferPointer { x in
@@ -75,86 +63,15 @@ public struct TrainedHead: Codable, Hashable, Sendable {
         return try ClassificationMetrics(probabilities: predict(data, threads: threads), labels: data.labels, classNames: classNames)
     }
 
-    // MARK: Binary form
-    //   "HEADWTS1" | UInt32 LE header length | JSON header {config, class_names, input_dim, tensors: [{name, count}],
-    //   optional temperature}
-    //   | float32 LE tensors in header order.
-
-    static let magic = Array("HEADWTS1".utf8)
-
-    struct Header: Codable {
-        struct Tensor: Codable { var name: String; var count: Int }
-        var config: HeadConfig
-        var classNames: [String]
-        var inputDim: Int
-        var hidden: Int
-        var batchnorm: Bool
-        var tensors: [Tensor]
-        var inputBNEpsilon: Float?
-        var hiddenBNEpsilon: Float?
-        var temperature: Double?
-        enum CodingKeys: String, CodingKey {
-            case config, hidden, batchnorm, tensors, temperature, classNames = "class_names", inputDim = "input_dim"
-            case inputBNEpsilon = "input_bn_epsilon", hiddenBNEpsilon = "hidden_bn_epsilon"
-        }
-    }
+    // MARK: Binary form (`StoredHead`)
 
     /// Compact binary serialization (header JSON + raw little-endian float32 blobs).
-    public func encoded() throws -> Data {
-        let blobs = weights.blobs
-        let header = Header(config: config, classNames: classNames, inputDim: inputDim, hidden: weights.hidden?.outputs ?? 0,
-                            batchnorm: weights.inputBatchNorm != nil,
-                            tensors: blobs.map { .init(name: $0.name, count: $0.values.count) },
-                            inputBNEpsilon: weights.inputBatchNorm?.epsilon, hiddenBNEpsilon: weights.hiddenBatchNorm?.epsilon,
-                            temperature: temperature)
-        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-        let h = try enc.encode(header)
-        var data = Data(TrainedHead.magic)
-        withUnsafeBytes(of: UInt32(h.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(h)
-        for b in blobs {
-            for v in b.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
-        }
-        return data
-    }
+    public func encoded() throws -> Data { try stored.encoded() }
 
     /// Decodes `encoded()` output; `source` names the origin (file, database row) in errors.
     public init(encoded data: Data, source: String = "head blob") throws {
-        let bytes = [UInt8](data)
-        func fail(_ s: String) -> HeadTrainerError { .corruptHead(source: source, detail: s) }
-        guard bytes.count >= 12, Array(bytes[0..<8]) == TrainedHead.magic else { throw fail("missing HEADWTS1 magic") }
-        let hlen = Int(UInt32(bytes[8]) | UInt32(bytes[9]) << 8 | UInt32(bytes[10]) << 16 | UInt32(bytes[11]) << 24)
-        guard 12 + hlen <= bytes.count else { throw fail("header length \(hlen) beyond end of data") }
-        let header: Header
-        do { header = try JSONDecoder().decode(Header.self, from: Data(bytes[12..<(12 + hlen)])) } catch { throw fail("bad header JSON: \(error)") }
-        var offset = 12 + hlen
-        var tensors: [String: [Float]] = [:]
-        for t in header.tensors {
-            guard t.count >= 0, offset + 4 * t.count <= bytes.count else { throw fail("tensor \(t.name) runs past the end") }
-            var vals = [Float](repeating: 0, count: t.count)
-            for i in 0..<t.count {
-                let o = offset + 4 * i
-                vals[i] = Float(bitPattern: UInt32(bytes[o]) | UInt32(bytes[o + 1]) << 8 | UInt32(bytes[o + 2]) << 16 | UInt32(bytes[o + 3]) << 24)
-            }
-            tensors[t.name] = vals
-            offset += 4 * t.count
-        }
-        guard offset == bytes.count else { throw fail("\(bytes.count - offset) trailing bytes") }
-        func get(_ n: String) throws -> [Float] { guard let v = tensors[n] else { throw fail("tensor \(n) missing") }; return v }
-        func bn(_ p: String, _ eps: Float?) throws -> BatchNormWeights? {
-            guard tensors["\(p).gamma"] != nil else { return nil }
-            return BatchNormWeights(gamma: try get("\(p).gamma"), beta: try get("\(p).beta"),
-                                    movingMean: try get("\(p).moving_mean"), movingVariance: try get("\(p).moving_variance"),
-                                    epsilon: eps ?? 1e-3)
-        }
-        let k = header.classNames.count, hidden = header.hidden
-        var hid: DenseWeights? = nil
-        if hidden > 0 { hid = DenseWeights(inputs: header.inputDim, outputs: hidden, kernel: try get("hidden.kernel"), bias: try get("hidden.bias")) }
-        let out = DenseWeights(inputs: hidden > 0 ? hidden : header.inputDim, outputs: k, kernel: try get("output.kernel"), bias: try get("output.bias"))
-        config = header.config; classNames = header.classNames; inputDim = header.inputDim; temperature = header.temperature
-        weights = HeadWeights(inputBatchNorm: try bn("input_bn", header.inputBNEpsilon), hidden: hid,
-                              hiddenBatchNorm: try bn("hidden_bn", header.hiddenBNEpsilon), output: out)
-        try check(source: source)
+        let s = try HeadTrainerError.wrapping { try StoredHead<HeadConfig>(encoded: data, source: source) }
+        config = s.config; classNames = s.classNames; inputDim = s.inputDim; weights = s.weights; temperature = s.temperature
     }
 
     public func write(to url: URL) throws {

@@ -1,4 +1,5 @@
 import Foundation
+import HeadModel
 import Imaging
 import WeightFormats
 import XCTest
@@ -86,5 +87,17 @@ final class ReaderFuzzTests: XCTestCase {
             _ = try KerasHDF5.load(url)
             _ = try WeightFiles.index(url)
         }
+    }
+
+    /// The head blob (`StoredHead`, as `extract predict` reads a head row), and inference on what it accepts.
+    func testHeadBlob() throws {
+        let driver = FuzzDriver(target: "head-blob", seeds: try files("HeadTrainerTests/Fixtures/export", ["head.bin"]),
+                                mutantsPerSeed: mutants(1000))
+        let n = driver.run(regressions: try regressions("head-blob")) { bytes in
+            guard let head = try? StoredHead<UnreadConfig>(encoded: Data(bytes), source: "fuzz") else { return }
+            _ = try? HeadInference(head.weights).probabilities(features: [Float](repeating: 0.5, count: head.inputDim),
+                                                               temperature: head.temperature ?? 1)
+        }
+        print("fuzz head-blob: \(n) inputs, no crash")
     }
 }

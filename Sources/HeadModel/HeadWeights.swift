@@ -73,32 +73,17 @@ public struct HeadWeights: Codable, Hashable, Sendable {
         return out
     }
 
-    /// Glorot-uniform kernels, zero biases, fresh BN state (Keras defaults).
-    static func initial(config: HeadConfig, inputs: Int, classes: Int, rng: inout HeadRNG) -> HeadWeights {
-        func glorot(_ fanIn: Int, _ fanOut: Int) -> [Float] {
-            let limit = Float((6.0 / Double(fanIn + fanOut)).squareRoot())
-            return (0..<(fanIn * fanOut)).map { _ in (rng.nextFloat() * 2 - 1) * limit }
-        }
-        let h = config.hidden
-        let bn1 = config.batchnorm ? BatchNormWeights(features: inputs) : nil
-        if h == 0 {
-            return HeadWeights(inputBatchNorm: bn1, hidden: nil, hiddenBatchNorm: nil,
-                               output: DenseWeights(inputs: inputs, outputs: classes, kernel: glorot(inputs, classes), bias: .init(repeating: 0, count: classes)))
-        }
-        let hid = DenseWeights(inputs: inputs, outputs: h, kernel: glorot(inputs, h), bias: .init(repeating: 0, count: h))
-        let out = DenseWeights(inputs: h, outputs: classes, kernel: glorot(h, classes), bias: .init(repeating: 0, count: classes))
-        return HeadWeights(inputBatchNorm: bn1, hidden: hid, hiddenBatchNorm: config.batchnorm ? BatchNormWeights(features: h) : nil, output: out)
-    }
-
     /// Checks tensor sizes against each other; `source` names the origin in errors.
-    func validate(source: String) throws {
-        func need(_ ok: Bool, _ what: String) throws { if !ok { throw HeadTrainerError.corruptHead(source: source, detail: what) } }
+    public func validate(source: String) throws {
+        func need(_ ok: Bool, _ what: String) throws { if !ok { throw HeadModelError.corruptHead(source: source, detail: what) } }
         func bnOK(_ b: BatchNormWeights?, _ n: Int, _ name: String) throws {
             guard let b else { return }
             try need(b.gamma.count == n && b.beta.count == n && b.movingMean.count == n && b.movingVariance.count == n, "\(name) has wrong sizes")
         }
         func denseOK(_ d: DenseWeights, _ name: String) throws {
-            try need(d.inputs > 0 && d.outputs > 0 && d.kernel.count == d.inputs * d.outputs && d.bias.count == d.outputs, "\(name) has wrong sizes")
+            let size = d.inputs.multipliedReportingOverflow(by: d.outputs)
+            try need(d.inputs > 0 && d.outputs > 0 && !size.overflow && d.kernel.count == size.partialValue && d.bias.count == d.outputs,
+                     "\(name) has wrong sizes")
         }
         try denseOK(output, "output")
         if let h = hidden {
@@ -112,6 +97,6 @@ public struct HeadWeights: Codable, Hashable, Sendable {
         }
     }
 
-    var inputDim: Int { hidden?.inputs ?? output.inputs }
-    var classCount: Int { output.outputs }
+    public var inputDim: Int { hidden?.inputs ?? output.inputs }
+    public var classCount: Int { output.outputs }
 }
