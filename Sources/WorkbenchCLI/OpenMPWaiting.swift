@@ -8,11 +8,11 @@ import Glibc
 /// libgomp (the OpenMP runtime of Debian's oneDNN, and of our trainer's loops) spins a thread that
 /// waits for work 300,000 times by default before it sleeps. On a machine whose cores are busy
 /// with other work, or with our own image decoders, that spinning holds a core that the thread's
-/// partner, or the decoders, need. Measured on this 2-core AMD EPYC while other jobs kept the load
-/// at 9-12 (`extract bench --backbone efficientnet_lite0 --precision fp32`, alternately, two rounds):
-/// default 15.6-26.6 img/s, GOMP_SPINCOUNT=100000 19.2-22.2, 10000 57.4-58.1, 1000 70.6-73.0,
-/// OMP_WAIT_POLICY=passive 54.3-76.4. A thousand spins still cover the gap between two primitives
-/// of one forward pass, so the threads keep the hand-off fast when the machine is quiet.
+/// partner, or the decoders, need. `tools/bench/openmp_wait.sh` on this 2-core AMD EPYC while other
+/// jobs kept the load at 9 (Lite0 forward, medians of 2 alternating rounds): default 15.7 img/s,
+/// GOMP_SPINCOUNT=100000 22.5, 10000 56.4, 1000 71.6, OMP_WAIT_POLICY=passive 77.9. A thousand spins
+/// (tens of microseconds) still cover the gap between two primitives of one forward pass, so the
+/// hand-off between them stays a spin, not a sleep, when the machine is quiet.
 ///
 /// libgomp reads its settings once, when it is loaded, before any of our code runs; so the programs
 /// set `GOMP_SPINCOUNT` and start themselves again (`exec`, same arguments, same process id). A
