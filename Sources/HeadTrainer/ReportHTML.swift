@@ -62,8 +62,10 @@ enum ReportHTML {
             }
             s += "</div>\n<h2>Confusion matrices (test split)</h2>\n<div class=\"plots\">\n"
             for (name, t) in trained {
-                let linked = gallery > 0 && d.predictions[t.headID] != nil
-                if let m = t.metrics.test { s += confusion(m, title: "\(name): head \(t.headID)", galleryHead: linked ? t.headID : nil) }
+                // Cells link to the gallery's sections; only to those it has (the stored metrics and the
+                // report's own predictions could disagree on an image at a near tie).
+                let sections = gallery > 0 ? d.predictions[t.headID].map { p in Set(p.errorGroups.map { pairID(t.headID, $0.truth, $0.predicted) }) } : nil
+                if let m = t.metrics.test { s += confusion(m, title: "\(name): head \(t.headID)", galleryHead: t.headID, sections: sections ?? []) }
             }
             s += "</div>\n"
             let scored = trained.compactMap { (name, t) in d.predictions[t.headID].map { (name, $0) } }
@@ -201,8 +203,8 @@ enum ReportHTML {
     }
 
     /// Counts with cells shaded by the row's share (recall per class on the diagonal).
-    /// With `galleryHead`, off-diagonal cells link to their pair's images in the error gallery.
-    static func confusion(_ m: ClassificationMetrics, title: String, galleryHead: Int64? = nil) -> String {
+    /// With `galleryHead`, off-diagonal cells whose pair is in `sections` link to its images in the error gallery.
+    static func confusion(_ m: ClassificationMetrics, title: String, galleryHead: Int64? = nil, sections: Set<String> = []) -> String {
         let names = m.perClass.map(\.className)
         var s = "<div><h3>\(esc(title))</h3><table class=\"cm\"><tr><th>true \\ predicted</th>"
         s += names.map { "<th>\(esc($0))</th>" }.joined() + "</tr>\n"
@@ -213,7 +215,7 @@ enum ReportHTML {
                 let a = Double(n) / Double(total)
                 let bg = i == j ? "rgba(44,160,44,\(String(format: "%.2f", a)))" : "rgba(214,39,40,\(String(format: "%.2f", min(1, a * 2))))"
                 let style = "style=\"background:\(bg);color:\(a > 0.55 ? "white" : "#222")\""
-                if let h = galleryHead, i != j, n > 0 {
+                if let h = galleryHead, i != j, n > 0, sections.contains(pairID(h, i, j)) {
                     let id = pairID(h, i, j)
                     s += "<td \(style) data-target=\"\(id)\"><a href=\"#\(id)\">\(n)</a></td>"
                 } else {

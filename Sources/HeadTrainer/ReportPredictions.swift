@@ -1,4 +1,5 @@
 import FeatureStore
+import FineTuneCore
 import Foundation
 import HeadTrainerCore
 import Imaging
@@ -28,12 +29,37 @@ struct HeadPredictions {
         guard test.classNames == head.classNames else {
             throw StoreData.Failure(description: "head \(headID) was trained on classes \(head.classNames), but extraction \(extractionID) has \(test.classNames)")
         }
-        let probs = try head.predict(features: test.values)
+        let probs = try head.predict(features: try headFeatures(db, headID: headID, extractionID: extractionID, test: test))
         var root = ""
         if let e = try db.extraction(id: extractionID), let d = try db.dataset(id: e.settings.datasetID) { root = d.root }
         let paths = test.paths.map { $0.hasPrefix("/") || root.isEmpty ? $0 : URL(fileURLWithPath: root).appendingPathComponent($0).path }
         return HeadPredictions(headID: headID, classNames: head.classNames, labels: test.labels.map(Int32.init),
                                probabilities: probs, calibrated: head.calibrated(probs), temperature: head.temperature, paths: paths)
+    }
+
+    /// What the head reads for `test`'s rows: their pooled features, or for a fine-tuned head
+    /// (`train-head --unfreeze`) its blocks run over the rows' cached block inputs, as `extract
+    /// predict` runs them.
+    static func headFeatures(_ db: FeatureStore, headID: Int64, extractionID: Int64, test: FeatureMatrix) throws -> [Float] {
+        guard let tuned = try db.fineTunedBlocks(headID: headID) else { return test.values }
+        let cache = try db.loadBlockInputs(extractionID: extractionID, blocks: tuned.cachedBlocks)
+        let decoder = JSONDecoder()
+        let cached = try decoder.decode(FineTuneNetwork.self, from: Data(cache.definition.definitionJSON.utf8))
+        let trained = try decoder.decode(FineTuneNetwork.self, from: Data(tuned.definitionJSON.utf8))
+        let blocks = try BlockInference(frozen: try cached.splitForTraining(last: tuned.unfreeze).frozen,
+                                        frozenTensors: cache.definition.tensors, trained: trained, trainedTensors: tuned.tensors)
+        let n = cache.definition.inputCount
+        var row: [FeatureKey: Int] = [:]
+        for (i, k) in cache.keys.enumerated() { row[k] = i }
+        var inputs: [Float] = []
+        inputs.reserveCapacity(test.rows * n)
+        for r in 0..<test.rows {
+            guard let i = row[FeatureKey(imageID: test.imageIDs[r], augIndex: test.augIndex[r])] else {
+                throw StoreData.Failure(description: "fine-tuned head \(headID): test image \(test.paths[r]) has no cached block input in extraction \(extractionID)")
+            }
+            inputs += cache.values[(i * n)..<((i + 1) * n)]
+        }
+        return try blocks.features(inputs)
     }
 
     func reliability(calibrated: Bool) -> Calibration.Reliability {
