@@ -23,9 +23,17 @@ struct HeadPredictions {
 
     /// nil when the head's extraction has no test images; throws when the head cannot be scored.
     static func load(_ db: FeatureStore, headID: Int64, extractionID: Int64) throws -> HeadPredictions? {
-        let head = try TrainedHead(encoded: try db.head(id: headID).weights, source: "head \(headID) in \(db.path)")
-        let test = try db.loadFeatures(extractionID: extractionID, split: .test, maxAugIndex: 0)
+        let record = try db.head(id: headID)
+        let head = try TrainedHead(encoded: record.weights, source: "head \(headID) in \(db.path)")
+        // A head on concatenated backbones reads each test image's features of all of them, in order.
+        let test = try FeatureMatrix.concatenating(try db.extractions(of: record).map {
+            try db.loadFeatures(extractionID: $0.id, split: .test, maxAugIndex: 0)
+        })
         guard test.rows > 0 else { return nil }
+        let tuned = try db.fineTunedBlocks(headID: headID) != nil
+        guard test.dim == head.inputDim || tuned else {
+            throw StoreData.Failure(description: "head \(headID) takes \(head.inputDim) features, its extraction(s) give \(test.dim)")
+        }
         guard test.classNames == head.classNames else {
             throw StoreData.Failure(description: "head \(headID) was trained on classes \(head.classNames), but extraction \(extractionID) has \(test.classNames)")
         }

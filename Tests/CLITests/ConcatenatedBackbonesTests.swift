@@ -137,6 +137,11 @@ final class ConcatenatedBackbonesTests: XCTestCase {
         XCTAssertEqual(try CLI.run("train-head", ["report", "--store", store.path, "--out", out.path]).status, 0)
         let md = try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8)
         XCTAssertTrue(md.contains("| tiny_a+tiny_b | "), md)
+        // The combined head's curves come from the concatenated test features (not tiny_a's alone).
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        let combined = try XCTUnwrap(trials.first { ($0["extraction_ids"] as? [Int])?.count == 2 }?["head_id"] as? Int)
+        let scored = try ReportChecks.assertCurvesMatchStoredMetrics(html, try FeatureStore(path: store.path, mode: .readOnly))
+        XCTAssertTrue(scored.contains(Int64(combined)), "no ROC curves for the combined head \(combined): \(scored)")
     }
 
     /// `extract predict` on a head of two Lite0 extractions (224 and 192 pixels) gives the probabilities the
