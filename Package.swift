@@ -58,7 +58,8 @@ let package = Package(
                                                     .product(name: "GRDBSQLite", package: "GRDB.swift")],
                 path: "Sources/FeatureStore", swiftSettings: release),
 
-        // The head trainer: training core on OpenBLAS or oneDNN (Core/GEMM.swift), and the command line.
+        // The head trainer: training core on OpenBLAS or oneDNN (Core/GEMM.swift), and the command line;
+        // Backbones for `train-head export --format onnx`, which writes the backbone into the model.
         // Hot loops of the training step, with AVX-512/AVX2 variants chosen at run time.
         // Also oneDNN's sgemm for the trainer's GEMMs (gemm.c; libgomp is oneDNN's threading runtime).
         .target(name: "CHeadKernels", path: "Sources/CHeadKernels",
@@ -66,7 +67,7 @@ let package = Package(
         .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels", "FineTuneCore"],
                 path: "Sources/HeadTrainerCore", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
-                          dependencies: ["WeightFormats", "HeadTrainerCore", "FeatureStore", "FineTuneCore", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
+                          dependencies: ["Backbones", "WeightFormats", "HeadTrainerCore", "FeatureStore", "FineTuneCore", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
                                          .product(name: "Yams", package: "Yams"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer", swiftSettings: release),
