@@ -3,11 +3,10 @@ import Foundation
 /// The part of ONNX's protobuf schema (onnx/onnx.proto3, IR version 8) that `train-head export
 /// --format onnx` writes, with a hand-written encoder.
 ///
-/// Why hand-written rather than swift-protobuf: protoc is not installed here, so generating code from
-/// onnx.proto would mean committing ~5000 generated lines for the seven messages used; the wire
-/// format of those seven (varints, length-delimited fields, one fixed32 float) takes the 80 lines
-/// below. Field numbers are onnx.proto's; only fields this exporter sets are modelled. Decoders
-/// (onnxruntime, `onnx.checker`) skip nothing: every field written is a real ONNX field.
+/// Why hand-written rather than swift-protobuf: swift-protobuf needs protoc to generate code from
+/// onnx.proto, and protoc is not installed here; the wire format of the twelve messages used (varints,
+/// length-delimited fields, one fixed32 float) takes the 80 lines below, with nothing to regenerate.
+/// Field numbers are onnx.proto's; only the fields this exporter sets are modelled.
 enum ONNX {
     enum DataType: Int { case float = 1, uint8 = 2, int64 = 7 }
 
