@@ -86,37 +86,21 @@ final class ONNXExportTests: XCTestCase {
         }
     }
 
-    /// A Lite0 store (fp32) of 2 x 3 scenes6 training images, 1 test image each.
-    func lite0Store() throws -> URL {
-        let data = try CLI.smallDataset()
-        let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
-        let r = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--precision", "fp32", "--data", data.path,
-                                        "--store", store.path, "--quiet"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        return store
-    }
+    /// What the tests look at in an exported model, after the checks every export must pass: IR
+    /// version 8, opset 17, input uint8 [N, 224, 224, 3] `image`, output float [N, 2] `probabilities`,
+    /// initializers with raw data of their declared size and unique names, supported op types only, in
+    /// an order where every node's inputs exist before it runs, ending in Softmax.
+    struct ReadModel { let classNames: String?; let initializers: [String: (dims: [Int], values: [Float])]; let nodes: [Message] }
 
-    func testExportedModelHasTheBackboneTheHeadAndOnlySupportedOps() throws {
-        let store = try lite0Store()
-        let train = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--hidden", "4", "--epochs", "2",
-                                                "--val-split", "0.34", "--json"])
-        XCTAssertEqual(train.status, 0, train.stderr)
-        struct Trained: Decodable { let head_id: Int64 }
-        let id = try JSONDecoder().decode(Trained.self, from: Data(train.stdout.utf8)).head_id
-        let out = store.deletingLastPathComponent().appendingPathComponent("head.onnx")
-        let r = try CLI.run("train-head", ["export", "--store", store.path, "--head", "\(id)", "--format", "onnx", "--out", out.path])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let head = try TrainedHead(encoded: try FeatureStore(path: store.path, mode: .readOnly).head(id: id).weights)
-
+    func read(_ url: URL) throws -> ReadModel {
         // ModelProto: ir_version 8, opset_import {domain "", version 17}, graph; class names in metadata_props.
-        let model = try Message(try Data(contentsOf: out))
+        let model = try Message(try Data(contentsOf: url))
         XCTAssertEqual(model.int(1), 8)
         let opsets = try model.messages(8)
         XCTAssertEqual(opsets.count, 1)
         XCTAssertEqual(opsets.first?.string(1) ?? "", "")
         XCTAssertEqual(opsets.first?.int(2), 17)
         let metadata = try model.messages(14).map { ($0.string(1) ?? "", $0.string(2) ?? "") }
-        XCTAssertEqual(metadata.first { $0.0 == "class_names" }?.1, "forest\nsea")
         let graph = try XCTUnwrap(try model.message(7))
 
         // Input uint8 [N, 224, 224, 3] `image`, output float [N, 2] `probabilities`.
@@ -137,6 +121,49 @@ final class ONNXExportTests: XCTestCase {
             XCTAssertNil(initializers[name], "initializer \(name) twice")
             initializers[name] = (dims, type == 1 ? floats(raw) : [])
         }
+        let nodes = try graph.messages(1)
+        let ops = nodes.map { $0.string(4) ?? "" }
+        XCTAssertTrue(Set(ops).isSubset(of: ["Cast", "Transpose", "Gather", "Sub", "Div", "Conv", "Add", "Mul", "Relu", "Clip", "Sigmoid",
+                                             "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Gemm", "BatchNormalization", "Softmax"]),
+                      "\(Set(ops))")
+        XCTAssertEqual(ops.last, "Softmax")
+        var available = Set(initializers.keys).union(["image"])
+        for n in nodes {
+            for i in n.strings(1) { XCTAssertTrue(available.contains(i), "\(n.string(3) ?? "") reads \(i) before it exists") }
+            available.formUnion(n.strings(2))
+        }
+        XCTAssertTrue(available.contains("probabilities"))
+        return ReadModel(classNames: metadata.first { $0.0 == "class_names" }?.1, initializers: initializers, nodes: nodes)
+    }
+
+    /// A Lite0 store (fp32) of 2 x 3 scenes6 training images, 1 test image each.
+    func lite0Store(_ extra: [String] = []) throws -> URL {
+        let data = try CLI.smallDataset()
+        let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
+        let r = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--precision", "fp32", "--data", data.path,
+                                        "--store", store.path, "--quiet"] + extra)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return store
+    }
+
+    /// Trains a head on `store` with `args`, exports it as ONNX: its id, file and what `read` saw.
+    func trainAndExport(_ store: URL, _ args: [String]) throws -> (id: Int64, url: URL, model: ReadModel) {
+        let train = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--val-split", "0.34", "--json"] + args)
+        XCTAssertEqual(train.status, 0, train.stderr)
+        struct Trained: Decodable { let head_id: Int64 }
+        let id = try JSONDecoder().decode(Trained.self, from: Data(train.stdout.utf8)).head_id
+        let out = store.deletingLastPathComponent().appendingPathComponent("head\(id).onnx")
+        let r = try CLI.run("train-head", ["export", "--store", store.path, "--head", "\(id)", "--format", "onnx", "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return (id, out, try read(out))
+    }
+
+    func testExportedModelHasTheBackboneTheHeadAndOnlySupportedOps() throws {
+        let store = try lite0Store()
+        let (id, out, m) = try trainAndExport(store, ["--hidden", "4", "--epochs", "2"])
+        let head = try TrainedHead(encoded: try FeatureStore(path: store.path, mode: .readOnly).head(id: id).weights)
+        XCTAssertEqual(m.classNames, "forest\nsea")
+        let initializers = m.initializers, nodes = m.nodes
         // The head's tensors, as the store holds them (our kernels are [in, out], Gemm's B unTransposed).
         let hidden = try XCTUnwrap(head.weights.hidden)
         XCTAssertEqual(initializers["head.hidden.kernel"]?.dims, [1280, 4])
@@ -157,20 +184,8 @@ final class ONNXExportTests: XCTestCase {
         XCTAssertEqual(initializers["backbone/head.weight"]?.dims, [1280, 320, 1, 1])
         XCTAssertEqual(initializers.keys.filter { $0.hasPrefix("backbone/") }.count, 49 * 2)
 
-        // Nodes: supported op types only, each input produced before it is read (a topological order).
-        let nodes = try graph.messages(1)
         let ops = nodes.map { $0.string(4) ?? "" }
-        XCTAssertTrue(Set(ops).isSubset(of: ["Cast", "Transpose", "Gather", "Sub", "Div", "Conv", "Add", "Mul", "Relu", "Clip", "Sigmoid",
-                                             "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Gemm", "BatchNormalization", "Softmax"]),
-                      "\(Set(ops))")
         XCTAssertEqual(ops.filter { $0 == "Conv" }.count, 49)
-        XCTAssertEqual(ops.last, "Softmax")
-        var available = Set(initializers.keys).union(["image"])
-        for n in nodes {
-            for i in n.strings(1) { XCTAssertTrue(available.contains(i), "\(n.string(3) ?? "") reads \(i) before it exists") }
-            available.formUnion(n.strings(2))
-        }
-        XCTAssertTrue(available.contains("probabilities"))
         // TensorFlow SAME on the stride-2 stem at 224: the extra pixel at the bottom and right.
         let stem = try XCTUnwrap(nodes.first { $0.string(3) == "backbone/stem" })
         let pads = try stem.messages(5).first { $0.string(1) == "pads" }
@@ -187,6 +202,25 @@ final class ONNXExportTests: XCTestCase {
                                                 "--weights", empty.appendingPathComponent("lite0.pth").path])
         XCTAssertNotEqual(wrong.status, 0)
         XCTAssertTrue(wrong.stderr.contains("lite0.pth"), wrong.stderr)
+    }
+
+    /// A fine-tuned head (`--cache-blocks 1`, `--unfreeze 1`): the backbone stops at the input of
+    /// `_blocks.15`, then the trained block and the 1x1 head convolution with the head's own tensors
+    /// (unfolded batch norm with the running statistics), then the head.
+    func testFineTunedHeadExportsItsTrainedBlocks() throws {
+        let store = try lite0Store(["--cache-blocks", "1"])
+        let (id, _, m) = try trainAndExport(store, ["--hidden", "0", "--epochs", "1", "--unfreeze", "1"])
+        let blocks = try XCTUnwrap(try FeatureStore(path: store.path, mode: .readOnly).fineTunedBlocks(headID: id))
+        let expand = try XCTUnwrap(m.initializers["blocks/_blocks.15._expand_conv.weight"])
+        XCTAssertEqual(expand.dims, [1152, 192, 1, 1])
+        XCTAssertEqual(expand.values, blocks.tensors["_blocks.15._expand_conv.weight"])
+        XCTAssertEqual(m.initializers["blocks/_bn1.running_var"]?.values, blocks.tensors["_bn1.running_var"])
+        // 45 backbone convolutions (stem, blocks 0-14) with folded BN; 4 in the blocks (expand, depthwise, project, head) with BN nodes.
+        XCTAssertEqual(m.initializers.keys.filter { $0.hasPrefix("backbone/") }.count, 45 * 2)
+        let ops = m.nodes.map { $0.string(4) ?? "" }
+        XCTAssertEqual(ops.filter { $0 == "Conv" }.count, 49)
+        XCTAssertEqual(ops.filter { $0 == "BatchNormalization" }.count, 4)
+        XCTAssertEqual(ops.filter { $0 == "GlobalAveragePool" }.count, 1)
     }
 
     /// onnxruntime's probabilities from the exported model (fixture) == `extract predict`'s, with the
