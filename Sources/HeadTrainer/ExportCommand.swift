@@ -22,13 +22,16 @@ struct ExportCommand: ParsableCommand {
         --format onnx writes one ONNX model (opset 17, IR version 8) from an image to class \
         probabilities: input `image`, uint8 [N, S, S, 3] RGB (HWC, as NumPy/PIL/OpenCV hold a decoded \
         image; S is the extraction's image size), already resized to S x S as the extraction did (its \
-        fit: pad keeps the aspect and pads with black, crop fills and crops the center); output \
+        fit, in the model's metadata: pad keeps the aspect and pads with black around the centered image, \
+        stretch resizes each axis, center-crop covers the square and cuts its center; OpenCV INTER_AREA when \
+        shrinking both axes, else INTER_LINEAR); output \
         `probabilities`, float [N, classes] in the order of the model's `class_names` metadata. Inside: \
         the backbone's preprocessing (per-channel (pixel - mean) / std, BGR order if the weights want \
         it), the backbone up to the output the head reads (weights from the cache, or --weights FILE, \
         the file the head was trained on), a fine-tuned head's frozen and trained blocks, the head \
         (inference batch norm, no dropout), then softmax(logits / temperature), the temperature \
-        `extract predict` applies by default. Heads on concatenated backbones (a+b) are not supported.
+        `extract predict` applies by default. It computes in fp32 (an extraction in bf16 predicts slightly differently). \
+        Heads on concatenated backbones (a+b) are not supported.
 
         Examples:
           train-head export --store features.sqlite --head 3 --out head3.safetensors
