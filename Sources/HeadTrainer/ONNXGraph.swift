@@ -8,6 +8,7 @@ import HeadTrainerCore
 /// TensorFlow SAME padding into ONNX's explicit pads.
 struct ONNXGraphBuilder {
     static let inputName = "image", outputName = "probabilities"
+    /// Every op type the exporter writes (all in the default domain at opset 17).
     static let supportedOps: Set<String> = ["Cast", "Transpose", "Gather", "Sub", "Div", "Conv", "Add", "Mul", "Relu", "Clip",
                                             "Sigmoid", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Gemm",
                                             "BatchNormalization", "Softmax"]
@@ -47,6 +48,7 @@ struct ONNXGraphBuilder {
     @discardableResult
     mutating func node(_ op: String, _ inputs: [String], name: String, shape: [Int],
                        _ attributes: [ONNX.Attribute] = []) -> String {
+        precondition(Self.supportedOps.contains(op), "ONNX export: \(op) is not in ONNXGraphBuilder.supportedOps")
         let out = unique(name)
         graph.nodes.append(ONNX.Node(op: op, name: out, inputs: inputs, outputs: [out], attributes: attributes))
         shapes[out] = shape
