@@ -58,7 +58,8 @@ let package = Package(
                                                     .product(name: "GRDBSQLite", package: "GRDB.swift")],
                 path: "Sources/FeatureStore", swiftSettings: release),
 
-        // The head trainer: training core on OpenBLAS or oneDNN (Core/GEMM.swift), and the command line.
+        // The head trainer: training core on OpenBLAS or oneDNN (Core/GEMM.swift), and the command line;
+        // Backbones for `train-head export --format onnx`, which writes the backbone into the model.
         // Hot loops of the training step, with AVX-512/AVX2 variants chosen at run time.
         // Also oneDNN's sgemm for the trainer's GEMMs (gemm.c; libgomp is oneDNN's threading runtime).
         .target(name: "CHeadKernels", path: "Sources/CHeadKernels",
@@ -69,7 +70,7 @@ let package = Package(
         .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels", "FineTuneCore", "HeadModel"],
                 path: "Sources/HeadTrainerCore", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
-                          dependencies: ["WeightFormats", "HeadTrainerCore", "FeatureStore", "FineTuneCore", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
+                          dependencies: ["Backbones", "WeightFormats", "HeadTrainerCore", "FeatureStore", "FineTuneCore", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
                                          .product(name: "Yams", package: "Yams"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer", swiftSettings: release),
@@ -83,7 +84,8 @@ let package = Package(
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "FineTuneCore", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore", "HeadModel", "FineTuneCore", "WeightFormats"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", "HeadTrainerCore", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", "HeadTrainerCore", .product(name: "Yams", package: "Yams")],
+                    resources: [.copy("Fixtures")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
         .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).

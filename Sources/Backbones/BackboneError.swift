@@ -3,6 +3,8 @@ public enum BackboneError: Error, CustomStringConvertible {
     case weightsNotFound(backbone: String, looked: [String])
     case unreadableWeights(String, underlying: String)
     case unknownLayout(backbone: String, file: String, layouts: [String], sample: [String])
+    /// A weights file without the network output an extraction names (`vgg16:fc7` from a file without the classifier).
+    case missingOutput(String)
 
     public var description: String {
         switch self {
@@ -22,6 +24,8 @@ public enum BackboneError: Error, CustomStringConvertible {
         case .unknownLayout(let b, let file, let layouts, let sample):
             return "\(file) does not look like \(b) weights in any known layout (\(layouts.joined(separator: ", "))); "
                 + "its first tensors are \(sample.joined(separator: ", ")). Pass the weights file of this backbone."
+        case .missingOutput(let message):
+            return message
         }
     }
 }
