@@ -41,6 +41,15 @@ public struct BackboneSpec: Sendable {
 }
 
 extension BackboneSpec {
+    /// The output holding the input of the last `blocks` blocks (`extract --cache-blocks N`), for a
+    /// fine-tuned head (`head`, named in the error) that starts there.
+    public func blockInputOutput(blocks: Int, head: Int64) throws -> String {
+        guard blockInputOutputs.indices.contains(blocks - 1) else {
+            throw BackboneError.missingOutput("head \(head) was fine-tuned on the last \(blocks) block(s) of \(id), which this version cannot cut there")
+        }
+        return blockInputOutputs[blocks - 1]
+    }
+
     /// Recognizes the layout of `weights`, checks every tensor by name and shape, and builds the
     /// network: what `LoadedBackbone` does once it has read a file. Public so that tests and
     /// converters can build from tensors already in memory through the same code path.

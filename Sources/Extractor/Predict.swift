@@ -103,18 +103,9 @@ struct FineTunedPath {
 
     /// nil for a head on pooled features.
     static func load(db: FeatureStore, head: Int64, extraction e: ExtractionRecord, spec: BackboneSpec) throws -> FineTunedPath? {
-        guard let blocks = try db.fineTunedBlocks(headID: head) else { return nil }
-        guard let cache = try db.blockDefinition(extractionID: e.id, blocks: blocks.cachedBlocks) else {
-            throw ValidationError("head \(head) was fine-tuned on the cache of the last \(blocks.cachedBlocks) block(s) of extraction \(e.id), which \(db.path) no longer has")
-        }
-        guard spec.blockInputOutputs.indices.contains(blocks.cachedBlocks - 1) else {
-            throw ValidationError("head \(head) was fine-tuned on the last \(blocks.cachedBlocks) block(s) of \(spec.id), which this version cannot cut there")
-        }
-        let decoder = JSONDecoder()
-        let cached = try decoder.decode(FineTuneNetwork.self, from: Data(cache.definitionJSON.utf8))
-        let trained = try decoder.decode(FineTuneNetwork.self, from: Data(blocks.definitionJSON.utf8))
-        return FineTunedPath(output: spec.blockInputOutputs[blocks.cachedBlocks - 1],
-                             blocks: try BlockInference(frozen: try cached.splitForTraining(last: blocks.unfreeze).frozen, frozenTensors: cache.tensors,
-                                                        trained: trained, trainedTensors: blocks.tensors))
+        guard let (blocks, cache) = try db.fineTunedHeadBlocks(headID: head, extractionID: e.id) else { return nil }
+        let path = try FineTunedBlockPath(cachedDefinitionJSON: cache.definitionJSON, cachedTensors: cache.tensors, unfreeze: blocks.unfreeze,
+                                          trainedDefinitionJSON: blocks.definitionJSON, trainedTensors: blocks.tensors)
+        return FineTunedPath(output: try spec.blockInputOutput(blocks: blocks.cachedBlocks, head: head), blocks: try path.inference())
     }
 }

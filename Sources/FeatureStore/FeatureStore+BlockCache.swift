@@ -207,6 +207,17 @@ extension FeatureStore {
         }
     }
 
+    /// A fine-tuned head's trained blocks with the block cache they were trained on (extraction
+    /// `extractionID`'s cache of `cachedBlocks`); nil for a head on pooled features. A cache the store
+    /// no longer has is an error naming it.
+    public func fineTunedHeadBlocks(headID: Int64, extractionID: Int64) throws -> (blocks: FineTunedBlocks, cache: BlockDefinition)? {
+        guard let blocks = try fineTunedBlocks(headID: headID) else { return nil }
+        guard let cache = try blockDefinition(extractionID: extractionID, blocks: blocks.cachedBlocks) else {
+            throw StoreError.invalidArgument(path: path, reason: "head \(headID) was fine-tuned on the cache of the last \(blocks.cachedBlocks) block(s) of extraction \(extractionID), which the store no longer has")
+        }
+        return (blocks, cache)
+    }
+
     /// Ids of the heads of kind `finetuned` (with trained blocks).
     public func fineTunedHeadIDs() throws -> Set<Int64> {
         try read("reading the fine-tuned heads") { db in

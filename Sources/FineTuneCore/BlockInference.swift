@@ -43,3 +43,29 @@ public struct BlockInference {
         try trained.outputs(rows: try frozen.map { try $0.outputs(rows: inputs) } ?? inputs)
     }
 }
+
+/// The blocks between the backbone and a fine-tuned head (`train-head --unfreeze M` on a cache of N
+/// blocks), from the store's two records: the N - M cached blocks that stayed frozen (the cache's
+/// definition and tensors) and the M trained ones (the head's). `extract predict`, `train-head export`
+/// and the report all build it here.
+public struct FineTunedBlockPath {
+    public let frozen: FineTuneNetwork?
+    public let frozenTensors: [String: [Float]]
+    public let trained: FineTuneNetwork
+    public let trainedTensors: [String: [Float]]
+
+    public init(cachedDefinitionJSON: String, cachedTensors: [String: [Float]], unfreeze: Int,
+                trainedDefinitionJSON: String, trainedTensors: [String: [Float]]) throws {
+        let decoder = JSONDecoder()
+        let cached = try decoder.decode(FineTuneNetwork.self, from: Data(cachedDefinitionJSON.utf8))
+        trained = try decoder.decode(FineTuneNetwork.self, from: Data(trainedDefinitionJSON.utf8))
+        frozen = try cached.splitForTraining(last: unfreeze).frozen
+        frozenTensors = cachedTensors
+        self.trainedTensors = trainedTensors
+    }
+
+    /// Both parts, ready to run.
+    public func inference(threads: Int? = nil) throws -> BlockInference {
+        try BlockInference(frozen: frozen, frozenTensors: frozenTensors, trained: trained, trainedTensors: trainedTensors, threads: threads)
+    }
+}

@@ -38,9 +38,9 @@ enum ONNXExport {
             throw ONNXExportError("\(s.backbone) has no output \(output) to export")
         }
         var x = tensor
-        if let tuned {
-            if let frozen = tuned.frozen { x = try b.blocks(frozen, tensors: tuned.frozenTensors, input: x, prefix: "frozen_blocks") }
-            x = try b.blocks(tuned.trained, tensors: tuned.trainedTensors, input: x, prefix: "blocks")
+        if let path = tuned?.path {
+            if let frozen = path.frozen { x = try b.blocks(frozen, tensors: path.frozenTensors, input: x, prefix: "frozen_blocks") }
+            x = try b.blocks(path.trained, tensors: path.trainedTensors, input: x, prefix: "blocks")
         }
         x = b.flatten(x, name: "features")
         guard b.shapes[x] == [trained.inputDim] else {
@@ -59,22 +59,12 @@ enum ONNXExport {
     }
 
     /// A fine-tuned head's blocks: where they start (the block cache's backbone output) and the
-    /// frozen (cache tensors) and trained (head tensors) networks, as `extract predict` runs them.
-    struct FineTuned { let output: String; let frozen: FineTuneNetwork?; let frozenTensors: [String: [Float]]
-                       let trained: FineTuneNetwork; let trainedTensors: [String: [Float]] }
-
-    static func fineTuned(db: FeatureStore, headID: Int64, extraction e: ExtractionRecord, spec: BackboneSpec) throws -> FineTuned? {
-        guard let blocks = try db.fineTunedBlocks(headID: headID) else { return nil }
-        guard let cache = try db.blockDefinition(extractionID: e.id, blocks: blocks.cachedBlocks) else {
-            throw ONNXExportError("head \(headID) was fine-tuned on the cache of the last \(blocks.cachedBlocks) block(s) of extraction \(e.id), which \(db.path) no longer has")
-        }
-        guard spec.blockInputOutputs.indices.contains(blocks.cachedBlocks - 1) else {
-            throw ONNXExportError("head \(headID) was fine-tuned on the last \(blocks.cachedBlocks) block(s) of \(spec.id), which this version cannot cut there")
-        }
-        let decoder = JSONDecoder()
-        let cached = try decoder.decode(FineTuneNetwork.self, from: Data(cache.definitionJSON.utf8))
-        let trained = try decoder.decode(FineTuneNetwork.self, from: Data(blocks.definitionJSON.utf8))
-        return FineTuned(output: spec.blockInputOutputs[blocks.cachedBlocks - 1], frozen: try cached.splitForTraining(last: blocks.unfreeze).frozen,
-                         frozenTensors: cache.tensors, trained: trained, trainedTensors: blocks.tensors)
+    /// frozen (cache tensors) and trained (head tensors) networks, as `extract predict` runs them;
+    /// nil for a head on pooled features.
+    static func fineTuned(db: FeatureStore, headID: Int64, extraction e: ExtractionRecord, spec: BackboneSpec) throws -> (output: String, path: FineTunedBlockPath)? {
+        guard let (blocks, cache) = try db.fineTunedHeadBlocks(headID: headID, extractionID: e.id) else { return nil }
+        return (try spec.blockInputOutput(blocks: blocks.cachedBlocks, head: headID),
+                try FineTunedBlockPath(cachedDefinitionJSON: cache.definitionJSON, cachedTensors: cache.tensors, unfreeze: blocks.unfreeze,
+                                       trainedDefinitionJSON: blocks.definitionJSON, trainedTensors: blocks.tensors))
     }
 }

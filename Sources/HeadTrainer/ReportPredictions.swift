@@ -49,14 +49,12 @@ struct HeadPredictions {
     /// (`train-head --unfreeze`) its blocks run over the rows' cached block inputs, as `extract
     /// predict` runs them.
     static func headFeatures(_ db: FeatureStore, headID: Int64, extractionID: Int64, test: FeatureMatrix) throws -> [Float] {
-        guard let tuned = try db.fineTunedBlocks(headID: headID) else { return test.values }
+        guard let (tuned, definition) = try db.fineTunedHeadBlocks(headID: headID, extractionID: extractionID) else { return test.values }
+        let blocks = try FineTunedBlockPath(cachedDefinitionJSON: definition.definitionJSON, cachedTensors: definition.tensors,
+                                            unfreeze: tuned.unfreeze, trainedDefinitionJSON: tuned.definitionJSON,
+                                            trainedTensors: tuned.tensors).inference()
         let cache = try db.loadBlockInputs(extractionID: extractionID, blocks: tuned.cachedBlocks)
-        let decoder = JSONDecoder()
-        let cached = try decoder.decode(FineTuneNetwork.self, from: Data(cache.definition.definitionJSON.utf8))
-        let trained = try decoder.decode(FineTuneNetwork.self, from: Data(tuned.definitionJSON.utf8))
-        let blocks = try BlockInference(frozen: try cached.splitForTraining(last: tuned.unfreeze).frozen,
-                                        frozenTensors: cache.definition.tensors, trained: trained, trainedTensors: tuned.tensors)
-        let n = cache.definition.inputCount
+        let n = definition.inputCount
         var row: [FeatureKey: Int] = [:]
         for (i, k) in cache.keys.enumerated() { row[k] = i }
         var inputs: [Float] = []
