@@ -2,7 +2,7 @@ import Foundation
 
 extension FineTuner {
     /// Nominal convolution FLOPs of one training step (forward + backward) on a batch: 1x1 layers
-    /// 2 M Cin Cout each for Y, dW and dX; depthwise 2 Mout C k^2 each (padding taps included);
+    /// 2 M Cin Cout each for Y, dW and dX; k x k layers 2 Mout Cin k^2 Cout each; depthwise 2 Mout C k^2 each (padding taps included);
     /// no dX for the first layer (the cached input needs none). Batch norm, activations, pooling and
     /// the softmax head are not counted.
     public func convolutionFLOPs(batch: Int) -> (forward: Double, backward: Double) {
@@ -15,6 +15,9 @@ extension FineTuner {
                 fwd += f; bwd += passes * f
             case .depthwise:
                 let f = 2.0 * Double(batch * s.outPixels * s.c * s.layer.kernel! * s.layer.kernel!)
+                fwd += f; bwd += passes * f
+            case .conv:
+                let f = 2.0 * Double(batch * s.outPixels * s.c * s.layer.kernel! * s.layer.kernel! * s.outC)
                 fwd += f; bwd += passes * f
             default: break
             }
