@@ -167,7 +167,7 @@ struct Run: ParsableCommand {
         var cached = Set<FeatureKey>()
         if let cache {
             try db.saveBlockDefinition(extractionID: extraction.id, try cache.definition(
-                dimension: extractor.dimension(cache.output), weights: loaded.weightsFile))
+                dimension: extractor.dimension(cache.output), backbone: loaded))
             if let stored = try db.blockDefinition(extractionID: extraction.id, blocks: cache.blocks), stored.dtype != cache.dtype {
                 throw ValidationError("\(store): extraction \(extraction.id) already caches its last \(cache.blocks) block(s) as \(stored.dtype.rawValue); "
                                       + "pass --cache-dtype \(stored.dtype.rawValue), or use another --store for \(cache.dtype.rawValue)")
