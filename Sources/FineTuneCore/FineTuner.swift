@@ -52,6 +52,10 @@ public struct FineTuneOptions: Sendable {
 /// split over `threads` (the GEMMs carry 97.9 of the 98.9 MFLOP per image forward of Lite0's last
 /// block + head conv; the depthwise 3x3 1.0).
 ///
+/// Full k x k convolutions (ResNet's 3x3, VGG's) are im2col + the same GEMMs (`ConvolutionGeometry`,
+/// which says why not oneDNN's convolution primitives); max pool routes the gradient to each window's
+/// first maximum, as PyTorch.
+///
 /// GEMM library: oneDNN's `dnnl_sgemm` by default, OpenBLAS selectable (`FineTuneOptions.gemm`).
 /// `tools/bench/finetune_gemm.sh` (this step's GEMMs, 188 GFLOP) measured CPU time OpenBLAS 1.74,
 /// 1.86, 1.89, 1.82, 1.64 s against oneDNN 1.70, 1.41, 1.27, 1.64, 1.66 s on the shared 2-core

@@ -185,6 +185,16 @@ extension Activation {
 /// forward is Y = cols W'^T, backward dW' = dY^T cols and dcols = dY W' followed by col2im, with W'
 /// the weights reordered to [Cout, k * k * Cin]. Chunks bound the matrix (about 2,048 rows; VGG's
 /// 512 x 14 x 14 3x3: 37 MB) and let backward recompute the patches instead of keeping them.
+///
+/// Why im2col + GEMM and not oneDNN's convolution training primitives: `tools/bench/conv_backward.sh`
+/// times one training step (forward, backward data, backward weights) of the 3x3 512 -> 512 layers,
+/// batch 64, 2 threads, both ways alternately. On this shared 2-core AVX-512 machine (load 7.9-9.8) the
+/// primitives (brgconv / jit:avx512_core) took 353 and 468 ms against 408 and 572 ms on 7x7 (ResNet50,
+/// 1.15-1.22x faster, before the weight reorders to their blocked layout that a training step needs
+/// and the benchmark leaves out), and 2,281 and 2,327 ms against 2,200 and 2,246 ms on 14x14 (VGG16,
+/// 1.04x slower). Neither wins on both shapes; im2col + GEMM keeps one path for every convolution (the
+/// 1x1 layers' GEMM, `GemmLibrary`, NHWC buffers, no per-step weight reorders). Left: the primitives
+/// for the 7x7 layers.
 struct ConvolutionGeometry {
     /// Padding and output size (the depthwise geometry with the input's channels).
     let window: DepthwiseGeometry
