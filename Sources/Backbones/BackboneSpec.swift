@@ -61,7 +61,10 @@ extension BackboneSpec {
             let layers = Set(network.blocks.flatMap { $0.layers.flatMap { l in
                 l.op == .squeezeExcite ? [l.squeezeExciteNames.reduce, l.squeezeExciteNames.expand] : [l.name] } })
             // Keras 3 names (`layers/conv2d_7/vars/0`) have no layer in them: read.
-            include = { name in KerasNames.key(name).map { layers.contains(String($0[..<$0.lastIndex(of: "/")!])) } ?? true }
+            include = { name in
+                if name.hasPrefix("layers/") && name.contains("/vars/") { return true }
+                return KerasNames.key(name).map { layers.contains(String($0[..<$0.lastIndex(of: "/")!])) } ?? true
+            }
         } else {
             let names = Set(network.requiredTensors().map(\.name))
             include = { names.contains($0) }

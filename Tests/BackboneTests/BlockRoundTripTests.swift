@@ -2,6 +2,7 @@ import BackboneEngine
 import Backbones
 import FineTuneCore
 import Foundation
+import WeightFormats
 import XCTest
 
 /// Issue #12's round trip for the experiment backbones, with the generated weights of
@@ -49,6 +50,22 @@ final class BlockRoundTripTests: XCTestCase {
                 XCTAssertLessThan(error, 1e-5, "\(backbone) \(layout) last \(blocks) block(s), image \(i)")
             }
         }
+    }
+
+    /// `blockTensors` from a Keras 3 `.weights.h5` file (what `extract --cache-blocks` reads: only the
+    /// blocks' layers, Keras 3 names included) equals the tensors from the whole loaded file.
+    func testBlockTensorsFromAKeras3File() throws {
+        let spec = try Backbones.named("efficientnet_b0", in: Backbones.experiment)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("blocks-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("efficientnet_b0.weights.h5")
+        _ = try KerasFileWriter.writeGenerated(EfficientNet.kerasTensors(classifier: false), to: url)
+        let definition = try spec.blockNetwork(2, layout: "keras")
+        let read = try spec.blockTensors(definition, layout: "keras", weights: url)
+        XCTAssertEqual(read, try spec.blockTensors(definition, layout: "keras", from: WeightFiles.load(url)))
+        XCTAssertEqual(Set(read.keys), Set(definition.requiredTensors().map(\.name)))
+        XCTAssertNotNil(read["block7a_se_reduce.weight"])
     }
 
     /// The definitions tools/goldens/finetune.py builds in PyTorch (Tests/FineTuneTests/Fixtures) are the backbones' own.
