@@ -43,7 +43,7 @@ public enum FineTuneBenchmark {
         public let finalLoss: Float
 
         public var description: String {
-            String(format: "finetune lite0 last %d block(s) + head conv + head: %d rows, batch %d, %d threads, BN %@, %@: %.3f s/epoch (fastest %.3f), %.1f GFLOP/s (conv %.2f GFLOP/epoch), loss %.4f",
+            String(format: "finetune last %d block(s) + head: %d rows, batch %d, %d threads, BN %@, %@: %.3f s/epoch (fastest %.3f), %.1f GFLOP/s (conv %.2f GFLOP/epoch), loss %.4f",
                    lastBlocks, rows, batch, threads, batchNorm.rawValue, gemm.rawValue, secondsPerEpoch, fastestEpochSeconds, gflops,
                    convolutionFLOPsPerEpoch / 1e9, finalLoss)
         }
