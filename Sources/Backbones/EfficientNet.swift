@@ -28,8 +28,9 @@ import WeightFormats
 ///   map's values come from the weights file. Names `stem_conv`, `block2a_expand_conv`, `block2a_dwconv`,
 ///   `block2a_se_reduce`, `top_conv`, `normalization`, `predictions`.
 ///
-/// Outputs: `features` (1280, global average pool of the head after BN + swish) and, with the
-/// classifier, `logits` (1000).
+/// Outputs: `features` (1280, global average pool of the head after BN + swish), with the
+/// classifier `logits` (1000), and `block_input.<index>` (the input of block `index`, 0...15) for the
+/// last `cacheableBlocks` blocks: what `extract --cache-blocks` stores, `blockNetwork` the blocks after it.
 ///
 /// Published files (`spec.published`, `extract weights list`): Keras `efficientnetb0_notop.h5`,
 /// `efficientnetb0.h5` (with the classifier), torchvision `efficientnet_b0_rwightman-7f5810bc.pth`.
@@ -49,6 +50,8 @@ public enum EfficientNet {
     static let classes = 1000
     /// The constant Keras's `EfficientNetB0(weights="imagenet")` divides by (sqrt of) after Normalization.
     static let kerasImagenetStd: [Double] = [0.229, 0.224, 0.225]
+    /// Blocks whose inputs are named outputs, counted from the end (12...15: all 192 x 7 x 7 at 224).
+    public static let cacheableBlocks = 4
 
     /// One block of the network with its shape.
     struct Block {
@@ -212,6 +215,7 @@ public enum EfficientNet {
         for (i, b) in blocks.enumerated() {
             let p = "b\(i)"
             let blockInput = x
+            if i >= blocks.count - cacheableBlocks { net.outputs["block_input.\(i)"] = x }
             var h = x
             if b.expands {
                 h = try conv("\(p).expand", .expand(i), input: h, out: b.expanded, kernel: 1, activation: .swish)
@@ -343,6 +347,7 @@ public enum EfficientNet {
                                                  fileName: "efficientnetb0.h5", digest: .md5("902e53a9f72be733fc0bcb005b3ebbac"),
                                                  note: "with classifier"),
                                 .torchvision(torchvision, "efficientnet_b0_rwightman-7f5810bc.pth", note: "IMAGENET1K_V1"),
-                            ])
+                            ], blockInputOutputs: (1...cacheableBlocks).map { "block_input.\(blocks.count - $0)" },
+                            blockNetworks: { try blockNetwork(layout: $0, lastBlocks: $1) })
     }()
 }

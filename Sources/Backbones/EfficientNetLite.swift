@@ -186,7 +186,7 @@ public enum EfficientNetLite {
         return BackboneSpec(id: "efficientnet_lite\(n)", displayName: "EfficientNet-Lite\(n)", inputSize: v.resolution,
                             featureDimension: featureDimension, layouts: [layout], published: published,
                             blockInputOutputs: blockInputs,
-                            blockNetwork: { try FineTuneNetwork.efficientNetLite(blocks: mbconvBlocks(v), resolution: v.resolution, lastBlocks: $0) })
+                            blockNetworks: { _, n in try FineTuneNetwork.efficientNetLite(blocks: mbconvBlocks(v), resolution: v.resolution, lastBlocks: n) })
     }
 
     /// Every MBConv block of variant `v`, in order: the same stages, widths and depths `network` builds.

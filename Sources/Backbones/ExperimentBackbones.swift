@@ -1,4 +1,5 @@
 import BackboneEngine
+import FineTuneCore
 import Foundation
 import WeightFormats
 
@@ -249,6 +250,33 @@ struct KerasWeights {
             }
         }
         return (w, try tensor(layer, "bias").values)
+    }
+
+    /// The tensors of a fine-tuning network whose layers carry Keras layer names, in PyTorch layouts
+    /// under the network's tensor names (`top_conv.weight` [out, in, 1, 1], `top_bn.running_var`).
+    func blockTensors(_ network: FineTuneNetwork) throws -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        func convolution(_ name: String, bias: Bool) throws {
+            let (w, b) = try conv(name)
+            out["\(name).weight"] = w
+            if bias { out["\(name).bias"] = b }
+        }
+        for layer in network.blocks.flatMap(\.layers) {
+            switch layer.op {
+            case .pointwise, .conv: try convolution(layer.name, bias: layer.bias == true)
+            case .depthwise: out["\(layer.name).weight"] = try depthwise(layer.name)
+            case .batchNorm:
+                for (torch, keras) in [("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+                                       ("running_var", "moving_variance")] {
+                    out["\(layer.name).\(torch)"] = try tensor(layer.name, keras).values
+                }
+            case .squeezeExcite:
+                try convolution(layer.squeezeExciteNames.reduce, bias: true)
+                try convolution(layer.squeezeExciteNames.expand, bias: true)
+            case .activation, .residualAdd, .globalAveragePool, .maxPool: break
+            }
+        }
+        return out
     }
 
     /// Canonical shapes of a Keras `BatchNormalization` layer.

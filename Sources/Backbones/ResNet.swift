@@ -20,8 +20,8 @@ import WeightFormats
 /// Batch norm is folded into the convolutions. The max pool's zero padding equals ignoring the
 /// border since it follows a ReLU.
 ///
-/// Outputs: `features` (2048, global average pool of the last stage) and, with the classifier,
-/// `logits` (1000).
+/// Outputs: `features` (2048, global average pool of the last stage), with the classifier `logits`
+/// (1000), and `block_input.layer4.<block>` for the last `cacheableBlocks` blocks (`extract --cache-blocks`).
 ///
 /// Published files (`spec(_:).published`, `extract weights list`): Keras
 /// `resnet50_weights_tf_dim_ordering_tf_kernels[_notop].h5`, `resnet101_...`; torchvision
@@ -43,6 +43,9 @@ public enum ResNet {
     static let widths = [64, 128, 256, 512]
     static let expansion = 4
     public static let featureDimension = 2048
+    /// Blocks whose inputs are named outputs, counted from the end: the last blocks of the last stage
+    /// with an identity shortcut (2048 x 7 x 7 inputs at 224), `block_input.layer4.<block>`.
+    public static let cacheableBlocks = 2
     static let classes = 1000
 
     /// A convolution of the network (with its batch norm), independent of any naming.
@@ -144,6 +147,7 @@ public enum ResNet {
             for b in 0..<blocks {
                 let stride = b == 0 && s > 0 ? 2 : 1
                 let p = "stage\(s + 1).block\(b + 1)"
+                if s == widths.count - 1 && b >= blocks - cacheableBlocks { net.outputs["block_input.layer4.\(b)"] = x }
                 // The stride sits in the first 1x1 (v1) or in the 3x3 (v1.5).
                 let (stride1, stride2) = variant == .v1 ? (stride, 1) : (1, stride)
                 let shortcut = b == 0
@@ -210,9 +214,12 @@ public enum ResNet {
             expected: { sd in let k = KerasWeights(sd); return k.expected(kerasTensors(depth, classifier: k.has("predictions", "kernel"))) },
             classifier: ["predictions/", "probs/"],
             build: { try kerasNetwork(depth, weights: $0) })
+        let lastStage = depth.blocks[widths.count - 1]
         return BackboneSpec(id: "resnet\(depth.rawValue)", displayName: "ResNet\(depth.rawValue)", inputSize: 224,
                             featureDimension: featureDimension, layouts: [torchvision, keras],
-                            published: published(depth, keras: keras, torchvision: torchvision))
+                            published: published(depth, keras: keras, torchvision: torchvision),
+                            blockInputOutputs: (1...cacheableBlocks).map { "block_input.layer4.\(lastStage - $0)" },
+                            blockNetworks: { try blockNetwork(depth, layout: $0, lastBlocks: $1) })
     }
 
     /// The Keras and torchvision files of each depth, preferred first.

@@ -12,6 +12,8 @@ import WeightFormats
 ///   `VGG16(include_top=False, pooling="avg")` returns. Works at any input size.
 /// - `fc7` (4096, after ReLU) and `logits` (1000), when the file has the classifier. The
 ///   classifier reads the 7 x 7 x 512 map flattened, so these need 224 x 224 inputs.
+/// - `block_input.<i>`: the input of convolution i (0-based) for the last `cacheableBlocks`
+///   (`extract --cache-blocks`; a "block" of VGG16 is one convolution of block 5).
 ///
 /// Layouts: torchvision (`features.0.weight` ..., `classifier.0/3/6` for fc6/fc7/fc8; ImageNet
 /// preprocessing) and Keras applications (`block1_conv1` ..., `fc1`/`fc2`/`predictions`; caffe
@@ -35,6 +37,9 @@ public enum VGG {
         (1...spec.0).map { (b + 1, $0, spec.1) }
     }
     public static let featureDimension = 512
+    /// Convolutions whose inputs are named outputs, counted from the end: block 5's three (512 x 14 x
+    /// 14 inputs at 224), `block_input.<index>` with the convolution's index 10...12.
+    public static let cacheableBlocks = 3
     static let hidden = 4096
     static let classes = 1000
     /// The classifier's input map: 512 x 7 x 7 at 224.
@@ -108,6 +113,7 @@ public enum VGG {
         var x = "input"
         for (i, (block, index, out)) in convolutions.enumerated() {
             let (w, b) = try read(.conv(i))
+            if i >= convolutions.count - cacheableBlocks { net.outputs["block_input.\(i)"] = x }
             x = net.add("block\(block).conv\(index)", .conv(Convolution(outChannels: out, kernel: 3, padding: .symmetric(1),
                                                                        weights: w, bias: b, activation: .relu)),
                         inputs: [x])
@@ -194,6 +200,8 @@ public enum VGG {
                                 .keras(keras, "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5",
                                        md5: "64373286793e3c8b2b4e3219cbf3544b", bytes: 553_467_096, note: "with classifier"),
                                 .torchvision(torchvision, "vgg16-397923af.pth", note: "with classifier"),
-                            ], classifierOutputs: ["fc7"])
+                            ], classifierOutputs: ["fc7"],
+                            blockInputOutputs: (1...cacheableBlocks).map { "block_input.\(convolutions.count - $0)" },
+                            blockNetworks: { try blockNetwork(layout: $0, lastBlocks: $1) })
     }()
 }

@@ -13,12 +13,12 @@ struct BlockCache {
     let blocks: Int
     /// The extractor output holding the cached input.
     let output: String
-    let network: FineTuneNetwork
+    let spec: BackboneSpec
     let dtype: FeatureDType
 
     /// Checks that `spec` defines its last `blocks` blocks (`--cache-blocks` validation).
     static func validate(_ spec: BackboneSpec, blocks: Int) throws {
-        guard !spec.blockInputOutputs.isEmpty, spec.blockNetwork != nil else {
+        guard !spec.blockInputOutputs.isEmpty else {
             let offered = Backbones.all.filter { !$0.blockInputOutputs.isEmpty }
                 .map { "\($0.id) (1...\($0.blockInputOutputs.count))" }
             throw ValidationError("--cache-blocks: \(spec.id) has no block definitions for fine-tuning yet; "
@@ -29,39 +29,25 @@ struct BlockCache {
         }
     }
 
-    /// The fine-tuning definition of the last `blocks` blocks of `spec` (the backbone's own `blockNetwork`).
-    static func network(_ spec: BackboneSpec, blocks: Int) throws -> FineTuneNetwork {
-        try validate(spec, blocks: blocks)
-        return try spec.blockNetwork!(blocks)
-    }
-
     init(spec: BackboneSpec, blocks: Int, dtype: FeatureDType) throws {
-        self.blocks = blocks; self.dtype = dtype
+        try Self.validate(spec, blocks: blocks)
+        self.blocks = blocks; self.dtype = dtype; self.spec = spec
         output = spec.blockInputOutputs[blocks - 1]
-        network = try Self.network(spec, blocks: blocks)
     }
 
-    /// The definition as the store keeps it: the architecture with the input shape the extractor
-    /// gives at this image size (`dimension` values per copy, square), and the blocks' tensors read
-    /// from the weights file (only those).
-    func definition(dimension: Int, weights: URL) throws -> BlockDefinition {
-        var net = network
+    /// The definition as the store keeps it: the backbone's last `blocks` blocks under the names of
+    /// the layout the weights are in, with the input shape the extractor gives at this image size
+    /// (`dimension` values per copy, square), and the blocks' tensors read from the weights file (only those).
+    func definition(dimension: Int, backbone: LoadedBackbone) throws -> BlockDefinition {
+        var net = try spec.blockNetwork(blocks, layout: backbone.layout.name)
         let c = net.input.channels, side = Int(Double(dimension / c).squareRoot().rounded())
         guard c * side * side == dimension else {
             throw ValidationError("--cache-blocks: the extractor's \(output) has \(dimension) values, not \(c) x H x H")
         }
         net.input.height = side; net.input.width = side
-        let specs = net.requiredTensors()
-        let names = Set(specs.map(\.name))
-        let sd = try WeightFiles.load(weights, include: { names.contains($0) })
-        var tensors: [String: [Float]] = [:], shapes: [String: [Int]] = [:]
-        for s in specs {
-            let t = try sd.tensor(s.name)
-            guard t.values.count == s.count else {
-                throw ValidationError("\(weights.path): tensor \(s.name) has \(t.values.count) values, the block definition needs \(s.shape)")
-            }
-            tensors[s.name] = t.values; shapes[s.name] = s.shape
-        }
+        let tensors = try spec.blockTensors(net, layout: backbone.layout.name, weights: backbone.weightsFile)
+        var shapes: [String: [Int]] = [:]
+        for s in net.requiredTensors() { shapes[s.name] = s.shape }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return BlockDefinition(blocks: blocks, definitionJSON: String(decoding: try encoder.encode(net), as: UTF8.self),

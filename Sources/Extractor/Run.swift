@@ -53,7 +53,7 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("What to do with an image whose exact bytes are under two or more classes (a label conflict): drop keeps it out of training and evaluation; keep-first/keep-last label it with the class of its first/last path (sorted). An image in both train and test is always stored as test. `extract store audit` lists all of them.",
                                valueName: "drop|keep-first|keep-last"))
     var conflicts: ConflictPolicy = .drop
-    @Option(name: .customLong("cache-blocks"), help: ArgumentHelp("Also store, for every image and copy, the input of the backbone's last N blocks (f16), and those blocks' definition and weights: what `train-head --unfreeze M` (M <= N) fine-tunes from. EfficientNet-Lite0: N = 1...4 (N = 1: the 192x7x7 input of _blocks.15, 18,816 bytes per copy).", valueName: "N"))
+    @Option(name: .customLong("cache-blocks"), help: ArgumentHelp("Also store, for every image and copy, the input of the backbone's last N blocks (f16), and those blocks' definition and weights: what `train-head --unfreeze M` (M <= N) fine-tunes from. EfficientNet-Lite0/1/2 and B0: N = 1...4 (Lite0 N = 1: the 192x7x7 input of _blocks.15, 18,816 bytes per copy); ResNet50/101: 1...2 (bottlenecks, 2048x7x7, 200,704 bytes); VGG16: 1...3 (block 5's convolutions, 512x14x14, 200,704 bytes).", valueName: "N"))
     var cacheBlocks: Int?
     @Option(name: .customLong("cache-dtype"), help: ArgumentHelp("How --cache-blocks stores the block inputs: f16 (half the bytes; features recomputed from them differ from the stored ones by ~1e-4 relative L2) or f32 (~1e-6).", valueName: "f16|f32"))
     var cacheDType: FeatureDType = .f16
@@ -167,7 +167,7 @@ struct Run: ParsableCommand {
         var cached = Set<FeatureKey>()
         if let cache {
             try db.saveBlockDefinition(extractionID: extraction.id, try cache.definition(
-                dimension: extractor.dimension(cache.output), weights: loaded.weightsFile))
+                dimension: extractor.dimension(cache.output), backbone: loaded))
             if let stored = try db.blockDefinition(extractionID: extraction.id, blocks: cache.blocks), stored.dtype != cache.dtype {
                 throw ValidationError("\(store): extraction \(extraction.id) already caches its last \(cache.blocks) block(s) as \(stored.dtype.rawValue); "
                                       + "pass --cache-dtype \(stored.dtype.rawValue), or use another --store for \(cache.dtype.rawValue)")

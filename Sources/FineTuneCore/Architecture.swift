@@ -53,7 +53,7 @@ public enum BatchNormMode: String, Codable, Sendable, CaseIterable { case frozen
 /// `name` + `.weight`, `.bias`, `.running_mean`, `.running_var`, `.reduce.weight`, ...
 public struct Layer: Codable, Equatable, Sendable {
     public enum Op: String, Codable, Sendable {
-        case pointwise, depthwise, conv, batchNorm, activation, squeezeExcite, residualAdd, globalAveragePool
+        case pointwise, depthwise, conv, batchNorm, activation, squeezeExcite, residualAdd, globalAveragePool, maxPool
     }
     public var op: Op
     public var name: String
@@ -67,6 +67,9 @@ public struct Layer: Codable, Equatable, Sendable {
     public var activation: Activation?
     /// Squeeze-excite: channels of the reduced layer.
     public var reduced: Int?
+    /// Squeeze-excite: the names of its two 1x1 convolutions when they are not `name.reduce` /
+    /// `name.expand` (torchvision `...block.2.fc1`, timm `...se.conv_reduce`, Keras `block7a_se_reduce`).
+    public var reduceName: String?, expandName: String?
 
     init(_ op: Op, _ name: String) { self.op = op; self.name = name }
 
@@ -81,7 +84,7 @@ public struct Layer: Codable, Equatable, Sendable {
         l.kernel = kernel; l.stride = stride; l.padding = padding
         return l
     }
-    /// Full k x k convolution (ResNet, VGG): part of the format, not trainable yet (`FineTuneError.unsupported`).
+    /// Full k x k convolution (ResNet, VGG), weight [out, in, k, k] (+ bias [out]).
     public static func conv(_ name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int,
                             padding: Padding, bias: Bool = false) -> Layer {
         var l = Layer(.conv, name); l.inChannels = inChannels; l.outChannels = outChannels
@@ -100,10 +103,20 @@ public struct Layer: Codable, Equatable, Sendable {
     /// Global average pool -> 1x1 reduce (+bias) -> activation -> 1x1 expand (+bias) -> sigmoid ->
     /// channel multiply. Tensors `.reduce.weight` [reduced, channels, 1, 1], `.reduce.bias`,
     /// `.expand.weight` [channels, reduced, 1, 1], `.expand.bias`.
-    public static func squeezeExcite(_ name: String, channels: Int, reduced: Int, activation: Activation) -> Layer {
+    public static func squeezeExcite(_ name: String, channels: Int, reduced: Int, activation: Activation,
+                                     reduceName: String? = nil, expandName: String? = nil) -> Layer {
         var l = Layer(.squeezeExcite, name); l.inChannels = channels; l.outChannels = channels
-        l.reduced = reduced; l.activation = activation
+        l.reduced = reduced; l.activation = activation; l.reduceName = reduceName; l.expandName = expandName
         return l
+    }
+    /// `kernel` x `kernel` max pool with stride `stride`, no padding (VGG's 2x2 / 2 after conv5_3).
+    public static func maxPool(kernel: Int, stride: Int) -> Layer {
+        var l = Layer(.maxPool, "maxpool"); l.kernel = kernel; l.stride = stride
+        return l
+    }
+    /// The names of a squeeze-excite layer's reduce and expand convolutions.
+    public var squeezeExciteNames: (reduce: String, expand: String) {
+        (reduceName ?? "\(name).reduce", expandName ?? "\(name).expand")
     }
     /// Adds the input of the enclosing block.
     public static let residualAdd = Layer(.residualAdd, "residual")
@@ -139,7 +152,7 @@ public enum FineTuneError: Error, CustomStringConvertible, Equatable {
 
 extension Layer {
     /// Tensors of this layer in a fixed order (the order `syntheticTensors` seeds them in).
-    func tensorSpecs() -> [TensorSpec] {
+    public func tensorSpecs() -> [TensorSpec] {
         let i = inChannels ?? 0, o = outChannels ?? 0
         switch op {
         case .pointwise, .conv:
@@ -155,12 +168,12 @@ extension Layer {
                     TensorSpec(name: "\(name).running_mean", shape: [o], trainable: false),
                     TensorSpec(name: "\(name).running_var", shape: [o], trainable: false)]
         case .squeezeExcite:
-            let r = reduced ?? 0
-            return [TensorSpec(name: "\(name).reduce.weight", shape: [r, i, 1, 1], trainable: true),
-                    TensorSpec(name: "\(name).reduce.bias", shape: [r], trainable: true),
-                    TensorSpec(name: "\(name).expand.weight", shape: [i, r, 1, 1], trainable: true),
-                    TensorSpec(name: "\(name).expand.bias", shape: [i], trainable: true)]
-        case .activation, .residualAdd, .globalAveragePool:
+            let r = reduced ?? 0, (reduce, expand) = squeezeExciteNames
+            return [TensorSpec(name: "\(reduce).weight", shape: [r, i, 1, 1], trainable: true),
+                    TensorSpec(name: "\(reduce).bias", shape: [r], trainable: true),
+                    TensorSpec(name: "\(expand).weight", shape: [i, r, 1, 1], trainable: true),
+                    TensorSpec(name: "\(expand).bias", shape: [i], trainable: true)]
+        case .activation, .residualAdd, .globalAveragePool, .maxPool:
             return []
         }
     }

@@ -2,7 +2,7 @@ import Foundation
 
 extension FineTuner {
     /// Nominal convolution FLOPs of one training step (forward + backward) on a batch: 1x1 layers
-    /// 2 M Cin Cout each for Y, dW and dX; depthwise 2 Mout C k^2 each (padding taps included);
+    /// 2 M Cin Cout each for Y, dW and dX; k x k layers 2 Mout Cin k^2 Cout each; depthwise 2 Mout C k^2 each (padding taps included);
     /// no dX for the first layer (the cached input needs none). Batch norm, activations, pooling and
     /// the softmax head are not counted.
     public func convolutionFLOPs(batch: Int) -> (forward: Double, backward: Double) {
@@ -15,6 +15,9 @@ extension FineTuner {
                 fwd += f; bwd += passes * f
             case .depthwise:
                 let f = 2.0 * Double(batch * s.outPixels * s.c * s.layer.kernel! * s.layer.kernel!)
+                fwd += f; bwd += passes * f
+            case .conv:
+                let f = 2.0 * Double(batch * s.outPixels * s.c * s.layer.kernel! * s.layer.kernel! * s.outC)
                 fwd += f; bwd += passes * f
             default: break
             }
@@ -40,7 +43,7 @@ public enum FineTuneBenchmark {
         public let finalLoss: Float
 
         public var description: String {
-            String(format: "finetune lite0 last %d block(s) + head conv + head: %d rows, batch %d, %d threads, BN %@, %@: %.3f s/epoch (fastest %.3f), %.1f GFLOP/s (conv %.2f GFLOP/epoch), loss %.4f",
+            String(format: "finetune last %d block(s) + head: %d rows, batch %d, %d threads, BN %@, %@: %.3f s/epoch (fastest %.3f), %.1f GFLOP/s (conv %.2f GFLOP/epoch), loss %.4f",
                    lastBlocks, rows, batch, threads, batchNorm.rawValue, gemm.rawValue, secondsPerEpoch, fastestEpochSeconds, gflops,
                    convolutionFLOPsPerEpoch / 1e9, finalLoss)
         }

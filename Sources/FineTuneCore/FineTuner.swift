@@ -52,6 +52,10 @@ public struct FineTuneOptions: Sendable {
 /// split over `threads` (the GEMMs carry 97.9 of the 98.9 MFLOP per image forward of Lite0's last
 /// block + head conv; the depthwise 3x3 1.0).
 ///
+/// Full k x k convolutions (ResNet's 3x3, VGG's) are im2col + the same GEMMs (`ConvolutionGeometry`,
+/// which says why not oneDNN's convolution primitives); max pool routes the gradient to each window's
+/// first maximum, as PyTorch.
+///
 /// GEMM library: oneDNN's `dnnl_sgemm` by default, OpenBLAS selectable (`FineTuneOptions.gemm`).
 /// `tools/bench/finetune_gemm.sh` (this step's GEMMs, 188 GFLOP) measured CPU time OpenBLAS 1.74,
 /// 1.86, 1.89, 1.82, 1.64 s against oneDNN 1.70, 1.41, 1.27, 1.64, 1.66 s on the shared 2-core
@@ -81,6 +85,8 @@ public final class FineTuner {
         var tensors: [Int]          // indices into values, in Layer.tensorSpecs() order
         let blockInput: Int         // index of the activation that is the enclosing block's input
         var depthwise: DepthwiseGeometry?
+        var convolution: ConvolutionGeometry?
+        var maxPool: MaxPoolGeometry?
         var inPixels: Int { h * w }
         var outPixels: Int { outH * outW }
     }
@@ -95,6 +101,8 @@ public final class FineTuner {
     var saved: [Int: [Buffer]] = [:]
     var depthwiseWeights: [Int: Buffer] = [:]   // [k*k, C] transposes of the weights and their gradients
     var depthwiseGrads: [Int: Buffer] = [:]
+    // Full convolutions: weights reordered to [Cout, k*k*Cin], their gradient, the patch matrix of a chunk.
+    var convWeights: [Int: Buffer] = [:], convGrads: [Int: Buffer] = [:], convColumns: [Int: Buffer] = [:]
     var headBuffers: [Buffer] = []
 
     public init(network: FineTuneNetwork, head: SoftmaxHead?, tensors: [String: [Float]],
@@ -131,20 +139,26 @@ public final class FineTuner {
             let blockC = c, blockH = h, blockW = w
             for l in block.layers {
                 var outH = h, outW = w, outC = c
-                var dw: DepthwiseGeometry?
+                var dw: DepthwiseGeometry?, conv: ConvolutionGeometry?, maxPool: MaxPoolGeometry?
                 if let i = l.inChannels, i != c {
                     throw FineTuneError.invalidNetwork("\(l.name) takes \(i) channels, gets \(c)")
                 }
                 switch l.op {
-                case .conv:
-                    throw FineTuneError.unsupported("\(l.name): full k x k convolutions (ResNet, VGG) are not supported yet; only EfficientNet-style blocks (1x1, depthwise, batch norm, squeeze-excite) can be unfrozen")
                 case .pointwise: outC = l.outChannels!
-                case .depthwise:
-                    guard let k = l.kernel, let s = l.stride, let p = l.padding, k >= 1, s >= 1 else {
-                        throw FineTuneError.invalidNetwork("\(l.name): depthwise needs kernel, stride and padding")
+                case .depthwise, .conv:
+                    guard let k = l.kernel, let s = l.stride, let p = l.padding, k >= 1, s >= 1, let o = l.outChannels else {
+                        throw FineTuneError.invalidNetwork("\(l.name): \(l.op.rawValue) needs kernel, stride, padding and output channels")
                     }
                     let g = DepthwiseGeometry(channels: c, kernel: k, stride: s, padding: p, inH: h, inW: w)
-                    dw = g; outH = g.outH; outW = g.outW
+                    guard g.outH >= 1, g.outW >= 1 else { throw FineTuneError.invalidNetwork("\(l.name): \(k)x\(k) kernel on \(h)x\(w)") }
+                    if l.op == .conv { conv = ConvolutionGeometry(window: g, outChannels: o); outC = o } else { dw = g }
+                    outH = g.outH; outW = g.outW
+                case .maxPool:
+                    guard let k = l.kernel, let s = l.stride, k >= 1, s >= 1, h >= k, w >= k else {
+                        throw FineTuneError.invalidNetwork("\(l.name): max pool needs kernel <= \(h)x\(w) and stride")
+                    }
+                    let g = MaxPoolGeometry(channels: c, kernel: k, stride: s, inH: h, inW: w)
+                    maxPool = g; outH = g.outH; outW = g.outW
                 case .globalAveragePool: outH = 1; outW = 1
                 case .residualAdd:
                     guard blockC == c, blockH == h, blockW == w else {
@@ -154,7 +168,7 @@ public final class FineTuner {
                 }
                 let t = l.tensorSpecs().map { index[$0.name]! }
                 steps.append(Step(layer: l, h: h, w: w, c: c, outH: outH, outW: outW, outC: outC, tensors: t,
-                                  blockInput: blockInput, depthwise: dw))
+                                  blockInput: blockInput, depthwise: dw, convolution: conv, maxPool: maxPool))
                 h = outH; w = outW; c = outC
             }
         }
@@ -168,6 +182,7 @@ public final class FineTuner {
         guard batch > capacity else { return }
         capacity = batch
         acts = []; dActs = []; saved = [:]; depthwiseWeights = [:]; depthwiseGrads = [:]
+        convWeights = [:]; convGrads = [:]; convColumns = [:]
         for s in steps {
             acts.append(Buffer(batch * s.inPixels * s.c)); dActs.append(Buffer(batch * s.inPixels * s.c))
         }
@@ -183,6 +198,10 @@ public final class FineTuner {
             case .depthwise:
                 depthwiseWeights[k] = Buffer(s.c * s.layer.kernel! * s.layer.kernel!)
                 depthwiseGrads[k] = Buffer(s.c * s.layer.kernel! * s.layer.kernel!)
+            case .conv:
+                let g = s.convolution!
+                convWeights[k] = Buffer(g.outChannels * g.columns); convGrads[k] = Buffer(g.outChannels * g.columns)
+                convColumns[k] = Buffer(min(g.chunk, batch) * g.outPixels * g.columns)
             default: break
             }
         }
@@ -342,7 +361,21 @@ public final class FineTuner {
         case .globalAveragePool:
             pool(x, y, batch: batch, pixels: s.inPixels, channels: s.c)
         case .conv:
-            fatalError("rejected by compile")
+            let g = s.convolution!, wt = convWeights[k]!.pointer, cols = convColumns[k]!.pointer
+            g.reorder(values[s.tensors[0]].pointer, into: wt)
+            let inSize = s.inPixels * s.c, outSize = s.outPixels * s.outC
+            for b0 in stride(from: 0, to: batch, by: g.chunk) {
+                let nb = min(g.chunk, batch - b0), m = nb * g.outPixels
+                g.im2col(x + b0 * inSize, cols, batch: nb, threads: options.threads)
+                gemm(options.gemm, false, true, m, s.outC, g.columns, cols, g.columns, wt, g.columns, y + b0 * outSize, s.outC)
+            }
+            if s.tensors.count > 1 { addBias(y, values[s.tensors[1]].pointer, rows: batch * s.outPixels, cols: s.outC) }
+        case .maxPool:
+            let g = s.maxPool!, inSize = s.inPixels * s.c, outSize = s.outPixels * s.c
+            parallel(batch, parts: options.threads) { r in for b in r {
+                let xb = x + b * inSize, yb = y + b * outSize
+                g.forEachMaximum(xb) { o, i in yb[o] = xb[i] }
+            } }
         }
     }
 
@@ -481,7 +514,28 @@ public final class FineTuner {
                 for p in 0..<hw { let d = dx + (b * hw + p) * c; for ch in 0..<c { d[ch] = g[ch] * inv } }
             }
         case .conv:
-            fatalError("rejected by compile")
+            let g = s.convolution!, wt = convWeights[k]!.pointer, dwt = convGrads[k]!.pointer, cols = convColumns[k]!.pointer
+            let inSize = s.inPixels * s.c, outSize = s.outPixels * s.outC
+            for b0 in stride(from: 0, to: batch, by: g.chunk) {
+                let nb = min(g.chunk, batch - b0), m = nb * g.outPixels, dyb = dy + b0 * outSize
+                g.im2col(x + b0 * inSize, cols, batch: nb, threads: options.threads)
+                gemm(options.gemm, true, false, s.outC, g.columns, m, dyb, s.outC, cols, g.columns, dwt, g.columns,
+                     beta: b0 == 0 ? 0 : 1)
+                guard needInput else { continue }
+                // The patches are used; their buffer takes the patch gradients.
+                gemm(options.gemm, false, false, m, g.columns, s.outC, dyb, s.outC, wt, g.columns, cols, g.columns)
+                g.col2im(cols, dx + b0 * inSize, batch: nb, threads: options.threads)
+            }
+            g.restore(dwt, into: grads[s.tensors[0]].pointer)
+            if s.tensors.count > 1 { columnSums(dy, rows: batch * s.outPixels, cols: s.outC, into: grads[s.tensors[1]].pointer) }
+        case .maxPool:
+            guard needInput else { break }
+            let g = s.maxPool!, inSize = s.inPixels * s.c, outSize = s.outPixels * s.c
+            parallel(batch, parts: options.threads) { r in for b in r {
+                let xb = x + b * inSize, dxb = dx + b * inSize, dyb = dy + b * outSize
+                dxb.update(repeating: 0, count: inSize)
+                g.forEachMaximum(xb) { o, i in dxb[i] += dyb[o] }
+            } }
         }
     }
 

@@ -179,3 +179,105 @@ extension Activation {
         }
     }
 }
+
+/// A full k x k convolution on NHWC activations as im2col + GEMM: the patches of `chunk` samples are
+/// copied into a [chunk * outH * outW, k * k * Cin] matrix (columns ordered tap, input channel), so
+/// forward is Y = cols W'^T, backward dW' = dY^T cols and dcols = dY W' followed by col2im, with W'
+/// the weights reordered to [Cout, k * k * Cin]. Chunks bound the matrix (about 2,048 rows; VGG's
+/// 512 x 14 x 14 3x3: 37 MB) and let backward recompute the patches instead of keeping them.
+///
+/// Why im2col + GEMM and not oneDNN's convolution training primitives: `tools/bench/conv_backward.sh`
+/// times one training step (forward, backward data, backward weights) of the 3x3 512 -> 512 layers,
+/// batch 64, 2 threads, both ways alternately. On this shared 2-core AVX-512 machine (load 7.9-9.8) the
+/// primitives (brgconv / jit:avx512_core) took 353 and 468 ms against 408 and 572 ms on 7x7 (ResNet50,
+/// 1.15-1.22x faster, before the weight reorders to their blocked layout that a training step needs
+/// and the benchmark leaves out), and 2,281 and 2,327 ms against 2,200 and 2,246 ms on 14x14 (VGG16,
+/// 1.04x slower). Neither wins on both shapes; im2col + GEMM keeps one path for every convolution (the
+/// 1x1 layers' GEMM, `GemmLibrary`, NHWC buffers, no per-step weight reorders). Left: the primitives
+/// for the 7x7 layers.
+struct ConvolutionGeometry {
+    /// Padding and output size (the depthwise geometry with the input's channels).
+    let window: DepthwiseGeometry
+    let outChannels: Int
+
+    var channels: Int { window.channels }
+    var taps: Int { window.kernel * window.kernel }
+    var columns: Int { taps * window.channels }
+    var outPixels: Int { window.outH * window.outW }
+    var chunk: Int { max(1, 2048 / outPixels) }
+
+    /// W [out, in, k, k] -> W' [out, k * k * in].
+    func reorder(_ w: UnsafePointer<Float>, into wt: UnsafeMutablePointer<Float>) {
+        let c = channels, t = taps
+        for o in 0..<outChannels { for ci in 0..<c { for tap in 0..<t { wt[(o * t + tap) * c + ci] = w[(o * c + ci) * t + tap] } } }
+    }
+
+    /// W' [out, k * k * in] -> W [out, in, k, k].
+    func restore(_ wt: UnsafePointer<Float>, into w: UnsafeMutablePointer<Float>) {
+        let c = channels, t = taps
+        for o in 0..<outChannels { for ci in 0..<c { for tap in 0..<t { w[(o * c + ci) * t + tap] = wt[(o * t + tap) * c + ci] } } }
+    }
+
+    /// The patch matrix of `batch` samples (zeros where the window leaves the image).
+    func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, batch: Int, threads: Int) {
+        let g = window, c = channels, inSize = g.inH * g.inW * c, k = columns
+        parallel(batch * g.outH, parts: threads) { rows in for row in rows {
+            let b = row / g.outH, oy = row % g.outH, xb = x + b * inSize
+            for ox in 0..<g.outW {
+                let dst = cols + ((b * g.outH + oy) * g.outW + ox) * k
+                for ky in 0..<g.kernel {
+                    let iy = oy * g.stride - g.padTop + ky
+                    for kx in 0..<g.kernel {
+                        let ix = ox * g.stride - g.padLeft + kx, d = dst + (ky * g.kernel + kx) * c
+                        if iy < 0 || iy >= g.inH || ix < 0 || ix >= g.inW { d.update(repeating: 0, count: c) }
+                        else { d.update(from: xb + (iy * g.inW + ix) * c, count: c) }
+                    }
+                }
+            }
+        } }
+    }
+
+    /// dx (overwritten) = the patch gradients `dcols` of `batch` samples added back to their pixels.
+    func col2im(_ dcols: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, batch: Int, threads: Int) {
+        let g = window, c = channels, inSize = g.inH * g.inW * c, k = columns
+        parallel(batch, parts: threads) { samples in for b in samples {
+            let xb = dx + b * inSize
+            xb.update(repeating: 0, count: inSize)
+            for oy in 0..<g.outH { for ox in 0..<g.outW {
+                let src = dcols + ((b * g.outH + oy) * g.outW + ox) * k
+                for ky in 0..<g.kernel {
+                    let iy = oy * g.stride - g.padTop + ky
+                    if iy < 0 || iy >= g.inH { continue }
+                    for kx in 0..<g.kernel {
+                        let ix = ox * g.stride - g.padLeft + kx
+                        if ix < 0 || ix >= g.inW { continue }
+                        let d = xb + (iy * g.inW + ix) * c, s = src + (ky * g.kernel + kx) * c
+                        for ch in 0..<c { d[ch] += s[ch] }
+                    }
+                }
+            } }
+        } }
+    }
+}
+
+/// A `kernel` x `kernel` max pool with stride `stride` and no padding on NHWC activations.
+struct MaxPoolGeometry {
+    let channels: Int, kernel: Int, stride: Int, inH: Int, inW: Int
+    var outH: Int { (inH - kernel) / stride + 1 }
+    var outW: Int { (inW - kernel) / stride + 1 }
+
+    /// Calls `body(outOffset, inOffset of the window's first maximum)` per output value of one sample
+    /// (PyTorch's rule: the first maximum in row-major window order takes the gradient).
+    @inline(__always)
+    func forEachMaximum(_ x: UnsafePointer<Float>, _ body: (Int, Int) -> Void) {
+        let c = channels
+        for oy in 0..<outH { for ox in 0..<outW { for ch in 0..<c {
+            var best = -Float.infinity, at = ((oy * stride) * inW + ox * stride) * c + ch
+            for ky in 0..<kernel { for kx in 0..<kernel {
+                let q = ((oy * stride + ky) * inW + ox * stride + kx) * c + ch
+                if x[q] > best || x[q].isNaN { best = x[q]; at = q }
+            } }
+            body((oy * outW + ox) * c + ch, at)
+        } } }
+    }
+}

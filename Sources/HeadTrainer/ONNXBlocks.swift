@@ -51,8 +51,9 @@ extension ONNXGraphBuilder {
                 case .activation:
                     x = activation(ActivationKind(l.activation!), x, name: name)
                 case .squeezeExcite:
-                    let r = try weight("\(l.name).reduce.weight"), rb = try weight("\(l.name).reduce.bias")
-                    let e = try weight("\(l.name).expand.weight"), eb = try weight("\(l.name).expand.bias")
+                    let (reduce, expand) = l.squeezeExciteNames
+                    let r = try weight("\(reduce).weight"), rb = try weight("\(reduce).bias")
+                    let e = try weight("\(expand).weight"), eb = try weight("\(expand).bias")
                     var g = globalAveragePool(x, name: name + ".pool")
                     g = conv(g, name: name + ".reduce", weights: r.values, bias: rb.values, outChannels: r.dims[0], kernel: (1, 1),
                              stride: 1, groups: 1, pads: (0, 0, 0, 0))
@@ -68,6 +69,10 @@ extension ONNXGraphBuilder {
                     x = node("Add", [x, blockInput], name: name, shape: shapes[x]!)
                 case .globalAveragePool:
                     x = globalAveragePool(x, name: name)
+                case .maxPool:
+                    let k = l.kernel ?? 2, stride = l.stride ?? k, s = shapes[x]!
+                    x = node("MaxPool", [x], name: name, shape: [s[0], (s[1] - k) / stride + 1, (s[2] - k) / stride + 1],
+                             [.ints("kernel_shape", [k, k]), .ints("strides", [stride, stride]), .ints("pads", [0, 0, 0, 0])])
                 }
             }
         }

@@ -128,17 +128,17 @@ final class LiteBlockNetworkTests: XCTestCase {
     func testLite0BlockNetworkIsTheGoldensOneAndLite12ChainTheirShapes() throws {
         let lite0 = try Backbones.named("efficientnet_lite0")
         for n in 1...4 {
-            XCTAssertEqual(try lite0.blockNetwork!(n), try FineTuneNetwork.efficientNetLite0(lastBlocks: n), "lite0 last \(n)")
+            XCTAssertEqual(try lite0.blockNetwork(n), try FineTuneNetwork.efficientNetLite0(lastBlocks: n), "lite0 last \(n)")
         }
         for (id, input, blocks) in [("efficientnet_lite1", FeatureShape(channels: 192, height: 8, width: 8), 21),
                                     ("efficientnet_lite2", FeatureShape(channels: 208, height: 9, width: 9), 21)] {
             let spec = try Backbones.named(id)
             XCTAssertEqual(spec.blockInputOutputs.first, "block_input.\(blocks - 1)")
-            let one = try spec.blockNetwork!(1)
+            let one = try spec.blockNetwork(1)
             XCTAssertEqual(one.input, input, id)
             XCTAssertEqual(one.outputChannels, 1280)
             // Four blocks: dropping three gives the one-block network (the shapes chain).
-            XCTAssertEqual(try spec.blockNetwork!(4).droppingFirstBlocks(3), one, id)
+            XCTAssertEqual(try spec.blockNetwork(4).droppingFirstBlocks(3), one, id)
         }
     }
 }

@@ -191,13 +191,13 @@ extension ExtractTests {
         XCTAssertEqual(resumed.new_block_inputs, 192 - features.count)
     }
 
-    func testCacheBlocksOnABackboneWithoutBlockDefinitionsIsAClearError() throws {
+    func testCacheBlocksBeyondTheBackbonesBlocksIsAClearError() throws {
         let data = try makeDataset(perClass: 1, testPerClass: 0)
+        // ResNet50 caches the last blocks with an identity shortcut: two.
         let r = try CLI.run("extract", ["--backbone", "resnet50", "--data", data.path, "--store",
-                                        data.appendingPathComponent("f.sqlite").path, "--cache-blocks", "1"])
+                                        data.appendingPathComponent("f.sqlite").path, "--cache-blocks", "3"])
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("resnet50 has no block definitions"), r.stderr)
-        XCTAssertTrue(r.stderr.contains("efficientnet_lite0 (1...4)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("--cache-blocks for resnet50 takes 1...2, not 3"), r.stderr)
         let tooMany = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store",
                                               data.appendingPathComponent("f.sqlite").path, "--cache-blocks", "5"])
         XCTAssertNotEqual(tooMany.status, 0)

@@ -9,8 +9,11 @@ Tests/FineTuneTests/Fixtures/finetune_goldens.json.
     python3 -m venv /work/venv && /work/venv/bin/pip install torch numpy
     /work/venv/bin/python tools/goldens/finetune.py
 
-'tiny' configurations: full gradients ('tiny2' also the tensors after 3 Adam steps). 'lite0' configurations (the
-real EfficientNet-Lite0 shapes): loss, per-tensor gradient L2 norms and 24 sampled entries per tensor.
+'tiny' configurations: full gradients ('tiny2' also the tensors after 3 Adam steps); 'convtiny': full k x k
+convolutions (TF SAME stride 2, symmetric stride 1 and 2, biases) and a max pool, full gradients. The real
+definitions ('lite0'; 'b0', 'resnet50', 'resnet50keras', 'vgg16': the last blocks of the experiment backbones as
+Sources/Backbones/BlockNetworks.swift defines them, which BlockRoundTripTests checks against this file): loss,
+per-tensor gradient L2 norms and 24 sampled entries per tensor.
 """
 import json
 import math
@@ -43,8 +46,20 @@ def act(a):
     return {"op": "activation", "name": a, "activation": a}
 
 
-def squeeze_excite(name, c, r, a):
-    return {"op": "squeezeExcite", "name": name, "inChannels": c, "outChannels": c, "reduced": r, "activation": a}
+def squeeze_excite(name, c, r, a, reduce=None, expand=None):
+    l = {"op": "squeezeExcite", "name": name, "inChannels": c, "outChannels": c, "reduced": r, "activation": a}
+    if reduce:
+        l["reduceName"], l["expandName"] = reduce, expand
+    return l
+
+
+def conv(name, i, o, k, s, padding, bias=False):
+    return {"op": "conv", "name": name, "inChannels": i, "outChannels": o, "kernel": k, "stride": s,
+            "padding": padding, "bias": bias}
+
+
+def max_pool(k, s):
+    return {"op": "maxPool", "name": "maxpool", "kernel": k, "stride": s}
 
 
 RESIDUAL = {"op": "residualAdd", "name": "residual"}
@@ -95,11 +110,69 @@ def b0_tiny():
     return {"input": {"channels": 6, "height": 8, "width": 8}, "blocks": blocks}
 
 
+def b0(last_blocks):
+    """EfficientNet.blockNetwork(layout: "torchvision", lastBlocks:) for 1 or 2: blocks 14 (192 -> 192, k5) and
+    15 (192 -> 320, k3), swish, squeeze-excite to 48, symmetric padding, BN epsilon 1e-5."""
+    def block(i, name, o, k, skip):
+        p = f"{name}.block"
+        layers = [pointwise(f"{p}.0.0", 192, 1152), batch_norm(f"{p}.0.1", 1152, 1e-5), act("swish"),
+                  depthwise(f"{p}.1.0", 1152, k, 1, "symmetric"), batch_norm(f"{p}.1.1", 1152, 1e-5), act("swish"),
+                  squeeze_excite(f"b{i}.se", 1152, 48, "swish", f"{p}.2.fc1", f"{p}.2.fc2"),
+                  pointwise(f"{p}.3.0", 1152, o), batch_norm(f"{p}.3.1", o, 1e-5)]
+        return {"name": f"b{i}", "layers": layers + ([RESIDUAL] if skip else [])}
+    blocks = [block(14, "features.6.3", 192, 5, True), block(15, "features.7.0", 320, 3, False)]
+    head = {"name": "head", "layers": [pointwise("features.8.0", 320, 1280), batch_norm("features.8.1", 1280, 1e-5),
+                                       act("swish"), POOL]}
+    return {"input": {"channels": 192, "height": 7, "width": 7}, "blocks": blocks[2 - last_blocks:] + [head]}
+
+
+def resnet50(last_blocks, keras=False):
+    """ResNet.blockNetwork(.resnet50, layout:, lastBlocks:): bottlenecks layer4.1 and layer4.2 + global pool;
+    torchvision names without biases (BN epsilon 1e-5) or Keras names with biased convolutions (1.001e-5)."""
+    eps = 1.001e-5 if keras else 1e-5
+    blocks = []
+    for b in [1, 2][2 - last_blocks:]:
+        def n(i):
+            return (f"conv5_block{b + 1}_{i}_conv", f"conv5_block{b + 1}_{i}_bn") if keras else \
+                (f"layer4.{b}.conv{i}", f"layer4.{b}.bn{i}")
+        blocks.append({"name": f"layer4.{b}", "layers": [
+            pointwise(n(1)[0], 2048, 512, bias=keras), batch_norm(n(1)[1], 512, eps), act("relu"),
+            conv(n(2)[0], 512, 512, 3, 1, "symmetric", bias=keras), batch_norm(n(2)[1], 512, eps), act("relu"),
+            pointwise(n(3)[0], 512, 2048, bias=keras), batch_norm(n(3)[1], 2048, eps), RESIDUAL, act("relu")]})
+    return {"input": {"channels": 2048, "height": 7, "width": 7},
+            "blocks": blocks + [{"name": "head", "layers": [POOL]}]}
+
+
+def vgg16(last_blocks):
+    """VGG.blockNetwork(layout: "torchvision", lastBlocks:): conv5_2 (features.26) and conv5_3 (features.28),
+    3x3 + bias + ReLU, then the 2x2 max pool and the global average pool."""
+    blocks = [{"name": f"features.{i}", "layers": [conv(f"features.{i}", 512, 512, 3, 1, "symmetric", bias=True),
+                                                     act("relu")]} for i in [26, 28][2 - last_blocks:]]
+    head = {"name": "head", "layers": [max_pool(2, 2), POOL]}
+    return {"input": {"channels": 512, "height": 14, "width": 14}, "blocks": blocks + [head]}
+
+
+def conv_tiny():
+    """Full convolutions on a small map: TF SAME 3x3 stride 2 on an even size (asymmetric padding), a
+    bottleneck with a 3x3 symmetric conv and the skip, symmetric stride 2 with bias, 2x2 max pool."""
+    blocks = [
+        {"name": "a", "layers": [conv("a.conv", 3, 6, 3, 2, "tfSame", bias=True), batch_norm("a.bn", 6, 1e-3),
+                                 act("relu")]},
+        {"name": "b", "layers": [pointwise("b.c1", 6, 4), batch_norm("b.bn1", 4, 1e-5), act("relu"),
+                                 conv("b.c2", 4, 4, 3, 1, "symmetric"), batch_norm("b.bn2", 4, 1e-5), act("relu"),
+                                 pointwise("b.c3", 4, 6), batch_norm("b.bn3", 6, 1e-5), RESIDUAL, act("relu")]},
+        {"name": "c", "layers": [conv("c.conv", 6, 8, 3, 2, "symmetric", bias=True), act("relu"),
+                                 conv("c.conv2", 8, 8, 2, 1, "tfSame"), max_pool(2, 2), POOL]},
+    ]
+    return {"input": {"channels": 3, "height": 10, "width": 10}, "blocks": blocks}
+
+
 def tensor_specs(layer):
     n, op = layer["name"], layer["op"]
     i, o = layer.get("inChannels", 0), layer.get("outChannels", 0)
-    if op == "pointwise":
-        t = [(f"{n}.weight", [o, i, 1, 1], True)]
+    if op in ("pointwise", "conv"):
+        k = layer.get("kernel", 1)
+        t = [(f"{n}.weight", [o, i, k, k], True)]
         return t + ([(f"{n}.bias", [o], True)] if layer.get("bias") else [])
     if op == "depthwise":
         return [(f"{n}.weight", [o, 1, layer["kernel"], layer["kernel"]], True)]
@@ -107,9 +180,9 @@ def tensor_specs(layer):
         return [(f"{n}.weight", [o], True), (f"{n}.bias", [o], True),
                 (f"{n}.running_mean", [o], False), (f"{n}.running_var", [o], False)]
     if op == "squeezeExcite":
-        r = layer["reduced"]
-        return [(f"{n}.reduce.weight", [r, i, 1, 1], True), (f"{n}.reduce.bias", [r], True),
-                (f"{n}.expand.weight", [i, r, 1, 1], True), (f"{n}.expand.bias", [i], True)]
+        r, red, exp = layer["reduced"], layer.get("reduceName", f"{n}.reduce"), layer.get("expandName", f"{n}.expand")
+        return [(f"{red}.weight", [r, i, 1, 1], True), (f"{red}.bias", [r], True),
+                (f"{exp}.weight", [i, r, 1, 1], True), (f"{exp}.bias", [i], True)]
     return []
 
 
@@ -167,12 +240,15 @@ def forward(net, P, x, bn_train):
             op, n = l["op"], l["name"]
             if op == "pointwise":
                 x = F.conv2d(x, P[f"{n}.weight"], P.get(f"{n}.bias"))
-            elif op == "depthwise":
+            elif op in ("depthwise", "conv"):
                 k, s = l["kernel"], l["stride"]
+                groups = x.shape[1] if op == "depthwise" else 1
                 if l["padding"] == "tfSame" and (s != 1 or k % 2 == 0):
-                    x = F.conv2d(tf_same_pad(x, k, s), P[f"{n}.weight"], stride=s, groups=x.shape[1])
+                    x = F.conv2d(tf_same_pad(x, k, s), P[f"{n}.weight"], P.get(f"{n}.bias"), stride=s, groups=groups)
                 else:  # symmetric, or TF SAME with stride 1 and an odd kernel (the same padding)
-                    x = F.conv2d(x, P[f"{n}.weight"], stride=s, padding=k // 2, groups=x.shape[1])
+                    x = F.conv2d(x, P[f"{n}.weight"], P.get(f"{n}.bias"), stride=s, padding=k // 2, groups=groups)
+            elif op == "maxPool":
+                x = F.max_pool2d(x, l["kernel"], l["stride"])
             elif op == "batchNorm":
                 x = F.batch_norm(x, P[f"{n}.running_mean"], P[f"{n}.running_var"], P[f"{n}.weight"], P[f"{n}.bias"],
                                  training=bn_train, momentum=0.1, eps=l["epsilon"])
@@ -180,8 +256,9 @@ def forward(net, P, x, bn_train):
                 x = activation(l["activation"], x)
             elif op == "squeezeExcite":
                 s = x.mean(dim=(2, 3), keepdim=True)
-                s = activation(l["activation"], F.conv2d(s, P[f"{n}.reduce.weight"], P[f"{n}.reduce.bias"]))
-                x = x * torch.sigmoid(F.conv2d(s, P[f"{n}.expand.weight"], P[f"{n}.expand.bias"]))
+                red, exp = l.get("reduceName", f"{n}.reduce"), l.get("expandName", f"{n}.expand")
+                s = activation(l["activation"], F.conv2d(s, P[f"{red}.weight"], P[f"{red}.bias"]))
+                x = x * torch.sigmoid(F.conv2d(s, P[f"{exp}.weight"], P[f"{exp}.bias"]))
             elif op == "residualAdd":
                 x = x + block_input
             elif op == "globalAveragePool":
@@ -263,8 +340,15 @@ def main():
         # (float32 noise in Swift), whose sign Adam turns into a full step.
         configs.append(run(f"tiny2-{mode}", tiny(2), 4, 5, 8, mode, True, adam=mode == "frozen"))
         configs.append(run(f"b0tiny-{mode}", b0_tiny(), 4, 3, None, mode, True))
+        configs.append(run(f"convtiny-{mode}", conv_tiny(), 3, 4, None, mode, True))
         for blocks in [1, 2]:
             configs.append(run(f"lite0-{blocks}-{mode}", lite0(blocks), 4, 6, None, mode, False))
+            # The experiment backbones' real blocks on a batch of 2 cached inputs.
+            configs.append(run(f"b0-{blocks}-{mode}", b0(blocks), 2, 6, None, mode, False))
+            configs.append(run(f"resnet50-{blocks}-{mode}", resnet50(blocks), 2, 6, None, mode, False))
+            if mode == "frozen":   # VGG16 has no batch norm
+                configs.append(run(f"vgg16-{blocks}-{mode}", vgg16(blocks), 2, 6, None, mode, False))
+    configs.append(run("resnet50keras-1-frozen", resnet50(1, keras=True), 2, 6, None, "frozen", False))
     with open(OUT, "w") as f:
         json.dump({"generator": "tools/goldens/finetune.py", "torch": torch.__version__, "configs": configs}, f,
                   separators=(",", ":"))
