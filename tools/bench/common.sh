@@ -4,7 +4,7 @@
 bench_setup() {
     cd "$ROOT"
     if [[ "$BUILD" == 1 ]]; then swift build -c release >&2; fi
-    BIN=.build/release
+    BIN="${BIN_DIR:-.build/release}"   # BIN_DIR: another build folder (e.g. .build-dev/release)
     echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores${1:+; $1}" >&2
 }
 

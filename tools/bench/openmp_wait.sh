@@ -22,7 +22,7 @@ while [[ $# -gt 0 ]]; do
 done
 source "$ROOT/tools/bench/common.sh"
 bench_setup
-BIN="${BIN_DIR:-$BIN}"
+
 SETTINGS=("GOMP_SPINCOUNT=300000" "GOMP_SPINCOUNT=100000" "GOMP_SPINCOUNT=10000" "GOMP_SPINCOUNT=1000" "OMP_WAIT_POLICY=passive")
 declare -A RATES
 for r in $(seq 1 "$ROUNDS"); do
