@@ -279,7 +279,9 @@ struct Builder {
         let q = try int8Plan(layer, c, inputDims: src.dims, outputDims: outDims)
         // An int8 convolution reads and writes nhwc (fp32 outputs too: oneDNN 2.6 has no int8 kernel
         // from nhwc to channel-blocked, `ref_int8` would run).
-        let tag = q == nil ? layout.tag : Self.int8Tag
+        // Under int8 the float convolutions between them (depthwise) use nhwc too, saving two reorders
+        // of the widest tensors per block.
+        let tag = precision == .int8 ? Self.int8Tag : layout.tag
         // The first convolution reads the 3-channel image in whatever layout its kernel prefers.
         var srcMD = try MD.make([n, ci, h, w], q?.srcType ?? dt, ci < 8 ? dnnl_format_tag_any : tag)
         var wMD = try MD.make(wDims, q == nil ? dt : dnnl_s8, dnnl_format_tag_any)
