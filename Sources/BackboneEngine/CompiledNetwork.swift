@@ -286,7 +286,9 @@ struct Builder {
         var srcMD = try MD.make([n, ci, h, w], q?.srcType ?? dt, ci < 8 ? dnnl_format_tag_any : tag)
         var wMD = try MD.make(wDims, q == nil ? dt : dnnl_s8, dnnl_format_tag_any)
         var bMD = try MD.make([c.outChannels], dnnl_f32, dnnl_a)
-        var dstMD = try MD.make(outDims, q?.dstType ?? dt, tag)
+        // Under int8 the first convolution writes what its kernel prefers (nhwc has no AVX2 fp32 kernel
+        // there: `ref:any`); a reorder gives the next layer nhwc.
+        var dstMD = try MD.make(outDims, q?.dstType ?? dt, precision == .int8 && ci < 8 ? dnnl_format_tag_any : tag)
         var desc = dnnl_convolution_desc_t()
         try check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
                                                      &srcMD, &wMD, &bMD, &dstMD, [c.stride, c.stride].map(Int64.init),

@@ -41,6 +41,17 @@ extension ExtractTests {
         XCTAssertEqual(try storedPrecisions(c), halfPrecision)
     }
 
+    /// Without AVX-512 (oneDNN capped at AVX2, as on a CPU without it) int8 runs oneDNN's AVX2 int8
+    /// kernels, and no reference primitive.
+    func testInt8RunsOnAVX2() throws {
+        let r = try CLI.run("extract", ["bench", "--backbone", "efficientnet_lite0", "--precision", "int8", "--batch", "2",
+                                        "--seconds", "0.01", "--verbose"], environment: ["ONEDNN_MAX_CPU_ISA": "AVX2"])
+        if r.stderr.contains("weights") && r.status != 0 { throw XCTSkip("Lite0 weights not installed (run scripts/setup): \(r.stderr)") }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains(": ref"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("b1.expand: jit_uni_int8_1x1:avx2"), r.stderr)
+    }
+
     func features(_ store: URL) throws -> [Float] {
         let db = try FeatureStore(path: store.path, mode: .readOnly)
         return try db.loadFeatures(extractionID: try XCTUnwrap(db.extractions().first).id).values
