@@ -23,11 +23,14 @@ public enum ActivationLayout: String, Sendable {
 }
 
 /// Numeric precision of a compiled network. Weights and activations are stored in this type inside
-/// the engine; inputs and outputs are always fp32.
+/// the engine; inputs and outputs are always fp32. `int8`: convolutions with u8/s8 activations and
+/// s8 weights (per output channel scales, s32 accumulation) where `Builder.int8Convolution` allows,
+/// everything else in fp32; it needs an `Int8Calibration`.
 public enum Precision: String, CaseIterable, Sendable, Codable {
-    case fp32, bf16
+    case fp32, bf16, int8
 
-    var dataType: dnnl_data_type_t { self == .fp32 ? dnnl_f32 : dnnl_bf16 }
+    /// The type of the layers that are not int8 convolutions.
+    var dataType: dnnl_data_type_t { self == .bf16 ? dnnl_bf16 : dnnl_f32 }
 }
 
 /// A `Network` compiled for one (batch, height, width, precision): oneDNN primitives created once,
@@ -62,7 +65,10 @@ public final class CompiledNetwork {
     private var owned: [AlignedBuffer] = []
 
     public init(_ network: Network, batch: Int, height: Int, width: Int, precision: Precision = .fp32,
-                layout: ActivationLayout = .preferred) throws {
+                calibration: Int8Calibration? = nil, layout: ActivationLayout = .preferred) throws {
+        guard precision != .int8 || calibration != nil else {
+            throw EngineError("\(network.name): int8 needs the activation ranges of a calibration (Int8Calibration.measure)")
+        }
         name = network.name
         self.batch = batch
         self.height = height
@@ -71,7 +77,7 @@ public final class CompiledNetwork {
         inputCount = batch * network.inputChannels * height * width
         inputBuffer = try AlignedBuffer(byteCount: inputCount * 4)
         var builder = try Builder(network: network, batch: batch, height: height, width: width,
-                                  precision: precision, layout: layout)
+                                  precision: precision, calibration: precision == .int8 ? calibration : nil, layout: layout)
         try builder.build()
         try finish(builder)
     }
@@ -174,12 +180,16 @@ struct Builder {
 
     enum ArgRef { case tensor(String), weights(Int), scratchpad(dnnl_memory_desc_t) }
     struct Step { let layer: String; let pd: OpaquePointer; var args: [(Int32, ArgRef)]; let reads: [String]; let writes: String }
-    struct Tensor { var dims: [Int]; var md: dnnl_memory_desc_t; var aliasOf: String? = nil }
+    /// `scale`: set for a quantized (u8/s8) tensor, whose values are the real ones times it.
+    struct Tensor { var dims: [Int]; var md: dnnl_memory_desc_t; var aliasOf: String? = nil; var scale: Float? = nil }
 
     let network: Network
     let batch: Int, height: Int, width: Int
     let precision: Precision
+    let calibration: Int8Calibration?
     let layout: ActivationLayout
+    /// The layers reading each tensor (as input or residual).
+    var readers: [String: [Layer]] = [:]
     var tensors: [String: Tensor] = [:]
     var steps: [Step] = []
     var weightBuffers: [AlignedBuffer] = []
@@ -193,7 +203,7 @@ struct Builder {
     var lastUse: [String: Int] = [:]
 
     init(network: Network, batch: Int, height: Int, width: Int, precision: Precision,
-         layout: ActivationLayout) throws {
+         calibration: Int8Calibration? = nil, layout: ActivationLayout) throws {
         // Layers read the normalized input when the network normalizes its input itself.
         self.network = network.inputAffine == nil ? network : network.readingInput(from: Self.normalizedInput)
         self.layout = layout
@@ -201,11 +211,12 @@ struct Builder {
         self.height = height
         self.width = width
         self.precision = precision
+        self.calibration = calibration
         let dims = [batch, network.inputChannels, height, width]
         tensors[Self.userInput] = Tensor(dims: dims, md: try MD.make(dims, dnnl_f32, dnnl_nchw))
         for (i, layer) in self.network.layers.enumerated() {
-            for input in layer.inputs { lastUse[input] = i }
-            if case .conv(let c) = layer.op, let r = c.residual { lastUse[r] = i }
+            for input in layer.inputs { lastUse[input] = i; readers[input, default: []].append(layer) }
+            if case .conv(let c) = layer.op, let r = c.residual { lastUse[r] = i; readers[r, default: []].append(layer) }
         }
         for (_, t) in network.outputs { lastUse[t] = Int.max }
     }
@@ -264,43 +275,70 @@ struct Builder {
         guard c.weights.count == wDims.reduce(1, *) else {
             throw EngineError("\(network.name): layer \(layer.name) expects \(c.outChannels * ci / g * kh * kw) weights [\(c.outChannels), \(ci / g), \(kh), \(kw)], got \(c.weights.count)")
         }
-        let tag = layout.tag
+        let outDims = [n, c.outChannels, oh, ow]
+        let q = try int8Plan(layer, c, inputDims: src.dims, outputDims: outDims)
+        // An int8 convolution reads and writes nhwc (fp32 outputs too: oneDNN 2.6 has no int8 kernel
+        // from nhwc to channel-blocked, `ref_int8` would run).
+        // Under int8 the float convolutions between them (depthwise) use nhwc too, saving two reorders
+        // of the widest tensors per block.
+        let tag = precision == .int8 ? Self.int8Tag : layout.tag
         // The first convolution reads the 3-channel image in whatever layout its kernel prefers.
-        var srcMD = try MD.make([n, ci, h, w], dt, ci < 8 ? dnnl_format_tag_any : tag)
-        var wMD = try MD.make(wDims, dt, dnnl_format_tag_any)
+        var srcMD = try MD.make([n, ci, h, w], q?.srcType ?? dt, ci < 8 ? dnnl_format_tag_any : tag)
+        var wMD = try MD.make(wDims, q == nil ? dt : dnnl_s8, dnnl_format_tag_any)
         var bMD = try MD.make([c.outChannels], dnnl_f32, dnnl_a)
-        var dstMD = try MD.make([n, c.outChannels, oh, ow], dt, tag)
+        // Under int8 the first convolution writes what its kernel prefers (nhwc has no AVX2 fp32 kernel
+        // there: `ref:any`); a reorder gives the next layer nhwc.
+        var dstMD = try MD.make(outDims, q?.dstType ?? dt, precision == .int8 && ci < 8 ? dnnl_format_tag_any : tag)
         var desc = dnnl_convolution_desc_t()
-        let bias = c.bias ?? [Float](repeating: 0, count: c.outChannels)
         try check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
                                                      &srcMD, &wMD, &bMD, &dstMD, [c.stride, c.stride].map(Int64.init),
                                                      [pt, pl].map(Int64.init), [pb, pr].map(Int64.init)),
                   "describe convolution \(layer.name)")
-        let attr = try Attributes(residual: c.residual != nil, activation: c.activation)
+        var weights = c.weights
+        var bias = c.bias ?? [Float](repeating: 0, count: c.outChannels)
+        let dstScale = q?.dstScale ?? 1
+        // The residual the sum post-op adds: in place in dst when it dies here with dst's layout and
+        // type (then at its own scale), else copied into dst at dst's scale.
+        var residualInPlace = false, contentScale = dstScale
+        if let r = c.residual {
+            guard let res = tensors[r], res.dims == outDims else {
+                throw EngineError("\(network.name): layer \(layer.name) adds \(r), whose shape differs from its output")
+            }
+            residualInPlace = lastUse[r] == index && r != layer.inputs[0] && r != Self.userInput && MD.equal(res.md, dstMD)
+                && tensors.values.allSatisfy({ $0.aliasOf != r })
+            if residualInPlace { contentScale = res.scale ?? 1 }
+        }
+        var outputScales: [Float]?
+        if let q {
+            // Accumulators are sums of (x * srcScale) * (w * weightScale): output scales bring them
+            // back to real values (and to dst's scale when no activation follows); the bias is added
+            // to the accumulator before the output scale, so it is scaled up like the products.
+            let (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels)
+            weights = values
+            let toDst: Float = c.activation == .none ? dstScale : 1
+            outputScales = scales.map { toDst / (q.srcScale * $0) }
+            for o in bias.indices { bias[o] *= q.srcScale * scales[o] }
+        }
+        let linear: Float = c.activation == .none ? dstScale : 1
+        let attr = try Attributes(residual: c.residual != nil, activation: c.activation, outputScales: outputScales,
+                                  sumScale: linear / contentScale, activationScale: dstScale / linear)
         defer { attr.destroy() }
         var pdOut: OpaquePointer?
         try check(dnnl_primitive_desc_create(&pdOut, &desc, attr.handle, DNNLContext.shared.engine, nil),
-                  "create convolution \(layer.name) (\(ci)->\(c.outChannels), \(kh)x\(kw)/\(c.stride), groups \(g))")
+                  "create convolution \(layer.name) (\(ci)->\(c.outChannels), \(kh)x\(kw)/\(c.stride), groups \(g)\(q == nil ? "" : ", int8"))")
         let pd = pdOut!
-        let input = try conform(layer.inputs[0], to: MD.query(pd, dnnl_query_src_md)!, layer: layer.name)
-        let wIndex = try addWeights(c.weights, dims: wDims, to: MD.query(pd, dnnl_query_weights_md)!, layer: layer.name)
+        let input = try conform(layer.inputs[0], to: MD.query(pd, dnnl_query_src_md)!, layer: layer.name, scale: q?.srcScale)
+        let wIndex = try addWeights(weights, dims: wDims, to: MD.query(pd, dnnl_query_weights_md)!, layer: layer.name)
         let bIndex = try addWeights(bias, dims: [c.outChannels], to: bMD, layer: layer.name)
         let outMD = MD.query(pd, dnnl_query_dst_md)!
-        var out = Tensor(dims: [n, c.outChannels, oh, ow], md: outMD)
-
+        var out = Tensor(dims: outDims, md: outMD, scale: q?.dstScale)
         if let r = c.residual {
-            guard let res = tensors[r], res.dims == out.dims else {
-                throw EngineError("\(network.name): layer \(layer.name) adds \(r), whose shape differs from its output")
-            }
-            // The sum post-op accumulates into dst: start dst from the residual. When the residual
-            // dies here and has the same layout, write in place; otherwise copy it in first.
-            if lastUse[r] == index, r != layer.inputs[0], r != Self.userInput, MD.equal(res.md, outMD),
-               tensors.values.allSatisfy({ $0.aliasOf != r }) {
+            if residualInPlace {
                 out.aliasOf = r
                 tensors[layer.name] = out
             } else {
                 tensors[layer.name] = out
-                try reorder(from: r, to: layer.name, layer: layer.name + " residual")
+                try reorder(from: r, to: layer.name, layer: layer.name + " residual", scale: dstScale / (tensors[r]!.scale ?? 1))
             }
         } else {
             tensors[layer.name] = out
@@ -308,6 +346,42 @@ struct Builder {
         try append(layer.name, pd, [(DNNL_ARG_SRC, .tensor(input)), (DNNL_ARG_WEIGHTS, .weights(wIndex)),
                                      (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
                    reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name)
+    }
+
+    /// Layout of int8 activations: `nhwc`, what oneDNN's int8 convolution kernels read.
+    static let int8Tag = dnnl_acdb
+
+    /// Types and scales of an int8 convolution (`dstScale` nil: fp32 output).
+    struct Int8Plan { let srcType: dnnl_data_type_t; let srcScale: Float; let dstType: dnnl_data_type_t; let dstScale: Float? }
+
+    /// Whether a convolution reading a tensor of `inputDims` runs in int8: under `--precision int8`,
+    /// with calibrated ranges for its input and output, except on the image itself (3 channels,
+    /// where 8 bits lose the most and there is little to gain), on 1 x 1 maps (squeeze-excite) and
+    /// grouped (depthwise) convolutions: a depthwise output sums 9 inputs of one channel, so the
+    /// error of a per-tensor u8 input does not average out. Measured on EfficientNet-Lite0 with its
+    /// published weights (Int8Tests, 32 calibration images, 8 others): with int8 depthwise layers the
+    /// features' cosine to fp32 was 0.980-0.997, without 0.993-0.998.
+    func runsInt8(_ layer: Layer, inputDims: [Int]) -> Bool {
+        guard precision == .int8, case .conv(let c) = layer.op, c.groups == 1, let ranges = calibration?.ranges else { return false }
+        let x = layer.inputs[0]
+        return x != Self.userInput && x != Self.normalizedInput && inputDims[2] * inputDims[3] > 1
+            && ranges[x] != nil && ranges[layer.name] != nil
+    }
+
+    /// The int8 plan of a convolution, nil when it runs in the network's float type. Its output is
+    /// quantized when every reader is an int8 convolution too (else fp32): u8 when the output and the
+    /// residual it adds are >= 0 over the calibration images, else s8.
+    func int8Plan(_ layer: Layer, _ c: Convolution, inputDims: [Int], outputDims: [Int]) throws -> Int8Plan? {
+        guard runsInt8(layer, inputDims: inputDims), let ranges = calibration?.ranges else { return nil }
+        let x = tensors[layer.inputs[0]]!
+        let src = x.scale.map { (type: x.md.data_type, scale: $0) } ?? Int8Calibration.quantization(ranges[layer.inputs[0]]!)
+        let quantizedOut = lastUse[layer.name] != Int.max
+            && (readers[layer.name] ?? []).allSatisfy { runsInt8($0, inputDims: outputDims) }
+        guard quantizedOut else { return Int8Plan(srcType: src.type, srcScale: src.scale, dstType: dnnl_f32, dstScale: nil) }
+        // dst starts as the residual, so it is signed when the residual can be negative.
+        let negativeResidual = c.residual.map { (ranges[$0]?[0] ?? -1) < 0 } ?? false
+        let dst = Int8Calibration.quantization(ranges[layer.name]!, signed: negativeResidual)
+        return Int8Plan(srcType: src.type, srcScale: src.scale, dstType: dst.type, dstScale: dst.scale)
     }
 
     /// `Network.inputAffine` as one binary step over the fp32 input: multiply by the per-channel
@@ -434,7 +508,8 @@ struct Builder {
 
     /// Returns a tensor holding `name` in layout `md`, inserting a reorder when the producer chose
     /// another layout (reused if several consumers want the same one).
-    private mutating func conform(_ name: String, to md: dnnl_memory_desc_t, layer: String) throws -> String {
+    /// `scale`: the scale of `md` when it is quantized (a float tensor is quantized on the way).
+    private mutating func conform(_ name: String, to md: dnnl_memory_desc_t, layer: String, scale: Float? = nil) throws -> String {
         let t = tensors[name]!
         if MD.equal(t.md, md) { return name }
         var i = 0
@@ -443,15 +518,16 @@ struct Builder {
             i += 1
         }
         let converted = "\(name)~\(i)"
-        tensors[converted] = Tensor(dims: t.dims, md: md)
-        try reorder(from: name, to: converted, layer: layer + " input")
+        tensors[converted] = Tensor(dims: t.dims, md: md, scale: scale)
+        try reorder(from: name, to: converted, layer: layer + " input", scale: (scale ?? 1) / (t.scale ?? 1))
         return converted
     }
 
-    private mutating func reorder(from: String, to: String, layer: String) throws {
+    /// `scale`: multiplies the values on the way (quantizing, dequantizing or rescaling int8 tensors).
+    private mutating func reorder(from: String, to: String, layer: String, scale: Float = 1) throws {
         var a = tensors[from]!.md, b = tensors[to]!.md
         var pd: OpaquePointer?
-        let attr = try Attributes(residual: false, activation: .none)
+        let attr = try Attributes(residual: false, activation: .none, outputScales: scale == 1 ? nil : [scale])
         defer { attr.destroy() }
         let engine = DNNLContext.shared.engine
         try check(dnnl_reorder_primitive_desc_create(&pd, &a, engine, &b, engine, attr.handle), "reorder for \(layer)")
@@ -546,25 +622,32 @@ struct Builder {
 }
 
 /// Post-ops of a primitive: optional residual sum, optional addition of a tensor (`addPerChannel`,
-/// passed at execution as `firstPostOp | DNNL_ARG_SRC_1`), then optional activation.
+/// passed at execution as `firstPostOp | DNNL_ARG_SRC_1`), then optional activation. For int8:
+/// `outputScales` (one, or one per output channel), the sum's scale and the activation's (its
+/// result times `activationScale`).
 struct Attributes {
     let handle: dnnl_primitive_attr_t
     /// `DNNL_ARG_ATTR_MULTIPLE_POST_OP(0)`: a function-like macro Swift does not import.
     static let firstPostOp = Int32(DNNL_ARG_ATTR_MULTIPLE_POST_OP_BASE)
 
-    init(residual: Bool, activation: Activation, addPerChannel: dnnl_memory_desc_t? = nil) throws {
+    init(residual: Bool, activation: Activation, addPerChannel: dnnl_memory_desc_t? = nil,
+         outputScales: [Float]? = nil, sumScale: Float = 1, activationScale: Float = 1) throws {
         var attr: dnnl_primitive_attr_t?
         try check(dnnl_primitive_attr_create(&attr), "create primitive attributes")
         try check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set the scratchpad mode")
+        if let scales = outputScales {
+            try check(dnnl_primitive_attr_set_output_scales(attr, dnnl_dim_t(scales.count), scales.count == 1 ? 0 : 1 << 1, scales),
+                      "set output scales")
+        }
         if residual || activation != .none || addPerChannel != nil {
             var po: dnnl_post_ops_t?
             try check(dnnl_post_ops_create(&po), "create post-ops")
             defer { dnnl_post_ops_destroy(po) }
-            if residual { try check(dnnl_post_ops_append_sum(po, 1.0), "fuse a residual sum") }
+            if residual { try check(dnnl_post_ops_append_sum(po, sumScale), "fuse a residual sum") }
             if var md = addPerChannel { try check(dnnl_post_ops_append_binary(po, dnnl_binary_add, &md), "fuse an addition") }
             if activation != .none {
                 let (alg, alpha, beta) = activation.dnnl
-                try check(dnnl_post_ops_append_eltwise(po, 1.0, alg, alpha, beta), "fuse an activation")
+                try check(dnnl_post_ops_append_eltwise(po, activationScale, alg, alpha, beta), "fuse an activation")
             }
             try check(dnnl_primitive_attr_set_post_ops(attr, po), "attach post-ops")
         }

@@ -1,8 +1,9 @@
 import Foundation
 
-/// What a command asks for: a precision, or `auto` (bf16 only where it is measured or known faster).
+/// What a command asks for: a precision, or `auto` (bf16 only where it is measured or known faster;
+/// never int8, which changes the features more: cosine ~0.99 to fp32's, where bf16's is ~0.999).
 public enum PrecisionRequest: String, CaseIterable, Sendable {
-    case auto, fp32, bf16
+    case auto, fp32, bf16, int8
 }
 
 /// The CPU as /proc/cpuinfo describes its first processor: vendor, family, model and flags.
@@ -33,6 +34,14 @@ public struct CPUFeatures: Equatable, Sendable {
 
     /// This machine's CPU (empty features where /proc/cpuinfo cannot be read).
     public static let current = CPUFeatures(cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
+
+    /// Which int8 dot product oneDNN's kernels use here: VNNI (`vpdpbusd`, one instruction per 4 products)
+    /// with avx512_vnni or avx_vnni; without, two-step AVX-512/AVX2 sequences (slower, the same results).
+    public var int8Kernels: String {
+        if flags.contains("avx512_vnni") { return "avx512_vnni int8 kernels" }
+        if flags.contains("avx_vnni") { return "avx_vnni int8 kernels" }
+        return "no VNNI on this CPU: int8 runs oneDNN's AVX-512/AVX2 kernels without it (slower than with VNNI)"
+    }
 
     public var name: String {
         let n = modelName.isEmpty ? vendor : modelName
@@ -100,6 +109,7 @@ public struct PrecisionDecision: Equatable, Sendable {
         switch requested {
         case .fp32: return PrecisionDecision(precision: .fp32, source: .requested, probeRatio: nil, reason: "--precision fp32")
         case .bf16: return PrecisionDecision(precision: .bf16, source: .requested, probeRatio: nil, reason: "--precision bf16")
+        case .int8: return PrecisionDecision(precision: .int8, source: .requested, probeRatio: nil, reason: "--precision int8: \(cpu.int8Kernels)")
         case .auto: break
         }
         let ratio: Double?, failure: String?

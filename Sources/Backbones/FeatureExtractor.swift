@@ -11,12 +11,13 @@ public final class FeatureExtractor {
     public let outputs: [String]
     private let net: CompiledNetwork
 
+    /// `calibration`: what `precision: .int8` needs (`LoadedBackbone.calibrateInt8` with the same outputs).
     public init(_ backbone: LoadedBackbone, batch: Int, size: Int? = nil, precision: Precision = .fp32,
-                outputs: [String] = ["features"]) throws {
+                calibration: Int8Calibration? = nil, outputs: [String] = ["features"]) throws {
         self.batch = batch
         self.size = size ?? backbone.spec.inputSize
         self.outputs = outputs
-        net = try backbone.compile(batch: batch, size: self.size, precision: precision, outputs: outputs)
+        net = try backbone.compile(batch: batch, size: self.size, precision: precision, calibration: calibration, outputs: outputs)
         // The compiled primitives hold their own (reordered) weights from here on.
         self.backbone = backbone.withoutLayers()
     }

@@ -76,11 +76,29 @@ public struct LoadedBackbone {
 
     /// Compiles the network for one batch size; `outputs` picks what to compute. The network's
     /// own input normalization is left out: its input is what `inputPreprocessing` writes.
-    public func compile(batch: Int, size: Int? = nil, precision: Precision = .fp32,
+    /// `calibration`: the activation ranges `precision: .int8` needs (`calibrateInt8`).
+    public func compile(batch: Int, size: Int? = nil, precision: Precision = .fp32, calibration: Int8Calibration? = nil,
                         outputs: [String] = ["features"]) throws -> CompiledNetwork {
         let s = size ?? spec.inputSize
+        return try CompiledNetwork(engineNetwork(outputs), batch: batch, height: s, width: s, precision: precision,
+                                   calibration: calibration)
+    }
+
+    /// What `compile` runs: the layers `outputs` need, without the input normalization.
+    func engineNetwork(_ outputs: [String]) -> Network {
         var net = network.pruned(to: outputs)
         net.inputAffine = nil
-        return try CompiledNetwork(net, batch: batch, height: s, width: s, precision: precision)
+        return net
+    }
+
+    /// The activation ranges of `count` square images (`size` x `size` x 3 RGB bytes each, contiguous)
+    /// for an int8 `compile` with the same `outputs`: the fp32 network run on them, every layer's
+    /// output observed (`Int8Calibration.measure`).
+    public func calibrateInt8(rgb: UnsafePointer<UInt8>, count: Int, size: Int? = nil,
+                              outputs: [String] = ["features"]) throws -> Int8Calibration {
+        let s = size ?? spec.inputSize, per = 3 * s * s
+        var input = [Float](repeating: 0, count: count * per)
+        input.withUnsafeMutableBufferPointer { inputPreprocessing.apply(rgb: rgb, count: count, size: s, into: $0.baseAddress!) }
+        return try Int8Calibration.measure(engineNetwork(outputs), height: s, width: s, inputs: input, count: count)
     }
 }

@@ -23,8 +23,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Images per forward pass.") var batch = 16
     @Option(name: .customLong("image-size"), help: "Input height and width (default: the backbone's own).")
     var imageSize: Int?
-    @Option(help: ArgumentHelp("fp32, bf16, or auto (what `extract` would pick on this CPU; see `extract run --help`).",
-                               valueName: "fp32|bf16|auto"))
+    @Option(help: ArgumentHelp("fp32, bf16, int8 (calibrated on the random batch: the speed does not depend on the values), or auto (what `extract` would pick on this CPU; see `extract run --help`).",
+                               valueName: "fp32|bf16|int8|auto"))
     var precision: PrecisionRequest = .fp32
     @Option(help: "Seconds to measure after warm-up.") var seconds = 10.0
     @Flag(help: "Print one JSON object.") var json = false
@@ -61,8 +61,10 @@ struct Bench: ParsableCommand {
             let decision = PrecisionDecision.resolve(self.precision)
             let precision = decision.precision
             if self.precision == .auto { decision.announce(quiet: false) }
-            let net = try loaded.compile(batch: batch, size: size, precision: precision)
             var rng = SystemRandomNumberGenerator()
+            let calibration = try precision != .int8 ? nil : (0..<batch * size * size * 3).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                .withUnsafeBufferPointer { try loaded.calibrateInt8(rgb: $0.baseAddress!, count: batch, size: size) }
+            let net = try loaded.compile(batch: batch, size: size, precision: precision, calibration: calibration)
             for i in 0..<net.inputCount { net.input[i] = Float.random(in: -1...1, using: &rng) }
             for _ in 0..<3 { try net.run() }
             var runs = 0

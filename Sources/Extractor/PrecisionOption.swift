@@ -7,7 +7,7 @@ extension PrecisionRequest: ExpressibleByArgument {}
 extension PrecisionDecision {
     /// Resolves `--precision` on this machine: `auto` runs `BF16Probe` (the table when it cannot
     /// decide); an explicit `bf16` runs it too, to say on stderr when bf16 is slower here and by how
-    /// much, then keeps bf16. `fp32` measures nothing.
+    /// much, then keeps bf16. `fp32` and `int8` measure nothing.
     static func resolve(_ requested: PrecisionRequest) -> PrecisionDecision {
         let cpu = CPUFeatures.current
         let decision = decide(requested, cpu: cpu) { try BF16Probe.ratio() }

@@ -71,7 +71,9 @@ struct Predict: ParsableCommand {
                     throw ValidationError("head \(head) was trained on \(s.backbone) weights \(s.weightsSHA256.prefix(12))…, "
                                           + "but \(loaded.weightsFile.path) is \(loaded.weightsSHA256.prefix(12))…; pass the same weights with --weights")
                 }
-                let ex = try FeatureExtractor(loaded, batch: tta + 1, size: s.imageSize, precision: Precision(rawValue: s.precision) ?? .fp32,
+                let ex = try FeatureExtractor(loaded, batch: tta + 1, size: s.imageSize,
+                                              precision: Int8Calibration.precision(stored: s.precision) ?? .fp32,
+                                              calibration: Int8Calibration(storedPrecision: s.precision),
                                               outputs: [tuned?.output ?? source.output])
                 return Part(source: source, extractor: ex, fit: Fit(rawValue: s.fit) ?? .pad, output: tuned?.output ?? source.output,
                             copies: tta == 0 ? nil : try AugmentedCopies(storedPolicy: s.augmentationPolicy, seed: s.seed, count: tta))

@@ -41,8 +41,8 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("image-size"), help: "Input size (default: the backbone's own).") var imageSize: Int?
     @Option(help: "pad (keep aspect ratio, zero-pad), stretch or center-crop.") var fit: Fit = .pad
     @Option(help: "Images per forward pass.") var batch = 16
-    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, fp32 features; cosine to fp32 >= 0.999) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. The extraction records the precision used.",
-                               valueName: "auto|fp32|bf16"))
+    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, fp32 features; cosine to fp32 >= 0.999) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. int8 (never picked by auto): int8 convolutions (u8/s8 activations, s8 weights per output channel) calibrated on the first \(Int8Calibration.defaultImages) images of the run; the image's convolution, depthwise and squeeze-excite convolutions and pools stay fp32 (`extract bench --precision int8 --verbose` lists them); a resumed int8 extraction reuses its stored calibration. The extraction records the precision used (int8: with its calibration).",
+                               valueName: "auto|fp32|bf16|int8"))
     var precision: PrecisionRequest = .auto
     @Option(help: "Stored feature type: f32 or f16 (half the file).") var dtype: FeatureDType = .f32
     @Option(help: "Take a deterministic 1/n of the images: i/n with i in 0..n-1.") var shard: String?
@@ -69,6 +69,9 @@ struct Run: ParsableCommand {
         guard maxPixels > 0 else { throw ValidationError("--max-pixels must be > 0") }
         guard maxFileBytes > 0 else { throw ValidationError("--max-file-bytes must be > 0") }
         if let shard { _ = try Shard(shard) }
+        if precision == .int8, cacheBlocks != nil {
+            throw ValidationError("--precision int8 with --cache-blocks: fine-tuning recomputes the cached blocks in fp32; drop one of them")
+        }
         _ = try augmentationPolicy()
         if let spec = try? Backbones.named(options.backbone) {
             if feature != FeatureSource.defaultOutput, !spec.classifierOutputs.contains(feature) {
@@ -110,7 +113,7 @@ struct Run: ParsableCommand {
         /// Block inputs added (`--cache-blocks`; 0 without it) and their bytes.
         let new_block_inputs: Int, block_input_bytes: Int
         let failed: Int, codec_warnings: Int, seconds: Double, images_per_second: Double
-        /// The precision used (fp32 or bf16, also in the extraction's settings), what decided it
+        /// The precision used (fp32, bf16 or int8; in the extraction's settings, int8 with its calibration), what decided it
         /// (requested, probe, table or rule) and why; the probe's bf16/fp32 speed ratio when it ran.
         let precision: String, precision_source: String, precision_reason: String, bf16_probe_ratio: Double?
     }
@@ -151,15 +154,21 @@ struct Run: ParsableCommand {
                 toolVersion: toolVersion, seed: Int64(bitPattern: seed))
         }
         let extractor: FeatureExtractor, decision: PrecisionDecision
+        var calibration: Int8Calibration?
         do {   // scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them)
             let full = try source.load(weights: options.weightsURL)
             decision = try autoRule(db: db) { settings(full, $0, $1) } ?? PrecisionDecision.resolve(precision)
             decision.announce(quiet: quiet)
-            extractor = try FeatureExtractor(full, batch: batch, size: size, precision: decision.precision,
+            if decision.precision == .int8 {
+                calibration = try storedCalibration(db: db) { settings(full, $0, $1) }
+                    ?? calibrate(full, items: images.map(\.0), size: size)
+            }
+            extractor = try FeatureExtractor(full, batch: batch, size: size, precision: decision.precision, calibration: calibration,
                                              outputs: [feature] + (cache.map { [$0.output] } ?? []))
         }
         let loaded = extractor.backbone
-        let extraction = try db.extraction(for: settings(loaded, decision.precision.rawValue, extractor.dimension(feature)))
+        let storedPrecision = calibration?.storedPrecision ?? decision.precision.rawValue
+        let extraction = try db.extraction(for: settings(loaded, storedPrecision, extractor.dimension(feature)))
 
         // Plan: the copies each image still lacks in this extraction: its features, or (--cache-blocks)
         // its block input. A copy lacking only the latter is recomputed; only what is missing is stored.
@@ -235,7 +244,7 @@ struct Run: ParsableCommand {
         let resumable = try db.extractions(backbone: mine.backbone, datasetID: mine.datasetID).filter {
             try FeatureStore.settingsKey(settings($0.settings.precision, $0.settings.featureDim)) == $0.settingsKey
         }
-        if resumable.count == 1, let e = resumable.first, let p = Precision(rawValue: e.settings.precision) {
+        if resumable.count == 1, let e = resumable.first, let p = Precision(rawValue: e.settings.precision), p != .int8 {
             return PrecisionDecision(precision: p, source: .rule, probeRatio: nil, reason: "resumes extraction \(e.id) in \(store)")
         }
         guard cacheBlocks == nil else {
@@ -243,6 +252,36 @@ struct Run: ParsableCommand {
                                      reason: "--cache-blocks: fine-tuning recomputes the cached blocks in fp32")
         }
         return nil
+    }
+
+    /// The calibration of the latest int8 extraction in the store whose settings equal these but for
+    /// the calibration: a resumed int8 run computes with the same scales, so its features join the
+    /// stored ones. Nil when there is none.
+    private func storedCalibration(db: FeatureStore, settings: (String, Int) -> ExtractionSettings) throws -> Int8Calibration? {
+        let mine = settings("", 0)
+        return try db.extractions(backbone: mine.backbone, datasetID: mine.datasetID).reversed().lazy.compactMap { e -> Int8Calibration? in
+            guard let c = Int8Calibration(storedPrecision: e.settings.precision),
+                  try FeatureStore.settingsKey(settings(e.settings.precision, e.settings.featureDim)) == e.settingsKey else { return nil }
+            if !quiet { FileHandle.standardError.write(Data("int8: the calibration of extraction \(e.id) (\(c.images) images)\n".utf8)) }
+            return c
+        }.first
+    }
+
+    /// Calibrates int8 on the first `Int8Calibration.defaultImages` readable images of the run (scan
+    /// order, un-augmented, rendered as the extraction renders them).
+    private func calibrate(_ backbone: LoadedBackbone, items: [DatasetItem], size: Int) throws -> Int8Calibration {
+        let pipeline = try ImagePipeline(items: Array(items.prefix(Int8Calibration.defaultImages)), size: size, fit: fit,
+                                         policy: .standard, copiesFor: { _ in [0] }, seed: seed, batchSize: batch,
+                                         threads: ProcessInfo.processInfo.activeProcessorCount, maxPixels: maxPixels)
+        pipeline.maxFileBytes = maxFileBytes
+        var pixels: [UInt8] = [], count = 0
+        try pipeline.run({ b in
+            pixels += b.pixels.prefix(b.count * size * size * 3)
+            count += b.count
+        }, onSkip: { _ in })
+        guard count > 0 else { throw ValidationError("--precision int8: none of the first \(Int8Calibration.defaultImages) images could be read to calibrate on") }
+        if !quiet { FileHandle.standardError.write(Data("int8: calibrating on the first \(count) images\n".utf8)) }
+        return try pixels.withUnsafeBufferPointer { try backbone.calibrateInt8(rgb: $0.baseAddress!, count: count, size: size) }
     }
 
     /// Identify: scan the folder, then read, hash and probe the header of every image before any decoding,

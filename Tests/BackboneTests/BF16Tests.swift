@@ -16,8 +16,9 @@ final class BF16Tests: XCTestCase {
     func testResNet101() throws { try check("resnet101", ResNet.kerasTensors(.resnet101, classifier: false)) }
     func testEfficientNetB0() throws { try check("efficientnet_b0", EfficientNet.kerasTensors(classifier: false)) }
 
-    /// Four scenes6 test images (different classes), 224x224 by the extractor's own resize.
-    func scenes(_ size: Int) throws -> [UInt8] {
+    /// Four scenes6 test images (different classes), 224x224 by the extractor's own resize; or
+    /// `perClass` images of each of those classes from the `offset`-th on (sorted file names).
+    static func scenes(_ size: Int, perClass: Int = 1, offset: Int = 0) throws -> [UInt8] {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let root = repo.deletingLastPathComponent().appendingPathComponent("shared/datasets/scenes6/test")
         guard FileManager.default.fileExists(atPath: root.path) else { throw XCTSkip("scenes6 not beside the repo") }
@@ -25,16 +26,18 @@ final class BF16Tests: XCTestCase {
         for cls in ["buildings", "forest", "glacier", "sea"] {
             let dir = root.appendingPathComponent(cls)
             let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".jpg") }.sorted()
-            let first = try XCTUnwrap(files.first, "no images in \(dir.path)")
-            let image = try ImageCodec.decode(file: dir.appendingPathComponent(first))
-            pixels += try Geometry.render(image, size: size, fit: .stretch, contentHash: "").pixels
+            XCTAssertGreaterThanOrEqual(files.count, offset + perClass, "too few images in \(dir.path)")
+            for file in files.dropFirst(offset).prefix(perClass) {
+                let image = try ImageCodec.decode(file: dir.appendingPathComponent(file))
+                pixels += try Geometry.render(image, size: size, fit: .stretch, contentHash: "").pixels
+            }
         }
         return pixels
     }
 
     func check(_ id: String, _ shapes: [String: [Int]]) throws {
         let spec = try XCTUnwrap(Backbones.experiment.first { $0.id == id })
-        let pixels = try scenes(spec.inputSize)
+        let pixels = try Self.scenes(spec.inputSize)
         let count = pixels.count / (spec.inputSize * spec.inputSize * 3)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bf16-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

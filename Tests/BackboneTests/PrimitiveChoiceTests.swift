@@ -9,7 +9,8 @@ import XCTest
 /// one over the full input cost Keras EfficientNetB0 half its speed (issue #14). Every backbone in
 /// every weights layout (torchvision, timm, Keras 2 names, Keras 3 `.weights.h5` names, the PyPI
 /// ports of Lite0/1/2), with its classifier, is compiled at its native input size, batch 16 (what
-/// `extract bench` runs) in fp32 and bf16. Compiling needs shapes only: the weights are zeros.
+/// `extract bench` runs) in fp32, bf16 and int8. Compiling needs shapes only: the weights are zeros,
+/// and int8's calibration gives every other layer's output the range [0, 1] (u8) and the rest [-1, 1] (s8).
 final class PrimitiveChoiceTests: XCTestCase {
     static let batch = 16
 
@@ -25,6 +26,7 @@ final class PrimitiveChoiceTests: XCTestCase {
 
     func testNoReferencePrimitiveFP32() throws { try check(.fp32) }
     func testNoReferencePrimitiveBF16() throws { try check(.bf16) }
+    func testNoReferencePrimitiveInt8() throws { try check(.int8) }
 
     func check(_ precision: Precision) throws {
         // Every layout of every backbone is covered by a case.
@@ -43,8 +45,12 @@ final class PrimitiveChoiceTests: XCTestCase {
             let (layout, network) = try spec.network(from: sd)
             XCTAssertEqual(layout.name, layoutName)
             let what = "\(id) \(layoutName)\(keras3 ? " (Keras 3)" : "") \(precision.rawValue)"
-            let net = try CompiledNetwork(network.pruned(to: Array(network.outputs.keys)), batch: Self.batch,
-                                          height: spec.inputSize, width: spec.inputSize, precision: precision)
+            let pruned = network.pruned(to: Array(network.outputs.keys))
+            let calibration = Int8Calibration(images: 0, ranges: Dictionary(uniqueKeysWithValues: pruned.layers.enumerated().map {
+                ($1.name, [$0 % 2 == 0 ? 0 : -1, 1])
+            }))
+            let net = try CompiledNetwork(pruned, batch: Self.batch, height: spec.inputSize, width: spec.inputSize,
+                                          precision: precision, calibration: calibration)
             let reference = net.implementations.filter { $0.contains(": ref") }
             XCTAssertEqual(reference, [], what)
             print("\(what): \(net.implementations.count) primitives, \(Set(net.implementations.map { $0.split(separator: " ").last! }).sorted())")

@@ -1,0 +1,127 @@
+import CDNNL
+import Foundation
+
+/// What `--precision int8` needs beyond the weights: the range of every layer's output, measured in
+/// fp32 on the first images of a run. A tensor an int8 convolution reads or writes is quantized per
+/// tensor from its range (`scale = 255 / max` as u8 when its minimum is >= 0, else `127 / max|x|` as
+/// s8); weights are quantized per output channel from their own values when the network is compiled.
+/// The ranges are stored with the extraction (`storedPrecision`), so a resumed run compiles the same
+/// int8 network instead of calibrating again.
+public struct Int8Calibration: Equatable, Sendable, Codable {
+    /// How many images the ranges were measured on.
+    public var images: Int
+    /// Layer name -> [min, max] of its output over those images.
+    public var ranges: [String: [Float]]
+
+    /// Images a run calibrates on (the first ones of the dataset, in scan order, copy 0).
+    public static let defaultImages = 32
+    static let storedPrefix = "int8:"
+
+    public init(images: Int, ranges: [String: [Float]]) {
+        self.images = images
+        self.ranges = ranges
+    }
+
+    /// The extraction's precision text: `int8:` and the ranges as JSON with sorted keys (so equal
+    /// calibrations give equal extraction identities, and different ones different identities).
+    public var storedPrecision: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Self.storedPrefix + String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    /// The calibration inside a stored precision text, nil for fp32/bf16 or text that is not one.
+    public init?(storedPrecision text: String) {
+        guard text.hasPrefix(Self.storedPrefix),
+              let c = try? JSONDecoder().decode(Int8Calibration.self, from: Data(text.dropFirst(Self.storedPrefix.count).utf8))
+        else { return nil }
+        self = c
+    }
+
+    /// The precision a stored text names: `fp32`, `bf16`, or `int8` for `int8:{...}`.
+    public static func precision(stored text: String) -> Precision? {
+        text.hasPrefix(storedPrefix) ? .int8 : Precision(rawValue: text)
+    }
+
+    /// Share of |values| of a tensor its quantization keeps unclipped: the range stored for a layer is
+    /// its min and max clipped to this quantile of |x| over the calibration images (a 2,048-bin
+    /// histogram of |x| per layer).
+    public static let defaultQuantile = ProcessInfo.processInfo.environment["WORKBENCH_INT8_QUANTILE"].flatMap(Double.init) ?? 0.9999
+
+    /// Runs `network` in fp32 on `count` preprocessed images (`inputs`: count x C x height x width)
+    /// in batches of `batch`, twice: the min and max of every layer's output over the real images,
+    /// then a histogram of |x| that clips them to `quantile`.
+    public static func measure(_ network: Network, height: Int, width: Int, batch: Int = 8,
+                               inputs: UnsafePointer<Float>, count: Int, quantile: Double = defaultQuantile) throws -> Int8Calibration {
+        guard count >= 1 else { throw EngineError("int8 calibration needs at least one image") }
+        var observed = network
+        observed.outputs = Dictionary(uniqueKeysWithValues: network.layers.map { ($0.name, $0.name) })
+        let b = min(batch, count)
+        let net = try CompiledNetwork(observed, batch: b, height: height, width: width, precision: .fp32)
+        let per = network.inputChannels * height * width
+        /// Calls `visit` with each layer's outputs of the real images, batch after batch.
+        func pass(_ visit: (String, UnsafeBufferPointer<Float>) -> Void) throws {
+            for start in stride(from: 0, to: count, by: b) {
+                let n = min(b, count - start)
+                net.input.update(from: inputs + start * per, count: n * per)
+                if n < b { (net.input + n * per).initialize(repeating: 0, count: (b - n) * per) }
+                try net.run()
+                for layer in network.layers {
+                    let out = net.output(layer.name)!
+                    visit(layer.name, UnsafeBufferPointer(rebasing: out.prefix(n * net.outputShapes[layer.name]![1])))
+                }
+            }
+        }
+        var ranges: [String: [Float]] = [:]
+        try pass { name, values in
+            var lo = Float.infinity, hi = -Float.infinity
+            for v in values { lo = min(lo, v); hi = max(hi, v) }
+            let r = ranges[name] ?? [.infinity, -.infinity]
+            ranges[name] = [min(r[0], lo), max(r[1], hi)]
+        }
+        guard quantile < 1 else { return Int8Calibration(images: count, ranges: ranges) }
+        let bins = 2048
+        var histograms: [String: [Int]] = [:]
+        try pass { name, values in
+            let bound = max(abs(ranges[name]![0]), abs(ranges[name]![1]))
+            guard bound > 0 else { return }
+            var h = histograms[name] ?? [Int](repeating: 0, count: bins)
+            let k = Float(bins) / bound
+            for v in values { h[min(bins - 1, Int(abs(v) * k))] += 1 }
+            histograms[name] = h
+        }
+        for (name, h) in histograms {
+            let r = ranges[name]!, bound = max(abs(r[0]), abs(r[1]))
+            let keep = Int((Double(h.reduce(0, +)) * quantile).rounded(.up))
+            var seen = 0, bin = 0
+            while bin < bins - 1 && seen + h[bin] < keep { seen += h[bin]; bin += 1 }
+            let clip = bound * Float(bin + 1) / Float(bins)
+            ranges[name] = [max(r[0], -clip), min(r[1], clip)]
+        }
+        return Int8Calibration(images: count, ranges: ranges)
+    }
+
+    /// The data type and scale (quantized = value * scale) of a tensor with this range (s8 when
+    /// `signed`, whatever the range).
+    static func quantization(_ range: [Float], signed: Bool = false) -> (type: dnnl_data_type_t, scale: Float) {
+        let unsigned = range[0] >= 0 && !signed
+        let bound = max(abs(range[0]), abs(range[1]))
+        let levels: Float = unsigned ? 255 : 127
+        return (unsigned ? dnnl_u8 : dnnl_s8, bound > 0 ? levels / bound : 1)
+    }
+
+    /// Weights `[out, ...]` rounded to integers in [-127, 127] per output channel, and each channel's
+    /// scale (quantized = weight * scale).
+    static func quantizeWeights(_ weights: [Float], outChannels: Int) -> (values: [Float], scales: [Float]) {
+        let per = weights.count / outChannels
+        var values = weights, scales = [Float](repeating: 1, count: outChannels)
+        for o in 0..<outChannels {
+            let chunk = weights[o * per ..< (o + 1) * per]
+            let bound = chunk.reduce(Float(0)) { max($0, abs($1)) }
+            let s: Float = bound > 0 ? 127 / bound : 1
+            scales[o] = s
+            for i in o * per ..< (o + 1) * per { values[i] = (weights[i] * s).rounded() }
+        }
+        return (values, scales)
+    }
+}

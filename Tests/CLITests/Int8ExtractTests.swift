@@ -1,0 +1,59 @@
+import FeatureStore
+import Foundation
+import XCTest
+
+/// `extract --precision int8` end to end: the calibration is recorded with the extraction, is the
+/// same for the same images, and a resumed run reuses it instead of calibrating again.
+extension ExtractTests {
+    func testInt8RecordsItsCalibrationAndAResumedRunReusesIt() throws {
+        let data = try makeDataset(perClass: 2, testPerClass: 0)   // 4 images
+        let dir = data.deletingLastPathComponent()
+        let a = dir.appendingPathComponent("a.sqlite"), b = dir.appendingPathComponent("b.sqlite"), c = dir.appendingPathComponent("c.sqlite")
+
+        let (first, err) = try extractAt(data, store: a, ratio: "2", ["--precision", "int8"])
+        XCTAssertEqual([first.precision, first.precision_source], ["int8", "requested"])
+        XCTAssertEqual(first.new_features, 4)
+        XCTAssertTrue(err.contains("int8: calibrating on the first 4 images"), err)
+        let stored = try storedPrecisions(a)
+        XCTAssertEqual(stored.count, 1)
+        XCTAssertTrue(stored[0].hasPrefix("int8:{"), stored[0])
+
+        // The same images give the same calibration and the same features (a fresh store).
+        _ = try extractAt(data, store: b, ratio: "2", ["--precision", "int8", "--quiet"])
+        XCTAssertEqual(try storedPrecisions(b), stored)
+        XCTAssertEqual(try features(a), try features(b))
+
+        // fp32 in the same store is another extraction; auto never picks int8 (here: bf16 or fp32).
+        let (f, _) = try extractAt(data, store: a, ratio: "2", ["--precision", "fp32", "--quiet"])
+        XCTAssertNotEqual(f.extraction_id, first.extraction_id)
+        let (auto, _) = try extractAt(data, store: dir.appendingPathComponent("auto.sqlite"), ratio: "2")
+        XCTAssertEqual(auto.precision, "bf16")
+
+        // Half the images calibrate the first run; the run over all of them resumes that extraction with
+        // its calibration (no new one: the stored precision is unchanged, one extraction).
+        let (half, _) = try extractAt(data, store: c, ratio: "2", ["--precision", "int8", "--shard", "0/2", "--quiet"])
+        let halfPrecision = try storedPrecisions(c)
+        XCTAssertNotEqual(halfPrecision, stored)
+        let (all, allErr) = try extractAt(data, store: c, ratio: "2", ["--precision", "int8"])
+        XCTAssertTrue(allErr.contains("int8: the calibration of extraction \(half.extraction_id)"), allErr)
+        XCTAssertFalse(allErr.contains("calibrating"), allErr)
+        XCTAssertEqual([all.extraction_id, Int64(all.reused_features), Int64(all.new_features)], [half.extraction_id, Int64(half.new_features), Int64(4 - half.new_features)])
+        XCTAssertEqual(try storedPrecisions(c), halfPrecision)
+    }
+
+    /// Without AVX-512 (oneDNN capped at AVX2, as on a CPU without it) int8 runs oneDNN's AVX2 int8
+    /// kernels, and no reference primitive.
+    func testInt8RunsOnAVX2() throws {
+        let r = try CLI.run("extract", ["bench", "--backbone", "efficientnet_lite0", "--precision", "int8", "--batch", "2",
+                                        "--seconds", "0.01", "--verbose"], environment: ["ONEDNN_MAX_CPU_ISA": "AVX2"])
+        if r.stderr.contains("weights") && r.status != 0 { throw XCTSkip("Lite0 weights not installed (run scripts/setup): \(r.stderr)") }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains(": ref"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("b1.expand: jit_uni_int8_1x1:avx2"), r.stderr)
+    }
+
+    func features(_ store: URL) throws -> [Float] {
+        let db = try FeatureStore(path: store.path, mode: .readOnly)
+        return try db.loadFeatures(extractionID: try XCTUnwrap(db.extractions().first).id).values
+    }
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Quality of `extract --precision int8` against fp32 on a dataset (default scenes6, EfficientNet-Lite0
+# with its installed weights): the cosine similarity of each image's int8 features to its fp32 features
+# (un-augmented copies; min and median over all images), and the default head (`train-head`) trained
+# on each extraction: test accuracy for --seeds, and the medians.
+#
+# Usage: tools/bench/int8_quality.sh [--data DIR] [--backbone B] [--seeds "1 2 3"] [--no-build]
+# Env:   PYTHON  interpreter with numpy (default /work/venv/bin/python if present, else python3)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+DATA="$ROOT/../shared/datasets/scenes6"
+BACKBONE=efficientnet_lite0
+SEEDS="1 2 3"
+BUILD=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --data) DATA="$2"; shift 2 ;;
+        --backbone) BACKBONE="$2"; shift 2 ;;
+        --seeds) SEEDS="$2"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "int8_quality.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+    esac
+done
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x /work/venv/bin/python ]]; then PYTHON=/work/venv/bin/python; else PYTHON=python3; fi
+fi
+cd "$ROOT"
+[[ "$BUILD" == 1 ]] && swift build -c release >&2
+BIN="$ROOT/.build/release"
+TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
+STORE="$TMP/s.sqlite"
+
+declare -A EXTRACTION ACC
+for p in fp32 int8; do
+    echo "== extract --backbone $BACKBONE --precision $p" >&2
+    "$BIN/extract" --backbone "$BACKBONE" --data "$DATA" --store "$STORE" --precision "$p" --quiet --json > "$TMP/$p.json"
+    EXTRACTION[$p]="$("$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["extraction_id"])' "$TMP/$p.json")"
+    "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%s: %d images, %.1f images/s end to end" % (sys.argv[2], d["images"], d["images_per_second"]))' "$TMP/$p.json" "$p" >&2
+    ACC[$p]=""
+    for s in $SEEDS; do
+        a="$("$BIN/train-head" --store "$STORE" --extraction "${EXTRACTION[$p]}" --seed "$s" --json | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["test"]["accuracy"])')"
+        ACC[$p]="${ACC[$p]} $a"
+    done
+done
+
+"$PYTHON" - "$STORE" "${EXTRACTION[fp32]}" "${EXTRACTION[int8]}" "${ACC[fp32]}" "${ACC[int8]}" <<'PYEOF'
+import json, sqlite3, statistics, sys
+import numpy as np
+store, e32, e8, acc32, acc8 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), sys.argv[5].split()
+db = sqlite3.connect(store)
+def vectors(e):
+    return {i: np.frombuffer(v, dtype="<f4") for i, v in db.execute(
+        "SELECT image_id, vector FROM features WHERE extraction_id = ? AND aug_index = 0", (e,))}
+a, b = vectors(e32), vectors(e8)
+cos = np.array([float(a[i] @ b[i] / (np.linalg.norm(a[i]) * np.linalg.norm(b[i]))) for i in sorted(a)])
+acc32, acc8 = [float(x) for x in acc32], [float(x) for x in acc8]
+m32, m8 = statistics.median(acc32), statistics.median(acc8)
+print(f"cosine int8 vs fp32 over {len(cos)} images: min {cos.min():.4f}, median {np.median(cos):.4f}, "
+      f"images below 0.99: {(cos < 0.99).sum()}")
+print(f"test accuracy fp32 {acc32} median {m32:.4f}; int8 {acc8} median {m8:.4f}; difference {100 * (m8 - m32):+.2f} points")
+print(json.dumps({"images": len(cos), "cosine_min": cos.min(), "cosine_median": float(np.median(cos)),
+                  "below_0_99": int((cos < 0.99).sum()), "fp32_test_accuracy": acc32, "int8_test_accuracy": acc8,
+                  "fp32_median": m32, "int8_median": m8}))
+PYEOF
