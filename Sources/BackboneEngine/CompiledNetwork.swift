@@ -9,13 +9,22 @@ import Foundation
 public enum ActivationLayout: String, Sendable {
     case blocked, nhwc, any
 
+    /// Whether oneDNN dispatches AVX-512 kernels here (its effective ISA, which `ONEDNN_MAX_CPU_ISA` caps).
+    static let avx512: Bool = {
+        let isa = dnnl_get_effective_cpu_isa().rawValue, core = dnnl_cpu_isa_avx512_core.rawValue
+        return isa & core == core
+    }()
+
     public static var preferred: ActivationLayout {
         ProcessInfo.processInfo.environment["WORKBENCH_LAYOUT"].flatMap(ActivationLayout.init(rawValue:)) ?? .blocked
     }
 
+    /// `blocked` is 16 channels per block where oneDNN runs AVX-512 kernels and 8 where it has only
+    /// AVX2 ones (its AVX2 convolutions have no 16-channel variant: with 16, every convolution and
+    /// pool fell back to `ref:any`, as `ONEDNN_MAX_CPU_ISA=AVX2 extract bench --verbose` showed).
     var tag: dnnl_format_tag_t {
         switch self {
-        case .blocked: return dnnl_aBcd16b
+        case .blocked: return Self.avx512 ? dnnl_aBcd16b : dnnl_aBcd8b
         case .nhwc: return dnnl_acdb
         case .any: return dnnl_format_tag_any
         }

@@ -50,6 +50,12 @@ extension ExtractTests {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(r.stderr.contains(": ref"), r.stderr)
         XCTAssertTrue(r.stderr.contains("b1.expand: jit_uni_int8_1x1:avx2"), r.stderr)
+        // fp32 too: the channel-blocked layout follows the ISA (8 channels on AVX2), so no ref: kernels.
+        let f = try CLI.run("extract", ["bench", "--backbone", "efficientnet_lite0", "--precision", "fp32", "--batch", "2",
+                                        "--seconds", "0.01", "--verbose"], environment: ["ONEDNN_MAX_CPU_ISA": "AVX2"])
+        XCTAssertEqual(f.status, 0, f.stderr)
+        XCTAssertFalse(f.stderr.contains(": ref"), f.stderr)
+        XCTAssertTrue(f.stderr.contains(":avx2"), f.stderr)
     }
 
     func features(_ store: URL) throws -> [Float] {
