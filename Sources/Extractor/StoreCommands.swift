@@ -1,5 +1,6 @@
 import COpenBLAS
 import ArgumentParser
+import BackboneEngine
 import FeatureStore
 import Foundation
 import WorkbenchCLI
@@ -181,7 +182,9 @@ private func printSummary(_ info: StoreInfo) {
         print("dataset \(d.id) \(d.name): \(d.images) images (\(d.trainImages) train, \(d.testImages) test), classes \(d.classes.joined(separator: ", "))")
     }
     for e in info.extractions {
-        print("extraction \(e.id): \(e.backbone) \(e.imageSize)px \(e.precision) \(e.featureDType), \(e.featureDim)-d, "
+        // An int8 extraction's precision text holds its whole calibration (`Int8Calibration`): name it.
+        let precision = Int8Calibration(storedPrecision: e.precision).map { "int8 (calibrated on \($0.images) images)" } ?? e.precision
+        print("extraction \(e.id): \(e.backbone) \(e.imageSize)px \(precision) \(e.featureDType), \(e.featureDim)-d, "
               + "\(e.features) features of \(e.images) images, \(e.heads) heads\(e.finishedAt == nil ? " (unfinished)" : "")")
         print("  weights \(e.weightsSource) \(e.weightsSHA256.prefix(12))…, preprocessing \(e.preprocessing)")
         if e.blockCacheBytes > 0 {
