@@ -28,7 +28,7 @@ while [[ $# -gt 0 ]]; do
 done
 cd "$ROOT"
 [[ "$BUILD" == 1 ]] && swift build -c release >&2
-BIN="$ROOT/.build/release"
+BIN="${BIN_DIR:-$ROOT/.build/release}"   # BIN_DIR: another build folder
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-); load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 I8=(); F32=()
 for ((r = 1; r <= ROUNDS; r++)); do
