@@ -1,7 +1,8 @@
 // A child process for FeatureStoreTests' crash test: it appends batches to a store forever (or
 // for `maxBatches`), printing "batch <k>" after each commit, until the test kills it with SIGKILL.
 //
-// usage: FeatureStoreStress <store path> <batch size> <dim> [max batches]
+// usage: FeatureStoreStress <store path> <batch size> <dim> [max batches] [pause ms]
+// (`pause ms` between batches keeps a short run going long enough for a concurrent reader to see it grow)
 // Batch k holds images "img-k-j" (j < batch size) with one vector each, whose value at position d
 // is StressPattern.value(k, j, d), so the test can check every surviving row.
 import FeatureStore
@@ -11,10 +12,11 @@ import WorkbenchSupport
 setvbuf(stdout, nil, _IOLBF, 0)
 let args = CommandLine.arguments
 guard args.count >= 4, let batchSize = Int(args[2]), let dim = Int(args[3]) else {
-    FileHandle.standardError.write(Data("usage: FeatureStoreStress <store> <batch size> <dim> [max batches]\n".utf8))
+    FileHandle.standardError.write(Data("usage: FeatureStoreStress <store> <batch size> <dim> [max batches] [pause ms]\n".utf8))
     exit(2)
 }
 let maxBatches = args.count > 4 ? Int(args[4]) ?? Int.max : Int.max
+let pauseMicroseconds = args.count > 5 ? UInt32(max(0, Int(args[5]) ?? 0) * 1000) : 0
 
 do {
     let store = try FeatureStore(path: args[1], mode: .create)
@@ -38,6 +40,7 @@ do {
         try store.insertFeatures(extractionID: extraction.id, rows: rows)
         print("batch \(k)")
         k += 1
+        if pauseMicroseconds > 0 { usleep(pauseMicroseconds) }
     }
 } catch {
     FileHandle.standardError.write(Data("FeatureStoreStress: \(error)\n".utf8))
