@@ -53,17 +53,19 @@ struct HeadPredictions {
         let blocks = try FineTunedBlockPath(cachedDefinitionJSON: definition.definitionJSON, cachedTensors: definition.tensors,
                                             unfreeze: tuned.unfreeze, trainedDefinitionJSON: tuned.definitionJSON,
                                             trainedTensors: tuned.tensors).inference()
-        let cache = try db.loadBlockInputs(extractionID: extractionID, blocks: tuned.cachedBlocks)
+        // Streamed: only the test rows' inputs are kept (the cache also holds every training copy).
         let n = definition.inputCount
         var row: [FeatureKey: Int] = [:]
-        for (i, k) in cache.keys.enumerated() { row[k] = i }
-        var inputs: [Float] = []
-        inputs.reserveCapacity(test.rows * n)
-        for r in 0..<test.rows {
-            guard let i = row[FeatureKey(imageID: test.imageIDs[r], augIndex: test.augIndex[r])] else {
-                throw StoreData.Failure(description: "fine-tuned head \(headID): test image \(test.paths[r]) has no cached block input in extraction \(extractionID)")
-            }
-            inputs += cache.values[(i * n)..<((i + 1) * n)]
+        for r in 0..<test.rows { row[FeatureKey(imageID: test.imageIDs[r], augIndex: test.augIndex[r])] = r }
+        var inputs = [Float](repeating: 0, count: test.rows * n)
+        var found = [Bool](repeating: false, count: test.rows)
+        try db.forEachBlockInput(extractionID: extractionID, blocks: tuned.cachedBlocks) { key, input in
+            guard let r = row[key] else { return }
+            for j in 0..<n { inputs[r * n + j] = input[j] }
+            found[r] = true
+        }
+        if let r = found.firstIndex(of: false) {
+            throw StoreData.Failure(description: "fine-tuned head \(headID): test image \(test.paths[r]) has no cached block input in extraction \(extractionID)")
         }
         return try blocks.features(inputs)
     }
