@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", "HeadTrainerCore", .product(name: "Yams", package: "Yams")],
                     resources: [.copy("Fixtures")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.
-        .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FineTuneTests", dependencies: ["FineTuneCore", "CHeadKernels"], resources: [.copy("Fixtures")]),
         // Every reader of outside bytes under a deterministic mutation fuzzer (fixed seed, bounded count).
         .testTarget(name: "FuzzTests", dependencies: ["HeadModel", "Imaging", "WeightFormats", "WorkbenchSupport"], exclude: ["Regressions"]),
         .executableTarget(name: "FeatureStoreStress", dependencies: ["FeatureStore", "WorkbenchSupport"], path: "Tests/FeatureStoreStress"),

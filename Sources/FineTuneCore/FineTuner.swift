@@ -1,3 +1,4 @@
+import CHeadKernels
 import COpenBLAS
 import Foundation
 
@@ -91,6 +92,10 @@ public final class FineTuner {
         var outPixels: Int { outH * outW }
     }
     let steps: [Step]
+    /// fusesActivation[k]: step k is a batch norm whose following ReLU/ReLU6 step runs with it, in one
+    /// pass forward (its output unwritten) and one backward (the mask from the activation's output),
+    /// unless a residual reads the batch norm's output.
+    let fusesActivation: [Bool]
 
     // Per-batch buffers (reallocated when the batch grows).
     var capacity = 0
@@ -128,6 +133,11 @@ public final class FineTuner {
         for (i, s) in specs.enumerated() { idx[s.name] = i }
         index = idx
         steps = try Self.compile(network, index: idx, pooled: head != nil)
+        let compiled = steps
+        fusesActivation = compiled.indices.map { k in
+            compiled[k].layer.op == .batchNorm && k + 1 < compiled.count && compiled[k + 1].layer.op == .activation
+                && compiled[k + 1].layer.activation!.kernelCode != nil && !compiled.contains { $0.blockInput == k + 1 }
+        }
     }
 
     /// `pooled`: the network must end in a global average pool (it feeds a head).
@@ -287,7 +297,11 @@ public final class FineTuner {
                 for p in 0..<hw { d[p * c] = s[p] }
             }
         }
-        for k in steps.indices { forward(k, batch: batch, training: training) }
+        var k = 0
+        while k < steps.count {
+            forward(k, batch: batch, training: training)
+            k += fusesActivation[k] ? 2 : 1
+        }
     }
 
     func forward(_ k: Int, batch: Int, training: Bool) {
@@ -304,8 +318,10 @@ public final class FineTuner {
             let g = s.depthwise!, kk = g.kernel * g.kernel, wt = depthwiseWeights[k]!.pointer, w = values[s.tensors[0]].pointer
             for ch in 0..<s.c { for t in 0..<kk { wt[t * s.c + ch] = w[ch * kk + t] } }
             let inSize = s.inPixels * s.c, outSize = s.outPixels * s.c
+            let window = g.window
             parallel(batch, parts: options.threads) { r in
-                g.forward(x + r.lowerBound * inSize, wt, y + r.lowerBound * outSize, batch: r.count)
+                var window = window
+                chk_ft_depthwise(&window, x + r.lowerBound * inSize, wt, y + r.lowerBound * outSize, r.count)
             }
         case .batchNorm:
             let c = s.c, gamma = values[s.tensors[0]].pointer, beta = values[s.tensors[1]].pointer
@@ -332,15 +348,18 @@ public final class FineTuner {
             }
             var scale = [Float](repeating: 0, count: c), shift = scale
             for ch in 0..<c { scale[ch] = gamma[ch] * invstd[ch]; shift[ch] = beta[ch] - mean[ch] * scale[ch] }
-            scale.withUnsafeBufferPointer { sc in shift.withUnsafeBufferPointer { sh in
-                let sc = sc.baseAddress!, sh = sh.baseAddress!
-                parallel(rows, parts: options.threads) { range in for r in range {
-                    let xi = x + r * c, yo = y + r * c
-                    for ch in 0..<c { yo[ch] = xi[ch] * sc[ch] + sh[ch] }
-                } }
-            } }
+            // Fused: y is the activation's output (acts[k + 2]); acts[k + 1] is left unwritten.
+            let act = fusesActivation[k] ? steps[k + 1].layer.activation!.kernelCode! : Int32(CHK_FT_NONE)
+            let out = fusesActivation[k] ? acts[k + 2].pointer : y
+            parallel(rows, parts: options.threads) { range in
+                chk_ft_affine(range.count, c, x + range.lowerBound * c, scale, shift, act, nil, out + range.lowerBound * c)
+            }
         case .activation:
-            parallel(n, parts: options.threads) { r in s.layer.activation!.forward(x + r.lowerBound, y + r.lowerBound, count: r.count) }
+            let a = s.layer.activation!
+            parallel(n, parts: options.threads) { r in
+                if let code = a.kernelCode { chk_ft_act(r.count, Int32(code), x + r.lowerBound, y + r.lowerBound) }
+                else { a.forward(x + r.lowerBound, y + r.lowerBound, count: r.count) }
+            }
         case .squeezeExcite:
             let c = s.c, r = s.layer.reduced!, hw = s.inPixels, sv = saved[k]!
             let pooled = sv[0].pointer, pre = sv[1].pointer, red = sv[2].pointer, gate = sv[3].pointer
@@ -411,69 +430,23 @@ public final class FineTuner {
             extra.withUnsafeMutableBufferPointer { extra in
                 parallel(parts, parts: parts) { ps in for part in ps {
                     let b0 = batch * part / parts, b1 = batch * (part + 1) / parts
-                    g.backward(x + b0 * inSize, depthwiseWeights[k]!.pointer, dy + b0 * outSize,
-                               dW: part == 0 ? dwt.pointer : extra.baseAddress! + (part - 1) * kk * s.c,
-                               dInput: needInput ? dx + b0 * inSize : nil, batch: b1 - b0)
+                    var window = g.window
+                    chk_ft_depthwise_backward(&window, x + b0 * inSize, depthwiseWeights[k]!.pointer, dy + b0 * outSize,
+                                              part == 0 ? dwt.pointer : extra.baseAddress! + (part - 1) * kk * s.c,
+                                              needInput ? dx + b0 * inSize : nil, b1 - b0)
                 } }
                 for i in 0..<extra.count { dwt.pointer[i % (kk * s.c)] += extra[i] }
             }
             let dw = grads[s.tensors[0]].pointer
             for ch in 0..<s.c { for t in 0..<kk { dw[ch * kk + t] = dwt.pointer[t * s.c + ch] } }
         case .batchNorm:
-            let c = s.c, gamma = values[s.tensors[0]].pointer
-            let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
-            let dgamma = grads[s.tensors[0]].pointer, dbeta = grads[s.tensors[1]].pointer
-            // dbeta = sum dy, dgamma = sum dy xhat = invstd (sum dy x - mean sum dy)
-            let parts = max(1, min(options.threads, rows))
-            var partial = [Float](repeating: 0, count: parts * 2 * c)   // per part: sum dy, sum dy x
-            partial.withUnsafeMutableBufferPointer { sums in
-                let sums = sums.baseAddress!
-                parallel(parts, parts: parts) { ps in for part in ps {
-                    let sb = sums + part * 2 * c, sg = sb + c
-                    for r in rows * part / parts ..< rows * (part + 1) / parts {
-                        let xi = x + r * c, g = dy + r * c
-                        for ch in 0..<c { sb[ch] += g[ch]; sg[ch] += g[ch] * xi[ch] }
-                    }
-                } }
-                dbeta.update(from: sums, count: c); dgamma.update(from: sums + c, count: c)
-                for part in 1..<parts {
-                    for ch in 0..<c { dbeta[ch] += sums[part * 2 * c + ch]; dgamma[ch] += sums[part * 2 * c + c + ch] }
-                }
-            }
-            for ch in 0..<c { dgamma[ch] = invstd[ch] * (dgamma[ch] - mean[ch] * dbeta[ch]) }
-            guard needInput else { break }
-            if training && options.batchNorm == .train {
-                // dx = gamma invstd / N (N dy - sum dy - xhat sum(dy xhat))
-                var a = [Float](repeating: 0, count: c), b = a, cc = a
-                let nr = Float(rows)
-                for ch in 0..<c {
-                    a[ch] = gamma[ch] * invstd[ch]
-                    b[ch] = a[ch] * dbeta[ch] / nr
-                    cc[ch] = a[ch] * dgamma[ch] * invstd[ch] / nr
-                }
-                // d = a dy - (b - mean cc) - x cc
-                for ch in 0..<c { b[ch] -= mean[ch] * cc[ch] }
-                a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in cc.withUnsafeBufferPointer { cc in
-                    let a = a.baseAddress!, b = b.baseAddress!, cc = cc.baseAddress!
-                    parallel(rows, parts: options.threads) { range in for r in range {
-                        let xi = x + r * c, g = dy + r * c, d = dx + r * c
-                        for ch in 0..<c { d[ch] = a[ch] * g[ch] - b[ch] - xi[ch] * cc[ch] }
-                    } }
-                } } }
-            } else {
-                let scale = (0..<c).map { gamma[$0] * invstd[$0] }
-                scale.withUnsafeBufferPointer { sc in
-                    let sc = sc.baseAddress!
-                    parallel(rows, parts: options.threads) { range in for r in range {
-                        let g = dy + r * c, d = dx + r * c
-                        for ch in 0..<c { d[ch] = g[ch] * sc[ch] }
-                    } }
-                }
-            }
+            batchNormBackward(k, batch: batch, dy: dy, activation: nil, needInput: needInput, training: training)
         case .activation:
             if needInput {
+                let a = s.layer.activation!
                 parallel(n, parts: options.threads) { r in
-                    s.layer.activation!.backward(x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, count: r.count)
+                    if let code = a.kernelCode { chk_ft_act_backward(r.count, Int32(code), x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound) }
+                    else { a.backward(x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, count: r.count) }
                 }
             }
         case .squeezeExcite:
@@ -536,6 +509,53 @@ public final class FineTuner {
                 dxb.update(repeating: 0, count: inSize)
                 g.forEachMaximum(xb) { o, i in dxb[i] += dyb[o] }
             } }
+        }
+    }
+
+    /// Batch norm step k backward. With `activation` (the fused ReLU/ReLU6 step k + 1), `dy` is the
+    /// gradient of the activation's output and its mask comes from that output (acts[k + 2]).
+    func batchNormBackward(_ k: Int, batch: Int, dy: UnsafePointer<Float>, activation: Int32?, needInput: Bool, training: Bool) {
+        let s = steps[k], x = acts[k].pointer, dx = dActs[k].pointer, rows = batch * s.inPixels
+        let c = s.c, gamma = values[s.tensors[0]].pointer
+        let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
+        let dgamma = grads[s.tensors[0]].pointer, dbeta = grads[s.tensors[1]].pointer
+        let train = training && options.batchNorm == .train
+        let mask: UnsafePointer<Float>? = activation == nil ? nil : UnsafePointer(acts[k + 2].pointer)
+        // Train mode keeps g (dy through the activation) for the second pass, in the activation's
+        // input gradient; frozen mode writes dx = g gamma invstd in the same pass.
+        let g: UnsafePointer<Float> = activation == nil ? dy : UnsafePointer(dActs[k + 1].pointer)
+        let scale = (0..<c).map { gamma[$0] * invstd[$0] }
+        // dbeta = sum g, dgamma = sum g xhat = invstd (sum g x - mean sum g), per part then summed.
+        let parts = max(1, min(options.threads, rows))
+        var partial = [Float](repeating: 0, count: parts * 2 * c)   // per part: sum g, sum g x
+        partial.withUnsafeMutableBufferPointer { sums in
+            let sums = sums.baseAddress!
+            parallel(parts, parts: parts) { ps in for part in ps {
+                let r0 = rows * part / parts, n = rows * (part + 1) / parts - r0, o = r0 * c
+                chk_ft_bn_backward(n, c, dy + o, activation ?? Int32(CHK_FT_NONE), mask.map { $0 + o }, x + o,
+                                   sums + part * 2 * c, sums + part * 2 * c + c,
+                                   activation != nil && train && needInput ? dActs[k + 1].pointer + o : nil,
+                                   scale, !train && needInput ? dx + o : nil)
+            } }
+            dbeta.update(from: sums, count: c); dgamma.update(from: sums + c, count: c)
+            for part in 1..<parts {
+                for ch in 0..<c { dbeta[ch] += sums[part * 2 * c + ch]; dgamma[ch] += sums[part * 2 * c + c + ch] }
+            }
+        }
+        for ch in 0..<c { dgamma[ch] = invstd[ch] * (dgamma[ch] - mean[ch] * dbeta[ch]) }
+        guard needInput, train else { return }
+        // dx = gamma invstd / N (N g - sum g - xhat sum(g xhat)) = a g - (b - mean cc) - x cc
+        var a = [Float](repeating: 0, count: c), b = a, cc = a
+        let nr = Float(rows)
+        for ch in 0..<c {
+            a[ch] = gamma[ch] * invstd[ch]
+            b[ch] = a[ch] * dbeta[ch] / nr
+            cc[ch] = a[ch] * dgamma[ch] * invstd[ch] / nr
+            b[ch] -= mean[ch] * cc[ch]
+        }
+        parallel(rows, parts: options.threads) { range in
+            let o = range.lowerBound * c
+            chk_ft_bn_train_dx(range.count, c, g + o, x + o, a, b, cc, dx + o)
         }
     }
 
@@ -608,8 +628,17 @@ public final class FineTuner {
     /// Backward through the blocks from dActs[last]; a block's input collects the residual's gradient too.
     func backwardBlocks(batch: Int) {
         var pendingSkip: [Int: Buffer] = [:]
-        for k in steps.indices.reversed() {
-            backward(k, batch: batch, needInput: k > 0, training: true)
+        var k = steps.count - 1
+        while k >= 0 {
+            defer { k -= 1 }
+            if k > 0 && fusesActivation[k - 1] {
+                // The activation k runs inside its batch norm's backward; it is no block input, holds no skip.
+                batchNormBackward(k - 1, batch: batch, dy: dActs[k + 1].pointer,
+                                  activation: Int32(steps[k].layer.activation!.kernelCode!), needInput: k - 1 > 0, training: true)
+                k -= 1
+            } else {
+                backward(k, batch: batch, needInput: k > 0, training: true)
+            }
             if steps[k].layer.op == .residualAdd && steps[k].blockInput > 0 {
                 let n = batch * steps[k].inPixels * steps[k].c, copy = Buffer(n)
                 copy.pointer.update(from: dActs[k + 1].pointer, count: n)
@@ -630,12 +659,7 @@ public final class FineTuner {
         for i in specs.indices where specs[i].trainable {
             let lr = isHead[i] ? options.learningRate : options.blockLearningRate
             let p = values[i].pointer, g = grads[i].pointer, mi = m[i].pointer, vi = v[i].pointer
-            let stepSize = lr / c1, c2root = c2.squareRoot()
-            for j in 0..<specs[i].count {
-                mi[j] = b1 * mi[j] + (1 - b1) * g[j]
-                vi[j] = b2 * vi[j] + (1 - b2) * g[j] * g[j]
-                p[j] -= stepSize * mi[j] / (vi[j].squareRoot() / c2root + eps)
-            }
+            chk_ft_adam(p, g, mi, vi, specs[i].count, b1, b2, lr / c1, c2.squareRoot(), eps)
         }
     }
 

@@ -98,65 +98,26 @@ struct DepthwiseGeometry {
         }
     }
 
-    /// Visits every (output pixel, input pixel, tap) triple inside the image of one sample.
-    @inline(__always)
-    func forEachTap(_ body: (_ outPixel: Int, _ inPixel: Int, _ tap: Int) -> Void) {
-        for oy in 0..<outH {
-            for ox in 0..<outW {
-                for ky in 0..<kernel {
-                    let iy = oy * stride - padTop + ky
-                    if iy < 0 || iy >= inH { continue }
-                    for kx in 0..<kernel {
-                        let ix = ox * stride - padLeft + kx
-                        if ix < 0 || ix >= inW { continue }
-                        body(oy * outW + ox, iy * inW + ix, ky * kernel + kx)
-                    }
-                }
-            }
-        }
-    }
-
-    /// out[b, p, c] = sum over taps in[b, q, c] * w[tap, c]  (w transposed to [k*k, C]).
-    func forward(_ input: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, batch: Int) {
-        let c = channels, inSize = inH * inW * c, outSize = outH * outW * c
-        out.update(repeating: 0, count: batch * outSize)
-        for b in 0..<batch {
-            let x = input + b * inSize, y = out + b * outSize
-            forEachTap { p, q, t in
-                let yo = y + p * c, xi = x + q * c, wt = w + t * c
-                for ch in 0..<c { yo[ch] += xi[ch] * wt[ch] }
-            }
-        }
-    }
-
-    /// dW[tap, c] (overwritten) and, when dInput is given, dInput (overwritten).
-    func backward(_ input: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dOut: UnsafePointer<Float>,
-                  dW: UnsafeMutablePointer<Float>, dInput: UnsafeMutablePointer<Float>?, batch: Int) {
-        let c = channels, inSize = inH * inW * c, outSize = outH * outW * c
-        dW.update(repeating: 0, count: kernel * kernel * c)
-        if let dInput { dInput.update(repeating: 0, count: batch * inSize) }
-        for b in 0..<batch {
-            let x = input + b * inSize, dy = dOut + b * outSize
-            forEachTap { p, q, t in
-                let g = dy + p * c, xi = x + q * c, dw = dW + t * c
-                for ch in 0..<c { dw[ch] += g[ch] * xi[ch] }
-            }
-            if let dInput {
-                let dx = dInput + b * inSize
-                forEachTap { p, q, t in
-                    let g = dy + p * c, dxi = dx + q * c, wt = w + t * c
-                    for ch in 0..<c { dxi[ch] += g[ch] * wt[ch] }
-                }
-            }
-        }
+    /// The same geometry for the C kernels (`chk_ft_depthwise`, finetune_body.h: the loops over
+    /// output pixels, taps and channels).
+    var window: chk_ft_window {
+        chk_ft_window(channels: channels, kernel: kernel, stride: stride, in_h: inH, in_w: inW, out_h: outH, out_w: outW,
+                      pad_top: padTop, pad_left: padLeft)
     }
 }
 
-// Plain loops that LLVM vectorizes (the build targets baseline x86-64, so SSE): a SIMD16<Float>
-// version with replacing(with:where:) compiled to scalar code through the stack and took a third
-// of the benchmark's time in `perf record`; `v > 0 && v < 6 ? dy : 0` ran 4.2 ms on 3.6 M floats,
-// the multiply by a 0/1 mask 2.4 ms (swiftc -Ounchecked microbenchmark).
+// Swish and sigmoid (EfficientNet-B0's blocks, squeeze-excite gates): plain loops that LLVM vectorizes
+// for the baseline (SSE) around libm's expf. ReLU and ReLU6 run in the C kernels (`kernelCode`).
 extension Activation {
+    /// The activation's code for the fine-tuning C kernels (finetune_body.h), nil for those in Swift.
+    var kernelCode: Int32? {
+        switch self {
+        case .relu: Int32(CHK_FT_RELU)
+        case .relu6: Int32(CHK_FT_RELU6)
+        case .swish, .sigmoid: nil
+        }
+    }
+
     func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
         case .relu: for i in 0..<n { y[i] = max(x[i], 0) }

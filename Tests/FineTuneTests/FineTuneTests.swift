@@ -1,3 +1,4 @@
+import CHeadKernels
 import FineTuneCore
 import Foundation
 import XCTest
@@ -240,6 +241,42 @@ final class FineTuneBenchmarkTests: XCTestCase {
             let r = try FineTuneBenchmark.run(rows: 70, batch: 32, lastBlocks: 2, epochs: 1)
             XCTAssertTrue(r.finalLoss.isFinite)
             XCTAssertGreaterThan(r.secondsPerEpoch, 0)
+        }
+    }
+}
+
+/// The fine-tuner's C loops (finetune_body.h: batch norm + ReLU/ReLU6 fused, depthwise, Adam) give the
+/// same bits in every instruction-set variant the CPU supports, BN frozen and training.
+final class FineTuneKernelVariantTests: XCTestCase {
+    func testAllVariantsTrainIdentically() throws {
+        let saved = chk_isa_active()
+        defer { _ = chk_isa_set(saved) }
+        // 21 and 37 channels: the 16-lane loops and their scalar tails; a residual and an unfused ReLU.
+        let net = FineTuneNetwork(input: FeatureShape(channels: 21, height: 5, width: 5), blocks: [
+            Block(name: "b", layers: [.pointwise("pw", 21, 37), .batchNorm("bn1", channels: 37, epsilon: 1e-3), .activation(.relu6),
+                                      .depthwise("dw", channels: 37, kernel: 3, stride: 1, padding: .tfSame),
+                                      .batchNorm("bn2", channels: 37, epsilon: 1e-3), .activation(.relu),
+                                      .pointwise("pj", 37, 21), .batchNorm("bn3", channels: 21, epsilon: 1e-3), .residualAdd]),
+            Block(name: "h", layers: [.pointwise("hc", 21, 19, bias: true), .activation(.relu6), .globalAveragePool]),
+        ])
+        let head = SoftmaxHead(inFeatures: 19, classes: 3)
+        let inputs = Synthetic.inputs(count: 4 * 21 * 25), labels: [Int32] = [0, 1, 2, 1]
+        for mode in BatchNormMode.allCases {
+            var results: [(Int32, [String: [Float]])] = []
+            for isa in (0...chk_isa_best()).reversed() {
+                XCTAssertEqual(chk_isa_set(isa), isa)
+                var options = FineTuneOptions()
+                options.batchNorm = mode
+                let t = try FineTuner(network: net, head: head, tensors: Synthetic.tensors(net.requiredTensors() + head.requiredTensors()),
+                                      options: options)
+                for _ in 0..<3 { try t.trainStep(inputs: inputs, labels: labels, batch: 4) }
+                try t.computeGradients(inputs: inputs, labels: labels, batch: 4)
+                results.append((isa, t.tensors().merging(t.gradients().map { ("d " + $0, $1) }) { a, _ in a }))
+            }
+            for (isa, r) in results.dropFirst() {
+                XCTAssertEqual(r, results[0].1, "variant \(isa) differs from \(results[0].0), BN \(mode)")
+            }
+            XCTAssertGreaterThan(results.count, 1, "only one variant on this CPU")
         }
     }
 }

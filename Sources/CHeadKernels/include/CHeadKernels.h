@@ -89,6 +89,43 @@ void chk_pool_destroy(chk_pool *pool);
 /// Runs fn(ctx, i) for i in 0..<count on a team of `count` OpenMP threads (libgomp) and waits.
 void chk_omp_run(long count, chk_task_fn fn, void *ctx);
 
+// The fine-tuner's loops around its GEMMs (finetune.c; FineTuneCore), on NHWC rows of `c` channels,
+// in the variant chk_isa_active() names (bit-identical across variants).
+
+/// Activations the fine-tuning kernels take (others stay in Swift).
+enum { CHK_FT_NONE = 0, CHK_FT_RELU = 1, CHK_FT_RELU6 = 2 };
+
+/// Batch norm as an affine map, then the activation: ybn = x * scale + shift (skipped when ybn is
+/// NULL), y = act(x * scale + shift).
+void chk_ft_affine(long rows, long c, const float *x, const float *scale, const float *shift, int act,
+                   float *ybn, float *y);
+/// y = act(x) on n values (ReLU or ReLU6).
+void chk_ft_act(long n, int act, const float *x, float *y);
+/// dx = dy * act'(x) on n values (ReLU or ReLU6; dx may be dy).
+void chk_ft_act_backward(long n, int act, const float *x, const float *dy, float *dx);
+/// Batch norm backward over `rows` rows: g = dy, times act'(mask_src) when mask_src is given (the
+/// activation that follows the batch norm, from its input or output); sum_dy += g, sum_dy_x += g x
+/// (per channel, rows in order); g_out = g and dx = g * scale where given.
+void chk_ft_bn_backward(long rows, long c, const float *dy, int act, const float *mask_src, const float *x,
+                        float *sum_dy, float *sum_dy_x, float *g_out, const float *scale, float *dx);
+/// Training-mode batch norm's input gradient: dx = a dy - b - x cc (per-channel a, b, cc).
+void chk_ft_bn_train_dx(long rows, long c, const float *dy, const float *x, const float *a, const float *b,
+                        const float *cc, float *dx);
+
+/// Geometry of a depthwise convolution (FineTuneCore.DepthwiseGeometry).
+typedef struct {
+    long channels, kernel, stride, in_h, in_w, out_h, out_w, pad_top, pad_left;
+} chk_ft_window;
+/// y[b, p, c] (overwritten) = sum over taps x[b, q, c] * w[tap, c] (w as [k*k, C]).
+void chk_ft_depthwise(const chk_ft_window *g, const float *x, const float *w, float *y, long batch);
+/// dw [k*k, C] (overwritten) and, when dx is given, dx (overwritten).
+void chk_ft_depthwise_backward(const chk_ft_window *g, const float *x, const float *w, const float *dy,
+                               float *dw, float *dx, long batch);
+/// PyTorch's Adam on n values: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g;
+/// p -= step_size m / (sqrt(v) / c2root + eps).
+void chk_ft_adam(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2,
+                 float step_size, float c2root, float eps);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,118 @@
+// Run-time dispatch between the instruction-set variants of the fine-tuner's loops in
+// finetune_body.h (the variant is the head kernels' one: chk_isa_active).
+//
+// Contraction into FMA is off so that every variant rounds exactly like the portable one.
+#pragma STDC FP_CONTRACT OFF
+
+#include "CHeadKernels.h"
+#include "kernels_common.h"
+#include <stddef.h>
+
+// Helpers of every variant (inlined into each).
+
+/// Activation mask as 1/0 floats, from the activation's input or output (the same for ReLU and ReLU6:
+/// y > 0 iff x > 0, y < 6 iff x < 6 when y = min(max(x, 0), 6)).
+#define CHK_FT_MASK(v, act) ((act) == CHK_FT_RELU6 \
+    ? __builtin_convertvector(-((v) > chk_splat(0) & (v) < chk_splat(6)), chk_v16) \
+    : __builtin_convertvector(-((v) > chk_splat(0)), chk_v16))
+#define CHK_FT_MASK1(v, act) ((act) == CHK_FT_RELU6 ? (float)((v) > 0 && (v) < 6) : (float)((v) > 0))
+
+CHK_INLINE float chk_ft_act1(float v, int act) {
+    if (act == CHK_FT_RELU) return v > 0 ? v : 0;
+    if (act == CHK_FT_RELU6) return v > 0 ? (v < 6 ? v : 6) : 0;
+    return v;
+}
+typedef int chk_vi16 __attribute__((vector_size(64)));
+/// Lanes of v where the mask (a comparison's result) is set, else those of w: bitwise, so every
+/// variant gives the same bits (max/min builtins leave the sign of zero and NaNs unspecified).
+#define CHK_FT_SELECT(mask, v, w) ((chk_v16)(((chk_vi16)(v) & (mask)) | ((chk_vi16)(w) & ~(mask))))
+/// The activation of v, as chk_ft_act1 per lane.
+#define CHK_FT_ACT(v, act) ({ chk_v16 a_ = (v); \
+    if ((act) != CHK_FT_NONE) a_ = CHK_FT_SELECT(a_ > chk_splat(0), a_, chk_splat(0)); \
+    if ((act) == CHK_FT_RELU6) a_ = CHK_FT_SELECT(a_ < chk_splat(6), a_, chk_splat(6)); \
+    a_; })
+
+/// y[0..<c] += x[0..<c] * w[0..<c]
+#define CHK_FT_MULADD(y, x, w, c) do { \
+    long ch_ = 0; \
+    for (; ch_ + 16 <= (c); ch_ += 16) chk_store((y) + ch_, chk_load((y) + ch_) + chk_load((x) + ch_) * chk_load((w) + ch_)); \
+    for (; ch_ < (c); ch_++) (y)[ch_] += (x)[ch_] * (w)[ch_]; \
+} while (0)
+
+/// Visits every (output pixel p, input pixel q, tap t) of one sample in the order of the Swift
+/// `DepthwiseGeometry.forEachTap`.
+#define CHK_FT_TAPS(g, BODY) \
+    for (long oy = 0; oy < (g)->out_h; oy++) for (long ox = 0; ox < (g)->out_w; ox++) \
+    for (long ky = 0; ky < (g)->kernel; ky++) { \
+        long iy = oy * (g)->stride - (g)->pad_top + ky; \
+        if (iy < 0 || iy >= (g)->in_h) continue; \
+        for (long kx = 0; kx < (g)->kernel; kx++) { \
+            long ix = ox * (g)->stride - (g)->pad_left + kx; \
+            if (ix < 0 || ix >= (g)->in_w) continue; \
+            long p = oy * (g)->out_w + ox, q = iy * (g)->in_w + ix, t = ky * (g)->kernel + kx; \
+            BODY; \
+        } \
+    }
+
+
+#define CHK_FN(name) chk_##name##_generic
+#define CHK_ATTR
+#include "finetune_body.h"
+#undef CHK_FN
+#undef CHK_ATTR
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define CHK_FT_X86 1
+#define CHK_FN(name) chk_##name##_avx2
+#define CHK_ATTR __attribute__((target("avx2,fma")))
+#include "finetune_body.h"
+#undef CHK_FN
+#undef CHK_ATTR
+
+#define CHK_FN(name) chk_##name##_avx512
+#define CHK_ATTR __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#include "finetune_body.h"
+#undef CHK_FN
+#undef CHK_ATTR
+#define CHK_FT_PICK(name, ...) do { switch (chk_isa_active()) { \
+    case CHK_ISA_AVX512: chk_##name##_avx512(__VA_ARGS__); return; \
+    case CHK_ISA_AVX2: chk_##name##_avx2(__VA_ARGS__); return; \
+    default: chk_##name##_generic(__VA_ARGS__); return; } } while (0)
+#else
+#define CHK_FT_PICK(name, ...) chk_##name##_generic(__VA_ARGS__)
+#endif
+
+void chk_ft_affine(long rows, long c, const float *x, const float *scale, const float *shift, int act,
+                   float *ybn, float *y) {
+    CHK_FT_PICK(ft_affine, rows, c, x, scale, shift, act, ybn, y);
+}
+
+void chk_ft_act(long n, int act, const float *x, float *y) { CHK_FT_PICK(ft_act, n, act, x, y); }
+
+void chk_ft_act_backward(long n, int act, const float *x, const float *dy, float *dx) {
+    CHK_FT_PICK(ft_act_backward, n, act, x, dy, dx);
+}
+
+void chk_ft_bn_backward(long rows, long c, const float *dy, int act, const float *mask_src, const float *x,
+                        float *sum_dy, float *sum_dy_x, float *g_out, const float *scale, float *dx) {
+    CHK_FT_PICK(ft_bn_backward, rows, c, dy, act, mask_src, x, sum_dy, sum_dy_x, g_out, scale, dx);
+}
+
+void chk_ft_bn_train_dx(long rows, long c, const float *dy, const float *x, const float *a, const float *b,
+                        const float *cc, float *dx) {
+    CHK_FT_PICK(ft_bn_train_dx, rows, c, dy, x, a, b, cc, dx);
+}
+
+void chk_ft_depthwise(const chk_ft_window *g, const float *x, const float *w, float *y, long batch) {
+    CHK_FT_PICK(ft_depthwise, g, x, w, y, batch);
+}
+
+void chk_ft_depthwise_backward(const chk_ft_window *g, const float *x, const float *w, const float *dy,
+                               float *dw, float *dx, long batch) {
+    CHK_FT_PICK(ft_depthwise_backward, g, x, w, dy, dw, dx, batch);
+}
+
+void chk_ft_adam(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2,
+                 float step_size, float c2root, float eps) {
+    CHK_FT_PICK(ft_adam, p, g, m, v, n, beta1, beta2, step_size, c2root, eps);
+}

@@ -1,0 +1,121 @@
+// The fine-tuner's loops around its GEMMs (FineTuneCore), included by finetune.c once per
+// instruction set with CHK_FN (name suffix) and CHK_ATTR (target attribute) defined. HOT LOOPS.
+// Activations are NHWC rows of `c` channels; every loop is elementwise along the channels, so each
+// variant computes the same expressions per element in the same order (bit-identical results).
+
+CHK_ATTR static void CHK_FN(ft_affine)(long rows, long c, const float *x, const float *scale, const float *shift,
+                                      int act, float *ybn, float *y) {
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * c;
+        float *yr = y + r * c, *br = ybn ? ybn + r * c : 0;
+        long ch = 0;
+        for (; ch + 16 <= c; ch += 16) {
+            chk_v16 b = chk_load(xr + ch) * chk_load(scale + ch) + chk_load(shift + ch);
+            if (br) chk_store(br + ch, b);
+            chk_store(yr + ch, CHK_FT_ACT(b, act));
+        }
+        for (; ch < c; ch++) {
+            float b = xr[ch] * scale[ch] + shift[ch];
+            if (br) br[ch] = b;
+            yr[ch] = chk_ft_act1(b, act);
+        }
+    }
+}
+
+CHK_ATTR static void CHK_FN(ft_act)(long n, int act, const float *x, float *y) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) chk_store(y + i, CHK_FT_ACT(chk_load(x + i), act));
+    for (; i < n; i++) y[i] = chk_ft_act1(x[i], act);
+}
+
+CHK_ATTR static void CHK_FN(ft_act_backward)(long n, int act, const float *x, const float *dy, float *dx) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        chk_v16 v = chk_load(x + i);
+        chk_store(dx + i, chk_load(dy + i) * CHK_FT_MASK(v, act));
+    }
+    for (; i < n; i++) dx[i] = dy[i] * CHK_FT_MASK1(x[i], act);
+}
+
+CHK_ATTR static void CHK_FN(ft_bn_backward)(long rows, long c, const float *dy, int act, const float *mask_src,
+                                           const float *x, float *sum_dy, float *sum_dy_x, float *g_out,
+                                           const float *scale, float *dx) {
+    for (long r = 0; r < rows; r++) {
+        const float *gr = dy + r * c, *xr = x + r * c, *mr = mask_src ? mask_src + r * c : 0;
+        float *go = g_out ? g_out + r * c : 0, *d = dx ? dx + r * c : 0;
+        long ch = 0;
+        for (; ch + 16 <= c; ch += 16) {
+            chk_v16 g = chk_load(gr + ch);
+            if (mr) { chk_v16 v = chk_load(mr + ch); g = g * CHK_FT_MASK(v, act); }
+            chk_store(sum_dy + ch, chk_load(sum_dy + ch) + g);
+            chk_store(sum_dy_x + ch, chk_load(sum_dy_x + ch) + g * chk_load(xr + ch));
+            if (go) chk_store(go + ch, g);
+            if (d) chk_store(d + ch, g * chk_load(scale + ch));
+        }
+        for (; ch < c; ch++) {
+            float g = gr[ch];
+            if (mr) g = g * CHK_FT_MASK1(mr[ch], act);
+            sum_dy[ch] += g;
+            sum_dy_x[ch] += g * xr[ch];
+            if (go) go[ch] = g;
+            if (d) d[ch] = g * scale[ch];
+        }
+    }
+}
+
+CHK_ATTR static void CHK_FN(ft_bn_train_dx)(long rows, long c, const float *dy, const float *x, const float *a,
+                                           const float *b, const float *cc, float *dx) {
+    for (long r = 0; r < rows; r++) {
+        const float *gr = dy + r * c, *xr = x + r * c;
+        float *d = dx + r * c;
+        long ch = 0;
+        for (; ch + 16 <= c; ch += 16)
+            chk_store(d + ch, chk_load(a + ch) * chk_load(gr + ch) - chk_load(b + ch) - chk_load(xr + ch) * chk_load(cc + ch));
+        for (; ch < c; ch++) d[ch] = a[ch] * gr[ch] - b[ch] - xr[ch] * cc[ch];
+    }
+}
+
+CHK_ATTR static void CHK_FN(ft_depthwise)(const chk_ft_window *g, const float *x, const float *w, float *y, long batch) {
+    const long c = g->channels, in_size = g->in_h * g->in_w * c, out_size = g->out_h * g->out_w * c;
+    __builtin_memset(y, 0, sizeof(float) * (size_t)(batch * out_size));
+    for (long b = 0; b < batch; b++) {
+        const float *xb = x + b * in_size;
+        float *yb = y + b * out_size;
+        CHK_FT_TAPS(g, CHK_FT_MULADD(yb + p * c, xb + q * c, w + t * c, c))
+    }
+}
+
+CHK_ATTR static void CHK_FN(ft_depthwise_backward)(const chk_ft_window *g, const float *x, const float *w,
+                                                  const float *dy, float *dw, float *dx, long batch) {
+    const long c = g->channels, in_size = g->in_h * g->in_w * c, out_size = g->out_h * g->out_w * c;
+    __builtin_memset(dw, 0, sizeof(float) * (size_t)(g->kernel * g->kernel * c));
+    if (dx) __builtin_memset(dx, 0, sizeof(float) * (size_t)(batch * in_size));
+    for (long b = 0; b < batch; b++) {
+        const float *xb = x + b * in_size, *gb = dy + b * out_size;
+        CHK_FT_TAPS(g, CHK_FT_MULADD(dw + t * c, gb + p * c, xb + q * c, c))
+        if (dx) {
+            float *db = dx + b * in_size;
+            CHK_FT_TAPS(g, CHK_FT_MULADD(db + q * c, gb + p * c, w + t * c, c))
+        }
+    }
+}
+
+CHK_ATTR static void CHK_FN(ft_adam)(float *p, const float *g, float *m, float *v, long n, float b1, float b2,
+                                    float step_size, float c2root, float eps) {
+    const float nb1 = 1 - b1, nb2 = 1 - b2;
+    const chk_v16 vb1 = chk_splat(b1), vb2 = chk_splat(b2), vnb1 = chk_splat(nb1), vnb2 = chk_splat(nb2);
+    const chk_v16 vs = chk_splat(step_size), vc2 = chk_splat(c2root), veps = chk_splat(eps);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        chk_v16 gi = chk_load(g + i);
+        chk_v16 mi = vb1 * chk_load(m + i) + vnb1 * gi;
+        chk_v16 vi = vb2 * chk_load(v + i) + vnb2 * gi * gi;
+        chk_store(m + i, mi); chk_store(v + i, vi);
+        chk_store(p + i, chk_load(p + i) - vs * mi / (chk_sqrt(vi) / vc2 + veps));
+    }
+    for (; i < n; i++) {
+        m[i] = b1 * m[i] + nb1 * g[i];
+        v[i] = b2 * v[i] + nb2 * g[i] * g[i];
+        p[i] -= step_size * m[i] / (__builtin_sqrtf(v[i]) / c2root + eps);
+    }
+}
