@@ -37,24 +37,24 @@ CHK_ATTR static void CHK_FN(ft_act_backward)(long n, int act, const float *x, co
     for (; i < n; i++) dx[i] = dy[i] * CHK_FT_MASK1(x[i], act);
 }
 
-CHK_ATTR static void CHK_FN(ft_bn_backward)(long rows, long c, const float *dy, int act, const float *mask_src,
-                                           const float *x, float *sum_dy, float *sum_dy_x, float *g_out,
-                                           const float *scale, float *dx) {
+CHK_ATTR static void CHK_FN(ft_bn_backward)(long rows, long c, const float *dy, int act, const float *x,
+                                           const float *scale, const float *shift, float *sum_dy, float *sum_dy_x,
+                                           float *g_out, float *dx) {
     for (long r = 0; r < rows; r++) {
-        const float *gr = dy + r * c, *xr = x + r * c, *mr = mask_src ? mask_src + r * c : 0;
+        const float *gr = dy + r * c, *xr = x + r * c;
         float *go = g_out ? g_out + r * c : 0, *d = dx ? dx + r * c : 0;
         long ch = 0;
         for (; ch + 16 <= c; ch += 16) {
-            chk_v16 g = chk_load(gr + ch);
-            if (mr) { chk_v16 v = chk_load(mr + ch); g = g * CHK_FT_MASK(v, act); }
+            chk_v16 g = chk_load(gr + ch), xv = chk_load(xr + ch), sc = chk_load(scale + ch);
+            if (act != CHK_FT_NONE) { chk_v16 b = xv * sc + chk_load(shift + ch); g = g * CHK_FT_MASK(b, act); }
             chk_store(sum_dy + ch, chk_load(sum_dy + ch) + g);
-            chk_store(sum_dy_x + ch, chk_load(sum_dy_x + ch) + g * chk_load(xr + ch));
+            chk_store(sum_dy_x + ch, chk_load(sum_dy_x + ch) + g * xv);
             if (go) chk_store(go + ch, g);
-            if (d) chk_store(d + ch, g * chk_load(scale + ch));
+            if (d) chk_store(d + ch, g * sc);
         }
         for (; ch < c; ch++) {
             float g = gr[ch];
-            if (mr) g = g * CHK_FT_MASK1(mr[ch], act);
+            if (act != CHK_FT_NONE) g = g * CHK_FT_MASK1(xr[ch] * scale[ch] + shift[ch], act);
             sum_dy[ch] += g;
             sum_dy_x[ch] += g * xr[ch];
             if (go) go[ch] = g;
@@ -75,27 +75,44 @@ CHK_ATTR static void CHK_FN(ft_bn_train_dx)(long rows, long c, const float *dy, 
     }
 }
 
+/// Forward: each output row is zeroed, then takes its taps in order while it stays in L1 (no pass
+/// over the whole output to clear it first).
 CHK_ATTR static void CHK_FN(ft_depthwise)(const chk_ft_window *g, const float *x, const float *w, float *y, long batch) {
     const long c = g->channels, in_size = g->in_h * g->in_w * c, out_size = g->out_h * g->out_w * c;
-    __builtin_memset(y, 0, sizeof(float) * (size_t)(batch * out_size));
     for (long b = 0; b < batch; b++) {
         const float *xb = x + b * in_size;
         float *yb = y + b * out_size;
+        for (long p = 0; p < g->out_h * g->out_w; p++) __builtin_memset(yb + p * c, 0, sizeof(float) * (size_t)c);
         CHK_FT_TAPS(g, CHK_FT_MULADD(yb + p * c, xb + q * c, w + t * c, c))
     }
 }
 
+/// Backward: dw as the sum over (output, tap) pairs; dx gathered per input row (zeroed, then its taps
+/// in increasing output pixel order, the order a scatter from the outputs would add them in), so
+/// each dx row is written once.
 CHK_ATTR static void CHK_FN(ft_depthwise_backward)(const chk_ft_window *g, const float *x, const float *w,
                                                   const float *dy, float *dw, float *dx, long batch) {
     const long c = g->channels, in_size = g->in_h * g->in_w * c, out_size = g->out_h * g->out_w * c;
-    __builtin_memset(dw, 0, sizeof(float) * (size_t)(g->kernel * g->kernel * c));
-    if (dx) __builtin_memset(dx, 0, sizeof(float) * (size_t)(batch * in_size));
+    const long k = g->kernel, s = g->stride;
+    __builtin_memset(dw, 0, sizeof(float) * (size_t)(k * k * c));
     for (long b = 0; b < batch; b++) {
         const float *xb = x + b * in_size, *gb = dy + b * out_size;
         CHK_FT_TAPS(g, CHK_FT_MULADD(dw + t * c, gb + p * c, xb + q * c, c))
-        if (dx) {
-            float *db = dx + b * in_size;
-            CHK_FT_TAPS(g, CHK_FT_MULADD(db + q * c, gb + p * c, w + t * c, c))
+        if (!dx) continue;
+        float *db = dx + b * in_size;
+        for (long iy = 0; iy < g->in_h; iy++) for (long ix = 0; ix < g->in_w; ix++) {
+            float *d = db + (iy * g->in_w + ix) * c;
+            __builtin_memset(d, 0, sizeof(float) * (size_t)c);
+            for (long ky = k - 1; ky >= 0; ky--) {
+                long ny = iy + g->pad_top - ky;
+                if (ny < 0 || ny % s != 0 || ny / s >= g->out_h) continue;
+                for (long kx = k - 1; kx >= 0; kx--) {
+                    long nx = ix + g->pad_left - kx;
+                    if (nx < 0 || nx % s != 0 || nx / s >= g->out_w) continue;
+                    long p = (ny / s) * g->out_w + nx / s, t = ky * k + kx;
+                    CHK_FT_MULADD(d, gb + p * c, w + t * c, c);
+                }
+            }
         }
     }
 }

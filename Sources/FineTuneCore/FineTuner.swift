@@ -513,18 +513,18 @@ public final class FineTuner {
     }
 
     /// Batch norm step k backward. With `activation` (the fused ReLU/ReLU6 step k + 1), `dy` is the
-    /// gradient of the activation's output and its mask comes from that output (acts[k + 2]).
+    /// gradient of the activation's output, and its mask comes from the activation's input recomputed
+    /// from x with the forward pass's scale and shift (the same expressions, so the same bits).
     func batchNormBackward(_ k: Int, batch: Int, dy: UnsafePointer<Float>, activation: Int32?, needInput: Bool, training: Bool) {
         let s = steps[k], x = acts[k].pointer, dx = dActs[k].pointer, rows = batch * s.inPixels
-        let c = s.c, gamma = values[s.tensors[0]].pointer
+        let c = s.c, gamma = values[s.tensors[0]].pointer, beta = values[s.tensors[1]].pointer
         let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
         let dgamma = grads[s.tensors[0]].pointer, dbeta = grads[s.tensors[1]].pointer
         let train = training && options.batchNorm == .train
-        let mask: UnsafePointer<Float>? = activation == nil ? nil : UnsafePointer(acts[k + 2].pointer)
         // Train mode keeps g (dy through the activation) for the second pass, in the activation's
         // input gradient; frozen mode writes dx = g gamma invstd in the same pass.
         let g: UnsafePointer<Float> = activation == nil ? dy : UnsafePointer(dActs[k + 1].pointer)
-        let scale = (0..<c).map { gamma[$0] * invstd[$0] }
+        let scale = (0..<c).map { gamma[$0] * invstd[$0] }, shift = (0..<c).map { beta[$0] - mean[$0] * scale[$0] }
         // dbeta = sum g, dgamma = sum g xhat = invstd (sum g x - mean sum g), per part then summed.
         let parts = max(1, min(options.threads, rows))
         var partial = [Float](repeating: 0, count: parts * 2 * c)   // per part: sum g, sum g x
@@ -532,10 +532,10 @@ public final class FineTuner {
             let sums = sums.baseAddress!
             parallel(parts, parts: parts) { ps in for part in ps {
                 let r0 = rows * part / parts, n = rows * (part + 1) / parts - r0, o = r0 * c
-                chk_ft_bn_backward(n, c, dy + o, activation ?? Int32(CHK_FT_NONE), mask.map { $0 + o }, x + o,
+                chk_ft_bn_backward(n, c, dy + o, activation ?? Int32(CHK_FT_NONE), x + o, scale, shift,
                                    sums + part * 2 * c, sums + part * 2 * c + c,
                                    activation != nil && train && needInput ? dActs[k + 1].pointer + o : nil,
-                                   scale, !train && needInput ? dx + o : nil)
+                                   !train && needInput ? dx + o : nil)
             } }
             dbeta.update(from: sums, count: c); dgamma.update(from: sums + c, count: c)
             for part in 1..<parts {

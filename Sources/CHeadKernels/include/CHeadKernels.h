@@ -103,11 +103,12 @@ void chk_ft_affine(long rows, long c, const float *x, const float *scale, const 
 void chk_ft_act(long n, int act, const float *x, float *y);
 /// dx = dy * act'(x) on n values (ReLU or ReLU6; dx may be dy).
 void chk_ft_act_backward(long n, int act, const float *x, const float *dy, float *dx);
-/// Batch norm backward over `rows` rows: g = dy, times act'(mask_src) when mask_src is given (the
-/// activation that follows the batch norm, from its input or output); sum_dy += g, sum_dy_x += g x
-/// (per channel, rows in order); g_out = g and dx = g * scale where given.
-void chk_ft_bn_backward(long rows, long c, const float *dy, int act, const float *mask_src, const float *x,
-                        float *sum_dy, float *sum_dy_x, float *g_out, const float *scale, float *dx);
+/// Batch norm backward over `rows` rows: g = dy, times act'(x * scale + shift) when act is not
+/// CHK_FT_NONE (the activation that follows the batch norm, its input recomputed as the forward pass
+/// computed it); sum_dy += g, sum_dy_x += g x (per channel, rows in order); g_out = g and
+/// dx = g * scale where given.
+void chk_ft_bn_backward(long rows, long c, const float *dy, int act, const float *x, const float *scale,
+                        const float *shift, float *sum_dy, float *sum_dy_x, float *g_out, float *dx);
 /// Training-mode batch norm's input gradient: dx = a dy - b - x cc (per-channel a, b, cc).
 void chk_ft_bn_train_dx(long rows, long c, const float *dy, const float *x, const float *a, const float *b,
                         const float *cc, float *dx);
