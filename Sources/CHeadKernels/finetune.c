@@ -93,9 +93,14 @@ void chk_ft_act_backward(long n, int act, const float *x, const float *dy, float
     CHK_FT_PICK(ft_act_backward, n, act, x, dy, dx);
 }
 
-void chk_ft_bn_backward(long rows, long c, const float *dy, int act, const float *x, const float *scale,
-                        const float *shift, float *sum_dy, float *sum_dy_x, float *g_out, float *dx) {
-    CHK_FT_PICK(ft_bn_backward, rows, c, dy, act, x, scale, shift, sum_dy, sum_dy_x, g_out, dx);
+void chk_ft_bn_backward(long rows, long c, long spread, long row0, const float *dy, int act, const float *x,
+                        const float *scale, const float *shift, float *sum_dy, float *sum_dy_x, float *g_out, float *dx) {
+    CHK_FT_PICK(ft_bn_backward, rows, c, spread, row0, dy, act, x, scale, shift, sum_dy, sum_dy_x, g_out, dx);
+}
+
+void chk_ft_affine_pool(long samples, long pixels, long c, const float *x, const float *scale, const float *shift,
+                        int act, float *pooled) {
+    CHK_FT_PICK(ft_affine_pool, samples, pixels, c, x, scale, shift, act, pooled);
 }
 
 void chk_ft_bn_train_dx(long rows, long c, const float *dy, const float *x, const float *a, const float *b,

@@ -37,15 +37,17 @@ CHK_ATTR static void CHK_FN(ft_act_backward)(long n, int act, const float *x, co
     for (; i < n; i++) dx[i] = dy[i] * CHK_FT_MASK1(x[i], act);
 }
 
-CHK_ATTR static void CHK_FN(ft_bn_backward)(long rows, long c, const float *dy, int act, const float *x,
-                                           const float *scale, const float *shift, float *sum_dy, float *sum_dy_x,
-                                           float *g_out, float *dx) {
+CHK_ATTR static void CHK_FN(ft_bn_backward)(long rows, long c, long spread, long row0, const float *dy, int act,
+                                           const float *x, const float *scale, const float *shift, float *sum_dy,
+                                           float *sum_dy_x, float *g_out, float *dx) {
+    const float inv = 1.0f / (float)spread;
     for (long r = 0; r < rows; r++) {
-        const float *gr = dy + r * c, *xr = x + r * c;
+        const float *gr = spread > 1 ? dy + ((row0 + r) / spread) * c : dy + (row0 + r) * c, *xr = x + r * c;
         float *go = g_out ? g_out + r * c : 0, *d = dx ? dx + r * c : 0;
         long ch = 0;
         for (; ch + 16 <= c; ch += 16) {
             chk_v16 g = chk_load(gr + ch), xv = chk_load(xr + ch), sc = chk_load(scale + ch);
+            if (spread > 1) g = g * chk_splat(inv);
             if (act != CHK_FT_NONE) { chk_v16 b = xv * sc + chk_load(shift + ch); g = g * CHK_FT_MASK(b, act); }
             chk_store(sum_dy + ch, chk_load(sum_dy + ch) + g);
             chk_store(sum_dy_x + ch, chk_load(sum_dy_x + ch) + g * xv);
@@ -54,12 +56,36 @@ CHK_ATTR static void CHK_FN(ft_bn_backward)(long rows, long c, const float *dy, 
         }
         for (; ch < c; ch++) {
             float g = gr[ch];
+            if (spread > 1) g = g * inv;
             if (act != CHK_FT_NONE) g = g * CHK_FT_MASK1(xr[ch] * scale[ch] + shift[ch], act);
             sum_dy[ch] += g;
             sum_dy_x[ch] += g * xr[ch];
             if (go) go[ch] = g;
             if (d) d[ch] = g * scale[ch];
         }
+    }
+}
+
+/// Per sample: the column sums of act(x * scale + shift) over its `pixels` rows, in row order, divided
+/// by pixels (the global average pool), without writing the activations.
+CHK_ATTR static void CHK_FN(ft_affine_pool)(long samples, long pixels, long c, const float *x, const float *scale,
+                                           const float *shift, int act, float *pooled) {
+    for (long b = 0; b < samples; b++) {
+        float *o = pooled + b * c;
+        __builtin_memset(o, 0, sizeof(float) * (size_t)c);
+        for (long p = 0; p < pixels; p++) {
+            const float *xr = x + (b * pixels + p) * c;
+            long ch = 0;
+            for (; ch + 16 <= c; ch += 16) {
+                chk_v16 v = chk_load(xr + ch) * chk_load(scale + ch) + chk_load(shift + ch);
+                chk_store(o + ch, chk_load(o + ch) + CHK_FT_ACT(v, act));
+            }
+            for (; ch < c; ch++) o[ch] += chk_ft_act1(xr[ch] * scale[ch] + shift[ch], act);
+        }
+        const float n = (float)pixels;
+        long ch = 0;
+        for (; ch + 16 <= c; ch += 16) chk_store(o + ch, chk_load(o + ch) / chk_splat(n));
+        for (; ch < c; ch++) o[ch] /= n;
     }
 }
 

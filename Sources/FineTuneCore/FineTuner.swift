@@ -92,10 +92,15 @@ public final class FineTuner {
         var outPixels: Int { outH * outW }
     }
     let steps: [Step]
-    /// fusesActivation[k]: step k is a batch norm whose following ReLU/ReLU6 step runs with it, in one
-    /// pass forward (its output unwritten) and one backward (the mask from the activation's output),
-    /// unless a residual reads the batch norm's output.
-    let fusesActivation: [Bool]
+    /// Steps run together with the batch norm step before them, in one pass over the activations each
+    /// way (their outputs are never written; backward recomputes the activation's input from x).
+    enum Fusion { case none, activation, activationPool }
+    /// fusion[k] for a batch norm step k: `.activation`, the ReLU/ReLU6 step k + 1 runs with it;
+    /// `.activationPool`, the global average pool k + 2 as well (the last block's end). Never when a
+    /// residual reads one of the skipped outputs.
+    let fusion: [Fusion]
+    /// Steps a fusion at k covers.
+    func fusedSteps(_ k: Int) -> Int { fusion[k] == .activationPool ? 3 : fusion[k] == .activation ? 2 : 1 }
 
     // Per-batch buffers (reallocated when the batch grows).
     var capacity = 0
@@ -134,9 +139,11 @@ public final class FineTuner {
         index = idx
         steps = try Self.compile(network, index: idx, pooled: head != nil)
         let compiled = steps
-        fusesActivation = compiled.indices.map { k in
-            compiled[k].layer.op == .batchNorm && k + 1 < compiled.count && compiled[k + 1].layer.op == .activation
-                && compiled[k + 1].layer.activation!.kernelCode != nil && !compiled.contains { $0.blockInput == k + 1 }
+        fusion = compiled.indices.map { k in
+            guard compiled[k].layer.op == .batchNorm, k + 1 < compiled.count, compiled[k + 1].layer.op == .activation,
+                  compiled[k + 1].layer.activation!.kernelCode != nil, !compiled.contains(where: { $0.blockInput == k + 1 }) else { return .none }
+            return k + 2 < compiled.count && compiled[k + 2].layer.op == .globalAveragePool
+                && !compiled.contains(where: { $0.blockInput == k + 2 }) ? .activationPool : .activation
         }
     }
 
@@ -300,7 +307,7 @@ public final class FineTuner {
         var k = 0
         while k < steps.count {
             forward(k, batch: batch, training: training)
-            k += fusesActivation[k] ? 2 : 1
+            k += fusedSteps(k)
         }
     }
 
@@ -348,11 +355,19 @@ public final class FineTuner {
             }
             var scale = [Float](repeating: 0, count: c), shift = scale
             for ch in 0..<c { scale[ch] = gamma[ch] * invstd[ch]; shift[ch] = beta[ch] - mean[ch] * scale[ch] }
-            // Fused: y is the activation's output (acts[k + 2]); acts[k + 1] is left unwritten.
-            let act = fusesActivation[k] ? steps[k + 1].layer.activation!.kernelCode! : Int32(CHK_FT_NONE)
-            let out = fusesActivation[k] ? acts[k + 2].pointer : y
-            parallel(rows, parts: options.threads) { range in
-                chk_ft_affine(range.count, c, x + range.lowerBound * c, scale, shift, act, nil, out + range.lowerBound * c)
+            // Fused: the activation's output (acts[k + 2]) or the pooled features (acts[k + 3]) are
+            // written, not what comes before them.
+            let act = fusion[k] == .none ? Int32(CHK_FT_NONE) : steps[k + 1].layer.activation!.kernelCode!
+            if fusion[k] == .activationPool {
+                let pooled = acts[k + 3].pointer, hw = s.inPixels
+                parallel(batch, parts: options.threads) { range in
+                    chk_ft_affine_pool(range.count, hw, c, x + range.lowerBound * hw * c, scale, shift, act, pooled + range.lowerBound * c)
+                }
+            } else {
+                let out = fusion[k] == .activation ? acts[k + 2].pointer : y
+                parallel(rows, parts: options.threads) { range in
+                    chk_ft_affine(range.count, c, x + range.lowerBound * c, scale, shift, act, nil, out + range.lowerBound * c)
+                }
             }
         case .activation:
             let a = s.layer.activation!
@@ -515,7 +530,10 @@ public final class FineTuner {
     /// Batch norm step k backward. With `activation` (the fused ReLU/ReLU6 step k + 1), `dy` is the
     /// gradient of the activation's output, and its mask comes from the activation's input recomputed
     /// from x with the forward pass's scale and shift (the same expressions, so the same bits).
-    func batchNormBackward(_ k: Int, batch: Int, dy: UnsafePointer<Float>, activation: Int32?, needInput: Bool, training: Bool) {
+    /// With `pooled`, `dy` is the gradient of the global average pool's output ([batch, C]), spread
+    /// over each sample's pixels (times 1 / pixels, as the pool's backward).
+    func batchNormBackward(_ k: Int, batch: Int, dy: UnsafePointer<Float>, activation: Int32?, pooled: Bool = false,
+                           needInput: Bool, training: Bool) {
         let s = steps[k], x = acts[k].pointer, dx = dActs[k].pointer, rows = batch * s.inPixels
         let c = s.c, gamma = values[s.tensors[0]].pointer, beta = values[s.tensors[1]].pointer
         let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
@@ -524,6 +542,7 @@ public final class FineTuner {
         // Train mode keeps g (dy through the activation) for the second pass, in the activation's
         // input gradient; frozen mode writes dx = g gamma invstd in the same pass.
         let g: UnsafePointer<Float> = activation == nil ? dy : UnsafePointer(dActs[k + 1].pointer)
+        let hw = pooled ? s.inPixels : 1
         let scale = (0..<c).map { gamma[$0] * invstd[$0] }, shift = (0..<c).map { beta[$0] - mean[$0] * scale[$0] }
         // dbeta = sum g, dgamma = sum g xhat = invstd (sum g x - mean sum g), per part then summed.
         let parts = max(1, min(options.threads, rows))
@@ -532,7 +551,7 @@ public final class FineTuner {
             let sums = sums.baseAddress!
             parallel(parts, parts: parts) { ps in for part in ps {
                 let r0 = rows * part / parts, n = rows * (part + 1) / parts - r0, o = r0 * c
-                chk_ft_bn_backward(n, c, dy + o, activation ?? Int32(CHK_FT_NONE), x + o, scale, shift,
+                chk_ft_bn_backward(n, c, hw, r0, dy, activation ?? Int32(CHK_FT_NONE), x + o, scale, shift,
                                    sums + part * 2 * c, sums + part * 2 * c + c,
                                    activation != nil && train && needInput ? dActs[k + 1].pointer + o : nil,
                                    !train && needInput ? dx + o : nil)
@@ -631,11 +650,12 @@ public final class FineTuner {
         var k = steps.count - 1
         while k >= 0 {
             defer { k -= 1 }
-            if k > 0 && fusesActivation[k - 1] {
-                // The activation k runs inside its batch norm's backward; it is no block input, holds no skip.
-                batchNormBackward(k - 1, batch: batch, dy: dActs[k + 1].pointer,
-                                  activation: Int32(steps[k].layer.activation!.kernelCode!), needInput: k - 1 > 0, training: true)
-                k -= 1
+            if let bn = [k - 1, k - 2].first(where: { $0 >= 0 && $0 + fusedSteps($0) == k + 1 && fusion[$0] != .none }) {
+                // The activation (and pool) up to k run inside their batch norm's backward; none of them is a
+                // block input or holds a skip.
+                batchNormBackward(bn, batch: batch, dy: dActs[k + 1].pointer, activation: steps[bn + 1].layer.activation!.kernelCode!,
+                                  pooled: fusion[bn] == .activationPool, needInput: bn > 0, training: true)
+                k = bn
             } else {
                 backward(k, batch: batch, needInput: k > 0, training: true)
             }

@@ -251,13 +251,16 @@ final class FineTuneKernelVariantTests: XCTestCase {
     func testAllVariantsTrainIdentically() throws {
         let saved = chk_isa_active()
         defer { _ = chk_isa_set(saved) }
-        // 21 and 37 channels: the 16-lane loops and their scalar tails; a residual and an unfused ReLU.
+        // 21, 37 and 19 channels: the 16-lane loops and their scalar tails; batch norm with ReLU6, with ReLU,
+        // with nothing, and with ReLU6 + pool; a residual; a ReLU6 after a biased convolution.
         let net = FineTuneNetwork(input: FeatureShape(channels: 21, height: 5, width: 5), blocks: [
             Block(name: "b", layers: [.pointwise("pw", 21, 37), .batchNorm("bn1", channels: 37, epsilon: 1e-3), .activation(.relu6),
                                       .depthwise("dw", channels: 37, kernel: 3, stride: 1, padding: .tfSame),
                                       .batchNorm("bn2", channels: 37, epsilon: 1e-3), .activation(.relu),
                                       .pointwise("pj", 37, 21), .batchNorm("bn3", channels: 21, epsilon: 1e-3), .residualAdd]),
-            Block(name: "h", layers: [.pointwise("hc", 21, 19, bias: true), .activation(.relu6), .globalAveragePool]),
+            Block(name: "h", layers: [.pointwise("hc", 21, 19, bias: true), .activation(.relu6),
+                                      .pointwise("hd", 19, 19), .batchNorm("bn4", channels: 19, epsilon: 1e-3), .activation(.relu6),
+                                      .globalAveragePool]),
         ])
         let head = SoftmaxHead(inFeatures: 19, classes: 3)
         let inputs = Synthetic.inputs(count: 4 * 21 * 25), labels: [Int32] = [0, 1, 2, 1]

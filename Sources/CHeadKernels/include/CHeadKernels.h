@@ -103,12 +103,17 @@ void chk_ft_affine(long rows, long c, const float *x, const float *scale, const 
 void chk_ft_act(long n, int act, const float *x, float *y);
 /// dx = dy * act'(x) on n values (ReLU or ReLU6; dx may be dy).
 void chk_ft_act_backward(long n, int act, const float *x, const float *dy, float *dx);
-/// Batch norm backward over `rows` rows: g = dy, times act'(x * scale + shift) when act is not
-/// CHK_FT_NONE (the activation that follows the batch norm, its input recomputed as the forward pass
-/// computed it); sum_dy += g, sum_dy_x += g x (per channel, rows in order); g_out = g and
-/// dx = g * scale where given.
-void chk_ft_bn_backward(long rows, long c, const float *dy, int act, const float *x, const float *scale,
-                        const float *shift, float *sum_dy, float *sum_dy_x, float *g_out, float *dx);
+/// Batch norm backward over rows [row0, row0 + rows) (x, g_out and dx point at row0; dy at row 0): g = dy
+/// (with spread > 1, dy has one row per `spread` rows, the output gradient of a global average pool
+/// over them, and g = dy / spread), times act'(x * scale + shift) when act is not CHK_FT_NONE (the
+/// activation that follows the batch norm, its input recomputed as the forward pass computed it);
+/// sum_dy += g, sum_dy_x += g x (per channel, rows in order); g_out = g and dx = g * scale where given.
+void chk_ft_bn_backward(long rows, long c, long spread, long row0, const float *dy, int act, const float *x,
+                        const float *scale, const float *shift, float *sum_dy, float *sum_dy_x, float *g_out, float *dx);
+/// Batch norm, activation and global average pool: pooled[b, ch] = the mean over the sample's `pixels`
+/// rows of act(x * scale + shift), summed in row order.
+void chk_ft_affine_pool(long samples, long pixels, long c, const float *x, const float *scale, const float *shift,
+                        int act, float *pooled);
 /// Training-mode batch norm's input gradient: dx = a dy - b - x cc (per-channel a, b, cc).
 void chk_ft_bn_train_dx(long rows, long c, const float *dy, const float *x, const float *a, const float *b,
                         const float *cc, float *dx);
