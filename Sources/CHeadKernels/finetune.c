@@ -7,6 +7,7 @@
 #include "CHeadKernels.h"
 #include "kernels_common.h"
 #include <stddef.h>
+#include <stdlib.h>
 
 // Helpers of every variant (inlined into each).
 
@@ -32,16 +33,25 @@ typedef int chk_vi16 __attribute__((vector_size(64)));
     if ((act) == CHK_FT_RELU6) a_ = CHK_FT_SELECT(a_ < chk_splat(6), a_, chk_splat(6)); \
     a_; })
 
-/// y[0..<c] += x[0..<c] * w[0..<c]
-#define CHK_FT_MULADD(y, x, w, c) do { \
-    long ch_ = 0; \
-    for (; ch_ + 16 <= (c); ch_ += 16) chk_store((y) + ch_, chk_load((y) + ch_) + chk_load((x) + ch_) * chk_load((w) + ch_)); \
-    for (; ch_ < (c); ch_++) (y)[ch_] += (x)[ch_] * (w)[ch_]; \
-} while (0)
 
-/// Visits every (output pixel p, input pixel q, tap t) of one sample in the order of the Swift
-/// `DepthwiseGeometry.forEachTap`.
-#define CHK_FT_TAPS(g, BODY) \
+/// Lists of row pairs for the depthwise loops: list i has n[i] pairs (a[i * stride + j], b[i * stride + j]),
+/// offsets in floats of rows of two operands.
+typedef struct { long *a, *b, *n; } chk_ft_pairs;
+
+static chk_ft_pairs chk_ft_pairs_new(long lists, long stride) {
+    chk_ft_pairs l;
+    l.a = malloc(sizeof(long) * (size_t)(2 * lists * stride + lists));
+    l.b = l.a + lists * stride;
+    l.n = l.b + lists * stride;
+    for (long i = 0; i < lists; i++) l.n[i] = 0;
+    return l;
+}
+
+static void chk_ft_pairs_free(chk_ft_pairs l) { free(l.a); }
+
+/// Calls BODY(p, q, t) with the output pixel p, input pixel q and tap t of every tap inside the image,
+/// output pixels in raster order, taps in raster order.
+#define CHK_FT_EACH_TAP(g, BODY) \
     for (long oy = 0; oy < (g)->out_h; oy++) for (long ox = 0; ox < (g)->out_w; ox++) \
     for (long ky = 0; ky < (g)->kernel; ky++) { \
         long iy = oy * (g)->stride - (g)->pad_top + ky; \
@@ -54,6 +64,30 @@ typedef int chk_vi16 __attribute__((vector_size(64)));
         } \
     }
 
+/// Per output pixel: (input row, weight row) of its taps in tap order.
+static chk_ft_pairs chk_ft_taps_by_output(const chk_ft_window *g) {
+    const long kk = g->kernel * g->kernel, c = g->channels;
+    chk_ft_pairs l = chk_ft_pairs_new(g->out_h * g->out_w, kk);
+    CHK_FT_EACH_TAP(g, { long i = l.n[p]++; l.a[p * kk + i] = q * c; l.b[p * kk + i] = t * c; })
+    return l;
+}
+
+/// Per tap: (output row, input row) of the output pixels it reaches, in raster order.
+static chk_ft_pairs chk_ft_taps_by_tap(const chk_ft_window *g) {
+    const long outs = g->out_h * g->out_w, c = g->channels;
+    chk_ft_pairs l = chk_ft_pairs_new(g->kernel * g->kernel, outs);
+    CHK_FT_EACH_TAP(g, { long i = l.n[t]++; l.a[t * outs + i] = p * c; l.b[t * outs + i] = q * c; })
+    return l;
+}
+
+/// Per input pixel: (output row, weight row) of the taps that read it, in increasing output pixel order
+/// (the order a scatter from the outputs would add them in).
+static chk_ft_pairs chk_ft_taps_by_input(const chk_ft_window *g) {
+    const long kk = g->kernel * g->kernel, c = g->channels;
+    chk_ft_pairs l = chk_ft_pairs_new(g->in_h * g->in_w, kk);
+    CHK_FT_EACH_TAP(g, { long i = l.n[q]++; l.a[q * kk + i] = p * c; l.b[q * kk + i] = t * c; })
+    return l;
+}
 
 #define CHK_FN(name) chk_##name##_generic
 #define CHK_ATTR

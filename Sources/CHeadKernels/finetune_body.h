@@ -103,44 +103,66 @@ CHK_ATTR static void CHK_FN(ft_bn_train_dx)(long rows, long c, const float *dy, 
 
 /// Forward: each output row is zeroed, then takes its taps in order while it stays in L1 (no pass
 /// over the whole output to clear it first).
-CHK_ATTR static void CHK_FN(ft_depthwise)(const chk_ft_window *g, const float *x, const float *w, float *y, long batch) {
-    const long c = g->channels, in_size = g->in_h * g->in_w * c, out_size = g->out_h * g->out_w * c;
-    for (long b = 0; b < batch; b++) {
-        const float *xb = x + b * in_size;
-        float *yb = y + b * out_size;
-        for (long p = 0; p < g->out_h * g->out_w; p++) __builtin_memset(yb + p * c, 0, sizeof(float) * (size_t)c);
-        CHK_FT_TAPS(g, CHK_FT_MULADD(yb + p * c, xb + q * c, w + t * c, c))
+/// out[0..<c] = (add ? out : 0) + (0 + sum over i in order of a[ia[i] + ch] * b[ib[i] + ch]): the sum of
+/// n row products in registers, 64 channels at a time, then one store per element.
+CHK_ATTR static void CHK_FN(ft_row_products)(float *out, const float *a, const long *ia, const float *b, const long *ib,
+                                            long n, long c, int add) {
+    long ch = 0;
+    for (; ch + 64 <= c; ch += 64) {
+        chk_v16 s0 = chk_splat(0), s1 = s0, s2 = s0, s3 = s0;
+        for (long i = 0; i < n; i++) {
+            const float *ai = a + ia[i] + ch, *bi = b + ib[i] + ch;
+            s0 = s0 + chk_load(ai) * chk_load(bi);
+            s1 = s1 + chk_load(ai + 16) * chk_load(bi + 16);
+            s2 = s2 + chk_load(ai + 32) * chk_load(bi + 32);
+            s3 = s3 + chk_load(ai + 48) * chk_load(bi + 48);
+        }
+        if (add) { s0 = chk_load(out + ch) + s0; s1 = chk_load(out + ch + 16) + s1; s2 = chk_load(out + ch + 32) + s2; s3 = chk_load(out + ch + 48) + s3; }
+        chk_store(out + ch, s0); chk_store(out + ch + 16, s1); chk_store(out + ch + 32, s2); chk_store(out + ch + 48, s3);
+    }
+    for (; ch + 16 <= c; ch += 16) {
+        chk_v16 s0 = chk_splat(0);
+        for (long i = 0; i < n; i++) s0 = s0 + chk_load(a + ia[i] + ch) * chk_load(b + ib[i] + ch);
+        chk_store(out + ch, add ? chk_load(out + ch) + s0 : s0);
+    }
+    for (; ch < c; ch++) {
+        float s0 = 0;
+        for (long i = 0; i < n; i++) s0 = s0 + a[ia[i] + ch] * b[ib[i] + ch];
+        out[ch] = add ? out[ch] + s0 : s0;
     }
 }
 
-/// Backward: dw as the sum over (output, tap) pairs; dx gathered per input row (zeroed, then its taps
-/// in increasing output pixel order, the order a scatter from the outputs would add them in), so
-/// each dx row is written once.
+/// Forward: each output row is the sum of its taps (input row x weight row) in tap order. The row
+/// pairs of every output pixel are listed once (chk_ft_taps_by_output); samples are the outer loop.
+CHK_ATTR static void CHK_FN(ft_depthwise)(const chk_ft_window *g, const float *x, const float *w, float *y, long batch) {
+    const long c = g->channels, in_size = g->in_h * g->in_w * c, out_size = g->out_h * g->out_w * c, kk = g->kernel * g->kernel;
+    const long outs = g->out_h * g->out_w;
+    chk_ft_pairs l = chk_ft_taps_by_output(g);
+    for (long b = 0; b < batch; b++)
+        for (long p = 0; p < outs; p++)
+            CHK_FN(ft_row_products)(y + b * out_size + p * c, x + b * in_size, l.a + p * kk, w, l.b + p * kk, l.n[p], c, 0);
+    chk_ft_pairs_free(l);
+}
+
+/// Backward. dw: per sample and tap, the sum over output pixels of dy row x input row, added to dw.
+/// dx: per input row, the sum of its taps (dy row x weight row) in increasing output pixel order.
 CHK_ATTR static void CHK_FN(ft_depthwise_backward)(const chk_ft_window *g, const float *x, const float *w,
                                                   const float *dy, float *dw, float *dx, long batch) {
     const long c = g->channels, in_size = g->in_h * g->in_w * c, out_size = g->out_h * g->out_w * c;
-    const long k = g->kernel, s = g->stride;
-    __builtin_memset(dw, 0, sizeof(float) * (size_t)(k * k * c));
+    const long kk = g->kernel * g->kernel, outs = g->out_h * g->out_w, ins = g->in_h * g->in_w;
+    __builtin_memset(dw, 0, sizeof(float) * (size_t)(kk * c));
+    chk_ft_pairs byTap = chk_ft_taps_by_tap(g), byInput = chk_ft_taps_by_input(g);
     for (long b = 0; b < batch; b++) {
-        const float *xb = x + b * in_size, *gb = dy + b * out_size;
-        CHK_FT_TAPS(g, CHK_FT_MULADD(dw + t * c, gb + p * c, xb + q * c, c))
+        for (long t = 0; t < kk; t++)
+            CHK_FN(ft_row_products)(dw + t * c, dy + b * out_size, byTap.a + t * outs, x + b * in_size, byTap.b + t * outs,
+                                    byTap.n[t], c, 1);
         if (!dx) continue;
-        float *db = dx + b * in_size;
-        for (long iy = 0; iy < g->in_h; iy++) for (long ix = 0; ix < g->in_w; ix++) {
-            float *d = db + (iy * g->in_w + ix) * c;
-            __builtin_memset(d, 0, sizeof(float) * (size_t)c);
-            for (long ky = k - 1; ky >= 0; ky--) {
-                long ny = iy + g->pad_top - ky;
-                if (ny < 0 || ny % s != 0 || ny / s >= g->out_h) continue;
-                for (long kx = k - 1; kx >= 0; kx--) {
-                    long nx = ix + g->pad_left - kx;
-                    if (nx < 0 || nx % s != 0 || nx / s >= g->out_w) continue;
-                    long p = (ny / s) * g->out_w + nx / s, t = ky * k + kx;
-                    CHK_FT_MULADD(d, gb + p * c, w + t * c, c);
-                }
-            }
-        }
+        for (long q = 0; q < ins; q++)
+            CHK_FN(ft_row_products)(dx + b * in_size + q * c, dy + b * out_size, byInput.a + q * kk, w, byInput.b + q * kk,
+                                    byInput.n[q], c, 0);
     }
+    chk_ft_pairs_free(byTap);
+    chk_ft_pairs_free(byInput);
 }
 
 CHK_ATTR static void CHK_FN(ft_adam)(float *p, const float *g, float *m, float *v, long n, float b1, float b2,
