@@ -49,9 +49,11 @@ public struct FineTuneOptions: Sendable {
 ///
 /// Layout: activations are NHWC inside ([batch * H * W, C] row-major), so every 1x1 convolution is one
 /// sgemm on (B*H*W) x Cin x Cout (forward Y = X W^T, backward dW = dY^T X, dX = dY W), and depthwise,
-/// batch norm and activations are loops over the contiguous channel axis that LLVM vectorizes,
-/// split over `threads` (the GEMMs carry 97.9 of the 98.9 MFLOP per image forward of Lite0's last
-/// block + head conv; the depthwise 3x3 1.0).
+/// batch norm, ReLU/ReLU6 and Adam are loops over the contiguous channel axis in C kernels compiled
+/// per instruction set (CHeadKernels' finetune_body.h), split over `threads` (the GEMMs carry 97.9 of
+/// the 98.9 MFLOP per image forward of Lite0's last block + head conv; the depthwise 3x3 1.0). A batch
+/// norm runs with the ReLU/ReLU6 after it, and with the global average pool after that (`Fusion`):
+/// these loops are bound by memory traffic, not arithmetic.
 ///
 /// Full k x k convolutions (ResNet's 3x3, VGG's) are im2col + the same GEMMs (`ConvolutionGeometry`,
 /// which says why not oneDNN's convolution primitives); max pool routes the gradient to each window's
