@@ -18,9 +18,10 @@
     : __builtin_convertvector(-((v) > chk_splat(0)), chk_v16))
 #define CHK_FT_MASK1(v, act) ((act) == CHK_FT_RELU6 ? (float)((v) > 0 && (v) < 6) : (float)((v) > 0))
 
+/// ReLU / ReLU6 that keep a NaN (as PyTorch's), so that a diverging run shows in its loss.
 CHK_INLINE float chk_ft_act1(float v, int act) {
-    if (act == CHK_FT_RELU) return v > 0 ? v : 0;
-    if (act == CHK_FT_RELU6) return v > 0 ? (v < 6 ? v : 6) : 0;
+    if (act != CHK_FT_NONE) v = v < 0 ? 0 : v;
+    if (act == CHK_FT_RELU6) v = v > 6 ? 6 : v;
     return v;
 }
 typedef int chk_vi16 __attribute__((vector_size(64)));
@@ -29,8 +30,8 @@ typedef int chk_vi16 __attribute__((vector_size(64)));
 #define CHK_FT_SELECT(mask, v, w) ((chk_v16)(((chk_vi16)(v) & (mask)) | ((chk_vi16)(w) & ~(mask))))
 /// The activation of v, as chk_ft_act1 per lane.
 #define CHK_FT_ACT(v, act) ({ chk_v16 a_ = (v); \
-    if ((act) != CHK_FT_NONE) a_ = CHK_FT_SELECT(a_ > chk_splat(0), a_, chk_splat(0)); \
-    if ((act) == CHK_FT_RELU6) a_ = CHK_FT_SELECT(a_ < chk_splat(6), a_, chk_splat(6)); \
+    if ((act) != CHK_FT_NONE) a_ = CHK_FT_SELECT(a_ < chk_splat(0), chk_splat(0), a_); \
+    if ((act) == CHK_FT_RELU6) a_ = CHK_FT_SELECT(a_ > chk_splat(6), chk_splat(6), a_); \
     a_; })
 
 

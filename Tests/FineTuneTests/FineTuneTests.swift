@@ -248,6 +248,19 @@ final class FineTuneBenchmarkTests: XCTestCase {
 /// The fine-tuner's C loops (finetune_body.h: batch norm + ReLU/ReLU6 fused, depthwise, Adam) give the
 /// same bits in every instruction-set variant the CPU supports, BN frozen and training.
 final class FineTuneKernelVariantTests: XCTestCase {
+    /// ReLU and ReLU6 keep NaN (as PyTorch's), in the 16-lane loop and in its tail, so a run that
+    /// diverges shows it in its loss.
+    func testActivationsKeepNaN() {
+        let x: [Float] = (0..<20).map { [Float.nan, -1, 3, 7, .infinity][$0 % 5] }
+        for (act, want) in [(CHK_FT_RELU, [Float.nan, 0, 3, 7, .infinity]), (CHK_FT_RELU6, [Float.nan, 0, 3, 6, 6])] {
+            var y = [Float](repeating: 0, count: x.count)
+            chk_ft_act(x.count, Int32(act), x, &y)
+            for i in x.indices {
+                XCTAssertTrue(y[i] == want[i % 5] || (y[i].isNaN && want[i % 5].isNaN), "act \(act) at \(i): \(y[i])")
+            }
+        }
+    }
+
     func testAllVariantsTrainIdentically() throws {
         let saved = chk_isa_active()
         defer { _ = chk_isa_set(saved) }
