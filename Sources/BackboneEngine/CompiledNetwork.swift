@@ -321,8 +321,16 @@ struct Builder {
         if let q {
             // Accumulators are sums of (x * srcScale) * (w * weightScale): output scales bring them
             // back to real values (and to dst's scale when no activation follows); the bias is added
-            // to the accumulator before the output scale, so it is scaled up like the products.
+            // to the accumulator before the output scale, so it is scaled up like the products. With
+            // the input's channel means, it is corrected for the rounding of the weights first.
             let (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels)
+            if let means = calibration?.means?[layer.inputs[0]] {
+                guard means.count == ci else {
+                    throw EngineError("\(network.name): the int8 calibration has \(means.count) channel means for \(layer.inputs[0]), which has \(ci) channels; calibrate again (a new extraction)")
+                }
+                let correction = Int8Calibration.biasCorrection(weights: weights, values: values, scales: scales, inputMeans: means)
+                for o in bias.indices { bias[o] += correction[o] }
+            }
             weights = values
             let toDst: Float = c.activation == .none ? dstScale : 1
             outputScales = scales.map { toDst / (q.srcScale * $0) }

@@ -1,4 +1,4 @@
-import BackboneEngine
+@testable import BackboneEngine
 import Backbones
 import Foundation
 import XCTest
@@ -30,5 +30,77 @@ final class Int8Tests: XCTestCase {
             print(String(format: "int8 lite0 image %d: cosine %.6f", i, c))
             XCTAssertGreaterThanOrEqual(c, Self.minimumCosine, "image \(i)")
         }
+    }
+
+    /// Bias correction on a two-convolution network with random weights: `a` (fp32, it reads the
+    /// image; ReLU) feeds `b` (int8, 1 x 1, weights with a large rounding step: one weight of 1 per
+    /// output channel, the others in [-0.1, 0.1]). The calibration's channel means of `a` are those
+    /// of the fp32 run; without them `b`'s outputs are off in mean by (rounded - exact weights) .
+    /// means, computed here from the rounding rule (127 / max |w| per output channel); with them the
+    /// mean error is under a tenth of the largest such shift.
+    func testBiasCorrectionKeepsTheMeanOfAnInt8Convolution() throws {
+        var seed: UInt64 = 7
+        func uniform(_ lo: Float, _ hi: Float) -> Float {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return lo + (hi - lo) * Float(seed >> 40) / Float(1 << 24)
+        }
+        let (size, images, hidden, out) = (6, 16, 16, 8)
+        var weightsB = (0..<out * hidden).map { _ in uniform(-0.1, 0.1) }
+        for o in 0..<out { weightsB[o * hidden + o % hidden] = 1 }
+        var network = Network(name: "bias-correction", inputChannels: 3)
+        network.add("a", .conv(Convolution(outChannels: hidden, kernel: 1, padding: .valid, weights: (0..<hidden * 3).map { _ in uniform(-1, 1) },
+                                           bias: (0..<hidden).map { _ in uniform(0, 1) }, activation: .relu)), inputs: ["input"])
+        network.add("b", .conv(Convolution(outChannels: out, kernel: 1, padding: .valid, weights: weightsB, bias: nil, activation: .none)), inputs: ["a"])
+        network.outputs = ["features": "b", "hidden": "a"]
+        let inputs = (0..<images * 3 * size * size).map { _ in uniform(-1, 1) }
+        let cal = try inputs.withUnsafeBufferPointer {
+            try Int8Calibration.measure(network, height: size, width: size, inputs: $0.baseAddress!, count: images)
+        }
+        func run(_ precision: Precision, _ calibration: Int8Calibration?) throws -> [String: [Float]] {
+            let net = try CompiledNetwork(network, batch: images, height: size, width: size, precision: precision, calibration: calibration)
+            net.input.update(from: inputs, count: inputs.count)
+            try net.run()
+            return ["features": Array(net.output("features")!), "hidden": Array(net.output("hidden")!)]
+        }
+        /// Per channel, the mean over images and positions of `values` (images x channels x positions).
+        func channelMeans(_ values: [Float], _ channels: Int) -> [Double] {
+            let positions = values.count / (images * channels)
+            return (0..<channels).map { c in
+                (0..<images).reduce(0.0) { s, i in s + values[(i * channels + c) * positions ..< (i * channels + c + 1) * positions].reduce(0.0) { $0 + Double($1) } }
+                    / Double(images * positions)
+            }
+        }
+        let fp32 = try run(.fp32, nil)
+        let meansA = channelMeans(fp32["hidden"]!, hidden)
+        let stored = try XCTUnwrap(cal.means?["a"])
+        for c in 0..<hidden { XCTAssertEqual(Double(stored[c]), meansA[c], accuracy: 1e-3 * max(1e-3, abs(meansA[c])), "mean of a, channel \(c)") }
+        XCTAssertEqual(cal.means?.keys.sorted(), ["a"], "means of what non-grouped convolutions read (not the image)")
+        let shift = (0..<out).map { o -> Double in
+            let row = weightsB[o * hidden ..< (o + 1) * hidden], s = 127 / row.map(abs).max()!
+            return zip(row, meansA).reduce(0.0) { $0 + Double(($1.0 * s).rounded() / s - $1.0) * $1.1 }
+        }
+        let largest = shift.map(abs).max()!
+        XCTAssertGreaterThan(largest, 1e-3, "the rounding of b's weights shifts its mean")
+        var uncorrected = cal
+        uncorrected.means = nil
+        let errorWithout = zip(channelMeans(try run(.int8, uncorrected)["features"]!, out), channelMeans(fp32["features"]!, out)).map { $0 - $1 }
+        let errorWith = zip(channelMeans(try run(.int8, cal)["features"]!, out), channelMeans(fp32["features"]!, out)).map { $0 - $1 }
+        for o in 0..<out {
+            XCTAssertEqual(errorWithout[o], shift[o], accuracy: 0.1 * largest, "uncorrected, channel \(o)")
+            XCTAssertEqual(errorWith[o], 0, accuracy: 0.1 * largest, "corrected, channel \(o)")
+        }
+    }
+
+    /// A calibration stored before bias correction (no `means`) reads back as one without means, and
+    /// its stored text is unchanged (same extraction identity, so its stored features are resumed).
+    func testCalibrationStoredWithoutMeansKeepsItsText() throws {
+        let old = #"int8:{"images":2,"ranges":{"b0.project":[-1.5,2],"b1.expand":[0,6]}}"#
+        let c = try XCTUnwrap(Int8Calibration(storedPrecision: old))
+        XCTAssertNil(c.means)
+        XCTAssertEqual(c.storedPrecision, old)
+        var new = c
+        new.means = ["b0.project": [0.25, -1.5]]
+        XCTAssertNotEqual(new.storedPrecision, old)
+        XCTAssertEqual(Int8Calibration(storedPrecision: new.storedPrecision), new)
     }
 }
