@@ -31,8 +31,8 @@ runs whole batches of random values until --seconds have elapsed (at least --min
   alternately, 2 rounds each on a loaded machine), so U8S8 is the stronger peer),
   ranges by --calibrate-method (default MinMax, ORT's default).
   Calibration images: the ones `extract --precision int8` calibrates on (Sources/Extractor/Run.swift
-  `calibrate`): the first --calibration-images (32) images of the dataset (--data, default scenes6) in
-  extract's scan order (Sources/Imaging/DatasetScan.swift: train/ before test/, classes sorted, files
+  `calibrate`): --calibration-images (32) images spread evenly over the dataset (--data, default
+  scenes6), item i * n / 32 of the n in extract's scan order (Sources/Imaging/DatasetScan.swift: train/ before test/, classes sorted, files
   sorted by path), rendered as copy 0 (plain, --fit pad) by `extract preview` itself (--extract: our
   binary), so the pixels are extract's, then normalised with the backbone's preprocessing
   (Sources/Backbones/Preprocessing.swift). Building the int8 model also reports the cosine of ORT int8
@@ -303,14 +303,18 @@ def quantize(args, fp32_path: str, int8_path: str, preprocessing) -> dict:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     items = dataset_items(Path(args.data))
-    calib, rest = items[:args.calibration_images], items[args.calibration_images:]
+    # extract's choice (Run.swift `calibrate`): items[i * n / k] for i < k, k = min(32, n), in scan order.
+    n = len(items); k = min(args.calibration_images, n)
+    chosen = [i * n // k for i in range(k)]
+    calib = [items[i] for i in chosen]
+    rest = [it for i, it in enumerate(items) if i not in set(chosen)]
     others = rest[::max(1, len(rest) // max(1, args.check_images))][:args.check_images] if args.check_images else []
     log(f"rendering {len(calib)} calibration + {len(others)} check images of {args.data} with {args.extract} preview")
     kept, pixels = render(calib + others, args.image_size, args.extract)
     x = preprocess(pixels, preprocessing, nchw=args.layout == "pytorch")
     is_calib = np.array([i < len(calib) for i in kept])
     if not is_calib.any():
-        raise SystemExit(f"error: none of the first {args.calibration_images} images of {args.data} could be rendered")
+        raise SystemExit(f"error: none of the {args.calibration_images} calibration images of {args.data} could be rendered")
 
     class Reader(CalibrationDataReader):
         def __init__(self, name):
@@ -419,8 +423,8 @@ def main() -> None:
     }
     if args.int8:
         result["quantization"] = (f"onnxruntime.quantization.quantize_static: QDQ, weights s8 per channel, activations "
-                                  f"{args.activation_type}, {args.calibrate_method} ranges on extract's first "
-                                  f"{args.calibration_images} images of {Path(args.data).name}")
+                                  f"{args.activation_type}, {args.calibrate_method} ranges on extract's "
+                                  f"{args.calibration_images} calibration images of {Path(args.data).name} (spread evenly)")
     if check is not None:
         result["cosine_int8_vs_fp32"] = check
 
