@@ -134,6 +134,11 @@ struct Run: ParsableCommand {
     private func extract() throws {
         let started = Date()
         let source = FeatureSource(spec: try Backbones.named(options.backbone), output: feature)
+        let size = imageSize ?? source.spec.inputSize
+        let cache = try cacheBlocks.map { try BlockCache(spec: source.spec, blocks: $0, dtype: cacheDType) }   // validate() checked it
+        let outputs = [feature] + (cache.map { [$0.output] } ?? [])
+        let preparation = prepare(source, size: size, outputs: outputs)
+        defer { _ = preparation.take() }   // never leave (nor exit) while the other thread is still in the engine
         let root = URL(fileURLWithPath: data).standardizedFileURL
         let db = try FeatureStore(path: store, mode: .create)
         let failures = FailureLog(db: db, quiet: quiet)
@@ -142,8 +147,6 @@ struct Run: ParsableCommand {
         let ids = try db.upsertImages(identified.map(\.record))
         let images = zip(identified, ids).map { ($0.item, $0.record.sha256, $1) }
 
-        let size = imageSize ?? source.spec.inputSize
-        let cache = try cacheBlocks.map { try BlockCache(spec: source.spec, blocks: $0, dtype: cacheDType) }
         let policyValue = try augmentationPolicy()
         func settings(_ b: LoadedBackbone, _ precision: String, _ featureDim: Int) -> ExtractionSettings {
             ExtractionSettings(
@@ -156,15 +159,20 @@ struct Run: ParsableCommand {
         let extractor: FeatureExtractor, decision: PrecisionDecision
         var calibration: Int8Calibration?
         do {   // scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them)
-            let full = try source.load(weights: options.weightsURL)
+            let prepared = preparation.take()!
+            let full = try prepared.backbone.get()
             decision = try autoRule(db: db) { settings(full, $0, $1) } ?? PrecisionDecision.resolve(precision)
             decision.announce(quiet: quiet)
             if decision.precision == .int8 {
                 calibration = try storedCalibration(db: db) { settings(full, $0, $1) }
                     ?? calibrate(full, items: images.map(\.0), size: size)
             }
-            extractor = try FeatureExtractor(full, batch: batch, size: size, precision: decision.precision, calibration: calibration,
-                                             outputs: [feature] + (cache.map { [$0.output] } ?? []))
+            if let compiled = prepared.compiled, compiled.precision == decision.precision, calibration == nil {
+                extractor = try compiled.extractor.get()
+            } else {
+                extractor = try FeatureExtractor(full, batch: batch, size: size, precision: decision.precision, calibration: calibration,
+                                                 outputs: outputs)
+            }
         }
         let loaded = extractor.backbone
         let storedPrecision = calibration?.storedPrecision ?? decision.precision.rawValue
@@ -233,6 +241,31 @@ struct Run: ParsableCommand {
         }
     }
 
+    /// The backbone as loaded (and, when compiled ahead, compiled) on another thread; each error is
+    /// thrown by `extract()` where it would meet it without the thread (load errors at the load,
+    /// compile errors at the compile).
+    struct PreparedBackbone {
+        var backbone: Result<LoadedBackbone, Error>
+        var compiled: (precision: Precision, extractor: Result<FeatureExtractor, Error>)?
+    }
+
+    /// Starts loading the backbone's weights on its own thread, so the load overlaps opening the
+    /// store and identifying the images. A requested --precision fp32 or bf16 is also compiled there:
+    /// nothing the store or the images hold can change it. auto (which may read the store or run the
+    /// probe, whose timing must have the cores to itself) and int8 (calibrated on the run's images)
+    /// compile after identify, as before.
+    private func prepare(_ source: FeatureSource, size: Int, outputs: [String]) -> BackgroundTask<PreparedBackbone> {
+        let weights = options.weightsURL, batch = batch
+        let ahead: Precision? = precision == .fp32 ? .fp32 : precision == .bf16 ? .bf16 : nil
+        return BackgroundTask {
+            let backbone = Result { try source.load(weights: weights) }
+            guard let ahead, case .success(let full) = backbone else { return PreparedBackbone(backbone: backbone) }
+            return PreparedBackbone(backbone: backbone, compiled: (ahead, Result {
+                try FeatureExtractor(full, batch: batch, size: size, precision: ahead, outputs: outputs)
+            }))
+        }
+    }
+
     /// `--precision auto`'s rules before any measurement: the precision of the one extraction in the
     /// store whose settings equal these but for precision, so a store made at another precision (or by
     /// an earlier default, or before adding --cache-blocks) is resumed, not extracted again; else with
@@ -298,8 +331,11 @@ struct Run: ParsableCommand {
         for p in scan.problems {
             try failures.record(path: p.path, reason: p.reason)
         }
-        var identified: [Identified] = []
-        for item in items {
+        // Every file is read, hashed and probed on all cores (the weights load on another thread
+        // meanwhile); the failures are then recorded here, in scan order, as the store and the
+        // failure log belong to this thread.
+        let maxFileBytes = maxFileBytes, maxPixels = maxPixels
+        let outcomes = concurrentMap(items) { item -> Result<Identified, FileFailure> in
             do {
                 let bytes = try ImageCodec.readFile(item, maxBytes: maxFileBytes)
                 let header = try ImageCodec.probe(data: Data(bytes), name: item.path.path)
@@ -307,13 +343,19 @@ struct Run: ParsableCommand {
                     throw ImagingError.invalidArgument("\(header.width)x\(header.height) pixels is above --max-pixels \(maxPixels)")
                 }
                 let relative = String(item.path.standardizedFileURL.path.dropFirst(root.path.count + 1))
-                identified.append(Identified(item: item, record: ImageRecord(
+                return .success(Identified(item: item, record: ImageRecord(
                     datasetID: dataset.id, sha256: ContentHash.sha256Hex(bytes), path: relative,
                     classIndex: classIndex[item.className] ?? item.classIndex,
                     split: ImageSplit(rawValue: item.split ?? "train") ?? .train, width: header.width, height: header.height)))
             } catch {
-                let reason = (error as? ImagingError)?.reason ?? "\(error)"
-                try failures.record(path: item.path.path, reason: reason)
+                return .failure(FileFailure(path: item.path.path, reason: (error as? ImagingError)?.reason ?? "\(error)"))
+            }
+        }
+        var identified: [Identified] = []
+        for outcome in outcomes {
+            switch outcome {
+            case .success(let file): identified.append(file)
+            case .failure(let failure): try failures.record(path: failure.path, reason: failure.reason)
             }
         }
         guard !identified.isEmpty else {
@@ -413,6 +455,45 @@ final class FailureLog {
         count += 1
         try db.recordFailure(datasetID: datasetID, extractionID: extractionID, path: path, reason: reason)
         if !quiet { FileHandle.standardError.write(Data("skipped \(path): \(reason)\n".utf8)) }
+    }
+}
+
+/// A file identify could not use, and why.
+struct FileFailure: Error {
+    let path: String, reason: String
+}
+
+/// `transform` of every element, in order, computed on all cores in contiguous chunks.
+func concurrentMap<T, R>(_ items: [T], _ transform: (T) -> R) -> [R] {
+    let parts = min(items.count, 8 * ProcessInfo.processInfo.activeProcessorCount)
+    return [R](unsafeUninitializedCapacity: items.count) { buffer, initialized in
+        let base = buffer.baseAddress
+        DispatchQueue.concurrentPerform(iterations: parts) { k in
+            for i in items.count * k / parts ..< items.count * (k + 1) / parts { (base! + i).initialize(to: transform(items[i])) }
+        }
+        initialized = items.count
+    }
+}
+
+/// Work started on a thread of its own; `take()` waits for it and hands its result over once (nil after).
+final class BackgroundTask<T> {
+    private let finished = DispatchGroup()
+    private var result: T?
+
+    init(_ work: @escaping () -> T) {
+        finished.enter()
+        let thread = Thread { [self] in
+            result = work()
+            finished.leave()
+        }
+        thread.stackSize = 8 << 20   // as the main thread's: weights files are parsed there
+        thread.start()
+    }
+
+    func take() -> T? {
+        finished.wait()
+        defer { result = nil }
+        return result
     }
 }
 
