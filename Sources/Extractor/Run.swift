@@ -140,10 +140,13 @@ struct Run: ParsableCommand {
         let preparation = prepare(source, size: size, outputs: outputs)
         defer { _ = preparation.take() }   // never leave (nor exit) while the other thread is still in the engine
         let root = URL(fileURLWithPath: data).standardizedFileURL
+        let stop = StopFlag()
+        let files = BackgroundTask { Result { try survey(root, stop: stop) } }   // reads the files while the store opens
+        defer { stop.raise(); _ = files.take() }   // a store error stops the survey at the next file
         let db = try FeatureStore(path: store, mode: .create)
         let failures = FailureLog(db: db, quiet: quiet)
 
-        let identified = try identify(root: root, db: db, failures: failures)
+        let identified = try identify(root: root, survey: files.take()!.get(), db: db, failures: failures)
         let ids = try db.upsertImages(identified.map(\.record))
         let images = zip(identified, ids).map { ($0.item, $0.record.sha256, $1) }
 
@@ -317,13 +320,42 @@ struct Run: ParsableCommand {
         return try pixels.withUnsafeBufferPointer { try backbone.calibrateInt8(rgb: $0.baseAddress!, count: count, size: size) }
     }
 
-    /// Identify: scan the folder, then read, hash and probe the header of every image before any decoding,
-    /// so what the store has is never recomputed. Files that cannot be read or whose header is bad
-    /// (empty, not an image, zero or absurd dimensions, too large) are recorded as failures.
-    private func identify(root: URL, db: FeatureStore, failures: FailureLog) throws -> [Identified] {
+    /// What identify learns from the files alone, before the store is open: the scan, the items of
+    /// this shard and, for each, its content hash and stored size, or why it cannot be used.
+    struct Survey {
+        struct Facts { let sha256: String, width: Int, height: Int }
+        let scan: DatasetScan
+        let items: [DatasetItem]
+        let outcomes: [Result<Facts, FileFailure>]
+    }
+
+    /// Scans the folder, then reads, hashes and probes the header of every image (on all cores, in
+    /// chunks), before any decoding. Touches no store: it runs while the store opens.
+    private func survey(_ root: URL, stop: StopFlag) throws -> Survey {
         let scan = try DatasetScan.scan(root, unlabeled: unlabeled)
         var items = scan.items
         if let shard { items = try Shard(shard).select(items, root: root) }
+        let maxFileBytes = maxFileBytes, maxPixels = maxPixels
+        return Survey(scan: scan, items: items, outcomes: concurrentMap(items) { item in
+            if stop.isRaised { return .failure(FileFailure(path: item.path.path, reason: "not read: the run stopped")) }
+            do {
+                let bytes = try ImageCodec.readFile(item, maxBytes: maxFileBytes)
+                let header = try ImageCodec.probe(data: Data(bytes), name: item.path.path)
+                guard header.width * header.height <= maxPixels else {
+                    throw ImagingError.invalidArgument("\(header.width)x\(header.height) pixels is above --max-pixels \(maxPixels)")
+                }
+                return .success(Survey.Facts(sha256: ContentHash.sha256Hex(bytes), width: header.width, height: header.height))
+            } catch {
+                return .failure(FileFailure(path: item.path.path, reason: (error as? ImagingError)?.reason ?? "\(error)"))
+            }
+        })
+    }
+
+    /// Identify: the survey's images as the store's rows, so what the store has is never recomputed.
+    /// Files that cannot be read or whose header is bad (empty, not an image, zero or absurd
+    /// dimensions, too large) are recorded as failures, in scan order.
+    private func identify(root: URL, survey: Survey, db: FeatureStore, failures: FailureLog) throws -> [Identified] {
+        let scan = survey.scan
         let dataset = try db.dataset(root: root.path, classes: scan.classes, name: root.lastPathComponent)
         // The store's class list is authoritative: a class folder added later appends, never shifts labels.
         let classIndex = Dictionary(uniqueKeysWithValues: dataset.classes.enumerated().map { ($1, $0) })
@@ -331,31 +363,17 @@ struct Run: ParsableCommand {
         for p in scan.problems {
             try failures.record(path: p.path, reason: p.reason)
         }
-        // Every file is read, hashed and probed on all cores (the weights load on another thread
-        // meanwhile); the failures are then recorded here, in scan order, as the store and the
-        // failure log belong to this thread.
-        let maxFileBytes = maxFileBytes, maxPixels = maxPixels
-        let outcomes = concurrentMap(items) { item -> Result<Identified, FileFailure> in
-            do {
-                let bytes = try ImageCodec.readFile(item, maxBytes: maxFileBytes)
-                let header = try ImageCodec.probe(data: Data(bytes), name: item.path.path)
-                guard header.width * header.height <= maxPixels else {
-                    throw ImagingError.invalidArgument("\(header.width)x\(header.height) pixels is above --max-pixels \(maxPixels)")
-                }
-                let relative = String(item.path.standardizedFileURL.path.dropFirst(root.path.count + 1))
-                return .success(Identified(item: item, record: ImageRecord(
-                    datasetID: dataset.id, sha256: ContentHash.sha256Hex(bytes), path: relative,
-                    classIndex: classIndex[item.className] ?? item.classIndex,
-                    split: ImageSplit(rawValue: item.split ?? "train") ?? .train, width: header.width, height: header.height)))
-            } catch {
-                return .failure(FileFailure(path: item.path.path, reason: (error as? ImagingError)?.reason ?? "\(error)"))
-            }
-        }
         var identified: [Identified] = []
-        for outcome in outcomes {
+        for (item, outcome) in zip(survey.items, survey.outcomes) {
             switch outcome {
-            case .success(let file): identified.append(file)
-            case .failure(let failure): try failures.record(path: failure.path, reason: failure.reason)
+            case .success(let facts):
+                let relative = String(item.path.standardizedFileURL.path.dropFirst(root.path.count + 1))
+                identified.append(Identified(item: item, record: ImageRecord(
+                    datasetID: dataset.id, sha256: facts.sha256, path: relative,
+                    classIndex: classIndex[item.className] ?? item.classIndex,
+                    split: ImageSplit(rawValue: item.split ?? "train") ?? .train, width: facts.width, height: facts.height)))
+            case .failure(let failure):
+                try failures.record(path: failure.path, reason: failure.reason)
             }
         }
         guard !identified.isEmpty else {
@@ -494,6 +512,24 @@ final class BackgroundTask<T> {
         finished.wait()
         defer { result = nil }
         return result
+    }
+}
+
+/// Raised by one thread, read by others: asks work in progress to stop early.
+final class StopFlag {
+    private let lock = NSLock()
+    private var raised = false
+
+    func raise() {
+        lock.lock()
+        raised = true
+        lock.unlock()
+    }
+
+    var isRaised: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return raised
     }
 }
 

@@ -61,6 +61,18 @@ final class ExtractSetupTests: XCTestCase {
         XCTAssertEqual(try failurePaths(store), ["text.jpg", "text.jpg"])
     }
 
+    /// A store that cannot be opened fails the run with its own error (the files being read
+    /// meanwhile are dropped), as when the store was opened before any file was read.
+    func testAStoreErrorStopsTheRunWhileFilesAreRead() throws {
+        let data = try CLI.smallDataset(perClass: 3, testPerClass: 1)
+        let store = data.deletingLastPathComponent().appendingPathComponent("not-a-store.sqlite")
+        try Data("not a store".utf8).write(to: store)
+        let r = try extract(data, store: store, ["--precision", "fp32"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: feature store \(store.path) is damaged"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: store), Data("not a store".utf8))
+    }
+
     /// fp32 compiled ahead (--precision fp32) computes exactly what fp32 compiled after identify
     /// computes (auto with --cache-blocks picks fp32 by rule): the exported features are equal.
     func testCompiledAheadGivesTheSameFeatures() throws {
