@@ -321,9 +321,10 @@ struct Run: ParsableCommand {
     }
 
     /// What identify learns from the files alone, before the store is open: the scan, the items of
-    /// this shard and, for each, its content hash and stored size, or why it cannot be used.
+    /// this shard and, for each, its content hash, path under the root and stored size, or why it
+    /// cannot be used.
     struct Survey {
-        struct Facts { let sha256: String, width: Int, height: Int }
+        struct Facts { let sha256: String, relativePath: String, width: Int, height: Int }
         let scan: DatasetScan
         let items: [DatasetItem]
         let outcomes: [Result<Facts, FileFailure>]
@@ -344,7 +345,8 @@ struct Run: ParsableCommand {
                 guard header.width * header.height <= maxPixels else {
                     throw ImagingError.invalidArgument("\(header.width)x\(header.height) pixels is above --max-pixels \(maxPixels)")
                 }
-                return .success(Survey.Facts(sha256: ContentHash.sha256Hex(bytes), width: header.width, height: header.height))
+                let relative = String(item.path.standardizedFileURL.path.dropFirst(root.path.count + 1))
+                return .success(Survey.Facts(sha256: ContentHash.sha256Hex(bytes), relativePath: relative, width: header.width, height: header.height))
             } catch {
                 return .failure(FileFailure(path: item.path.path, reason: (error as? ImagingError)?.reason ?? "\(error)"))
             }
@@ -367,9 +369,8 @@ struct Run: ParsableCommand {
         for (item, outcome) in zip(survey.items, survey.outcomes) {
             switch outcome {
             case .success(let facts):
-                let relative = String(item.path.standardizedFileURL.path.dropFirst(root.path.count + 1))
                 identified.append(Identified(item: item, record: ImageRecord(
-                    datasetID: dataset.id, sha256: facts.sha256, path: relative,
+                    datasetID: dataset.id, sha256: facts.sha256, path: facts.relativePath,
                     classIndex: classIndex[item.className] ?? item.classIndex,
                     split: ImageSplit(rawValue: item.split ?? "train") ?? .train, width: facts.width, height: facts.height)))
             case .failure(let failure):
