@@ -138,9 +138,10 @@ struct Run: ParsableCommand {
         let cache = try cacheBlocks.map { try BlockCache(spec: source.spec, blocks: $0, dtype: cacheDType) }   // validate() checked it
         let outputs = [feature] + (cache.map { [$0.output] } ?? [])
         // The backbone loads (and compiles) on one thread and the files are read on another while this
-        // one opens the store. tools/bench/extract_e2e.sh --rounds 3 (Lite0, fp32, scenes6's 2,400
-        // images, 2-core AMD EPYC, other jobs holding the load at 3.6-4.6): end to end 173.1 img/s with
-        // these steps one after another, 175.7 img/s overlapped (medians; forward-only 189.7 and 197.9).
+        // one opens the store. tools/bench/extract_e2e.sh --rounds 3, twice for each build, alternating
+        // (Lite0, fp32, scenes6's 2,400 images, 2-core AMD EPYC, load 0.4-2.1): end to end 334.0 and
+        // 338.7 img/s with these steps one after another, 341.2 and 340.0 img/s overlapped (medians;
+        // ratio to forward-only 0.851 and 0.887 before, 0.864 and 0.864 after).
         let preparation = prepare(source, size: size, outputs: outputs)
         defer { _ = preparation.take() }   // never leave (nor exit) while the other thread is still in the engine
         let root = URL(fileURLWithPath: data).standardizedFileURL
