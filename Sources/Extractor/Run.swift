@@ -308,10 +308,14 @@ struct Run: ParsableCommand {
         }.first
     }
 
-    /// Calibrates int8 on the first `Int8Calibration.defaultImages` readable images of the run (scan
-    /// order, un-augmented, rendered as the extraction renders them).
+    /// Calibrates int8 on `Int8Calibration.defaultImages` images spread evenly over the run's images
+    /// (item i * n / k in scan order: a dataset in class folders gets every class, where the first k
+    /// would all be of one), un-augmented, rendered as the extraction renders them; unreadable ones are
+    /// left out.
     private func calibrate(_ backbone: LoadedBackbone, items: [DatasetItem], size: Int) throws -> Int8Calibration {
-        let pipeline = try ImagePipeline(items: Array(items.prefix(Int8Calibration.defaultImages)), size: size, fit: fit,
+        let k = min(Int8Calibration.defaultImages, items.count)
+        let chosen = (0..<k).map { items[$0 * items.count / k] }
+        let pipeline = try ImagePipeline(items: chosen, size: size, fit: fit,
                                          policy: .standard, copiesFor: { _ in [0] }, seed: seed, batchSize: batch,
                                          threads: ProcessInfo.processInfo.activeProcessorCount, maxPixels: maxPixels)
         pipeline.maxFileBytes = maxFileBytes
@@ -320,8 +324,8 @@ struct Run: ParsableCommand {
             pixels += b.pixels.prefix(b.count * size * size * 3)
             count += b.count
         }, onSkip: { _ in })
-        guard count > 0 else { throw ValidationError("--precision int8: none of the first \(Int8Calibration.defaultImages) images could be read to calibrate on") }
-        if !quiet { FileHandle.standardError.write(Data("int8: calibrating on the first \(count) images\n".utf8)) }
+        guard count > 0 else { throw ValidationError("--precision int8: none of the \(k) images chosen to calibrate on could be read") }
+        if !quiet { FileHandle.standardError.write(Data("int8: calibrating on \(count) images spread over the dataset\n".utf8)) }
         return try pixels.withUnsafeBufferPointer { try backbone.calibrateInt8(rgb: $0.baseAddress!, count: count, size: size) }
     }
 

@@ -13,7 +13,7 @@ extension ExtractTests {
         let (first, err) = try extractAt(data, store: a, ratio: "2", ["--precision", "int8"])
         XCTAssertEqual([first.precision, first.precision_source], ["int8", "requested"])
         XCTAssertEqual(first.new_features, 4)
-        XCTAssertTrue(err.contains("int8: calibrating on the first 4 images"), err)
+        XCTAssertTrue(err.contains("int8: calibrating on 4 images spread over the dataset"), err)
         let stored = try storedPrecisions(a)
         XCTAssertEqual(stored.count, 1)
         XCTAssertTrue(stored[0].hasPrefix("int8:{"), stored[0])
