@@ -28,7 +28,7 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 cd "$ROOT"
 [[ "$BUILD" == 1 ]] && swift build -c release >&2
-BIN="$ROOT/.build/release"
+BIN="${BIN_DIR:-$ROOT/.build/release}"   # BIN_DIR: another build (as common.sh)
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 STORE="$TMP/s.sqlite"
 
