@@ -90,25 +90,10 @@ static chk_ft_pairs chk_ft_taps_by_input(const chk_ft_window *g) {
     return l;
 }
 
-#define CHK_FN(name) chk_##name##_generic
-#define CHK_ATTR
-#include "finetune_body.h"
-#undef CHK_FN
-#undef CHK_ATTR
+#define CHK_VARIANT_BODY "finetune_body.h"
+#include "variants.h"
 
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-#define CHK_FT_X86 1
-#define CHK_FN(name) chk_##name##_avx2
-#define CHK_ATTR __attribute__((target("avx2,fma")))
-#include "finetune_body.h"
-#undef CHK_FN
-#undef CHK_ATTR
-
-#define CHK_FN(name) chk_##name##_avx512
-#define CHK_ATTR __attribute__((target("avx512f,avx512vl,avx2,fma")))
-#include "finetune_body.h"
-#undef CHK_FN
-#undef CHK_ATTR
+#ifdef CHK_X86
 #define CHK_FT_PICK(name, ...) do { switch (chk_isa_active()) { \
     case CHK_ISA_AVX512: chk_##name##_avx512(__VA_ARGS__); return; \
     case CHK_ISA_AVX2: chk_##name##_avx2(__VA_ARGS__); return; \

@@ -6,26 +6,8 @@
 #include "CHeadKernels.h"
 #include "kernels_common.h"
 
-#define CHK_FN(name) chk_##name##_generic
-#define CHK_ATTR
-#include "kernels_body.h"
-#undef CHK_FN
-#undef CHK_ATTR
-
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-#define CHK_X86 1
-#define CHK_FN(name) chk_##name##_avx2
-#define CHK_ATTR __attribute__((target("avx2,fma")))
-#include "kernels_body.h"
-#undef CHK_FN
-#undef CHK_ATTR
-
-#define CHK_FN(name) chk_##name##_avx512
-#define CHK_ATTR __attribute__((target("avx512f,avx512vl,avx2,fma")))
-#include "kernels_body.h"
-#undef CHK_FN
-#undef CHK_ATTR
-#endif
+#define CHK_VARIANT_BODY "kernels_body.h"
+#include "variants.h"
 
 typedef void (*chk_adam_fn)(float *, const float *, float *, float *, long, float, chk_adam_params);
 typedef double (*chk_first_fn)(const chk_first_layer *, long, long);
