@@ -27,11 +27,12 @@ let package = Package(
         // OpenCV (Debian's libopencv-imgcodecs-dev, which ships no pkg-config file) behind a small C API.
         .target(name: "CImageCodec", path: "Sources/CImageCodec",
                 cxxSettings: [.unsafeFlags(["-I/usr/include/opencv4"])],
-                linkerSettings: [.linkedLibrary("opencv_imgcodecs"), .linkedLibrary("opencv_imgproc"),
-                                 .linkedLibrary("opencv_core"), .linkedLibrary("jpeg"),
-                                 // Linked directly so the shim's png_create_read_struct interposes
-                                 // OpenCV's calls (codec_messages.cpp).
-                                 .linkedLibrary("png16")]),
+                // libopencv_imgcodecs is opened on first use (codec.cpp `imgcodecs()`); the message hooks
+                // of codec_messages.cpp are exported so that its libjpeg and libpng calls still reach them.
+                linkerSettings: [.linkedLibrary("opencv_imgproc"), .linkedLibrary("opencv_core"), .linkedLibrary("jpeg"),
+                                 .linkedLibrary("png16"), .linkedLibrary("dl"),
+                                 .unsafeFlags(["-Xlinker", "--export-dynamic-symbol=png_create_read_struct",
+                                               "-Xlinker", "--export-dynamic-symbol=jpeg_std_error"])]),
 
         // Shared by both programs: SHA-256/MD5 (OpenSSL) and the canonical JSON hashed into identities;
         // the command-line glue (--shard i/n, the error-to-exit-code wrapper).

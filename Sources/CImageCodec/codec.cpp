@@ -6,6 +6,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <cmath>
@@ -27,6 +28,41 @@ static void setMessage(char *buffer, size_t length, const std::string &text) {
 
 /// Reduces 16-bit samples to 8 bits by keeping the high byte, like libpng's png_set_strip_16
 /// (which is what OpenCV's IMREAD_COLOR path does), so both decode paths agree.
+/// OpenCV's image codecs (libopencv_imgcodecs), opened on first use rather than linked: loading them
+/// at start brought in about 140 libraries (GDAL, Poppler, ...) whose symbol binding cost every `extract`
+/// and `train-head` process, twice with the OpenMP re-exec, 0.1-0.15 s of wall time (`perf record` of
+/// `extract --help`: 60% of it in the dynamic loader's symbol lookup), while plain JPEGs never need them.
+/// The executable exports the libjpeg/libpng message hooks (Package.swift) so they still apply.
+namespace cic {
+struct Imgcodecs {
+    cv::Mat (*imdecode)(const cv::_InputArray &, int) = nullptr;
+    bool (*imencode)(const cv::String &, const cv::_InputArray &, std::vector<uchar> &, const std::vector<int> &) = nullptr;
+    std::string error;
+};
+
+static const Imgcodecs &imgcodecs() {
+    static const Imgcodecs lib = [] {
+        Imgcodecs l;
+        char soname[64];
+        std::snprintf(soname, sizeof soname, "libopencv_imgcodecs.so.%d%02d", CV_VERSION_MAJOR, CV_VERSION_MINOR);
+        void *h = dlopen(soname, RTLD_NOW | RTLD_GLOBAL);
+        if (!h) h = dlopen("libopencv_imgcodecs.so", RTLD_NOW | RTLD_GLOBAL);
+        if (!h) {
+            const char *e = dlerror();
+            l.error = std::string("OpenCV's image codecs could not be loaded (") + (e ? e : soname)
+                + "); install them: apt-get install libopencv-imgcodecs" + std::to_string(CV_VERSION_MAJOR) + std::to_string(CV_VERSION_MINOR);
+            return l;
+        }
+        l.imdecode = reinterpret_cast<decltype(l.imdecode)>(dlsym(h, "_ZN2cv8imdecodeERKNS_11_InputArrayEi"));
+        l.imencode = reinterpret_cast<decltype(l.imencode)>(
+            dlsym(h, "_ZN2cv8imencodeERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEERKNS_11_InputArrayERSt6vectorIhSaIhEERKSB_IiSaIiEE"));
+        if (!l.imdecode || !l.imencode) l.error = std::string(soname) + " lacks cv::imdecode or cv::imencode (another OpenCV version?)";
+        return l;
+    }();
+    return lib;
+}
+}   // namespace cic
+
 static cv::Mat to8Bit(const cv::Mat &m) {
     if (m.depth() == CV_8U) return m;
     if (m.depth() == CV_16U) {
@@ -133,7 +169,9 @@ extern "C" int cic_decode(const uint8_t *data, size_t len, int64_t max_pixels, c
         }
         const bool keepAlpha = h.has_alpha && (h.format == CIC_FORMAT_PNG || h.format == CIC_FORMAT_WEBP);
         const cv::Mat encoded(1, int(len), CV_8U, const_cast<uint8_t *>(data));
-        cv::Mat decoded = cv::imdecode(encoded, keepAlpha ? cv::IMREAD_UNCHANGED : cv::IMREAD_COLOR);
+        const cic::Imgcodecs &codecs = cic::imgcodecs();
+        if (!codecs.imdecode) return failWith(CIC_ERR_INTERNAL, codecs.error);
+        cv::Mat decoded = codecs.imdecode(encoded, keepAlpha ? cv::IMREAD_UNCHANGED : cv::IMREAD_COLOR);
         if (decoded.empty())
             return failWith(CIC_ERR_DECODE, std::string("OpenCV could not decode the ") + name + " data (corrupt or truncated file)");
         const std::string warnings = cic::takeCodecMessages();
@@ -293,7 +331,12 @@ static int encodeRGB(const char *ext, const char *name, const std::vector<int> &
         cv::Mat bgr;
         cv::cvtColor(s, bgr, cv::COLOR_RGB2BGR);
         std::vector<uint8_t> buffer;
-        if (!cv::imencode(ext, bgr, buffer, params)) {
+        const cic::Imgcodecs &codecs = cic::imgcodecs();
+        if (!codecs.imencode) {
+            setMessage(msg, msg_len, codecs.error);
+            return CIC_ERR_INTERNAL;
+        }
+        if (!codecs.imencode(ext, bgr, buffer, params)) {
             setMessage(msg, msg_len, std::string("OpenCV could not encode ") + name);
             return CIC_ERR_INTERNAL;
         }
