@@ -49,8 +49,10 @@ static const Imgcodecs &imgcodecs() {
         if (!h) h = dlopen("libopencv_imgcodecs.so", RTLD_NOW | RTLD_GLOBAL);
         if (!h) {
             const char *e = dlerror();
+            char package[64];
+            std::snprintf(package, sizeof package, "libopencv-imgcodecs%d%02d", CV_VERSION_MAJOR, CV_VERSION_MINOR);
             l.error = std::string("OpenCV's image codecs could not be loaded (") + (e ? e : soname)
-                + "); install them: apt-get install libopencv-imgcodecs" + std::to_string(CV_VERSION_MAJOR) + std::to_string(CV_VERSION_MINOR);
+                + "); install them: apt-get install " + package;
             return l;
         }
         l.imdecode = reinterpret_cast<decltype(l.imdecode)>(dlsym(h, "_ZN2cv8imdecodeERKNS_11_InputArrayEi"));
