@@ -103,6 +103,8 @@ public final class FineTuner {
     let fusion: [Fusion]
     /// Steps a fusion at k covers.
     func fusedSteps(_ k: Int) -> Int { fusion[k] == .activationPool ? 3 : fusion[k] == .activation ? 2 : 1 }
+    /// The last step of each fusion -> its batch norm step (where backward starts the fused pass).
+    let fusionEnds: [Int: Int]
 
     // Per-batch buffers (reallocated when the batch grows).
     var capacity = 0
@@ -141,12 +143,15 @@ public final class FineTuner {
         index = idx
         steps = try Self.compile(network, index: idx, pooled: head != nil)
         let compiled = steps
-        fusion = compiled.indices.map { k in
+        let fused: [Fusion] = compiled.indices.map { k in
             guard compiled[k].layer.op == .batchNorm, k + 1 < compiled.count, compiled[k + 1].layer.op == .activation,
                   compiled[k + 1].layer.activation!.kernelCode != nil, !compiled.contains(where: { $0.blockInput == k + 1 }) else { return .none }
             return k + 2 < compiled.count && compiled[k + 2].layer.op == .globalAveragePool
                 && !compiled.contains(where: { $0.blockInput == k + 2 }) ? .activationPool : .activation
         }
+        fusion = fused
+        fusionEnds = Dictionary(uniqueKeysWithValues: fused.indices.filter { fused[$0] != .none }
+            .map { ($0 + (fused[$0] == .activationPool ? 2 : 1), $0) })
     }
 
     /// `pooled`: the network must end in a global average pool (it feeds a head).
@@ -209,7 +214,7 @@ public final class FineTuner {
         acts.append(Buffer(batch * f)); dActs.append(Buffer(batch * f))
         for (k, s) in steps.enumerated() {
             switch s.layer.op {
-            case .batchNorm: saved[k] = [Buffer(s.c), Buffer(s.c)]
+            case .batchNorm: saved[k] = [Buffer(s.c), Buffer(s.c), Buffer(s.c), Buffer(s.c)]   // mean, 1/std, scale, shift
             case .squeezeExcite:
                 let r = s.layer.reduced!
                 saved[k] = [Buffer(batch * s.c), Buffer(batch * r), Buffer(batch * r), Buffer(batch * s.c),
@@ -355,7 +360,8 @@ public final class FineTuner {
                 let rm = values[s.tensors[2]].pointer, rv = values[s.tensors[3]].pointer
                 for ch in 0..<c { mean[ch] = rm[ch]; invstd[ch] = 1 / (rv[ch] + eps).squareRoot() }
             }
-            var scale = [Float](repeating: 0, count: c), shift = scale
+            // Kept for backward: the fused activation's mask is recomputed from x with the same scale and shift.
+            let scale = saved[k]![2].pointer, shift = saved[k]![3].pointer
             for ch in 0..<c { scale[ch] = gamma[ch] * invstd[ch]; shift[ch] = beta[ch] - mean[ch] * scale[ch] }
             // Fused: the activation's output (acts[k + 2]) or the pooled features (acts[k + 3]) are
             // written, not what comes before them.
@@ -531,21 +537,20 @@ public final class FineTuner {
 
     /// Batch norm step k backward. With `activation` (the fused ReLU/ReLU6 step k + 1), `dy` is the
     /// gradient of the activation's output, and its mask comes from the activation's input recomputed
-    /// from x with the forward pass's scale and shift (the same expressions, so the same bits).
+    /// from x with the scale and shift the forward pass kept (so the same bits as it computed).
     /// With `pooled`, `dy` is the gradient of the global average pool's output ([batch, C]), spread
     /// over each sample's pixels (times 1 / pixels, as the pool's backward).
     func batchNormBackward(_ k: Int, batch: Int, dy: UnsafePointer<Float>, activation: Int32?, pooled: Bool = false,
                            needInput: Bool, training: Bool) {
         let s = steps[k], x = acts[k].pointer, dx = dActs[k].pointer, rows = batch * s.inPixels
-        let c = s.c, gamma = values[s.tensors[0]].pointer, beta = values[s.tensors[1]].pointer
-        let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer
+        let c = s.c
+        let mean = saved[k]![0].pointer, invstd = saved[k]![1].pointer, scale = saved[k]![2].pointer, shift = saved[k]![3].pointer
         let dgamma = grads[s.tensors[0]].pointer, dbeta = grads[s.tensors[1]].pointer
         let train = training && options.batchNorm == .train
         // Train mode keeps g (dy through the activation) for the second pass, in the activation's
         // input gradient; frozen mode writes dx = g gamma invstd in the same pass.
         let g: UnsafePointer<Float> = activation == nil ? dy : UnsafePointer(dActs[k + 1].pointer)
         let hw = pooled ? s.inPixels : 1
-        let scale = (0..<c).map { gamma[$0] * invstd[$0] }, shift = (0..<c).map { beta[$0] - mean[$0] * scale[$0] }
         // dbeta = sum g, dgamma = sum g xhat = invstd (sum g x - mean sum g), per part then summed.
         let parts = max(1, min(options.threads, rows))
         var partial = [Float](repeating: 0, count: parts * 2 * c)   // per part: sum g, sum g x
@@ -565,18 +570,17 @@ public final class FineTuner {
         }
         for ch in 0..<c { dgamma[ch] = invstd[ch] * (dgamma[ch] - mean[ch] * dbeta[ch]) }
         guard needInput, train else { return }
-        // dx = gamma invstd / N (N g - sum g - xhat sum(g xhat)) = a g - (b - mean cc) - x cc
-        var a = [Float](repeating: 0, count: c), b = a, cc = a
+        // dx = gamma invstd / N (N g - sum g - xhat sum(g xhat)) = scale g - (b - mean cc) - x cc
+        var b = [Float](repeating: 0, count: c), cc = b
         let nr = Float(rows)
         for ch in 0..<c {
-            a[ch] = gamma[ch] * invstd[ch]
-            b[ch] = a[ch] * dbeta[ch] / nr
-            cc[ch] = a[ch] * dgamma[ch] * invstd[ch] / nr
+            b[ch] = scale[ch] * dbeta[ch] / nr
+            cc[ch] = scale[ch] * dgamma[ch] * invstd[ch] / nr
             b[ch] -= mean[ch] * cc[ch]
         }
         parallel(rows, parts: options.threads) { range in
             let o = range.lowerBound * c
-            chk_ft_bn_train_dx(range.count, c, g + o, x + o, a, b, cc, dx + o)
+            chk_ft_bn_train_dx(range.count, c, g + o, x + o, scale, b, cc, dx + o)
         }
     }
 
@@ -652,7 +656,7 @@ public final class FineTuner {
         var k = steps.count - 1
         while k >= 0 {
             defer { k -= 1 }
-            if let bn = [k - 1, k - 2].first(where: { $0 >= 0 && $0 + fusedSteps($0) == k + 1 && fusion[$0] != .none }) {
+            if let bn = fusionEnds[k] {
                 // The activation (and pool) up to k run inside their batch norm's backward; none of them is a
                 // block input or holds a skip.
                 batchNormBackward(bn, batch: batch, dy: dActs[k + 1].pointer, activation: steps[bn + 1].layer.activation!.kernelCode!,
