@@ -26,9 +26,8 @@ done
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x /work/venv/bin/python ]]; then PYTHON=/work/venv/bin/python; else PYTHON=python3; fi
 fi
-cd "$ROOT"
-[[ "$BUILD" == 1 ]] && swift build -c release >&2
-BIN="${BIN_DIR:-$ROOT/.build/release}"   # BIN_DIR: another build (as common.sh)
+source "$ROOT/tools/bench/common.sh"
+bench_setup   # cd, build unless --no-build, BIN (BIN_DIR picks another build)
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 STORE="$TMP/s.sqlite"
 
