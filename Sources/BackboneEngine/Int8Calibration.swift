@@ -55,10 +55,10 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
 
     /// Share of |values| of a tensor its quantization keeps unclipped: the range stored for a layer is
     /// its min and max clipped to this quantile of |x| over the calibration images (a 2,048-bin
-    /// histogram of |x| per layer); 1, the default, keeps the plain min and max. With bias correction,
-    /// Lite0 on the 2,400 scenes6 images (`tools/bench/int8_quality.sh`, cosine to fp32 features) had
-    /// its lowest image at 0.9937 (first 32 images) and 0.9891 (32 spread over the dataset) with the
-    /// 0.9999 quantile, 0.9935 and 0.9932 with plain min and max. `WORKBENCH_INT8_QUANTILE` overrides it.
+    /// histogram of |x| per layer); 1, the default, keeps the plain min and max. Lite0 on the 2,400
+    /// scenes6 images, cosine of int8 to fp32 features (`tools/bench/int8_quality.sh`, calibration
+    /// spread over the dataset, bias correction): lowest image 0.9932 with min and max, 0.9891 with
+    /// `WORKBENCH_INT8_QUANTILE=0.9999` (the variable overrides this default).
     public static let defaultQuantile = ProcessInfo.processInfo.environment["WORKBENCH_INT8_QUANTILE"].flatMap(Double.init) ?? 1
 
     /// Runs `network` in fp32 on `count` preprocessed images (`inputs`: count x C x height x width)

@@ -29,9 +29,10 @@ static void setMessage(char *buffer, size_t length, const std::string &text) {
 /// Reduces 16-bit samples to 8 bits by keeping the high byte, like libpng's png_set_strip_16
 /// (which is what OpenCV's IMREAD_COLOR path does), so both decode paths agree.
 /// OpenCV's image codecs (libopencv_imgcodecs), opened on first use rather than linked: loading them
-/// at start brought in about 140 libraries (GDAL, Poppler, ...) whose symbol binding cost every `extract`
-/// and `train-head` process, twice with the OpenMP re-exec, 0.1-0.15 s of wall time (`perf record` of
-/// `extract --help`: 60% of it in the dynamic loader's symbol lookup), while plain JPEGs never need them.
+/// at start brought in 83 more libraries (GDAL, Poppler, ...; `ldd extract`: 159 against 76) whose
+/// symbol binding every `extract` and `train-head` process paid, twice with the OpenMP re-exec: `perf
+/// record extract --help` put 60% of its time in the dynamic loader's symbol lookup, and `/usr/bin/time
+/// extract --help` took 0.15 s linked, 0.04-0.11 s without (3 runs each). Plain JPEGs never need them.
 /// The executable exports the libjpeg/libpng message hooks (Package.swift) so they still apply.
 namespace cic {
 struct Imgcodecs {
