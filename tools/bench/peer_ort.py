@@ -307,7 +307,8 @@ def quantize(args, fp32_path: str, int8_path: str, preprocessing) -> dict:
     n = len(items); k = min(args.calibration_images, n)
     chosen = [i * n // k for i in range(k)]
     calib = [items[i] for i in chosen]
-    rest = [it for i, it in enumerate(items) if i not in set(chosen)]
+    taken = set(chosen)
+    rest = [it for i, it in enumerate(items) if i not in taken]
     others = rest[::max(1, len(rest) // max(1, args.check_images))][:args.check_images] if args.check_images else []
     log(f"rendering {len(calib)} calibration + {len(others)} check images of {args.data} with {args.extract} preview")
     kept, pixels = render(calib + others, args.image_size, args.extract)
