@@ -56,7 +56,8 @@ public final class CompiledNetwork {
     public let precision: Precision
     /// Shape of each named output, flattened to [batch, features].
     public private(set) var outputShapes: [String: [Int]] = [:]
-    /// One line per primitive: layer name and the oneDNN implementation chosen (e.g. `brgconv:avx512_core`).
+    /// One line per primitive: layer name and the oneDNN implementation chosen (e.g. `brgconv:avx512_core`);
+    /// in an int8 network, each convolution's type after it (`(int8)` or `(fp32)`).
     public private(set) var implementations: [String] = []
     /// Bytes held for activations (after buffer reuse), weights and the shared scratchpad.
     public private(set) var activationBytes = 0
@@ -197,8 +198,8 @@ struct Builder {
     let precision: Precision
     let calibration: Int8Calibration?
     let layout: ActivationLayout
-    /// The layers reading each tensor (as input or residual).
-    var readers: [String: [Layer]] = [:]
+    /// The layers reading each tensor (as input or residual), and the layer writing each.
+    var readers: [String: [Layer]] = [:], producer: [String: Layer] = [:]
     var tensors: [String: Tensor] = [:]
     var steps: [Step] = []
     var weightBuffers: [AlignedBuffer] = []
@@ -224,6 +225,7 @@ struct Builder {
         let dims = [batch, network.inputChannels, height, width]
         tensors[Self.userInput] = Tensor(dims: dims, md: try MD.make(dims, dnnl_f32, dnnl_nchw))
         for (i, layer) in self.network.layers.enumerated() {
+            producer[layer.name] = layer
             for input in layer.inputs { lastUse[input] = i; readers[input, default: []].append(layer) }
             if case .conv(let c) = layer.op, let r = c.residual { lastUse[r] = i; readers[r, default: []].append(layer) }
         }
@@ -323,12 +325,12 @@ struct Builder {
             // back to real values (and to dst's scale when no activation follows); the bias is added
             // to the accumulator before the output scale, so it is scaled up like the products. With
             // the input's channel means, it is corrected for the rounding of the weights first.
-            let (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels)
+            let (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels, search: g > 1)
             if let means = calibration?.means?[layer.inputs[0]] {
                 guard means.count == ci else {
                     throw EngineError("\(network.name): the int8 calibration has \(means.count) channel means for \(layer.inputs[0]), which has \(ci) channels; calibrate again (a new extraction)")
                 }
-                let correction = Int8Calibration.biasCorrection(weights: weights, values: values, scales: scales, inputMeans: means)
+                let correction = Int8Calibration.biasCorrection(weights: weights, values: values, scales: scales, inputMeans: means, groups: g)
                 for o in bias.indices { bias[o] += correction[o] }
             }
             weights = values
@@ -362,7 +364,8 @@ struct Builder {
         }
         try append(layer.name, pd, [(DNNL_ARG_SRC, .tensor(input)), (DNNL_ARG_WEIGHTS, .weights(wIndex)),
                                      (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
-                   reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name)
+                   reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name,
+                   type: precision == .int8 ? (q == nil ? "fp32" : "int8") : nil)
     }
 
     /// Layout of int8 activations: `nhwc`, what oneDNN's int8 convolution kernels read.
@@ -373,16 +376,22 @@ struct Builder {
 
     /// Whether a convolution reading a tensor of `inputDims` runs in int8: under `--precision int8`,
     /// with calibrated ranges for its input and output, except on the image itself (3 channels,
-    /// where 8 bits lose the most and there is little to gain), on 1 x 1 maps (squeeze-excite) and
-    /// grouped (depthwise) convolutions: a depthwise output sums 9 inputs of one channel, so the
-    /// error of a per-tensor u8 input does not average out. Measured on EfficientNet-Lite0 with its
-    /// published weights (Int8Tests, 32 calibration images, 8 others): with int8 depthwise layers the
-    /// features' cosine to fp32 was 0.980-0.997, without 0.993-0.998.
+    /// where 8 bits lose the most and there is little to gain), on 1 x 1 maps (squeeze-excite),
+    /// grouped convolutions that are not depthwise, and depthwise convolutions whose input a float
+    /// layer writes (or under a calibration without `depthwise`): a depthwise output sums 9 or 25
+    /// inputs of one channel, so the rounding of its input does not average out. EfficientNet-Lite0
+    /// (`tools/bench/int8_quality.sh`, the 2,400 scenes6 images), lowest cosine of int8 to fp32
+    /// features: 0.9917 with `b1`...`b15.depthwise` in int8, 0.9735 with `b0.depthwise` too, which
+    /// reads the fp32 first convolution's output.
     func runsInt8(_ layer: Layer, inputDims: [Int]) -> Bool {
-        guard precision == .int8, case .conv(let c) = layer.op, c.groups == 1, let ranges = calibration?.ranges else { return false }
-        let x = layer.inputs[0]
-        return x != Self.userInput && x != Self.normalizedInput && inputDims[2] * inputDims[3] > 1
-            && ranges[x] != nil && ranges[layer.name] != nil
+        guard precision == .int8, case .conv(let c) = layer.op, let calibration else { return false }
+        let x = layer.inputs[0], ranges = calibration.ranges
+        guard x != Self.userInput && x != Self.normalizedInput && inputDims[2] * inputDims[3] > 1
+              && ranges[x] != nil && ranges[layer.name] != nil else { return false }
+        guard c.groups > 1 else { return true }
+        guard calibration.depthwise == true, c.isDepthwise(inputChannels: inputDims[1]),
+              let p = producer[x], let pInput = tensors[p.inputs[0]] else { return false }
+        return runsInt8(p, inputDims: pInput.dims)
     }
 
     /// The int8 plan of a convolution, nil when it runs in the network's float type. Its output is
@@ -581,14 +590,16 @@ struct Builder {
         return weightBuffers.count - 1
     }
 
+    /// `type`: the data type the primitive computes in, named after its implementation (int8
+    /// networks' convolutions).
     private mutating func append(_ layer: String, _ pd: OpaquePointer, _ args: [(Int32, ArgRef)],
-                                 reads: [String], writes: String) throws {
+                                 reads: [String], writes: String, type: String? = nil) throws {
         var args = args
         if let scratch = MD.query(pd, dnnl_query_scratchpad_md), MD.size(scratch) > 0 {
             scratchpadSize = max(scratchpadSize, MD.size(scratch))
             args.append((DNNL_ARG_SCRATCHPAD, .scratchpad(scratch)))
         }
-        implementations.append("\(layer): \(MD.implementation(pd))")
+        implementations.append("\(layer): \(MD.implementation(pd))" + (type.map { " (\($0))" } ?? ""))
         steps.append(Step(layer: layer, pd: pd, args: args, reads: reads, writes: writes))
     }
 

@@ -142,6 +142,11 @@ public struct Convolution {
         self.residual = residual
         self.activation = activation
     }
+
+    /// Whether each output channel reads one input channel of its own (groups = channels).
+    public func isDepthwise(inputChannels: Int) -> Bool {
+        groups > 1 && groups == outChannels && groups == inputChannels
+    }
 }
 
 public struct Dense {

@@ -23,6 +23,16 @@ final class Int8Tests: XCTestCase {
         let fp32 = try FeatureExtractor(loaded, batch: count).run(rgb: pixels, count: count)["features"]!
         let int8Extractor = try FeatureExtractor(loaded, batch: count, precision: .int8, calibration: cal)
         print(int8Extractor.implementations.joined(separator: "\n"))
+        // The depthwise convolutions run in int8, except the first, which reads the fp32 first convolution's output.
+        let types = Dictionary(int8Extractor.implementations.compactMap { line -> (String, String)? in
+            guard line.hasSuffix(")"), let colon = line.firstIndex(of: ":") else { return nil }
+            return (String(line[..<colon]), String(line.split(separator: "(").last!.dropLast()))
+        }, uniquingKeysWith: { a, _ in a })
+        XCTAssertEqual(cal.depthwise, true)
+        XCTAssertEqual(types["stem"], "fp32")
+        XCTAssertEqual(types["b0.depthwise"], "fp32")
+        for b in 1...15 { XCTAssertEqual(types["b\(b).depthwise"], "int8", "b\(b).depthwise") }
+        XCTAssertEqual(types["b1.expand"], "int8")
         let int8 = try int8Extractor.run(rgb: pixels, count: count)["features"]!
         let d = loaded.spec.featureDimension
         for i in 0..<count {
@@ -91,6 +101,39 @@ final class Int8Tests: XCTestCase {
         }
     }
 
+    /// Bias correction of a grouped convolution reads the means of each group's own input channels:
+    /// 4 outputs in 2 groups of 2 input channels, 1 tap, every weight rounded by +0.5 / scale.
+    func testBiasCorrectionOfGroupedConvolutionUsesItsGroupsMeans() {
+        let weights: [Float] = [1, 1, 1, 1, 1, 1, 1, 1], values: [Float] = [3, 3, 3, 3, 3, 3, 3, 3], scales: [Float] = [2, 2, 2, 2]
+        let means: [Float] = [1, 2, 10, 20]
+        let correction = Int8Calibration.biasCorrection(weights: weights, values: values, scales: scales, inputMeans: means, groups: 2)
+        // (3 / 2 - 1) = 0.5 per weight: group 0 reads channels 0, 1 (0.5 * 3), group 1 channels 2, 3 (0.5 * 30).
+        XCTAssertEqual(correction, [-1.5, -1.5, -15, -15])
+        XCTAssertEqual(Int8Calibration.biasCorrection(weights: weights, values: values, scales: scales, inputMeans: [1, 2]), [-1.5, -1.5, -1.5, -1.5])
+    }
+
+    /// The level search rounds each channel's weights with no more squared error than 127 levels,
+    /// keeps every rounded weight in [-127, 127], and picks fewer levels where they fit better.
+    func testWeightScaleSearchNeverRoundsWorse() {
+        var seed: UInt64 = 3
+        let weights = (0..<64 * 9).map { _ -> Float in
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(seed >> 33) - (1 << 30)) / Float(1 << 30)
+        }
+        let plain = Int8Calibration.quantizeWeights(weights, outChannels: 64)
+        let searched = Int8Calibration.quantizeWeights(weights, outChannels: 64, search: true)
+        func error(_ q: (values: [Float], scales: [Float]), _ o: Int) -> Double {
+            (o * 9 ..< o * 9 + 9).reduce(0.0) { let d = Double(q.values[$1] / q.scales[o] - weights[$1]); return $0 + d * d }
+        }
+        var fewer = 0
+        for o in 0..<64 {
+            XCTAssertLessThanOrEqual(error(searched, o), error(plain, o), "channel \(o)")
+            if searched.scales[o] < plain.scales[o] { fewer += 1 }
+        }
+        XCTAssertTrue(searched.values.allSatisfy { abs($0) <= 127 && $0 == $0.rounded() })
+        XCTAssertGreaterThan(fewer, 32, "most channels of 9 weights round better with fewer than 127 levels")
+    }
+
     /// A calibration stored before bias correction (no `means`) reads back as one without means, and
     /// its stored text is unchanged (same extraction identity, so its stored features are resumed).
     func testCalibrationStoredWithoutMeansKeepsItsText() throws {
@@ -102,5 +145,26 @@ final class Int8Tests: XCTestCase {
         new.means = ["b0.project": [0.25, -1.5]]
         XCTAssertNotEqual(new.storedPrecision, old)
         XCTAssertEqual(Int8Calibration(storedPrecision: new.storedPrecision), new)
+        XCTAssertNil(new.depthwise)
+        new.depthwise = true
+        XCTAssertEqual(Int8Calibration(storedPrecision: new.storedPrecision), new)
+    }
+
+    /// A calibration stored without `depthwise` (before int8 depthwise) compiles its depthwise
+    /// convolutions in fp32, as its features were computed; with it they run in int8.
+    func testDepthwiseRunsInt8OnlyWithCalibrationsThatSayIt() throws {
+        var network = Network(name: "dw", inputChannels: 3)
+        network.add("a", .conv(Convolution(outChannels: 8, kernel: 1, padding: .valid, weights: [Float](repeating: 0.1, count: 24), bias: nil, activation: .relu)), inputs: ["input"])
+        network.add("b", .conv(Convolution(outChannels: 16, kernel: 1, padding: .valid, weights: [Float](repeating: 0.1, count: 128), bias: nil, activation: .relu)), inputs: ["a"])
+        network.add("c", .conv(Convolution(outChannels: 16, kernel: 3, groups: 16, padding: .same, weights: [Float](repeating: 0.1, count: 144), bias: nil, activation: .relu)), inputs: ["b"])
+        network.add("d", .conv(Convolution(outChannels: 8, kernel: 1, padding: .valid, weights: [Float](repeating: 0.1, count: 128), bias: nil, activation: .none)), inputs: ["c"])
+        network.outputs = ["features": "d"]
+        let ranges: [String: [Float]] = ["a": [0, 1], "b": [0, 1], "c": [0, 1], "d": [-1, 1]]
+        for (depthwise, type) in [(nil, "fp32"), (true, "int8")] as [(Bool?, String)] {
+            let net = try CompiledNetwork(network, batch: 2, height: 8, width: 8, precision: .int8,
+                                          calibration: Int8Calibration(images: 1, ranges: ranges, depthwise: depthwise))
+            XCTAssertTrue(net.implementations.contains { $0.hasPrefix("c: ") && $0.hasSuffix("(\(type))") }, "\(net.implementations)")
+            XCTAssertTrue(net.implementations.contains { $0.hasPrefix("b: ") && $0.hasSuffix("(int8)") }, "\(net.implementations)")
+        }
     }
 }

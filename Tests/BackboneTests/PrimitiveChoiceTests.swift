@@ -10,7 +10,8 @@ import XCTest
 /// every weights layout (torchvision, timm, Keras 2 names, Keras 3 `.weights.h5` names, the PyPI
 /// ports of Lite0/1/2), with its classifier, is compiled at its native input size, batch 16 (what
 /// `extract bench` runs) in fp32, bf16 and int8. Compiling needs shapes only: the weights are zeros,
-/// and int8's calibration gives every other layer's output the range [0, 1] (u8) and the rest [-1, 1] (s8).
+/// and int8's calibration gives every other layer's output the range [0, 1] (u8) and the rest [-1, 1] (s8),
+/// with int8 depthwise convolutions.
 final class PrimitiveChoiceTests: XCTestCase {
     static let batch = 16
 
@@ -48,7 +49,7 @@ final class PrimitiveChoiceTests: XCTestCase {
             let pruned = network.pruned(to: Array(network.outputs.keys))
             let calibration = Int8Calibration(images: 0, ranges: Dictionary(uniqueKeysWithValues: pruned.layers.enumerated().map {
                 ($1.name, [$0 % 2 == 0 ? 0 : -1, 1])
-            }))
+            }), depthwise: true)
             let net = try CompiledNetwork(pruned, batch: Self.batch, height: spec.inputSize, width: spec.inputSize,
                                           precision: precision, calibration: calibration)
             let reference = net.implementations.filter { $0.contains(": ref") }
