@@ -443,7 +443,10 @@ struct Run: ParsableCommand {
         // the forward pass itself 12-15% slower with one normal-priority decoding worker instead.
         pipeline.idlePriority = true
         let progress = Progress(total: pipeline.plannedImages, label: "\(extractor.backbone.spec.id)", quiet: quiet)
-        var written = 0, blockInputs = 0
+        // Each batch is committed on a thread of its own while the engine computes the next
+        // (`BatchWriter`); a store error stops the run at the next batch, as it did inline.
+        let writer = BatchWriter()
+        defer { _ = try? writer.finish() }   // never leave while it still writes
         try pipeline.run({ b in
             let outputs = try extractor.run(rgb: b.pixels, count: b.count)
             func rows(_ output: String) -> [FeatureRow] {
@@ -452,17 +455,16 @@ struct Run: ParsableCommand {
                     FeatureRow(imageID: imageIDs[e.itemIndex], augIndex: e.copy, values: Array(values[i * dim ..< (i + 1) * dim]))
                 }
             }
-            let inputs = cache.map { BlockInputRows(blocks: $0.blocks, rows: rows($0.output)) }
-            let added = try db.insertFeatures(extractionID: extractionID, rows: rows(feature), blockInputs: inputs)
-            written += added.features
-            blockInputs += added.blockInputs
+            let features = rows(feature), inputs = cache.map { BlockInputRows(blocks: $0.blocks, rows: rows($0.output)) }
+            try writer.submit { try db.insertFeatures(extractionID: extractionID, rows: features, blockInputs: inputs) }
             progress.advance(by: b.count)
         }, onSkip: { skip in
             try? failures.record(path: skip.path, reason: skip.reason, extractionID: extractionID)
             progress.advance(by: 0, skipped: 1)
         })
+        let written = try writer.finish()
         progress.finish()
-        return (written, blockInputs, progress.rate)
+        return (written.features, written.blockInputs, progress.rate)
     }
 }
 
@@ -522,6 +524,73 @@ final class BackgroundTask<T> {
         finished.wait()
         defer { result = nil }
         return result
+    }
+}
+
+/// Runs store writes one after another on a thread of its own, in the order submitted, and sums the
+/// rows each added. At most `limit` wait; `submit` waits for room. The first error drops what is
+/// waiting, and `submit` and `finish` throw it. Inline, the inserts held the engine idle between
+/// forward passes; `tools/bench/extract_e2e.sh` measures the whole run against forward-only.
+final class BatchWriter {
+    typealias Work = () throws -> (features: Int, blockInputs: Int)
+    private let condition = NSCondition()
+    private var waiting: [Work] = []
+    private var failure: Error?
+    private var closed = false, running = true
+    private var added = (features: 0, blockInputs: 0)
+    private let limit: Int
+
+    init(limit: Int = 4) {
+        self.limit = limit
+        let thread = Thread { [self] in loop() }
+        thread.name = "store-writer"
+        thread.start()
+    }
+
+    private func loop() {
+        condition.lock()
+        while true {
+            while waiting.isEmpty && !closed { condition.wait() }
+            if waiting.isEmpty { break }
+            let work = waiting.removeFirst()
+            condition.broadcast()
+            condition.unlock()
+            do {
+                let a = try work()
+                condition.lock()
+                added = (added.features + a.features, added.blockInputs + a.blockInputs)
+            } catch {
+                condition.lock()
+                if failure == nil { failure = error }
+                waiting.removeAll()
+            }
+        }
+        running = false
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Queues `work`; throws the writer's first error instead once there is one.
+    func submit(_ work: @escaping Work) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        while waiting.count >= limit && failure == nil { condition.wait() }
+        if let failure { throw failure }
+        waiting.append(work)
+        condition.broadcast()
+    }
+
+    /// Waits for everything queued to be written and the thread to end; the rows added, or the
+    /// first error. Idempotent.
+    @discardableResult
+    func finish() throws -> (features: Int, blockInputs: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        closed = true
+        condition.broadcast()
+        while running { condition.wait() }
+        if let failure { throw failure }
+        return added
     }
 }
 

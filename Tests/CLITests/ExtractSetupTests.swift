@@ -91,4 +91,37 @@ final class ExtractSetupTests: XCTestCase {
         XCTAssertEqual(exported[0].count, 7)   // header and 6 images
         XCTAssertEqual(exported[0], exported[1])
     }
+
+    /// Batches are committed by a writer thread while the engine computes the next: when the store
+    /// cannot grow (the file-size limit of a full store's size, `ulimit -f`, SIGXFSZ ignored so the
+    /// write fails with EFBIG), the run stops with the store's error, and every batch committed
+    /// before it is kept: a second run reuses them and computes only the rest.
+    func testAStoreThatCannotGrowKeepsTheBatchesWrittenBefore() throws {
+        let data = try CLI.smallDataset(perClass: 30, testPerClass: 0)
+        let dir = data.deletingLastPathComponent()
+        let full = dir.appendingPathComponent("full.sqlite"), store = dir.appendingPathComponent("s.sqlite")
+        let args = ["--data", data.path, "--batch", "4", "--precision", "fp32", "--quiet", "--json"]
+        XCTAssertEqual(try extract(data, store: full, ["--precision", "fp32", "--quiet"]).status, 0)
+        let kib = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: full.path)[.size] as? Int) / 1024
+        let binary = try CLI.binary("extract").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", "trap '' XFSZ; ulimit -f \(kib); exec \"$0\" \"$@\"", binary, "--backbone", "efficientnet_lite0",
+                       "--store", store.path] + args
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertNotEqual(p.terminationStatus, 0, stderr)
+        XCTAssertTrue(stderr.contains("storing features of extraction") && stderr.contains("Everything committed before this batch is kept"), stderr)
+        struct Summary: Decodable { let new_features: Int; let reused_features: Int }
+        let again = try extract(data, store: store, args)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        let s = try JSONDecoder().decode(Summary.self, from: Data(again.stdout.utf8))
+        XCTAssertEqual(s.new_features + s.reused_features, 60)
+        XCTAssertGreaterThan(s.reused_features, 0, "batches committed before the error are kept")
+        XCTAssertEqual(s.reused_features % 4, 0, "whole batches")
+    }
 }
