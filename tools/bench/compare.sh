@@ -5,11 +5,12 @@
 # (--weights: any file of the backbone's format; speed does not depend on the values, so the generated
 #  weights of tools/goldens/experiment.py serve for backbones whose published files are not at hand)
 # Env:   PYTHON  interpreter with torch + onnxruntime + efficientnet-lite-pytorch
-#                (default /work/venv-ref/bin/python if present, else python3)
-#                (--layout keras: one with tensorflow + tf2onnx + onnxruntime; the peer is then the Keras
+#                (default /work/venv/bin/python if present, else python3)
+#                (--layout keras: one with tensorflow + tf2onnx + onnxruntime, default /work/venv-tf/bin/python;
+#                the peer is then the Keras
 #                applications model converted by tf2onnx, and --weights should be a Keras file, e.g. the
 #                <backbone>_keras.weights.h5 that tools/goldens/experiment.py keras --weights-dir writes)
-#        BIN     folder of the extract binary (default .build/release)
+#        BIN_DIR folder of the extract binary (default .build/release; BIN, its older name, also works)
 #
 # Runs `swift build -c release` in the repo root, then
 #   .build/release/extract bench --backbone B --batch N --json
@@ -43,16 +44,10 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x /work/venv-ref/bin/python ]]; then PYTHON=/work/venv-ref/bin/python; else PYTHON=python3; fi
-fi
-
-cd "$ROOT"
-if [[ "$BUILD" == 1 ]]; then
-    echo "== swift build -c release" >&2
-    swift build -c release >&2
-fi
-BIN="${BIN:-.build/release}"
+source "$ROOT/tools/bench/common.sh"
+if [[ "$LAYOUT" == keras ]]; then bench_python PYTHON /work/venv-tf; else bench_python PYTHON /work/venv; fi
+BIN_DIR="${BIN_DIR:-${BIN:-}}"   # BIN: this script's older name for BIN_DIR
+bench_setup
 if [[ ! -x "$BIN/extract" ]]; then
     echo "compare.sh: $BIN/extract not found; run 'swift build -c release' in $ROOT" >&2
     exit 1

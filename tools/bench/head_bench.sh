@@ -21,8 +21,8 @@ while [[ $# -gt 0 ]]; do
         *) echo "head_bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-KERAS_PYTHON="${KERAS_PYTHON:-/work/venv-tf/bin/python}"
 source "$ROOT/tools/bench/common.sh"
+bench_python KERAS_PYTHON /work/venv-tf
 bench_setup
 OURS=(); KERAS=()
 for r in $(seq 1 "$ROUNDS"); do

@@ -23,10 +23,8 @@ while [[ $# -gt 0 ]]; do
         *) echo "int8_quality.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x /work/venv/bin/python ]]; then PYTHON=/work/venv/bin/python; else PYTHON=python3; fi
-fi
 source "$ROOT/tools/bench/common.sh"
+bench_python PYTHON /work/venv
 bench_setup   # cd, build unless --no-build, BIN (BIN_DIR picks another build)
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 STORE="$TMP/s.sqlite"

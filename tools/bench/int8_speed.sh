@@ -54,9 +54,7 @@ if [[ "$ORT" == 1 ]]; then
         echo "int8_speed.sh: --ort with --weights needs a Keras weights file and --layout keras (the PyTorch peer has its own weights)" >&2
         exit 2
     fi
-    if [[ -z "${PYTHON:-}" ]]; then
-        if [[ "$LAYOUT" == keras ]]; then PYTHON=/work/venv-tf/bin/python; else PYTHON=/work/venv/bin/python; fi
-    fi
+    if [[ "$LAYOUT" == keras ]]; then bench_python PYTHON /work/venv-tf; else bench_python PYTHON /work/venv; fi
     MODELS="$(mktemp -d)"; trap 'rm -rf "$MODELS"' EXIT
     PEER=("$PYTHON" tools/bench/peer_ort.py --backbone "$BACKBONE" --batch "$BATCH" --threads "$(nproc)" --layout "$LAYOUT"
           --model-dir "$MODELS" --extract "$BIN/extract" --data "$DATA")

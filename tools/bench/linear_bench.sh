@@ -20,10 +20,10 @@ while [[ $# -gt 0 ]]; do
         *) echo "linear_bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-PY="${SKLEARN_PYTHON:-/work/venv-ref/bin/python}"
-cd "$ROOT"
-[[ "$BUILD" == 1 ]] && swift build -c release >&2
-BIN="$ROOT/.build/release"
+source "$ROOT/tools/bench/common.sh"
+bench_python SKLEARN_PYTHON /work/venv-ref
+PY="$SKLEARN_PYTHON"
+bench_setup
 [[ -f "$STORE" ]] || { echo "linear_bench.sh: $STORE does not exist (run make demo, or pass --store)" >&2; exit 1; }
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 cp "$STORE" "$TMP/s.sqlite"   # train-head keeps its heads in the store: work on a copy

@@ -35,14 +35,12 @@ while [[ $# -gt 0 ]]; do
         *) echo "sweep_bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-KERAS_PYTHON="${KERAS_PYTHON:-/work/venv-tf/bin/python}"
-cd "$ROOT"
-if [[ "$BUILD" == 1 ]]; then swift build -c release >&2; fi
-BIN=.build/release
+source "$ROOT/tools/bench/common.sh"
+bench_python KERAS_PYTHON /work/venv-tf
+bench_setup "a shared machine: numbers vary"
 ROWS=11228
 FIT_ROWS=8982   # what a trial fits on: 80% of 11,228 (20% held out for validation)
 
-echo "== load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (a shared machine: numbers vary)" >&2
 echo "== ours: bench-sweep --trials $TRIALS --jobs $JOBS --epochs $EPOCHS" >&2
 SWEEP="$($BIN/train-head bench-sweep "${STORE[@]}" --rows $ROWS --trials "$TRIALS" --jobs "$JOBS" --epochs "$EPOCHS" --json)"
 echo "$SWEEP"
