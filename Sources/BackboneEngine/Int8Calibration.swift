@@ -76,8 +76,10 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
     /// in batches of `batch`, twice: the min and max of every layer's output over the real images
     /// (and the channel means of the tensors convolutions read), then a histogram of |x| that clips
     /// them to `quantile`.
+    /// `depthwise`: whether depthwise convolutions run in int8 (`Int8Calibration.depthwise`).
     public static func measure(_ network: Network, height: Int, width: Int, batch: Int = 8,
-                               inputs: UnsafePointer<Float>, count: Int, quantile: Double = defaultQuantile) throws -> Int8Calibration {
+                               inputs: UnsafePointer<Float>, count: Int, quantile: Double = defaultQuantile,
+                               depthwise: Bool = true) throws -> Int8Calibration {
         guard count >= 1 else { throw EngineError("int8 calibration needs at least one image") }
         var observed = network
         observed.outputs = Dictionary(uniqueKeysWithValues: network.layers.map { ($0.name, $0.name) })
@@ -114,7 +116,7 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
             if let c = channels[name] { sums[name] = channelMeanSums(values, images: n, channels: c, adding: sums[name]) }
         }
         let means = sums.mapValues { s in s.map { Float(String(format: "%.4g", $0 / Double(count)))! } }
-        guard quantile < 1 else { return Int8Calibration(images: count, ranges: ranges, means: means, depthwise: true) }
+        guard quantile < 1 else { return Int8Calibration(images: count, ranges: ranges, means: means, depthwise: depthwise ? true : nil) }
         let bins = 2048
         var histograms: [String: [Int]] = [:]
         try pass { name, values, _ in
@@ -133,7 +135,7 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
             let clip = bound * Float(bin + 1) / Float(bins)
             ranges[name] = [max(r[0], -clip), min(r[1], clip)]
         }
-        return Int8Calibration(images: count, ranges: ranges, means: means, depthwise: true)
+        return Int8Calibration(images: count, ranges: ranges, means: means, depthwise: depthwise ? true : nil)
     }
 
     /// `sums` (zeros when nil) plus, per channel, the sum over `images` of the channel's mean over

@@ -93,12 +93,12 @@ public struct LoadedBackbone {
 
     /// The activation ranges of `count` square images (`size` x `size` x 3 RGB bytes each, contiguous)
     /// for an int8 `compile` with the same `outputs`: the fp32 network run on them, every layer's
-    /// output observed (`Int8Calibration.measure`).
+    /// output observed (`Int8Calibration.measure`); `depthwise`: whether depthwise convolutions run in int8.
     public func calibrateInt8(rgb: UnsafePointer<UInt8>, count: Int, size: Int? = nil,
-                              outputs: [String] = ["features"]) throws -> Int8Calibration {
+                              outputs: [String] = ["features"], depthwise: Bool = true) throws -> Int8Calibration {
         let s = size ?? spec.inputSize, per = 3 * s * s
         var input = [Float](repeating: 0, count: count * per)
         input.withUnsafeMutableBufferPointer { inputPreprocessing.apply(rgb: rgb, count: count, size: s, into: $0.baseAddress!) }
-        return try Int8Calibration.measure(engineNetwork(outputs), height: s, width: s, inputs: input, count: count)
+        return try Int8Calibration.measure(engineNetwork(outputs), height: s, width: s, inputs: input, count: count, depthwise: depthwise)
     }
 }

@@ -59,6 +59,8 @@ struct Run: ParsableCommand {
     var cacheDType: FeatureDType = .f16
     @Flag(help: ArgumentHelp("Also store the images of DIR/\(DatasetScan.unlabeledFolder)/ (any sub-folders), without a class, as split unlabeled: what `train-head --pseudo-label` labels. Needs a store of schema 7 (older stores are migrated)."))
     var unlabeled = false
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp("With --precision int8: depthwise convolutions in int8 (the default) or, with --no-int8-depthwise, in fp32: slower, closer to fp32. EfficientNet-Lite on all 2,400 scenes6 images (tools/bench/int8_quality.sh), lowest cosine of int8 to fp32 features with / without int8 depthwise: Lite0 0.9917 / 0.9932, Lite1 0.9887 / 0.9908, Lite2 0.9811 / 0.9875 (README: speed). Recorded with the calibration: each choice is its own extraction."))
+    var int8Depthwise = true
     @Flag(help: "No progress output.") var quiet = false
     @Flag(help: "Print the summary as JSON.") var json = false
 
@@ -69,6 +71,9 @@ struct Run: ParsableCommand {
         guard maxPixels > 0 else { throw ValidationError("--max-pixels must be > 0") }
         guard maxFileBytes > 0 else { throw ValidationError("--max-file-bytes must be > 0") }
         if let shard { _ = try Shard(shard) }
+        if precision != .int8, !int8Depthwise {
+            throw ValidationError("--no-int8-depthwise applies to --precision int8 only")
+        }
         if precision == .int8, cacheBlocks != nil {
             throw ValidationError("--precision int8 with --cache-blocks: fine-tuning recomputes the cached blocks in fp32; drop one of them")
         }
@@ -296,12 +301,12 @@ struct Run: ParsableCommand {
     }
 
     /// The calibration of the latest int8 extraction in the store whose settings equal these but for
-    /// the calibration: a resumed int8 run computes with the same scales, so its features join the
-    /// stored ones. Nil when there is none.
+    /// the calibration, and whose depthwise choice is this run's: a resumed int8 run computes with the
+    /// same scales, so its features join the stored ones. Nil when there is none.
     private func storedCalibration(db: FeatureStore, settings: (String, Int) -> ExtractionSettings) throws -> Int8Calibration? {
         let mine = settings("", 0)
         return try db.extractions(backbone: mine.backbone, datasetID: mine.datasetID).reversed().lazy.compactMap { e -> Int8Calibration? in
-            guard let c = Int8Calibration(storedPrecision: e.settings.precision),
+            guard let c = Int8Calibration(storedPrecision: e.settings.precision), (c.depthwise == true) == int8Depthwise,
                   try FeatureStore.settingsKey(settings(e.settings.precision, e.settings.featureDim)) == e.settingsKey else { return nil }
             if !quiet { FileHandle.standardError.write(Data("int8: the calibration of extraction \(e.id) (\(c.images) images)\n".utf8)) }
             return c
@@ -326,7 +331,9 @@ struct Run: ParsableCommand {
         }, onSkip: { _ in })
         guard count > 0 else { throw ValidationError("--precision int8: none of the \(k) images chosen to calibrate on could be read") }
         if !quiet { FileHandle.standardError.write(Data("int8: calibrating on \(count) images spread over the dataset\n".utf8)) }
-        return try pixels.withUnsafeBufferPointer { try backbone.calibrateInt8(rgb: $0.baseAddress!, count: count, size: size) }
+        return try pixels.withUnsafeBufferPointer {
+            try backbone.calibrateInt8(rgb: $0.baseAddress!, count: count, size: size, depthwise: int8Depthwise)
+        }
     }
 
     /// What identify learns from the files alone, before the store is open: the scan, the items of

@@ -41,6 +41,29 @@ extension ExtractTests {
         XCTAssertEqual(try storedPrecisions(c), halfPrecision)
     }
 
+    /// `--no-int8-depthwise` keeps depthwise convolutions in fp32: its calibration says so (no
+    /// `depthwise`), it is another extraction than the default's, gives other features, and a resumed
+    /// run of either reuses its own calibration. Without --precision int8 the flag is refused.
+    func testNoInt8DepthwiseIsItsOwnExtraction() throws {
+        let data = try makeDataset(perClass: 2, testPerClass: 0)   // 4 images
+        let store = data.deletingLastPathComponent().appendingPathComponent("s.sqlite")
+        let (with, _) = try extractAt(data, store: store, ratio: "2", ["--precision", "int8", "--quiet"])
+        let (without, _) = try extractAt(data, store: store, ratio: "2", ["--precision", "int8", "--no-int8-depthwise", "--quiet"])
+        XCTAssertNotEqual(with.extraction_id, without.extraction_id)
+        let stored = try FeatureStore(path: store.path, mode: .readOnly).extractions().map(\.settings.precision)
+        XCTAssertEqual(stored.count, 2)
+        XCTAssertTrue(stored[0].contains("\"depthwise\":true"), String(stored[0].prefix(200)))
+        XCTAssertFalse(stored[1].contains("\"depthwise\":"))
+        for (args, id) in [([String](), with.extraction_id), (["--no-int8-depthwise"], without.extraction_id)] {
+            let (again, err) = try extractAt(data, store: store, ratio: "2", ["--precision", "int8"] + args)
+            XCTAssertEqual([again.extraction_id, Int64(again.reused_features)], [id, 4], err)
+            XCTAssertTrue(err.contains("int8: the calibration of extraction \(id)"), err)
+        }
+        let r = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path, "--no-int8-depthwise"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--no-int8-depthwise applies to --precision int8 only"), r.stderr)
+    }
+
     /// Without AVX-512 (oneDNN capped at AVX2, as on a CPU without it) int8 runs oneDNN's AVX2 int8
     /// kernels, and no reference primitive.
     func testInt8RunsOnAVX2() throws {

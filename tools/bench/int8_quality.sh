@@ -4,7 +4,8 @@
 # (un-augmented copies; min and median over all images), and the default head (`train-head`) trained
 # on each extraction: test accuracy for --seeds, and the medians.
 #
-# Usage: tools/bench/int8_quality.sh [--data DIR] [--backbone B] [--seeds "1 2 3"] [--no-build]
+# Usage: tools/bench/int8_quality.sh [--data DIR] [--backbone B] [--seeds "1 2 3"] [--no-int8-depthwise] [--no-build]
+# (--no-int8-depthwise: passed to the int8 extraction, which then keeps depthwise convolutions in fp32)
 # Env:   PYTHON  interpreter with numpy (default /work/venv/bin/python if present, else python3)
 set -euo pipefail
 
@@ -13,13 +14,15 @@ DATA="$ROOT/../shared/datasets/scenes6"
 BACKBONE=efficientnet_lite0
 SEEDS="1 2 3"
 BUILD=1
+INT8_ARGS=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --data) DATA="$2"; shift 2 ;;
         --backbone) BACKBONE="$2"; shift 2 ;;
         --seeds) SEEDS="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --no-int8-depthwise) INT8_ARGS=(--no-int8-depthwise); shift ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "int8_quality.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -32,7 +35,8 @@ STORE="$TMP/s.sqlite"
 declare -A EXTRACTION ACC
 for p in fp32 int8; do
     echo "== extract --backbone $BACKBONE --precision $p" >&2
-    "$BIN/extract" --backbone "$BACKBONE" --data "$DATA" --store "$STORE" --precision "$p" --quiet --json > "$TMP/$p.json"
+    EXTRA=(); [[ "$p" == int8 ]] && EXTRA=("${INT8_ARGS[@]}")
+    "$BIN/extract" --backbone "$BACKBONE" --data "$DATA" --store "$STORE" --precision "$p" "${EXTRA[@]}" --quiet --json > "$TMP/$p.json"
     EXTRACTION[$p]="$("$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["extraction_id"])' "$TMP/$p.json")"
     "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%s: %d images, %.1f images/s end to end" % (sys.argv[2], d["images"], d["images_per_second"]))' "$TMP/$p.json" "$p" >&2
     ACC[$p]=""
