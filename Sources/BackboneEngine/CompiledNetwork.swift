@@ -325,7 +325,7 @@ struct Builder {
             // back to real values (and to dst's scale when no activation follows); the bias is added
             // to the accumulator before the output scale, so it is scaled up like the products. With
             // the input's channel means, it is corrected for the rounding of the weights first.
-            let (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels, search: g > 1)
+            let (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels, search: calibration?.depthwise == true)
             if let means = calibration?.means?[layer.inputs[0]] {
                 guard means.count == ci else {
                     throw EngineError("\(network.name): the int8 calibration has \(means.count) channel means for \(layer.inputs[0]), which has \(ci) channels; calibrate again (a new extraction)")
@@ -382,7 +382,8 @@ struct Builder {
     /// inputs of one channel, so the rounding of its input does not average out. EfficientNet-Lite0
     /// (`tools/bench/int8_quality.sh`, the 2,400 scenes6 images), lowest cosine of int8 to fp32
     /// features: 0.9917 with `b1`...`b15.depthwise` in int8, 0.9735 with `b0.depthwise` too, which
-    /// reads the fp32 first convolution's output.
+    /// reads the fp32 first convolution's output (both with the weight-level search on depthwise
+    /// weights only).
     func runsInt8(_ layer: Layer, inputDims: [Int]) -> Bool {
         guard precision == .int8, case .conv(let c) = layer.op, let calibration else { return false }
         let x = layer.inputs[0], ranges = calibration.ranges
