@@ -26,8 +26,6 @@ static void setMessage(char *buffer, size_t length, const std::string &text) {
     buffer[length - 1] = 0;
 }
 
-/// Reduces 16-bit samples to 8 bits by keeping the high byte, like libpng's png_set_strip_16
-/// (which is what OpenCV's IMREAD_COLOR path does), so both decode paths agree.
 /// OpenCV's image codecs (libopencv_imgcodecs), opened on first use rather than linked: loading them
 /// at start brought in 83 more libraries (GDAL, Poppler, ...; `ldd extract`: 159 against 76) whose
 /// symbol binding every `extract` and `train-head` process paid, twice with the OpenMP re-exec: `perf
@@ -66,6 +64,8 @@ static const Imgcodecs &imgcodecs() {
 }
 }   // namespace cic
 
+/// Reduces 16-bit samples to 8 bits by keeping the high byte, like libpng's png_set_strip_16
+/// (which is what OpenCV's IMREAD_COLOR path does), so both decode paths agree.
 static cv::Mat to8Bit(const cv::Mat &m) {
     if (m.depth() == CV_8U) return m;
     if (m.depth() == CV_16U) {
