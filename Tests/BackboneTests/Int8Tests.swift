@@ -42,6 +42,15 @@ final class Int8Tests: XCTestCase {
         }
     }
 
+    /// Every output of `network` compiled for `images` inputs of 3 x `size` x `size` and run on them.
+    static func outputs(of network: Network, images: Int, size: Int, inputs: [Float], _ precision: Precision,
+                        _ calibration: Int8Calibration?) throws -> [String: [Float]] {
+        let net = try CompiledNetwork(network, batch: images, height: size, width: size, precision: precision, calibration: calibration)
+        net.input.update(from: inputs, count: inputs.count)
+        try net.run()
+        return network.outputs.keys.reduce(into: [:]) { $0[$1] = Array(net.output($1)!) }
+    }
+
     /// Bias correction on a two-convolution network with random weights: `a` (fp32, it reads the
     /// image; ReLU) feeds `b` (int8, 1 x 1, weights with a large rounding step: one weight of 1 per
     /// output channel, the others in [-0.1, 0.1]). The calibration's channel means of `a` are those
@@ -49,11 +58,8 @@ final class Int8Tests: XCTestCase {
     /// means, computed here from the rounding rule (127 / max |w| per output channel); with them the
     /// mean error is under a tenth of the largest such shift.
     func testBiasCorrectionKeepsTheMeanOfAnInt8Convolution() throws {
-        var seed: UInt64 = 7
-        func uniform(_ lo: Float, _ hi: Float) -> Float {
-            seed = seed &* 6364136223846793005 &+ 1442695040888963407
-            return lo + (hi - lo) * Float(seed >> 40) / Float(1 << 24)
-        }
+        var rng = EngineOpsTests.Rng(s: 7)
+        func uniform(_ lo: Float, _ hi: Float) -> Float { rng.uniform(lo, hi) }
         let (size, images, hidden, out) = (6, 16, 16, 8)
         var weightsB = (0..<out * hidden).map { _ in uniform(-0.1, 0.1) }
         for o in 0..<out { weightsB[o * hidden + o % hidden] = 1 }
@@ -68,10 +74,7 @@ final class Int8Tests: XCTestCase {
             try Int8Calibration.measure(network, height: size, width: size, inputs: $0.baseAddress!, count: images, depthwise: false)
         }
         func run(_ precision: Precision, _ calibration: Int8Calibration?) throws -> [String: [Float]] {
-            let net = try CompiledNetwork(network, batch: images, height: size, width: size, precision: precision, calibration: calibration)
-            net.input.update(from: inputs, count: inputs.count)
-            try net.run()
-            return ["features": Array(net.output("features")!), "hidden": Array(net.output("hidden")!)]
+            try Self.outputs(of: network, images: images, size: size, inputs: inputs, precision, calibration)
         }
         /// Per channel, the mean over images and positions of `values` (images x channels x positions).
         func channelMeans(_ values: [Float], _ channels: Int) -> [Double] {
@@ -116,11 +119,8 @@ final class Int8Tests: XCTestCase {
     /// The level search rounds each channel's weights with no more squared error than 127 levels,
     /// keeps every rounded weight in [-127, 127], and picks fewer levels where they fit better.
     func testWeightScaleSearchNeverRoundsWorse() {
-        var seed: UInt64 = 3
-        let weights = (0..<64 * 9).map { _ -> Float in
-            seed = seed &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(seed >> 33) - (1 << 30)) / Float(1 << 30)
-        }
+        var rng = EngineOpsTests.Rng(s: 3)
+        let weights = (0..<64 * 9).map { _ in rng.next() }
         let plain = Int8Calibration.quantizeWeights(weights, outChannels: 64)
         let searched = Int8Calibration.quantizeWeights(weights, outChannels: 64, search: true)
         func error(_ q: (values: [Float], scales: [Float]), _ o: Int) -> Double {
@@ -156,11 +156,8 @@ final class Int8Tests: XCTestCase {
     /// output than under the same ranges without `depthwise` (127 levels, as calibrations stored
     /// before int8 depthwise compile).
     func testLevelSearchReachesPointwiseConvolutionsUnderDepthwiseCalibrations() throws {
-        var seed: UInt64 = 11
-        func uniform(_ lo: Float, _ hi: Float) -> Float {
-            seed = seed &* 6364136223846793005 &+ 1442695040888963407
-            return lo + (hi - lo) * Float(seed >> 40) / Float(1 << 24)
-        }
+        var rng = EngineOpsTests.Rng(s: 11)
+        func uniform(_ lo: Float, _ hi: Float) -> Float { rng.uniform(lo, hi) }
         let (size, images, hidden, out) = (6, 8, 12, 16)
         var network = Network(name: "search", inputChannels: 3)
         network.add("a", .conv(Convolution(outChannels: hidden, kernel: 1, padding: .valid, weights: (0..<hidden * 3).map { _ in uniform(-1, 1) },
@@ -176,10 +173,7 @@ final class Int8Tests: XCTestCase {
         var plain = cal
         plain.depthwise = nil
         func run(_ precision: Precision, _ calibration: Int8Calibration?) throws -> [Float] {
-            let net = try CompiledNetwork(network, batch: images, height: size, width: size, precision: precision, calibration: calibration)
-            net.input.update(from: inputs, count: inputs.count)
-            try net.run()
-            return Array(net.output("features")!)
+            try Self.outputs(of: network, images: images, size: size, inputs: inputs, precision, calibration)["features"]!
         }
         let fp32 = try run(.fp32, nil)
         func error(_ x: [Float]) -> Double { zip(x, fp32).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } }
@@ -205,4 +199,9 @@ final class Int8Tests: XCTestCase {
             XCTAssertTrue(net.implementations.contains { $0.hasPrefix("b: ") && $0.hasSuffix("(int8)") }, "\(net.implementations)")
         }
     }
+}
+
+extension EngineOpsTests.Rng {
+    /// A value in [lo, hi) (`next()` is in [-1, 1)).
+    mutating func uniform(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * (next() + 1) / 2 }
 }
