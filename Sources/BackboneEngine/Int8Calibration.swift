@@ -45,7 +45,8 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
 
     /// The extraction's precision text: `int8:` and the calibration (ranges, means) as JSON with
     /// sorted keys (so equal calibrations give equal extraction identities, and different ones
-    /// different identities). With means it is about 140 KB for Lite0 (142,274 bytes on scenes6), 120 KB for ResNet50.
+    /// different identities). Lite0 on scenes6: 142,274 bytes (`sqlite3 STORE "SELECT length(precision)
+    /// FROM extractions"` after `extract --precision int8`).
     public var storedPrecision: String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -117,7 +118,9 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
             if let c = channels[name] { sums[name] = channelMeanSums(values, images: n, channels: c, adding: sums[name]) }
         }
         let means = sums.mapValues { s in s.map { Float(String(format: "%.4g", $0 / Double(count)))! } }
-        guard quantile < 1 else { return Int8Calibration(images: count, ranges: ranges, means: means, depthwise: depthwise ? true : nil) }
+        // Without int8 depthwise the key is left out, as in calibrations stored before it.
+        let calibration = Int8Calibration(images: count, ranges: ranges, means: means, depthwise: depthwise ? true : nil)
+        guard quantile < 1 else { return calibration }
         let bins = 2048
         var histograms: [String: [Int]] = [:]
         try pass { name, values, _ in
@@ -136,7 +139,7 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
             let clip = bound * Float(bin + 1) / Float(bins)
             ranges[name] = [max(r[0], -clip), min(r[1], clip)]
         }
-        return Int8Calibration(images: count, ranges: ranges, means: means, depthwise: depthwise ? true : nil)
+        return Int8Calibration(images: count, ranges: ranges, means: calibration.means, depthwise: calibration.depthwise)
     }
 
     /// `sums` (zeros when nil) plus, per channel, the sum over `images` of the channel's mean over
@@ -186,14 +189,14 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
     /// Weights `[out, ...]` rounded to integers in [-127, 127] per output channel, and each channel's
     /// scale (quantized = weight * scale): 127 levels for the channel's largest |weight|, or with
     /// `search` the number of levels in 64...127 whose rounding has the least squared error
-    /// (channels in parallel). EfficientNet-Lite0's depthwise weights rounded in fp32 (the rest int8,
-    /// `int8_quality.sh`): lowest cosine 0.9875 with 127 levels for `b0.depthwise`, 0.9939 with the
-    /// search; with int8 depthwise, the search on every int8 convolution against on the depthwise
-    /// ones only: Lite0 0.9935 / 0.9917, Lite1 0.9906 / 0.9887, Lite2 0.9814 / 0.9811.
+    /// (channels in parallel). `tools/bench/int8_quality.sh`, lowest cosine of int8 to fp32 features
+    /// on the 2,400 scenes6 images, with the search on every int8 convolution (this code) against on
+    /// the depthwise ones only (commit 7d37831): Lite0 0.9935 / 0.9917, Lite1 0.9906 / 0.9887, Lite2
+    /// 0.9814 / 0.9811.
     /// Channels with more weights keep 127 levels: their rounding errors average out, and the search
     /// costs most there. `/usr/bin/time extract bench --backbone resnet50 --precision int8 --seconds 1`
-    /// (generated weights): 4.1 s without the search, 6.3 s searching every row, 5.2 s with this
-    /// bound. 1,152 is the longest row of EfficientNet-Lite0 and Lite1 (their last project convolutions).
+    /// (generated weights): 5.2 s, against 4.1 s with no search on ResNet50 (commit 7d37831). 1,152 is
+    /// the longest row of EfficientNet-Lite0 and Lite1 (their last project convolutions).
     static let searchedWeightsPerChannel = 1152
 
     static func quantizeWeights(_ weights: [Float], outChannels: Int, search: Bool = false) -> (values: [Float], scales: [Float]) {
