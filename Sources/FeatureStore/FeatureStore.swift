@@ -128,8 +128,9 @@ public final class FeatureStore {
                 // size): the committing thread (extract's writer, while the engine computes the next
                 // batch) then copies the -wal file into the store as it goes, and the checkpoint left
                 // for close is at most 4 MiB. With 1,000, a whole scenes6 run (16.5 MB, Lite0) was
-                // copied and synced at close: 0.074-0.079 s between the end of the run and the return
-                // from close, against 0.017-0.019 s with 32 pages (one-off timers, 3 runs each).
+                // copied and synced at close: 0.067-0.079 s from the end of the run to the return from
+                // close, against 0.018-0.019 s with 64 pages and 0.017 s with 32 (one-off timers
+                // not committed, 3 alternating runs each).
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 64")
                 // Keep the -wal file from staying bigger than 64 MiB after a long transaction.
                 try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
