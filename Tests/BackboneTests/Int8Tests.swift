@@ -149,6 +149,10 @@ final class Int8Tests: XCTestCase {
         XCTAssertNil(new.depthwise)
         new.depthwise = true
         XCTAssertEqual(Int8Calibration(storedPrecision: new.storedPrecision), new)
+        XCTAssertNil(new.signedClip)
+        XCTAssertFalse(new.storedPrecision.contains("signedClip"))
+        new.signedClip = Int8Calibration.signedClipMethod
+        XCTAssertEqual(Int8Calibration(storedPrecision: new.storedPrecision), new)
     }
 
     /// Under a calibration with int8 depthwise, 1 x 1 convolutions get the weight-level search too,
@@ -180,6 +184,56 @@ final class Int8Tests: XCTestCase {
         let searched = try run(.int8, cal), unsearched = try run(.int8, plain)
         XCTAssertNotEqual(searched, unsearched, "the search changes b's weights")
         XCTAssertLessThan(error(searched), error(unsearched))
+    }
+
+    /// The clipping bound of a signed tensor: a rare far value is clipped (its clipping error costs
+    /// less than the coarser step it would force on every other value); values spread evenly up to
+    /// the max are not; and of two tensors with the same bulk, the one with more far values keeps
+    /// a higher bound.
+    func testSignedClipBoundCutsRareOutliersOnly() {
+        let bins = 2048
+        var rare = [Int](repeating: 0, count: bins)
+        for i in 0..<256 { rare[i] = 40_000 }   // the bulk within 1/8 of the max
+        rare[bins - 1] = 1                        // one value at the max
+        let clipRare = Int8Calibration.signedClipBound(histogram: rare, bound: 8)
+        XCTAssertLessThan(clipRare, 2, "one value at 8 must not set the step of 10 million values below 1")
+        XCTAssertGreaterThanOrEqual(clipRare, 0.5, "never below bound / 16")
+        let even = [Int](repeating: 100, count: bins)
+        XCTAssertEqual(Int8Calibration.signedClipBound(histogram: even, bound: 8), 8, accuracy: 8.0 / 128)
+        var heavier = rare
+        for i in (bins - 64)..<bins { heavier[i] = 200 }
+        XCTAssertGreaterThan(Int8Calibration.signedClipBound(histogram: heavier, bound: 8), clipRare)
+        // Weight 1 (plain squared error) clips at least as hard as the default 4.
+        XCTAssertLessThanOrEqual(Int8Calibration.signedClipBound(histogram: heavier, bound: 8, clipWeight: 1),
+                                 Int8Calibration.signedClipBound(histogram: heavier, bound: 8))
+    }
+
+    /// `measure` clips the ranges of signed tensors only, and records it: a network whose signed
+    /// output has a few far values (from one far pixel) among many small ones gets a bound below
+    /// them, while its unsigned (ReLU) tensor keeps its max; without `clipSigned` both keep min and max.
+    func testMeasureClipsSignedTensorsOnly() throws {
+        var rng = EngineOpsTests.Rng(s: 5)
+        let (size, images) = (32, 8)
+        var network = Network(name: "clip", inputChannels: 3)
+        network.add("a", .conv(Convolution(outChannels: 4, kernel: 1, padding: .valid, weights: (0..<12).map { _ in rng.uniform(-1, 1) },
+                                           bias: nil, activation: .relu)), inputs: ["input"])
+        network.add("b", .conv(Convolution(outChannels: 4, kernel: 1, padding: .valid, weights: (0..<16).map { _ in rng.uniform(-1, 1) },
+                                           bias: nil, activation: .none)), inputs: ["a"])
+        network.outputs = ["features": "b"]
+        var inputs = (0..<images * 3 * size * size).map { _ in rng.uniform(-0.1, 0.1) }
+        inputs[5] = 40   // one far pixel of image 0, channel 0
+        let (clipped, plain) = try inputs.withUnsafeBufferPointer {
+            (try Int8Calibration.measure(network, height: size, width: size, inputs: $0.baseAddress!, count: images),
+             try Int8Calibration.measure(network, height: size, width: size, inputs: $0.baseAddress!, count: images, clipSigned: false))
+        }
+        XCTAssertEqual(clipped.signedClip, Int8Calibration.signedClipMethod)
+        XCTAssertNil(plain.signedClip)
+        XCTAssertEqual(clipped.ranges["a"], plain.ranges["a"], "unsigned: min and max")
+        let b = try XCTUnwrap(plain.ranges["b"]), bc = try XCTUnwrap(clipped.ranges["b"])
+        XCTAssertLessThan(b[0], 0)
+        let bound = max(abs(b[0]), abs(b[1])), clippedBound = max(abs(bc[0]), abs(bc[1]))
+        XCTAssertLessThan(clippedBound, bound, "the far pixel's outputs are clipped")
+        XCTAssertGreaterThanOrEqual(clippedBound, bound / 16)
     }
 
     /// A calibration stored without `depthwise` (before int8 depthwise) compiles its depthwise
