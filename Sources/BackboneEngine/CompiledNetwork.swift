@@ -287,7 +287,7 @@ struct Builder {
             throw EngineError("\(network.name): layer \(layer.name) expects \(c.outChannels * ci / g * kh * kw) weights [\(c.outChannels), \(ci / g), \(kh), \(kw)], got \(c.weights.count)")
         }
         let outDims = [n, c.outChannels, oh, ow]
-        let q = try int8Plan(layer, c, inputDims: src.dims, outputDims: outDims)
+        var q = try int8Plan(layer, c, inputDims: src.dims, outputDims: outDims)
         // An int8 convolution reads and writes nhwc (fp32 outputs too: oneDNN 2.6 has no int8 kernel
         // from nhwc to channel-blocked, `ref_int8` would run).
         // Under int8 the float convolutions between them (depthwise) use nhwc too, saving two reorders
@@ -299,7 +299,23 @@ struct Builder {
         var bMD = try MD.make([c.outChannels], dnnl_f32, dnnl_a)
         // Under int8 the first convolution writes what its kernel prefers (nhwc has no AVX2 fp32 kernel
         // there: `ref:any`); a reorder gives the next layer nhwc.
-        var dstMD = try MD.make(outDims, q?.dstType ?? dt, precision == .int8 && ci < 8 ? dnnl_format_tag_any : tag)
+        let dstTag = precision == .int8 && ci < 8 ? dnnl_format_tag_any : tag
+        // The residual the sum post-op adds can be added in place when it dies here, with dst's layout.
+        let residualDies = c.residual.map { r in
+            lastUse[r] == index && r != layer.inputs[0] && r != Self.userInput && tensors.values.allSatisfy({ $0.aliasOf != r })
+        } ?? false
+        // A ReLU'd output that adds a signed residual in place (a ResNet stage's first block: its
+        // shortcut is a linear convolution, s8) is written as u8 (255 levels for its range, not 127)
+        // and reads the residual as s8; its readers then add it in place too (as u8), without a
+        // reorder. Only under calibrations with `signedClip` (sixth session on): older ones compile
+        // their s8 outputs as they were computed.
+        if let plan = q, plan.dstType == dnnl_s8, plan.dstScale != nil, residualDies, calibration?.signedClip != nil,
+           let res = tensors[c.residual!], res.md.data_type == dnnl_s8, let own = calibration?.ranges[layer.name], own[0] >= 0,
+           MD.equal(res.md, try MD.make(outDims, dnnl_s8, dstTag)) {
+            let u8 = Int8Calibration.quantization(own)
+            q = Int8Plan(srcType: plan.srcType, srcScale: plan.srcScale, dstType: u8.type, dstScale: u8.scale, sumType: dnnl_s8)
+        }
+        var dstMD = try MD.make(outDims, q?.dstType ?? dt, dstTag)
         var desc = dnnl_convolution_desc_t()
         try check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
                                                      &srcMD, &wMD, &bMD, &dstMD, [c.stride, c.stride].map(Int64.init),
@@ -315,9 +331,13 @@ struct Builder {
             guard let res = tensors[r], res.dims == outDims else {
                 throw EngineError("\(network.name): layer \(layer.name) adds \(r), whose shape differs from its output")
             }
-            residualInPlace = lastUse[r] == index && r != layer.inputs[0] && r != Self.userInput && MD.equal(res.md, dstMD)
-                && tensors.values.allSatisfy({ $0.aliasOf != r })
+            var asRead = dstMD
+            if let t = q?.sumType { asRead.data_type = t }
+            residualInPlace = residualDies && MD.equal(res.md, asRead)
             if residualInPlace { contentScale = res.scale ?? 1 }
+            guard residualInPlace || q?.sumType == nil else {
+                throw EngineError("\(network.name): layer \(layer.name) was planned to add \(r) in place as s8, and cannot")
+            }
         }
         var outputScales: [Float]?
         if let q {
@@ -340,7 +360,7 @@ struct Builder {
         }
         let linear: Float = c.activation == .none ? dstScale : 1
         let attr = try Attributes(residual: c.residual != nil, activation: c.activation, outputScales: outputScales,
-                                  sumScale: linear / contentScale, activationScale: dstScale / linear)
+                                  sumScale: linear / contentScale, sumType: q?.sumType, activationScale: dstScale / linear)
         defer { attr.destroy() }
         var pdOut: OpaquePointer?
         try check(dnnl_primitive_desc_create(&pdOut, &desc, attr.handle, DNNLContext.shared.engine, nil),
@@ -372,7 +392,12 @@ struct Builder {
     static let int8Tag = dnnl_acdb
 
     /// Types and scales of an int8 convolution (`dstScale` nil: fp32 output).
-    struct Int8Plan { let srcType: dnnl_data_type_t; let srcScale: Float; let dstType: dnnl_data_type_t; let dstScale: Float? }
+    /// `sumType`: the type the residual, added in place, is read as when it differs from dst's (s8
+    /// under a u8 dst: oneDNN's sum post-op reinterprets the 8-bit buffer).
+    struct Int8Plan {
+        let srcType: dnnl_data_type_t; let srcScale: Float; let dstType: dnnl_data_type_t; let dstScale: Float?
+        var sumType: dnnl_data_type_t? = nil
+    }
 
     /// Whether a convolution reading a tensor of `inputDims` runs in int8: under `--precision int8`,
     /// with calibrated ranges for its input and output, except on the image itself (3 channels,
@@ -653,15 +678,15 @@ struct Builder {
 
 /// Post-ops of a primitive: optional residual sum, optional addition of a tensor (`addPerChannel`,
 /// passed at execution as `firstPostOp | DNNL_ARG_SRC_1`), then optional activation. For int8:
-/// `outputScales` (one, or one per output channel), the sum's scale and the activation's (its
-/// result times `activationScale`).
+/// `outputScales` (one, or one per output channel), the sum's scale and the type it reads the
+/// residual as (`sumType`, nil: dst's), and the activation's scale (its result times `activationScale`).
 struct Attributes {
     let handle: dnnl_primitive_attr_t
     /// `DNNL_ARG_ATTR_MULTIPLE_POST_OP(0)`: a function-like macro Swift does not import.
     static let firstPostOp = Int32(DNNL_ARG_ATTR_MULTIPLE_POST_OP_BASE)
 
     init(residual: Bool, activation: Activation, addPerChannel: dnnl_memory_desc_t? = nil,
-         outputScales: [Float]? = nil, sumScale: Float = 1, activationScale: Float = 1) throws {
+         outputScales: [Float]? = nil, sumScale: Float = 1, sumType: dnnl_data_type_t? = nil, activationScale: Float = 1) throws {
         var attr: dnnl_primitive_attr_t?
         try check(dnnl_primitive_attr_create(&attr), "create primitive attributes")
         try check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set the scratchpad mode")
@@ -673,7 +698,7 @@ struct Attributes {
             var po: dnnl_post_ops_t?
             try check(dnnl_post_ops_create(&po), "create post-ops")
             defer { dnnl_post_ops_destroy(po) }
-            if residual { try check(dnnl_post_ops_append_sum(po, sumScale), "fuse a residual sum") }
+            if residual { try check(dnnl_post_ops_append_sum_v2(po, sumScale, sumType ?? dnnl_data_type_undef), "fuse a residual sum") }
             if var md = addPerChannel { try check(dnnl_post_ops_append_binary(po, dnnl_binary_add, &md), "fuse an addition") }
             if activation != .none {
                 let (alg, alpha, beta) = activation.dnnl

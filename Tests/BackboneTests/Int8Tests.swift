@@ -236,6 +236,43 @@ final class Int8Tests: XCTestCase {
         XCTAssertGreaterThanOrEqual(clippedBound, bound / 16)
     }
 
+    /// A ReLU'd convolution adding a signed residual in place (a ResNet stage's first block, whose
+    /// shortcut is linear) writes u8 under calibrations with `signedClip`, so the next block adds it
+    /// in place without a reorder; under older calibrations it writes s8, as they were computed, and
+    /// the next block reorders it. Both stay near fp32.
+    func testReLUOutputOverSignedResidualIsUnsignedUnderNewCalibrations() throws {
+        var rng = EngineOpsTests.Rng(s: 13)
+        func conv(_ cin: Int, _ cout: Int, _ activation: Activation, residual: String? = nil) -> Op {
+            .conv(Convolution(outChannels: cout, kernel: 1, padding: .valid, weights: (0..<cin * cout).map { _ in rng.uniform(-0.5, 0.5) },
+                              bias: (0..<cout).map { _ in rng.uniform(0, 0.2) }, residual: residual, activation: activation))
+        }
+        let (size, images, ch) = (8, 4, 16)
+        var network = Network(name: "residual", inputChannels: 3)
+        network.add("a", conv(3, ch, .relu), inputs: ["input"])
+        network.add("s", conv(ch, ch, .none), inputs: ["a"])                  // linear shortcut: s8
+        network.add("c", conv(ch, ch, .relu, residual: "s"), inputs: ["a"])   // adds s in place, then ReLU
+        network.add("d", conv(ch, ch, .relu), inputs: ["c"])
+        network.add("e", conv(ch, ch, .relu, residual: "c"), inputs: ["d"])   // adds c
+        network.add("f", conv(ch, ch, .none), inputs: ["e"])
+        network.outputs = ["features": "f"]
+        let inputs = (0..<images * 3 * size * size).map { _ in rng.uniform(-1, 1) }
+        let cal = try inputs.withUnsafeBufferPointer {
+            try Int8Calibration.measure(network, height: size, width: size, inputs: $0.baseAddress!, count: images)
+        }
+        XCTAssertLessThan(try XCTUnwrap(cal.ranges["s"])[0], 0, "the shortcut is signed")
+        var old = cal
+        old.signedClip = nil
+        let fp32 = try Self.outputs(of: network, images: images, size: size, inputs: inputs, .fp32, nil)["features"]!
+        for (calibration, reorders) in [(cal, false), (old, true)] {
+            let net = try CompiledNetwork(network, batch: images, height: size, width: size, precision: .int8, calibration: calibration)
+            XCTAssertEqual(net.implementations.contains { $0.hasPrefix("e residual") }, reorders, "\(net.implementations)")
+            let int8 = try Self.outputs(of: network, images: images, size: size, inputs: inputs, .int8, calibration)["features"]!
+            let error = zip(int8, fp32).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+            let norm = fp32.reduce(0.0) { $0 + Double($1) * Double($1) }
+            XCTAssertLessThan((error / norm).squareRoot(), 0.05, "relative L2 error, signedClip \(calibration.signedClip ?? "nil")")
+        }
+    }
+
     /// A calibration stored without `depthwise` (before int8 depthwise) compiles its depthwise
     /// convolutions in fp32, as its features were computed; with it they run in int8.
     func testDepthwiseRunsInt8OnlyWithCalibrationsThatSayIt() throws {
