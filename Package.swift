@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "Backbones", dependencies: ["BackboneEngine", "FineTuneCore", "WeightFormats", "WorkbenchSupport"],
                 path: "Sources/Backbones", swiftSettings: release),
         .executableTarget(name: "Extractor",
-                          dependencies: ["Backbones", "FeatureStore", "FineTuneCore", "Imaging", "HeadModel", "COpenBLAS", "WorkbenchCLI", "WeightFormats",
+                          dependencies: ["Backbones", "FeatureStore", "FineTuneCore", "StoredFineTune", "Imaging", "HeadModel", "COpenBLAS", "WorkbenchCLI", "WeightFormats",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Extractor", swiftSettings: release),
 
@@ -71,13 +71,15 @@ let package = Package(
         .target(name: "HeadTrainerCore", dependencies: ["COpenBLAS", "CHeadKernels", "FineTuneCore", "HeadModel"],
                 path: "Sources/HeadTrainerCore", swiftSettings: release),
         .executableTarget(name: "HeadTrainer",
-                          dependencies: ["Backbones", "WeightFormats", "HeadTrainerCore", "FeatureStore", "FineTuneCore", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
+                          dependencies: ["Backbones", "WeightFormats", "HeadTrainerCore", "FeatureStore", "FineTuneCore", "StoredFineTune", "Imaging", "COpenBLAS", "WorkbenchSupport", "WorkbenchCLI",
                                          .product(name: "Yams", package: "Yams"),
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/HeadTrainer", swiftSettings: release),
 
         // Fine-tuning the last blocks of a backbone on cached block inputs (issue #12): oneDNN / OpenBLAS GEMMs.
         .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL", "CHeadKernels"], path: "Sources/FineTuneCore", swiftSettings: release),
+        // A fine-tuned head's blocks as stored, for both programs (predict, ONNX export, report).
+        .target(name: "StoredFineTune", dependencies: ["FeatureStore", "FineTuneCore"], path: "Sources/StoredFineTune", swiftSettings: release),
 
         .testTarget(name: "WeightFormatsTests", dependencies: ["WeightFormats", "WorkbenchSupport"],
                     resources: [.copy("Fixtures")]),

@@ -6,6 +6,7 @@ import FineTuneCore
 import Foundation
 import HeadModel
 import Imaging
+import StoredFineTune
 import WorkbenchCLI
 
 /// `extract predict --head ID IMAGE...`: the reason to train a head — backbone + head on new images.
@@ -105,9 +106,7 @@ struct FineTunedPath {
 
     /// nil for a head on pooled features.
     static func load(db: FeatureStore, head: Int64, extraction e: ExtractionRecord, spec: BackboneSpec) throws -> FineTunedPath? {
-        guard let (blocks, cache) = try db.fineTunedHeadBlocks(headID: head, extractionID: e.id) else { return nil }
-        let path = try FineTunedBlockPath(cachedDefinitionJSON: cache.definitionJSON, cachedTensors: cache.tensors, unfreeze: blocks.unfreeze,
-                                          trainedDefinitionJSON: blocks.definitionJSON, trainedTensors: blocks.tensors)
-        return FineTunedPath(output: try spec.blockInputOutput(blocks: blocks.cachedBlocks, head: head), blocks: try path.inference())
+        guard let stored = try db.storedFineTunedBlocks(headID: head, extractionID: e.id) else { return nil }
+        return FineTunedPath(output: try spec.blockInputOutput(blocks: stored.cachedBlocks, head: head), blocks: try stored.path.inference())
     }
 }

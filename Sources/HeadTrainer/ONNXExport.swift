@@ -3,6 +3,7 @@ import FeatureStore
 import FineTuneCore
 import Foundation
 import HeadTrainerCore
+import StoredFineTune
 
 /// `train-head export --format onnx`: one model from image bytes to class probabilities, the same
 /// computation as `extract predict` on an image already resized to the extraction's size and fit:
@@ -62,9 +63,7 @@ enum ONNXExport {
     /// frozen (cache tensors) and trained (head tensors) networks, as `extract predict` runs them;
     /// nil for a head on pooled features.
     static func fineTuned(db: FeatureStore, headID: Int64, extraction e: ExtractionRecord, spec: BackboneSpec) throws -> (output: String, path: FineTunedBlockPath)? {
-        guard let (blocks, cache) = try db.fineTunedHeadBlocks(headID: headID, extractionID: e.id) else { return nil }
-        return (try spec.blockInputOutput(blocks: blocks.cachedBlocks, head: headID),
-                try FineTunedBlockPath(cachedDefinitionJSON: cache.definitionJSON, cachedTensors: cache.tensors, unfreeze: blocks.unfreeze,
-                                       trainedDefinitionJSON: blocks.definitionJSON, trainedTensors: blocks.tensors))
+        guard let stored = try db.storedFineTunedBlocks(headID: headID, extractionID: e.id) else { return nil }
+        return (try spec.blockInputOutput(blocks: stored.cachedBlocks, head: headID), stored.path)
     }
 }

@@ -3,6 +3,7 @@ import FineTuneCore
 import Foundation
 import HeadTrainerCore
 import Imaging
+import StoredFineTune
 
 /// Per-image test predictions of one stored head, computed at report time from its weights and the
 /// store's test features (copy 0), with the images' paths: what the calibration, ROC/PR and error
@@ -49,17 +50,15 @@ struct HeadPredictions {
     /// (`train-head --unfreeze`) its blocks run over the rows' cached block inputs, as `extract
     /// predict` runs them.
     static func headFeatures(_ db: FeatureStore, headID: Int64, extractionID: Int64, test: FeatureMatrix) throws -> [Float] {
-        guard let (tuned, definition) = try db.fineTunedHeadBlocks(headID: headID, extractionID: extractionID) else { return test.values }
-        let blocks = try FineTunedBlockPath(cachedDefinitionJSON: definition.definitionJSON, cachedTensors: definition.tensors,
-                                            unfreeze: tuned.unfreeze, trainedDefinitionJSON: tuned.definitionJSON,
-                                            trainedTensors: tuned.tensors).inference()
+        guard let stored = try db.storedFineTunedBlocks(headID: headID, extractionID: extractionID) else { return test.values }
+        let blocks = try stored.path.inference()
         // Streamed: only the test rows' inputs are kept (the cache also holds every training copy).
-        let n = definition.inputCount
+        let n = stored.inputCount
         var row: [FeatureKey: Int] = [:]
         for r in 0..<test.rows { row[FeatureKey(imageID: test.imageIDs[r], augIndex: test.augIndex[r])] = r }
         var inputs = [Float](repeating: 0, count: test.rows * n)
         var found = [Bool](repeating: false, count: test.rows)
-        try db.forEachBlockInput(extractionID: extractionID, blocks: tuned.cachedBlocks) { key, input in
+        try db.forEachBlockInput(extractionID: extractionID, blocks: stored.cachedBlocks) { key, input in
             guard let r = row[key] else { return }
             for j in 0..<n { inputs[r * n + j] = input[j] }
             found[r] = true
