@@ -259,9 +259,11 @@ struct Run: ParsableCommand {
     /// them (26 batches of 16 at 224x224), at least 2. The workers run at idle priority, in the
     /// cycles the forward pass leaves (its threads sleeping at barriers); the further ahead they may
     /// run, the more of those cycles they use instead of stopping at the limit. Lite0 fp32 on
-    /// scenes6, 4 alternating runs each (2-core AMD EPYC Zen 5), median wall time of `extract`:
-    /// 7.46 s with 2 batches, 7.44 s with 8, 7.35 s with 32. The cost is memory: that run's peak
-    /// resident set went from 250 to 314 MB (`/usr/bin/time -f %M`).
+    /// scenes6, 4 alternating runs each (2-core AMD EPYC Zen 5; a build reading the count from an
+    /// environment variable, not kept), median wall time of `extract`: 7.46 s with 2 batches, 7.44 s
+    /// with 8, 7.35 s with 32. `tools/bench/extract_e2e.sh` measures the committed rule (README).
+    /// The cost is memory: that run's peak resident set went from 250 to 314 MB (`/usr/bin/time -f
+    /// %M extract ...`, one run each of the builds before and after).
     static func prefetchBatches(batch: Int, size: Int) -> Int {
         max(2, (64 << 20) / max(1, batch * size * size * 3))
     }
