@@ -17,6 +17,26 @@ final class RobustnessTests: StoreTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path + "-wal"))
     }
 
+    /// The -wal file is checkpointed as commits go (every 64 pages, 4 MiB), not only at close: after
+    /// 20 MB written in 40 commits it holds at most 64 pages plus one commit's, where SQLite's default
+    /// of 1,000 pages (64 MiB at our page size) would have kept all 20 MB in it until the close.
+    func testWALIsCheckpointedAsCommitsGo() throws {
+        let path = storePath("wal.sqlite")
+        let (store, dataset, extraction) = try populatedStore(path: path, count: 1, augs: 1, dim: 2048)
+        let dim = 2048, perCommit = 64   // 64 rows x 8 KiB = 0.5 MiB per commit
+        let ids = try store.upsertImages(images(datasetID: dataset.id, range: 1..<(1 + 40 * perCommit)))
+        for c in 0..<40 {
+            let rows = ids[c * perCommit ..< (c + 1) * perCommit].map { FeatureRow(imageID: $0, augIndex: 0, values: [Float](repeating: Float(c), count: dim)) }
+            try store.insertFeatures(extractionID: extraction.id, rows: Array(rows))
+        }
+        let wal = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int)
+        let main = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        XCTAssertLessThan(wal, (64 + 16) * (65536 + 24) + 32, "the -wal file: \(wal) bytes")
+        XCTAssertGreaterThan(main, 15_000_000, "the checkpoints wrote the rows into the store itself: \(main) bytes")
+        store.close()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path + "-wal"))
+    }
+
     func testTruncatedStoreIsRefusedAndNeverOverwritten() throws {
         let path = storePath("truncated.sqlite")
         let (store, _, _) = try populatedStore(path: path, count: 200, augs: 2, dim: 256)
