@@ -287,16 +287,11 @@ struct Builder {
             throw EngineError("\(network.name): layer \(layer.name) expects \(c.outChannels * ci / g * kh * kw) weights [\(c.outChannels), \(ci / g), \(kh), \(kw)], got \(c.weights.count)")
         }
         let outDims = [n, c.outChannels, oh, ow]
-        var q = try int8Plan(layer, c, inputDims: src.dims, outputDims: outDims)
         // An int8 convolution reads and writes nhwc (fp32 outputs too: oneDNN 2.6 has no int8 kernel
         // from nhwc to channel-blocked, `ref_int8` would run).
         // Under int8 the float convolutions between them (depthwise) use nhwc too, saving two reorders
         // of the widest tensors per block.
         let tag = precision == .int8 ? Self.int8Tag : layout.tag
-        // The first convolution reads the 3-channel image in whatever layout its kernel prefers.
-        var srcMD = try MD.make([n, ci, h, w], q?.srcType ?? dt, ci < 8 ? dnnl_format_tag_any : tag)
-        var wMD = try MD.make(wDims, q == nil ? dt : dnnl_s8, dnnl_format_tag_any)
-        var bMD = try MD.make([c.outChannels], dnnl_f32, dnnl_a)
         // Under int8 the first convolution writes what its kernel prefers (nhwc has no AVX2 fp32 kernel
         // there: `ref:any`); a reorder gives the next layer nhwc.
         let dstTag = precision == .int8 && ci < 8 ? dnnl_format_tag_any : tag
@@ -304,17 +299,11 @@ struct Builder {
         let residualDies = c.residual.map { r in
             lastUse[r] == index && r != layer.inputs[0] && r != Self.userInput && tensors.values.allSatisfy({ $0.aliasOf != r })
         } ?? false
-        // A ReLU'd output that adds a signed residual in place (a ResNet stage's first block: its
-        // shortcut is a linear convolution, s8) is written as u8 (255 levels for its range, not 127)
-        // and reads the residual as s8; its readers then add it in place too (as u8), without a
-        // reorder. Only under calibrations with `signedClip` (sixth session on): older ones compile
-        // their s8 outputs as they were computed.
-        if let plan = q, plan.dstType == dnnl_s8, plan.dstScale != nil, residualDies, calibration?.signedClip != nil,
-           let res = tensors[c.residual!], res.md.data_type == dnnl_s8, let own = calibration?.ranges[layer.name], own[0] >= 0,
-           MD.equal(res.md, try MD.make(outDims, dnnl_s8, dstTag)) {
-            let u8 = Int8Calibration.quantization(own)
-            q = Int8Plan(srcType: plan.srcType, srcScale: plan.srcScale, dstType: u8.type, dstScale: u8.scale, sumType: dnnl_s8)
-        }
+        let q = try int8Plan(layer, c, inputDims: src.dims, outputDims: outDims, residualDies: residualDies, dstTag: dstTag)
+        // The first convolution reads the 3-channel image in whatever layout its kernel prefers.
+        var srcMD = try MD.make([n, ci, h, w], q?.srcType ?? dt, ci < 8 ? dnnl_format_tag_any : tag)
+        var wMD = try MD.make(wDims, q == nil ? dt : dnnl_s8, dnnl_format_tag_any)
+        var bMD = try MD.make([c.outChannels], dnnl_f32, dnnl_a)
         var dstMD = try MD.make(outDims, q?.dstType ?? dt, dstTag)
         var desc = dnnl_convolution_desc_t()
         try check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
@@ -423,17 +412,30 @@ struct Builder {
 
     /// The int8 plan of a convolution, nil when it runs in the network's float type. Its output is
     /// quantized when every reader is an int8 convolution too (else fp32): u8 when the output and the
-    /// residual it adds are >= 0 over the calibration images, else s8.
-    func int8Plan(_ layer: Layer, _ c: Convolution, inputDims: [Int], outputDims: [Int]) throws -> Int8Plan? {
+    /// residual it adds are >= 0 over the calibration images, else s8, except that an output >= 0
+    /// adding an s8 residual in place (`residualDies`, the residual in `dstTag`'s layout; a ResNet
+    /// stage's first block, whose shortcut is a linear convolution) is u8 (255 levels for its range,
+    /// not 127) and reads the residual as s8 (`sumType`); its readers then add it in place too, as
+    /// u8, without a reorder. That exception only under calibrations with `signedClip` (sixth
+    /// session on): older ones compile their s8 outputs as they were computed.
+    func int8Plan(_ layer: Layer, _ c: Convolution, inputDims: [Int], outputDims: [Int],
+                  residualDies: Bool, dstTag: dnnl_format_tag_t) throws -> Int8Plan? {
         guard runsInt8(layer, inputDims: inputDims), let ranges = calibration?.ranges else { return nil }
         let x = tensors[layer.inputs[0]]!
         let src = x.scale.map { (type: x.md.data_type, scale: $0) } ?? Int8Calibration.quantization(ranges[layer.inputs[0]]!)
         let quantizedOut = lastUse[layer.name] != Int.max
             && (readers[layer.name] ?? []).allSatisfy { runsInt8($0, inputDims: outputDims) }
         guard quantizedOut else { return Int8Plan(srcType: src.type, srcScale: src.scale, dstType: dnnl_f32, dstScale: nil) }
-        // dst starts as the residual, so it is signed when the residual can be negative.
+        let own = ranges[layer.name]!
+        // dst starts as the residual, so it is signed when the residual can be negative
         let negativeResidual = c.residual.map { (ranges[$0]?[0] ?? -1) < 0 } ?? false
-        let dst = Int8Calibration.quantization(ranges[layer.name]!, signed: negativeResidual)
+        // unless the residual is read as s8 in place under a u8 dst.
+        if negativeResidual, own[0] >= 0, residualDies, calibration?.signedClip != nil,
+           let res = tensors[c.residual!], res.md.data_type == dnnl_s8, MD.equal(res.md, try MD.make(outputDims, dnnl_s8, dstTag)) {
+            let dst = Int8Calibration.quantization(own)
+            return Int8Plan(srcType: src.type, srcScale: src.scale, dstType: dst.type, dstScale: dst.scale, sumType: dnnl_s8)
+        }
+        let dst = Int8Calibration.quantization(own, signed: negativeResidual)
         return Int8Plan(srcType: src.type, srcScale: src.scale, dstType: dst.type, dstScale: dst.scale)
     }
 
