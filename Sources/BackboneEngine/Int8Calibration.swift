@@ -128,7 +128,7 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
         }
         let means = sums.mapValues { s in s.map { Float(String(format: "%.4g", $0 / Double(count)))! } }
         // Without int8 depthwise the key is left out, as in calibrations stored before it.
-        let calibration = Int8Calibration(images: count, ranges: ranges, means: means, depthwise: depthwise ? true : nil,
+        var calibration = Int8Calibration(images: count, ranges: ranges, means: means, depthwise: depthwise ? true : nil,
                                           signedClip: clipSigned ? signedClipMethod : nil)
         // Signed tensors (min < 0: in EfficientNet-Lite the project convolutions' linear outputs,
         // their residual added) get the clipping bound of least squared error (`signedClipBound`);
@@ -156,10 +156,9 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
                 clip = bound * Float(bin + 1) / Float(bins)
             }
             if signed.contains(name) { clip = min(clip, signedClipBound(histogram: h, bound: bound)) }
-            ranges[name] = [max(r[0], -clip), min(r[1], clip)]
+            calibration.ranges[name] = [max(r[0], -clip), min(r[1], clip)]
         }
-        return Int8Calibration(images: count, ranges: ranges, means: calibration.means, depthwise: calibration.depthwise,
-                               signedClip: calibration.signedClip)
+        return calibration
     }
 
     /// What `signedClip` records for `signedClipBound`'s rule.
