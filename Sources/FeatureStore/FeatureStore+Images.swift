@@ -108,7 +108,7 @@ extension FeatureStore {
                     }
                     var row = ImageRow(image)
                     row.id = nil
-                    guard let id = try Int64.fetchOne(upsert, arguments: row.upsertArguments) else {
+                    guard let id = try Int64.fetchOne(upsert, arguments: StatementArguments(row.databaseDictionary)) else {
                         throw DatabaseError(message: "no id returned")
                     }
                     ids.append(id)

@@ -62,34 +62,16 @@ struct ImageRow: IdentifiedRow {
     }
 
     /// Inserts the row, or, for a known (dataset, sha256), keeps its id and takes the new path,
-    /// class, split and size; returns the id. Arguments in `CodingKeys` order (`upsertArguments`).
+    /// class, split and size; returns the id. Arguments by column name (`databaseDictionary`).
     static let upsertSQL: String = {
         let columns = CodingKeys.allCases.map(\.rawValue)
         let updated = CodingKeys.allCases.filter { ![.id, .datasetID, .sha256].contains($0) }.map(\.rawValue)
         return """
-            INSERT INTO images(\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))
+            INSERT INTO images(\(columns.joined(separator: ", "))) VALUES (\(columns.map { ":" + $0 }.joined(separator: ", ")))
             ON CONFLICT(dataset_id, sha256) DO UPDATE SET \(updated.map { "\($0) = excluded.\($0)" }.joined(separator: ", "))
             RETURNING id
             """
     }()
-
-    /// The row's values in `CodingKeys` order, for `upsertSQL`: `extract` stores every image of its
-    /// dataset on each run, and `databaseDictionary` runs a Codable encoder per row.
-    var upsertArguments: StatementArguments {
-        StatementArguments(CodingKeys.allCases.map { key -> (any DatabaseValueConvertible)? in
-            switch key {
-            case .id: return id
-            case .datasetID: return datasetID
-            case .sha256: return sha256
-            case .path: return path
-            case .classIndex: return classIndex
-            case .split: return split.rawValue
-            case .width: return width
-            case .height: return height
-            case .exclusion: return exclusion
-            }
-        })
-    }
 
     init(_ r: ImageRecord) {
         id = r.id; datasetID = r.datasetID; sha256 = r.sha256; path = r.path; classIndex = r.classIndex == ImageSplit.noClass ? nil : r.classIndex
