@@ -54,6 +54,8 @@ public final class CompiledNetwork {
     public let height: Int
     public let width: Int
     public let precision: Precision
+    /// How its fp32 convolutions compute (`ConvolutionAlgorithm`).
+    public let algorithm: ConvolutionAlgorithm
     /// Shape of each named output, flattened to [batch, features].
     public private(set) var outputShapes: [String: [Int]] = [:]
     /// One line per primitive: layer name and the oneDNN implementation chosen (e.g. `brgconv:avx512_core`);
@@ -75,7 +77,8 @@ public final class CompiledNetwork {
     private var owned: [AlignedBuffer] = []
 
     public init(_ network: Network, batch: Int, height: Int, width: Int, precision: Precision = .fp32,
-                calibration: Int8Calibration? = nil, layout: ActivationLayout = .preferred) throws {
+                calibration: Int8Calibration? = nil, layout: ActivationLayout = .preferred,
+                algorithm: ConvolutionAlgorithm = .auto) throws {
         guard precision != .int8 || calibration != nil else {
             throw EngineError("\(network.name): int8 needs the activation ranges of a calibration (Int8Calibration.measure)")
         }
@@ -84,10 +87,12 @@ public final class CompiledNetwork {
         self.height = height
         self.width = width
         self.precision = precision
+        self.algorithm = algorithm
         inputCount = batch * network.inputChannels * height * width
         inputBuffer = try AlignedBuffer(byteCount: inputCount * 4)
         var builder = try Builder(network: network, batch: batch, height: height, width: width,
-                                  precision: precision, calibration: precision == .int8 ? calibration : nil, layout: layout)
+                                  precision: precision, calibration: precision == .int8 ? calibration : nil, layout: layout,
+                                  algorithm: algorithm)
         try builder.build()
         try finish(builder)
     }
@@ -198,6 +203,7 @@ struct Builder {
     let precision: Precision
     let calibration: Int8Calibration?
     let layout: ActivationLayout
+    let algorithm: ConvolutionAlgorithm
     /// The layers reading each tensor (as input or residual), and the layer writing each.
     var readers: [String: [Layer]] = [:], producer: [String: Layer] = [:]
     var tensors: [String: Tensor] = [:]
@@ -213,10 +219,11 @@ struct Builder {
     var lastUse: [String: Int] = [:]
 
     init(network: Network, batch: Int, height: Int, width: Int, precision: Precision,
-         calibration: Int8Calibration? = nil, layout: ActivationLayout) throws {
+         calibration: Int8Calibration? = nil, layout: ActivationLayout, algorithm: ConvolutionAlgorithm = .auto) throws {
         // Layers read the normalized input when the network normalizes its input itself.
         self.network = network.inputAffine == nil ? network : network.readingInput(from: Self.normalizedInput)
         self.layout = layout
+        self.algorithm = algorithm
         self.batch = batch
         self.height = height
         self.width = width
@@ -305,8 +312,11 @@ struct Builder {
         var wMD = try MD.make(wDims, q == nil ? dt : dnnl_s8, dnnl_format_tag_any)
         var bMD = try MD.make([c.outChannels], dnnl_f32, dnnl_a)
         var dstMD = try MD.make(outDims, q?.dstType ?? dt, dstTag)
+        // fp32 dense convolutions under `.auto`: oneDNN may choose Winograd (`ConvolutionAlgorithm`).
+        let alg = ConvolutionAlgorithm.mayUseWinograd(algorithm, precision: precision, groups: g, inChannels: ci)
+            ? dnnl_convolution_auto : dnnl_convolution_direct
         var desc = dnnl_convolution_desc_t()
-        try check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
+        try check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, alg,
                                                      &srcMD, &wMD, &bMD, &dstMD, [c.stride, c.stride].map(Int64.init),
                                                      [pt, pl].map(Int64.init), [pb, pr].map(Int64.init)),
                   "describe convolution \(layer.name)")

@@ -102,9 +102,29 @@ public struct PrecisionDecision: Equatable, Sendable {
     /// Whether a probe ratio is clear enough to decide (see `fasterRatio`).
     public static func conclusive(_ ratio: Double) -> Bool { ratio >= fasterRatio || ratio <= slowerRatio }
 
+    /// The speed-up over direct assumed for fp32 convolutions that run as Winograd
+    /// (`ConvolutionAlgorithm`): 1.5-2.1x over ResNet50's 3x3 stride-1 shapes at batch 16 on the 2-core
+    /// AMD EPYC Zen 5 (oneDNN's `jit_wino_4x3` against `jit:avx512_core`, `tools/bench/verbose_shapes.py`
+    /// over `ONEDNN_VERBOSE=1 extract bench`; README); the whole networks: ResNet50 1.16x, VGG16 2.3x.
+    public static let winogradGain = 2.0
+
+    /// The bf16/fp32 speed ratio of a network from the probe's (or the table's) ratio `r` on direct
+    /// convolutions, when a share `s` of fp32's work runs as Winograd at `winogradGain` times the
+    /// direct speed and bf16 runs direct: r x (s / gain + 1 - s). VGG16 (s = 1) on a CPU whose bf16
+    /// is 2x: 1.0, so fp32 (bf16 measured 0.91-0.92x of Winograd fp32 there); ResNet50 (s = 0.37): 1.6,
+    /// so bf16 (measured 1.76-1.83x).
+    public static func networkRatio(_ r: Double, winogradShare s: Double) -> Double {
+        r * (s / winogradGain + 1 - s)
+    }
+
+    /// The ratio the table implies for CPUs it knows to be faster in bf16 (bf16 dot products at twice
+    /// the fp32 FMA rate), for `networkRatio`.
+    public static let tableFasterRatio = 2.0
+
     /// The decision for `requested`. `probe` is called only for `auto` (the probe decides when its
-    /// ratio is clear; `nil` or an error falls back to the table); `--precision fp32|bf16` is kept.
-    public static func decide(_ requested: PrecisionRequest, cpu: CPUFeatures,
+    /// ratio, weighed by `winogradShare` (`networkRatio`), is clear; `nil` or an error falls back to
+    /// the table); `--precision fp32|bf16` is kept.
+    public static func decide(_ requested: PrecisionRequest, cpu: CPUFeatures, winogradShare: Double = 0,
                               probe: () throws -> Double?) -> PrecisionDecision {
         switch requested {
         case .fp32: return PrecisionDecision(precision: .fp32, source: .requested, probeRatio: nil, reason: "--precision fp32")
@@ -114,23 +134,32 @@ public struct PrecisionDecision: Equatable, Sendable {
         }
         let ratio: Double?, failure: String?
         do { ratio = try probe(); failure = nil } catch { ratio = nil; failure = "\(error)" }
-        if let r = ratio, conclusive(r) {
-            return PrecisionDecision(precision: r >= fasterRatio ? .bf16 : .fp32, source: .probe, probeRatio: r,
-                                     reason: String(format: "probe: bf16 convolutions %.2fx fp32's speed", r))
+        let s = winogradShare
+        let share = s > 0 ? String(format: ", %.0f%% of fp32's convolution work as Winograd", s * 100) : ""
+        if let r = ratio, conclusive(networkRatio(r, winogradShare: s)) {
+            let n = networkRatio(r, winogradShare: s)
+            let weighed = s > 0 ? String(format: " (%.2fx for this network%@)", n, share) : ""
+            return PrecisionDecision(precision: n >= fasterRatio ? .bf16 : .fp32, source: .probe, probeRatio: r,
+                                     reason: String(format: "probe: bf16 convolutions %.2fx fp32's speed%@", r, weighed))
         }
         let table = cpu.bf16Table
-        let why = ratio.map { String(format: "probe ratio %.2f inconclusive", $0) } ?? failure.map { "probe failed: \($0)" } ?? "no probe"
-        return PrecisionDecision(precision: table.faster == true ? .bf16 : .fp32, source: .table, probeRatio: ratio,
-                                 reason: "table: \(table.rule) on \(cpu.name); \(why)")
+        let faster = table.faster == true && networkRatio(tableFasterRatio, winogradShare: s) >= fasterRatio
+        let why = ratio.map { String(format: "probe ratio %.2f inconclusive", networkRatio($0, winogradShare: s)) }
+            ?? failure.map { "probe failed: \($0)" } ?? "no probe"
+        let kept = table.faster == true && !faster ? String(format: ": bf16 %.2fx for this network", networkRatio(tableFasterRatio, winogradShare: s)) : ""
+        return PrecisionDecision(precision: faster ? .bf16 : .fp32, source: .table, probeRatio: ratio,
+                                 reason: "table: \(table.rule) on \(cpu.name); \(why)\(share)\(kept)")
     }
 
     /// The stderr line for an explicit `--precision bf16` where bf16 is slower: from the probe's
     /// ratio when it is conclusive, else from the table; nil when bf16 is not known to be slower.
-    public static func bf16Warning(cpu: CPUFeatures, probeRatio: Double?) -> String? {
-        if let r = probeRatio, conclusive(r) {
+    /// `winogradShare`: as in `decide` (the probe's ratio is then weighed for this network).
+    public static func bf16Warning(cpu: CPUFeatures, probeRatio: Double?, winogradShare: Double = 0) -> String? {
+        if let p = probeRatio, case let r = networkRatio(p, winogradShare: winogradShare), conclusive(r) {
             guard r < 1 else { return nil }
-            return String(format: "--precision bf16: on this CPU (%@) bf16 convolutions run at %.2fx fp32's speed (%.0f%% slower, measured by the probe); proceeding in bf16",
-                          cpu.name, r, (1 - r) * 100)
+            let what = winogradShare > 0 ? "this network runs" : "bf16 convolutions run"
+            return String(format: "--precision bf16: on this CPU (%@) %@ at %.2fx fp32's speed (%.0f%% slower, measured by the probe); proceeding in bf16",
+                          cpu.name, what, r, (1 - r) * 100)
         }
         guard cpu.bf16Table.faster == false else { return nil }
         return "--precision bf16: on this CPU (\(cpu.name)) bf16 is slower than fp32 (\(cpu.bf16Table.rule)); proceeding in bf16"
@@ -160,7 +189,10 @@ public enum BF16Probe {
             x = net.add("conv\(i)", .conv(conv(out, inp, k)), inputs: [x])
         }
         net.outputs["features"] = net.add("pool", .globalAveragePool, inputs: [x])
-        let nets = try [Precision.fp32, .bf16].map { try CompiledNetwork(net, batch: 8, height: 28, width: 28, precision: $0) }
+        // Direct fp32 (no Winograd): the ratio is the dot products'; `networkRatio` weighs in Winograd.
+        let nets = try [Precision.fp32, .bf16].map {
+            try CompiledNetwork(net, batch: 8, height: 28, width: 28, precision: $0, algorithm: .direct)
+        }
         for n in nets {
             for i in 0..<n.inputCount { n.input[i] = value(i) }
             try n.run()   // warm-up: first-touch of buffers and JIT caches

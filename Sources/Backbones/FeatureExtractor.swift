@@ -13,11 +13,13 @@ public final class FeatureExtractor {
 
     /// `calibration`: what `precision: .int8` needs (`LoadedBackbone.calibrateInt8` with the same outputs).
     public init(_ backbone: LoadedBackbone, batch: Int, size: Int? = nil, precision: Precision = .fp32,
-                calibration: Int8Calibration? = nil, outputs: [String] = ["features"]) throws {
+                calibration: Int8Calibration? = nil, outputs: [String] = ["features"],
+                algorithm: ConvolutionAlgorithm = .auto) throws {
         self.batch = batch
         self.size = size ?? backbone.spec.inputSize
         self.outputs = outputs
-        net = try backbone.compile(batch: batch, size: self.size, precision: precision, calibration: calibration, outputs: outputs)
+        net = try backbone.compile(batch: batch, size: self.size, precision: precision, calibration: calibration, outputs: outputs,
+                                   algorithm: algorithm)
         // The compiled primitives hold their own (reordered) weights from here on.
         self.backbone = backbone.withoutLayers()
     }

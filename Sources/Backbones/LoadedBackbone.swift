@@ -78,10 +78,16 @@ public struct LoadedBackbone {
     /// own input normalization is left out: its input is what `inputPreprocessing` writes.
     /// `calibration`: the activation ranges `precision: .int8` needs (`calibrateInt8`).
     public func compile(batch: Int, size: Int? = nil, precision: Precision = .fp32, calibration: Int8Calibration? = nil,
-                        outputs: [String] = ["features"]) throws -> CompiledNetwork {
+                        outputs: [String] = ["features"], algorithm: ConvolutionAlgorithm = .auto) throws -> CompiledNetwork {
         let s = size ?? spec.inputSize
         return try CompiledNetwork(engineNetwork(outputs), batch: batch, height: s, width: s, precision: precision,
-                                   calibration: calibration)
+                                   calibration: calibration, algorithm: algorithm)
+    }
+
+    /// `Network.winogradShare` of what `compile` would run at fp32 under `ConvolutionAlgorithm.auto`.
+    public func winogradShare(batch: Int, size: Int? = nil, outputs: [String] = ["features"]) -> Double {
+        let s = size ?? spec.inputSize
+        return engineNetwork(outputs).winogradShare(batch: batch, height: s, width: s)
     }
 
     /// What `compile` runs: the layers `outputs` need, without the input normalization.

@@ -26,6 +26,7 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("fp32, bf16, int8 (calibrated on the random batch: the speed does not depend on the values), or auto (what `extract` would pick on this CPU; see `extract run --help`).",
                                valueName: "fp32|bf16|int8|auto"))
     var precision: PrecisionRequest = .fp32
+    @Option(help: ConvolutionAlgorithm.help) var convolution: ConvolutionAlgorithm = .auto
     @Option(help: "Seconds to measure after warm-up.") var seconds = 10.0
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "List the oneDNN implementation chosen for every primitive.") var verbose = false
@@ -41,10 +42,12 @@ struct Bench: ParsableCommand {
     }
 
     struct Report: Encodable {
-        let backbone: String, precision: String, precision_reason: String, batch: Int, image_size: Int, threads: Int
+        let backbone: String, precision: String, precision_reason: String, convolution: String, batch: Int, image_size: Int, threads: Int
         let images_per_second: Double, peak_rss_bytes: Int
         /// How oneDNN's OpenMP threads wait (`OpenMPWaiting`).
         let openmp_wait: String
+        /// Convolutions oneDNN runs as Winograd (`--convolution auto`, fp32).
+        let winograd_convolutions: Int
     }
 
     struct PipelineReport: Encodable {
@@ -58,13 +61,16 @@ struct Bench: ParsableCommand {
             let spec = try Backbones.named(backbone!)
             let loaded = try LoadedBackbone(spec, weights: weights.map { URL(fileURLWithPath: $0) }, classifier: false)
             let size = imageSize ?? spec.inputSize
-            let decision = PrecisionDecision.resolve(self.precision)
+            let decision = PrecisionDecision.resolve(self.precision) {
+                convolution == .auto ? loaded.winogradShare(batch: batch, size: size) : 0
+            }
             let precision = decision.precision
             if self.precision == .auto { decision.announce(quiet: false) }
             var rng = SystemRandomNumberGenerator()
             let calibration = try precision != .int8 ? nil : (0..<batch * size * size * 3).map { _ in UInt8.random(in: 0...255, using: &rng) }
                 .withUnsafeBufferPointer { try loaded.calibrateInt8(rgb: $0.baseAddress!, count: batch, size: size) }
-            let net = try loaded.compile(batch: batch, size: size, precision: precision, calibration: calibration)
+            let net = try loaded.compile(batch: batch, size: size, precision: precision, calibration: calibration,
+                                         algorithm: convolution)
             for i in 0..<net.inputCount { net.input[i] = Float.random(in: -1...1, using: &rng) }
             for _ in 0..<3 { try net.run() }
             var runs = 0
@@ -76,9 +82,10 @@ struct Bench: ParsableCommand {
                 elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             }
             let report = Report(backbone: spec.id, precision: precision.rawValue, precision_reason: decision.reason,
-                                batch: batch, image_size: size,
+                                convolution: convolution.rawValue, batch: batch, image_size: size,
                                 threads: threads, images_per_second: Double(runs * batch) / elapsed,
-                                peak_rss_bytes: peakResidentBytes(), openmp_wait: OpenMPWaiting.current)
+                                peak_rss_bytes: peakResidentBytes(), openmp_wait: OpenMPWaiting.current,
+                                winograd_convolutions: net.implementations.filter { $0.contains("wino") }.count)
             if verbose { net.implementations.forEach { FileHandle.standardError.write(Data("\($0)\n".utf8)) } }
             if json {
                 try printJSON(report)

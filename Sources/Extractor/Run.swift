@@ -41,9 +41,10 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("image-size"), help: "Input size (default: the backbone's own).") var imageSize: Int?
     @Option(help: "pad (keep aspect ratio, zero-pad), stretch or center-crop.") var fit: Fit = .pad
     @Option(help: "Images per forward pass.") var batch = 16
-    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, fp32 features; cosine to fp32 >= 0.999) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. int8 (never picked by auto): int8 convolutions (u8/s8 activations, s8 weights per output channel) calibrated on \(Int8Calibration.defaultImages) images spread over the run's dataset; the image's convolution, the depthwise convolution reading its output, squeeze-excite convolutions, pools and dense layers stay fp32 (`extract bench --precision int8 --verbose` names each convolution's type); a resumed int8 extraction reuses its stored calibration. The extraction records the precision used (int8: with its calibration).",
+    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, fp32 features; cosine to fp32 >= 0.999) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). Under --convolution auto the probe's ratio (and the table's 2x) is first weighed by the share of the network's fp32 work that runs as Winograd at an assumed 2x (VGG16: 99%, so fp32 on Zen 5). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. int8 (never picked by auto): int8 convolutions (u8/s8 activations, s8 weights per output channel) calibrated on \(Int8Calibration.defaultImages) images spread over the run's dataset; the image's convolution, the depthwise convolution reading its output, squeeze-excite convolutions, pools and dense layers stay fp32 (`extract bench --precision int8 --verbose` names each convolution's type); a resumed int8 extraction reuses its stored calibration. The extraction records the precision used (int8: with its calibration).",
                                valueName: "auto|fp32|bf16|int8"))
     var precision: PrecisionRequest = .auto
+    @Option(help: ConvolutionAlgorithm.help) var convolution: ConvolutionAlgorithm = .auto
     @Option(help: "Stored feature type: f32 or f16 (half the file).") var dtype: FeatureDType = .f32
     @Option(help: "Take a deterministic 1/n of the images: i/n with i in 0..n-1.") var shard: String?
     @Option(name: .customLong("max-pixels"), help: "Refuse images with more pixels than this (checked before decoding).")
@@ -174,7 +175,9 @@ struct Run: ParsableCommand {
         do {   // scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them)
             let prepared = preparation.take()!
             let full = try prepared.backbone.get()
-            decision = try autoRule(db: db) { settings(full, $0, $1) } ?? PrecisionDecision.resolve(precision)
+            decision = try autoRule(db: db) { settings(full, $0, $1) } ?? PrecisionDecision.resolve(precision) {
+                convolution == .auto ? full.winogradShare(batch: batch, size: size, outputs: outputs) : 0
+            }
             decision.announce(quiet: quiet)
             if decision.precision == .int8 {
                 calibration = try storedCalibration(db: db) { settings(full, $0, $1) }
@@ -184,7 +187,7 @@ struct Run: ParsableCommand {
                 extractor = try compiled.extractor.get()
             } else {
                 extractor = try FeatureExtractor(full, batch: batch, size: size, precision: decision.precision, calibration: calibration,
-                                                 outputs: outputs)
+                                                 outputs: outputs, algorithm: convolution)
             }
         }
         let loaded = extractor.backbone
@@ -282,13 +285,13 @@ struct Run: ParsableCommand {
     /// probe, whose timing must have the cores to itself) and int8 (calibrated on the run's images)
     /// compile after identify, as before.
     private func prepare(_ source: FeatureSource, size: Int, outputs: [String]) -> BackgroundTask<PreparedBackbone> {
-        let weights = options.weightsURL, batch = batch
+        let weights = options.weightsURL, batch = batch, convolution = convolution
         let ahead: Precision? = precision == .fp32 ? .fp32 : precision == .bf16 ? .bf16 : nil
         return BackgroundTask {
             let backbone = Result { try source.load(weights: weights) }
             guard let ahead, case .success(let full) = backbone else { return PreparedBackbone(backbone: backbone) }
             return PreparedBackbone(backbone: backbone, compiled: (ahead, Result {
-                try FeatureExtractor(full, batch: batch, size: size, precision: ahead, outputs: outputs)
+                try FeatureExtractor(full, batch: batch, size: size, precision: ahead, outputs: outputs, algorithm: convolution)
             }))
         }
     }

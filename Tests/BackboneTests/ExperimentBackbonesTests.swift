@@ -23,25 +23,25 @@ final class ExperimentBackbonesTests: XCTestCase {
 
     // MARK: Parity with the references
 
-    func testVGG16Torchvision() throws { try checkParity("vgg16", "torchvision", outputs: ["features", "fc7"]) }
-    func testVGG16Keras() throws { try checkParity("vgg16", "keras", outputs: ["features", "fc7"]) }
-    func testResNet50Torchvision() throws { try checkParity("resnet50", "torchvision") }
-    func testResNet50Keras() throws { try checkParity("resnet50", "keras") }
-    func testResNet101Torchvision() throws { try checkParity("resnet101", "torchvision") }
-    func testResNet101Keras() throws { try checkParity("resnet101", "keras") }
-    func testEfficientNetB0Torchvision() throws { try checkParity("efficientnet_b0", "torchvision") }
-    func testEfficientNetB0Keras() throws { try checkParity("efficientnet_b0", "keras") }
+    func testVGG16Torchvision() throws { try Self.checkParity("vgg16", "torchvision", outputs: ["features", "fc7"]) }
+    func testVGG16Keras() throws { try Self.checkParity("vgg16", "keras", outputs: ["features", "fc7"]) }
+    func testResNet50Torchvision() throws { try Self.checkParity("resnet50", "torchvision") }
+    func testResNet50Keras() throws { try Self.checkParity("resnet50", "keras") }
+    func testResNet101Torchvision() throws { try Self.checkParity("resnet101", "torchvision") }
+    func testResNet101Keras() throws { try Self.checkParity("resnet101", "keras") }
+    func testEfficientNetB0Torchvision() throws { try Self.checkParity("efficientnet_b0", "torchvision") }
+    func testEfficientNetB0Keras() throws { try Self.checkParity("efficientnet_b0", "keras") }
 
     // timm (references: tools/goldens/experiment.py timm, timm 1.0.31)
-    func testVGG16Timm() throws { try checkParity("vgg16", "timm", outputs: ["features", "fc7"]) }
-    func testEfficientNetB0Timm() throws { try checkParity("efficientnet_b0", "timm") }
+    func testVGG16Timm() throws { try Self.checkParity("vgg16", "timm", outputs: ["features", "fc7"]) }
+    func testEfficientNetB0Timm() throws { try Self.checkParity("efficientnet_b0", "timm") }
 
     // Keras 3 `.weights.h5` names (`layers/conv2d_3/vars/0` + the layer names Keras records):
     // same models and weights as the Keras 2 files, so the same references.
-    func testVGG16Keras3() throws { try checkParity("vgg16", "keras", outputs: ["features", "fc7"], keras3: true) }
-    func testResNet50Keras3() throws { try checkParity("resnet50", "keras", keras3: true) }
-    func testResNet101Keras3() throws { try checkParity("resnet101", "keras", keras3: true) }
-    func testEfficientNetB0Keras3() throws { try checkParity("efficientnet_b0", "keras", keras3: true) }
+    func testVGG16Keras3() throws { try Self.checkParity("vgg16", "keras", outputs: ["features", "fc7"], keras3: true) }
+    func testResNet50Keras3() throws { try Self.checkParity("resnet50", "keras", keras3: true) }
+    func testResNet101Keras3() throws { try Self.checkParity("resnet101", "keras", keras3: true) }
+    func testEfficientNetB0Keras3() throws { try Self.checkParity("efficientnet_b0", "keras", keras3: true) }
 
     /// A real Keras 3 `.weights.h5` file (written here with libhdf5, classifier included) through
     /// the public path: `LoadedBackbone` with `classifier: false` never reads the classifier, and
@@ -68,7 +68,7 @@ final class ExperimentBackbonesTests: XCTestCase {
     /// The published Keras "notop" files have no fc1/fc2/predictions: same features, no fc7. The
     /// tensors are spelled as in the original Keras 1 VGG16 file (`block1_conv1/block1_conv1_W_1:0`).
     func testVGG16KerasWithoutTop() throws {
-        try checkParity("vgg16", "keras", outputs: ["features"], classifier: false, spelling: { key in
+        try Self.checkParity("vgg16", "keras", outputs: ["features"], classifier: false, spelling: { key in
             let parts = key.split(separator: "/")
             return "\(parts[0])/\(parts[0])_\(parts[1] == "kernel" ? "W" : "b")_1:0"
         })
@@ -77,7 +77,7 @@ final class ExperimentBackbonesTests: XCTestCase {
     /// Other spellings of the same tensors: the bare Keras 2 `weight_names` (`layer/weight:0`), and
     /// Keras 3's legacy writer (`layer/layer/weight`, a depthwise kernel called `kernel`).
     func testEfficientNetB0KerasAcceptsOtherNameSpellings() throws {
-        try checkParity("efficientnet_b0", "keras", spelling: { key in
+        try Self.checkParity("efficientnet_b0", "keras", spelling: { key in
             let layer = key.split(separator: "/")[0]
             return key.hasSuffix("depthwise_kernel") ? "\(layer)/\(layer)/kernel" : "\(key):0"
         })
@@ -267,9 +267,13 @@ final class ExperimentBackbonesTests: XCTestCase {
         return try StateDict(file: URL(fileURLWithPath: "/generated/weights"), orderedTensors: list, kerasLayerNames: layerNames)
     }
 
-    func checkParity(_ backbone: String, _ layoutName: String, outputs: [String] = ["features"],
+    /// `batch`: run this many images (the fixture's, repeated; default: the fixture's count, 3, which
+    /// oneDNN never runs as Winograd). Returns the compiled network's implementations.
+    @discardableResult
+    static func checkParity(_ backbone: String, _ layoutName: String, outputs: [String] = ["features"],
                      classifier: Bool = true, spelling: ((String) -> String)? = nil, keras3: Bool = false,
-                     file: StaticString = #filePath, line: UInt = #line) throws {
+                     batch: Int? = nil, algorithm: ConvolutionAlgorithm = .auto,
+                     file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
         let fixtureURL = Self.fixtures.appendingPathComponent("experiment/\(backbone)_\(layoutName).json")
         let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: fixtureURL))
         let spec = try Backbones.named(backbone, in: Backbones.experiment)
@@ -286,28 +290,32 @@ final class ExperimentBackbonesTests: XCTestCase {
             XCTAssertEqual(img.height, spec.inputSize, file: file, line: line)
             pixels += img.pixels
         }
-        let net = try CompiledNetwork(network.pruned(to: outputs), batch: count, height: spec.inputSize,
-                                      width: spec.inputSize)
+        let batch = batch ?? count, one = pixels.count / count
+        pixels = (0..<batch).flatMap { pixels[($0 % count) * one ..< ($0 % count + 1) * one] }
+        let net = try CompiledNetwork(network.pruned(to: outputs), batch: batch, height: spec.inputSize,
+                                      width: spec.inputSize, algorithm: algorithm)
         pixels.withUnsafeBufferPointer {
-            layout.preprocessing.apply(rgb: $0.baseAddress!, count: count, size: spec.inputSize, into: net.input)
+            layout.preprocessing.apply(rgb: $0.baseAddress!, count: batch, size: spec.inputSize, into: net.input)
         }
         try net.run()
 
         for name in outputs {
             let ref = try XCTUnwrap(fixture.outputs[name], "fixture has no \(name)", file: file, line: line)
             let out = try XCTUnwrap(net.output(name), "network has no \(name)", file: file, line: line)
-            XCTAssertEqual(out.count, count * ref.dimension, file: file, line: line)
-            guard out.count == count * ref.dimension else { continue }
-            for i in 0..<count {
-                let f = Array(out[i * ref.dimension ..< (i + 1) * ref.dimension])
+            XCTAssertEqual(out.count, batch * ref.dimension, file: file, line: line)
+            guard out.count == batch * ref.dimension else { continue }
+            for b in 0..<batch {
+                let i = b % count
+                let f = Array(out[b * ref.dimension ..< (b + 1) * ref.dimension])
                 let e = Self.errors(f, ref, image: i)
-                let what = "\(backbone) \(layoutName) \(name) of \(fixture.images[i])"
+                let what = "\(backbone) \(layoutName) \(name) of \(fixture.images[i])\(batch == count ? "" : " (\(b) of a batch of \(batch))")"
                 print(String(format: "%@: sample %.2e, norm %.2e, projections %.2e", what, e.sample, e.norm, e.projections))
                 XCTAssertLessThanOrEqual(e.sample, Self.tolerance, "\(what): sample relative L2", file: file, line: line)
                 XCTAssertLessThanOrEqual(e.norm, Self.tolerance, "\(what): norm", file: file, line: line)
                 XCTAssertLessThanOrEqual(e.projections, Self.tolerance, "\(what): projections", file: file, line: line)
             }
         }
+        return net.implementations
     }
 
     /// Relative errors of one output vector against the fixture's summaries.

@@ -62,6 +62,38 @@ final class PrecisionChoiceTests: XCTestCase {
                        "--precision bf16: on this CPU (GenuineIntel (family 6, model 85)) bf16 is slower than fp32 (no avx512_bf16 or amx_bf16); proceeding in bf16")
     }
 
+    /// fp32 convolutions that run as Winograd (`ConvolutionAlgorithm`) change what bf16 is worth:
+    /// the probe's ratio (direct convolutions) is weighed by the network's Winograd share. The probe
+    /// measures 1.93 on the Zen 5 this was written on; VGG16's share is 0.994, ResNet50's 0.37.
+    func testWinogradShareWeighsTheRatio() {
+        XCTAssertEqual(PrecisionDecision.networkRatio(2, winogradShare: 0), 2)
+        XCTAssertEqual(PrecisionDecision.networkRatio(2, winogradShare: 1), 1)
+        XCTAssertEqual(PrecisionDecision.networkRatio(1.93, winogradShare: 0.37), 1.93 * (0.185 + 0.63), accuracy: 1e-12)
+
+        // VGG16 on Zen 5: 0.97 is inconclusive; the table's 2x weighs to 1.01, not faster: fp32.
+        let vgg = PrecisionDecision.decide(.auto, cpu: zen5, winogradShare: 0.994) { 1.93 }
+        XCTAssertEqual(vgg.precision, .fp32)
+        XCTAssertEqual(vgg.source, .table)
+        XCTAssertEqual(vgg.probeRatio, 1.93)
+        XCTAssertTrue(vgg.reason.contains("probe ratio 0.97 inconclusive, 99% of fp32's convolution work as Winograd: bf16 1.01x for this network"), vgg.reason)
+        XCTAssertEqual(PrecisionDecision.decide(.auto, cpu: zen5, winogradShare: 0.994) { nil }.precision, .fp32)
+        // ResNet50 on Zen 5: 1.57, bf16.
+        let r50 = PrecisionDecision.decide(.auto, cpu: zen5, winogradShare: 0.37) { 1.93 }
+        XCTAssertEqual(r50.precision, .bf16)
+        XCTAssertEqual(r50.source, .probe)
+        XCTAssertEqual(r50.reason, "probe: bf16 convolutions 1.93x fp32's speed (1.57x for this network, 37% of fp32's convolution work as Winograd)")
+        // A CPU whose bf16 is far faster (AMX) keeps bf16 even for VGG16; one whose bf16 is slower keeps fp32.
+        XCTAssertEqual(PrecisionDecision.decide(.auto, cpu: sapphire, winogradShare: 0.994) { 5 }.precision, .bf16)
+        XCTAssertEqual(PrecisionDecision.decide(.auto, cpu: emeraldNoAMX, winogradShare: 0.37) { 0.7 }.precision, .fp32)
+        // No Winograd: the reason is as before.
+        XCTAssertEqual(PrecisionDecision.decide(.auto, cpu: zen5, winogradShare: 0) { 1.93 }.reason, "probe: bf16 convolutions 1.93x fp32's speed")
+
+        // --precision bf16 on a network that is slower in bf16 than as Winograd fp32 says so.
+        XCTAssertEqual(PrecisionDecision.bf16Warning(cpu: zen5, probeRatio: 1.3, winogradShare: 1),
+                       "--precision bf16: on this CPU (AuthenticAMD (family 26, model 2)) this network runs at 0.65x fp32's speed (35% slower, measured by the probe); proceeding in bf16")
+        XCTAssertNil(PrecisionDecision.bf16Warning(cpu: zen5, probeRatio: 1.93, winogradShare: 0.37))
+    }
+
     func testCPUInfoParsing() {
         let text = """
         processor\t: 0
