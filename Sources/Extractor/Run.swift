@@ -551,70 +551,45 @@ final class BackgroundTask<T> {
     }
 }
 
-/// Runs store writes one after another on a thread of its own, in the order submitted, and sums the
-/// rows each added. At most `limit` wait; `submit` waits for room. The first error drops what is
-/// waiting, and `submit` and `finish` throw it. Inline, the inserts held the engine idle between
-/// forward passes; `tools/bench/extract_e2e.sh` measures the whole run against forward-only.
+/// Runs store writes one after another on a serial queue, in the order submitted, and sums the
+/// rows each added. At most `limit` are submitted and not yet written; `submit` waits for room. The
+/// first error drops what is still queued, and `submit` and `finish` throw it. Inline, the inserts
+/// held the engine idle between forward passes; `tools/bench/extract_e2e.sh` measures the whole run
+/// against forward-only.
 final class BatchWriter {
     typealias Work = () throws -> (features: Int, blockInputs: Int)
-    private let condition = NSCondition()
-    private var waiting: [Work] = []
+    private let queue = DispatchQueue(label: "store-writer")
+    private let room: DispatchSemaphore
+    private let lock = NSLock()
     private var failure: Error?
-    private var closed = false, running = true
     private var added = (features: 0, blockInputs: 0)
-    private let limit: Int
 
-    init(limit: Int = 4) {
-        self.limit = limit
-        let thread = Thread { [self] in loop() }
-        thread.name = "store-writer"
-        thread.start()
-    }
+    init(limit: Int = 4) { room = DispatchSemaphore(value: limit) }
 
-    private func loop() {
-        condition.lock()
-        while true {
-            while waiting.isEmpty && !closed { condition.wait() }
-            if waiting.isEmpty { break }
-            let work = waiting.removeFirst()
-            condition.broadcast()
-            condition.unlock()
-            do {
-                let a = try work()
-                condition.lock()
-                added = (added.features + a.features, added.blockInputs + a.blockInputs)
-            } catch {
-                condition.lock()
-                if failure == nil { failure = error }
-                waiting.removeAll()
-            }
-        }
-        running = false
-        condition.broadcast()
-        condition.unlock()
-    }
+    private var firstError: Error? { lock.withLock { failure } }
 
     /// Queues `work`; throws the writer's first error instead once there is one.
     func submit(_ work: @escaping Work) throws {
-        condition.lock()
-        defer { condition.unlock() }
-        while waiting.count >= limit && failure == nil { condition.wait() }
-        if let failure { throw failure }
-        waiting.append(work)
-        condition.broadcast()
+        room.wait()
+        if let failure = firstError { room.signal(); throw failure }
+        queue.async { [self] in
+            defer { room.signal() }
+            guard firstError == nil else { return }
+            do {
+                let a = try work()
+                lock.withLock { added = (added.features + a.features, added.blockInputs + a.blockInputs) }
+            } catch {
+                lock.withLock { if failure == nil { failure = error } }
+            }
+        }
     }
 
-    /// Waits for everything queued to be written and the thread to end; the rows added, or the
-    /// first error. Idempotent.
+    /// Waits for everything queued to be written; the rows added, or the first error. Idempotent.
     @discardableResult
     func finish() throws -> (features: Int, blockInputs: Int) {
-        condition.lock()
-        defer { condition.unlock() }
-        closed = true
-        condition.broadcast()
-        while running { condition.wait() }
-        if let failure { throw failure }
-        return added
+        queue.sync {}
+        if let failure = firstError { throw failure }
+        return lock.withLock { added }
     }
 }
 
