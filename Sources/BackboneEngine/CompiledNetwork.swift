@@ -217,6 +217,9 @@ struct Builder {
     var scratchpadSize = 0
     /// The last layer index that reads each tensor (network outputs: past the end).
     var lastUse: [String: Int] = [:]
+    /// Layers computed inside an earlier layer's primitive (a depthwise convolution fused into the
+    /// 1x1 convolution before it, `fusableDepthwise`).
+    var fusedInto: [Int: String] = [:]
 
     init(network: Network, batch: Int, height: Int, width: Int, precision: Precision,
          calibration: Int8Calibration? = nil, layout: ActivationLayout, algorithm: ConvolutionAlgorithm = .auto) throws {
@@ -243,7 +246,7 @@ struct Builder {
 
     mutating func build() throws {
         if let affine = network.inputAffine { try inputAffine(affine) }
-        for (i, layer) in network.layers.enumerated() {
+        for (i, layer) in network.layers.enumerated() where fusedInto[i] == nil {
             for input in layer.inputs where tensors[input] == nil {
                 throw EngineError("\(network.name): layer \(layer.name) reads \(input), which no earlier layer produces")
             }
@@ -320,6 +323,8 @@ struct Builder {
                                                      &srcMD, &wMD, &bMD, &dstMD, [c.stride, c.stride].map(Int64.init),
                                                      [pt, pl].map(Int64.init), [pb, pr].map(Int64.init)),
                   "describe convolution \(layer.name)")
+        if q == nil, let (next, d) = fusableDepthwise(layer, c, index: index, outDims: outDims),
+           try convolution(layer, c, fusing: next, d, index: index, desc: &desc) { return }
         var weights = c.weights
         var bias = c.bias ?? [Float](repeating: 0, count: c.outChannels)
         let dstScale = q?.dstScale ?? 1
@@ -385,6 +390,65 @@ struct Builder {
                                      (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
                    reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name,
                    type: precision == .int8 ? (q == nil ? "fp32" : "int8") : nil)
+    }
+
+    /// Whether 1x1 + depthwise pairs are fused (`fusableDepthwise`); `WORKBENCH_FUSE_DEPTHWISE=0`
+    /// turns it off, for experiments.
+    static let fuseDepthwise = ProcessInfo.processInfo.environment["WORKBENCH_FUSE_DEPTHWISE"] != "0"
+
+    /// The depthwise convolution that can run inside this 1x1 convolution's primitive (oneDNN's
+    /// depthwise post-op: the wide 1x1 output is never written to memory). The next layer, when it
+    /// is a 3x3 depthwise convolution of stride 1 or 2 with padding 1 at the top and left (PyTorch's
+    /// padding 1; Keras's SAME at stride 1, not at stride 2, which pads the bottom and right only),
+    /// without a residual, and the only reader of this 1x1 convolution's output (stride 1, no
+    /// residual, not a network output: `Int8Calibration.measure`'s networks, which output every
+    /// layer, fuse nothing); fp32 or bf16. EfficientNet's expansion + depthwise pairs of 3x3 blocks.
+    func fusableDepthwise(_ layer: Layer, _ c: Convolution, index: Int, outDims: [Int]) -> (Layer, Convolution)? {
+        guard Self.fuseDepthwise, precision != .int8, c.kernel == (1, 1), c.stride == 1, c.groups == 1, c.residual == nil,
+              index + 1 < network.layers.count, lastUse[layer.name] == index + 1, readers[layer.name]?.count == 1 else { return nil }
+        let next = network.layers[index + 1]
+        guard case .conv(let d) = next.op, next.inputs == [layer.name], d.residual == nil, d.kernel == (3, 3),
+              d.stride == 1 || d.stride == 2, d.groups == c.outChannels, d.outChannels == c.outChannels else { return nil }
+        let (h, w) = (outDims[2], outDims[3])
+        let (pt, pb) = d.padding.amounts(input: h, kernel: 3, stride: d.stride, vertical: true)
+        let (pl, pr) = d.padding.amounts(input: w, kernel: 3, stride: d.stride, vertical: false)
+        // The fused output is ceil(input / stride), padded by 1 before: it must be the layer's own.
+        guard pt == 1, pl == 1, (h + pt + pb - 3) / d.stride + 1 == (h + d.stride - 1) / d.stride,
+              (w + pl + pr - 3) / d.stride + 1 == (w + d.stride - 1) / d.stride else { return nil }
+        return (next, d)
+    }
+
+    /// Creates the 1x1 convolution `layer` (described by `desc`) with the depthwise convolution
+    /// `next` fused; false, creating nothing, when oneDNN has no kernel for the pair here (or only
+    /// a reference one): the two are then created as usual.
+    private mutating func convolution(_ layer: Layer, _ c: Convolution, fusing next: Layer, _ d: Convolution, index: Int,
+                                      desc: inout dnnl_convolution_desc_t) throws -> Bool {
+        let attr = try Attributes(residual: false, activation: c.activation, depthwise: (d.stride, dt, d.activation))
+        defer { attr.destroy() }
+        var pdOut: OpaquePointer?
+        guard dnnl_primitive_desc_create(&pdOut, &desc, attr.handle, DNNLContext.shared.engine, nil) == dnnl_success,
+              let pd = pdOut else { return false }
+        let dwArg = DNNL_ARG_ATTR_POST_OP_DW
+        guard !MD.implementation(pd).hasPrefix("ref"), let dwMD = MD.query(pd, dnnl_query_exec_arg_md, dwArg | DNNL_ARG_WEIGHTS) else {
+            dnnl_primitive_desc_destroy(pd)
+            return false
+        }
+        let ci = tensors[layer.inputs[0]]!.dims[1], g = d.groups
+        let input = try conform(layer.inputs[0], to: MD.query(pd, dnnl_query_src_md)!, layer: layer.name)
+        let w = try addWeights(c.weights, dims: [c.outChannels, ci, 1, 1], to: MD.query(pd, dnnl_query_weights_md)!, layer: layer.name)
+        let b = try addWeights(c.bias ?? [Float](repeating: 0, count: c.outChannels), dims: [c.outChannels],
+                               to: try MD.make([c.outChannels], dnnl_f32, dnnl_a), layer: layer.name)
+        let dw = try addWeights(d.weights, dims: [g, 1, 1, 3, 3], to: dwMD, layer: next.name)
+        let db = try addWeights(d.bias ?? [Float](repeating: 0, count: g), dims: [g], to: try MD.make([g], dnnl_f32, dnnl_a), layer: next.name)
+        let outMD = MD.query(pd, dnnl_query_dst_md)!
+        let src = tensors[layer.inputs[0]]!.dims, s = d.stride
+        tensors[next.name] = Tensor(dims: [src[0], g, (src[2] + s - 1) / s, (src[3] + s - 1) / s], md: outMD)
+        fusedInto[index + 1] = layer.name
+        try append("\(layer.name)+\(next.name)", pd, [(DNNL_ARG_SRC, .tensor(input)), (DNNL_ARG_WEIGHTS, .weights(w)),
+                                                      (DNNL_ARG_BIAS, .weights(b)), (dwArg | DNNL_ARG_WEIGHTS, .weights(dw)),
+                                                      (dwArg | DNNL_ARG_BIAS, .weights(db)), (DNNL_ARG_DST, .tensor(next.name))],
+                   reads: [input], writes: next.name)
+        return true
     }
 
     /// Layout of int8 activations: `nhwc`, what oneDNN's int8 convolution kernels read.
@@ -697,8 +761,12 @@ struct Attributes {
     /// `DNNL_ARG_ATTR_MULTIPLE_POST_OP(0)`: a function-like macro Swift does not import.
     static let firstPostOp = Int32(DNNL_ARG_ATTR_MULTIPLE_POST_OP_BASE)
 
+    /// `depthwise`: a 3x3 depthwise convolution (padding 1, stride 1 or 2) fused after the activation,
+    /// with its own activation (oneDNN's depthwise post-op, for 1x1 convolutions; its weights and
+    /// bias are the `DNNL_ARG_ATTR_POST_OP_DW` arguments).
     init(residual: Bool, activation: Activation, addPerChannel: dnnl_memory_desc_t? = nil,
-         outputScales: [Float]? = nil, sumScale: Float = 1, sumType: dnnl_data_type_t? = nil, activationScale: Float = 1) throws {
+         outputScales: [Float]? = nil, sumScale: Float = 1, sumType: dnnl_data_type_t? = nil, activationScale: Float = 1,
+         depthwise: (stride: Int, type: dnnl_data_type_t, activation: Activation)? = nil) throws {
         var attr: dnnl_primitive_attr_t?
         try check(dnnl_primitive_attr_create(&attr), "create primitive attributes")
         try check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set the scratchpad mode")
@@ -706,7 +774,7 @@ struct Attributes {
             try check(dnnl_primitive_attr_set_output_scales(attr, dnnl_dim_t(scales.count), scales.count == 1 ? 0 : 1 << 1, scales),
                       "set output scales")
         }
-        if residual || activation != .none || addPerChannel != nil {
+        if residual || activation != .none || addPerChannel != nil || depthwise != nil {
             var po: dnnl_post_ops_t?
             try check(dnnl_post_ops_create(&po), "create post-ops")
             defer { dnnl_post_ops_destroy(po) }
@@ -715,6 +783,16 @@ struct Attributes {
             if activation != .none {
                 let (alg, alpha, beta) = activation.dnnl
                 try check(dnnl_post_ops_append_eltwise(po, activationScale, alg, alpha, beta), "fuse an activation")
+            }
+            if let dw = depthwise {
+                var one: Float = 1
+                try check(dw.stride == 1 ? dnnl_post_ops_append_dw_k3s1p1(po, dw.type, dnnl_f32, dw.type, 1, 0, &one)
+                                         : dnnl_post_ops_append_dw_k3s2p1(po, dw.type, dnnl_f32, dw.type, 1, 0, &one),
+                          "fuse a depthwise convolution")
+                if dw.activation != .none {
+                    let (alg, alpha, beta) = dw.activation.dnnl
+                    try check(dnnl_post_ops_append_eltwise(po, 1, alg, alpha, beta), "fuse the depthwise activation")
+                }
             }
             try check(dnnl_primitive_attr_set_post_ops(attr, po), "attach post-ops")
         }
