@@ -11,9 +11,9 @@ import Foundation
 /// Everything else, and every convolution elsewhere, stays direct, and so does the image's own
 /// convolution (3 input channels): VGG16's `block1.conv1` took 19.8 ms as Winograd against 7.1 ms
 /// direct (`ONEDNN_VERBOSE=1 extract bench`, batch 16), the transforms outweighing 3 channels'
-/// products. `direct` keeps every convolution
-/// direct. bf16 and int8 convolutions are always direct (oneDNN 2.6 has no bf16 Winograd; int8's
-/// calibrated scales are for the direct sums).
+/// products. `direct` keeps every convolution direct. bf16 and int8 convolutions are always direct
+/// (oneDNN 2.6 has no bf16 Winograd; int8's calibrated scales are for the direct sums). The
+/// extraction's identity does not include the algorithm: both give the same features to ~1e-6.
 ///
 /// Measured with `extract bench --batch 16` on the 2-core AMD EPYC Zen 5 (torchvision layouts,
 /// random weights): ResNet50 55.6 -> 64.7 img/s, ResNet101 30.9 -> 39.1, VGG16 16.3 -> 37.3, at
