@@ -122,6 +122,9 @@ struct Run: ParsableCommand {
         /// The precision used (fp32, bf16 or int8; in the extraction's settings, int8 with its calibration), what decided it
         /// (requested, probe, table or rule) and why; the probe's bf16/fp32 speed ratio when it ran.
         let precision: String, precision_source: String, precision_reason: String, bf16_probe_ratio: Double?
+        /// `--convolution`, and how many of the backbone's convolutions oneDNN runs as Winograd under it
+        /// (not part of the extraction's identity: both algorithms give the same features to ~1e-6).
+        let convolution: String, winograd_convolutions: Int
     }
 
     func run() throws {
@@ -248,7 +251,9 @@ struct Run: ParsableCommand {
                               failed: failures.count,
                               codec_warnings: warnings.count, seconds: seconds, images_per_second: written.rate,
                               precision: decision.precision.rawValue, precision_source: decision.source.rawValue,
-                              precision_reason: decision.reason, bf16_probe_ratio: decision.probeRatio)
+                              precision_reason: decision.reason, bf16_probe_ratio: decision.probeRatio,
+                              convolution: convolution.rawValue,
+                              winograd_convolutions: extractor.implementations.filter { $0.contains("wino") }.count)
         if json {
             try printJSON(summary)
         } else if !quiet {

@@ -21,6 +21,27 @@ extension ExtractTests {
         try FeatureStore(path: store.path, mode: .readOnly).extractions().map(\.settings.precision)
     }
 
+    /// `--convolution direct|auto` is reported, and both add to one extraction (the algorithm is not
+    /// part of its identity: the features agree to ~1e-6). Lite0 has no convolution that runs as Winograd.
+    func testConvolutionAlgorithmIsReportedAndSharesTheExtraction() throws {
+        struct Summary: Decodable { let extraction_id: Int64, new_features: Int, reused_features: Int, convolution: String, winograd_convolutions: Int }
+        let data = try makeDataset(perClass: 2, testPerClass: 0)
+        let store = data.deletingLastPathComponent().appendingPathComponent("conv.sqlite")
+        var ids: [Int64] = []
+        for (algorithm, augment, new) in [("direct", "0", 4), ("auto", "1", 4)] {
+            let r = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path,
+                                            "--batch", "4", "--precision", "fp32", "--convolution", algorithm, "--augment", augment, "--json"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let s = try JSONDecoder().decode(Summary.self, from: Data(r.stdout.utf8))
+            XCTAssertEqual([s.convolution, "\(s.winograd_convolutions)", "\(s.new_features)"], [algorithm, "0", "\(new)"])
+            ids.append(s.extraction_id)
+        }
+        XCTAssertEqual(ids[0], ids[1])   // the second run added the augmented copies to the first run's extraction
+        let bad = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path, "--convolution", "winograd"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("auto") && bad.stderr.contains("direct"), bad.stderr)
+    }
+
     func testAutoRecordsTheProbedPrecisionAndResumesIt() throws {
         let data = try makeDataset(perClass: 2, testPerClass: 0)
         let dir = data.deletingLastPathComponent()
