@@ -61,6 +61,8 @@ public final class CompiledNetwork {
     /// One line per primitive: layer name and the oneDNN implementation chosen (e.g. `brgconv:avx512_core`);
     /// in an int8 network, each convolution's type after it (`(int8)` or `(fp32)`).
     public private(set) var implementations: [String] = []
+    /// Convolutions oneDNN runs as Winograd (`ConvolutionAlgorithm.auto`).
+    public private(set) var winogradConvolutions = 0
     /// Bytes held for activations (after buffer reuse), weights and the shared scratchpad.
     public private(set) var activationBytes = 0
     public private(set) var weightBytes = 0
@@ -125,6 +127,7 @@ public final class CompiledNetwork {
     private func finish(_ b: Builder) throws {
         let ctx = DNNLContext.shared
         implementations = b.implementations
+        winogradConvolutions = b.winogradConvolutions
         outputShapes = b.outputShapes
         owned = b.weightBuffers
         weightBytes = b.weightBuffers.reduce(0) { $0 + $1.byteCount }
@@ -211,15 +214,16 @@ struct Builder {
     var weightBuffers: [AlignedBuffer] = []
     var weightMDs: [dnnl_memory_desc_t] = []
     var implementations: [String] = []
+    var winogradConvolutions = 0
     var outputShapes: [String: [Int]] = [:]
     /// Tensor name -> output name, for tensors that live in a user output buffer.
     var userOutputs: [String: String] = [:]
     var scratchpadSize = 0
     /// The last layer index that reads each tensor (network outputs: past the end).
     var lastUse: [String: Int] = [:]
-    /// Layers computed inside an earlier layer's primitive (a depthwise convolution fused into the
-    /// 1x1 convolution before it, `fusableDepthwise`).
-    var fusedInto: [Int: String] = [:]
+    /// Indices of layers computed inside the previous layer's primitive (a depthwise convolution
+    /// fused into the 1x1 convolution before it, `fusableDepthwise`).
+    var fused: Set<Int> = []
 
     init(network: Network, batch: Int, height: Int, width: Int, precision: Precision,
          calibration: Int8Calibration? = nil, layout: ActivationLayout, algorithm: ConvolutionAlgorithm = .auto) throws {
@@ -246,7 +250,7 @@ struct Builder {
 
     mutating func build() throws {
         if let affine = network.inputAffine { try inputAffine(affine) }
-        for (i, layer) in network.layers.enumerated() where fusedInto[i] == nil {
+        for (i, layer) in network.layers.enumerated() where !fused.contains(i) {
             for input in layer.inputs where tensors[input] == nil {
                 throw EngineError("\(network.name): layer \(layer.name) reads \(input), which no earlier layer produces")
             }
@@ -386,6 +390,7 @@ struct Builder {
         } else {
             tensors[layer.name] = out
         }
+        if ConvolutionAlgorithm.isWinograd(pd) { winogradConvolutions += 1 }
         try append(layer.name, pd, [(DNNL_ARG_SRC, .tensor(input)), (DNNL_ARG_WEIGHTS, .weights(wIndex)),
                                      (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
                    reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name,
@@ -433,17 +438,16 @@ struct Builder {
             dnnl_primitive_desc_destroy(pd)
             return false
         }
-        let ci = tensors[layer.inputs[0]]!.dims[1], g = d.groups
+        let src = tensors[layer.inputs[0]]!.dims, g = d.groups, s = d.stride
         let input = try conform(layer.inputs[0], to: MD.query(pd, dnnl_query_src_md)!, layer: layer.name)
-        let w = try addWeights(c.weights, dims: [c.outChannels, ci, 1, 1], to: MD.query(pd, dnnl_query_weights_md)!, layer: layer.name)
+        let w = try addWeights(c.weights, dims: [c.outChannels, src[1], 1, 1], to: MD.query(pd, dnnl_query_weights_md)!, layer: layer.name)
         let b = try addWeights(c.bias ?? [Float](repeating: 0, count: c.outChannels), dims: [c.outChannels],
                                to: try MD.make([c.outChannels], dnnl_f32, dnnl_a), layer: layer.name)
         let dw = try addWeights(d.weights, dims: [g, 1, 1, 3, 3], to: dwMD, layer: next.name)
         let db = try addWeights(d.bias ?? [Float](repeating: 0, count: g), dims: [g], to: try MD.make([g], dnnl_f32, dnnl_a), layer: next.name)
         let outMD = MD.query(pd, dnnl_query_dst_md)!
-        let src = tensors[layer.inputs[0]]!.dims, s = d.stride
         tensors[next.name] = Tensor(dims: [src[0], g, (src[2] + s - 1) / s, (src[3] + s - 1) / s], md: outMD)
-        fusedInto[index + 1] = layer.name
+        fused.insert(index + 1)
         try append("\(layer.name)+\(next.name)", pd, [(DNNL_ARG_SRC, .tensor(input)), (DNNL_ARG_WEIGHTS, .weights(w)),
                                                       (DNNL_ARG_BIAS, .weights(b)), (dwArg | DNNL_ARG_WEIGHTS, .weights(dw)),
                                                       (dwArg | DNNL_ARG_BIAS, .weights(db)), (DNNL_ARG_DST, .tensor(next.name))],

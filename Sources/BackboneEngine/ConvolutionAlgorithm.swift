@@ -54,8 +54,11 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
         var pd: OpaquePointer?
         guard dnnl_primitive_desc_create(&pd, &desc, attr.handle, DNNLContext.shared.engine, nil) == dnnl_success, let pd else { return false }
         defer { dnnl_primitive_desc_destroy(pd) }
-        return MD.implementation(pd).contains("wino")
+        return isWinograd(pd)
     }
+
+    /// Whether oneDNN chose a Winograd kernel for this convolution (`jit_wino_4x3:avx512_core`).
+    static func isWinograd(_ pd: OpaquePointer) -> Bool { MD.implementation(pd).contains("wino") }
 }
 
 extension Network {

@@ -28,6 +28,8 @@ public final class FeatureExtractor {
     public func dimension(_ output: String) -> Int { net.outputShapes[output]?[1] ?? 0 }
 
     public var implementations: [String] { net.implementations }
+    /// Convolutions oneDNN runs as Winograd (`ConvolutionAlgorithm`).
+    public var winogradConvolutions: Int { net.winogradConvolutions }
 
     /// Runs `count` (<= batch) square images, `size` x `size` x 3 RGB bytes each, contiguous.
     /// Returns, per output, `count` rows of that output's dimension, row-major.

@@ -84,8 +84,10 @@ public struct LoadedBackbone {
                                    calibration: calibration, algorithm: algorithm)
     }
 
-    /// `Network.winogradShare` of what `compile` would run at fp32 under `ConvolutionAlgorithm.auto`.
-    public func winogradShare(batch: Int, size: Int? = nil, outputs: [String] = ["features"]) -> Double {
+    /// `Network.winogradShare` of what `compile` would run at fp32 under `algorithm` (0 for `.direct`).
+    public func winogradShare(batch: Int, size: Int? = nil, outputs: [String] = ["features"],
+                              algorithm: ConvolutionAlgorithm) -> Double {
+        guard algorithm == .auto else { return 0 }
         let s = size ?? spec.inputSize
         return engineNetwork(outputs).winogradShare(batch: batch, height: s, width: s)
     }

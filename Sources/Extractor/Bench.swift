@@ -62,7 +62,7 @@ struct Bench: ParsableCommand {
             let loaded = try LoadedBackbone(spec, weights: weights.map { URL(fileURLWithPath: $0) }, classifier: false)
             let size = imageSize ?? spec.inputSize
             let decision = PrecisionDecision.resolve(self.precision) {
-                convolution == .auto ? loaded.winogradShare(batch: batch, size: size) : 0
+                loaded.winogradShare(batch: batch, size: size, algorithm: convolution)
             }
             let precision = decision.precision
             if self.precision == .auto { decision.announce(quiet: false) }
@@ -85,7 +85,7 @@ struct Bench: ParsableCommand {
                                 convolution: convolution.rawValue, batch: batch, image_size: size,
                                 threads: threads, images_per_second: Double(runs * batch) / elapsed,
                                 peak_rss_bytes: peakResidentBytes(), openmp_wait: OpenMPWaiting.current,
-                                winograd_convolutions: net.implementations.filter { $0.contains("wino") }.count)
+                                winograd_convolutions: net.winogradConvolutions)
             if verbose { net.implementations.forEach { FileHandle.standardError.write(Data("\($0)\n".utf8)) } }
             if json {
                 try printJSON(report)

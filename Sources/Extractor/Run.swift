@@ -179,7 +179,7 @@ struct Run: ParsableCommand {
             let prepared = preparation.take()!
             let full = try prepared.backbone.get()
             decision = try autoRule(db: db) { settings(full, $0, $1) } ?? PrecisionDecision.resolve(precision) {
-                convolution == .auto ? full.winogradShare(batch: batch, size: size, outputs: outputs) : 0
+                full.winogradShare(batch: batch, size: size, outputs: outputs, algorithm: convolution)
             }
             decision.announce(quiet: quiet)
             if decision.precision == .int8 {
@@ -253,7 +253,7 @@ struct Run: ParsableCommand {
                               precision: decision.precision.rawValue, precision_source: decision.source.rawValue,
                               precision_reason: decision.reason, bf16_probe_ratio: decision.probeRatio,
                               convolution: convolution.rawValue,
-                              winograd_convolutions: extractor.implementations.filter { $0.contains("wino") }.count)
+                              winograd_convolutions: extractor.winogradConvolutions)
         if json {
             try printJSON(summary)
         } else if !quiet {

@@ -51,6 +51,7 @@ final class WinogradTests: XCTestCase {
         for (batch, precision, algorithm) in [(8, Precision.fp32, ConvolutionAlgorithm.direct), (3, .fp32, .auto), (8, .bf16, .auto)] {
             let net = try CompiledNetwork(network, batch: batch, height: 64, width: 64, precision: precision, algorithm: algorithm)
             XCTAssertEqual(net.implementations.filter { $0.contains("wino") }, [], "batch \(batch) \(precision) \(algorithm)")
+            XCTAssertEqual(net.winogradConvolutions, 0)
         }
         XCTAssertEqual(network.winogradShare(batch: 3, height: 64, width: 64), 0)
         guard ConvolutionAlgorithm.winogradAvailable else { throw XCTSkip("oneDNN has no fp32 Winograd kernel on this CPU") }
