@@ -9,15 +9,15 @@ import Foundation
 /// 2.6e-6 on ResNet and VGG features against PyTorch and Keras, `WinogradTests`; direct: 1.6e-7 to 1.8e-6),
 /// and the transformed weights take 36/9 = 4x the memory of the 3x3 ones.
 /// Everything else, and every convolution elsewhere, stays direct, and so does the image's own
-/// convolution (3 input channels): VGG16's `block1.conv1` took 19.8 ms as Winograd against 7.1 ms
-/// direct (`ONEDNN_VERBOSE=1 extract bench`, batch 16), the transforms outweighing 3 channels'
+/// convolution (3 input channels): VGG16's `block1.conv1` takes 19.32 ms as Winograd against 7.21 ms
+/// direct (`tools/bench/winograd_probe.c 3 64 224`, batch 16), the transforms outweighing 3 channels'
 /// products. `direct` keeps every convolution direct. bf16 and int8 convolutions are always direct
 /// (oneDNN 2.6 has no bf16 Winograd; int8's calibrated scales are for the direct sums). The
 /// extraction's identity does not include the algorithm: both give the same features to ~1e-6.
 ///
-/// Measured with `extract bench --batch 16` on the 2-core AMD EPYC Zen 5 (torchvision layouts,
-/// random weights): ResNet50 55.6 -> 64.7 img/s, ResNet101 30.9 -> 39.1, VGG16 16.3 -> 37.3, at
-/// peak RSS 341 -> 485, 486 -> 747 and 569 -> 1189 MB. EfficientNets have no dense 3x3 stride-1
+/// Measured with `extract bench --convolution direct|auto --batch 16` alternating on the 2-core AMD
+/// EPYC Zen 5 (torchvision layouts, random weights; README): ResNet50 1.19-1.23x, ResNet101
+/// 1.27-1.29x, VGG16 2.25-2.28x, at peak RSS 345 -> 490, 486 -> 746 and 569 -> 1196 MB. EfficientNets have no dense 3x3 stride-1
 /// convolution: unchanged.
 public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
     case auto, direct

@@ -105,7 +105,7 @@ public struct PrecisionDecision: Equatable, Sendable {
     /// The speed-up over direct assumed for fp32 convolutions that run as Winograd
     /// (`ConvolutionAlgorithm`): 1.5-2.1x over ResNet50's 3x3 stride-1 shapes at batch 16 on the 2-core
     /// AMD EPYC Zen 5 (oneDNN's `jit_wino_4x3` against `jit:avx512_core`, `tools/bench/verbose_shapes.py`
-    /// over `ONEDNN_VERBOSE=1 extract bench`; README); the whole networks: ResNet50 1.16x, VGG16 2.3x.
+    /// over `ONEDNN_VERBOSE=1 extract bench`; README); the whole networks: ResNet50 1.19-1.23x, VGG16 2.25-2.28x.
     public static let winogradGain = 2.0
 
     /// The bf16/fp32 speed ratio of a network from the probe's (or the table's) ratio `r` on direct

@@ -8,7 +8,7 @@ extension ConvolutionAlgorithm: ExpressibleByArgument {}
 extension ConvolutionAlgorithm {
     /// `--convolution`'s help, shared by `extract run` and `extract bench`.
     static let help = ArgumentHelp(
-        "How fp32 convolutions compute. auto: oneDNN runs dense 3x3 stride-1 convolutions (not the image's own) of batches of 4 or more as Winograd where it has the kernel (AVX-512 CPUs): ResNet50 1.16x and VGG16 2.3x the speed of direct on the AMD EPYC of README's benchmarks, at 1.4x and 2.1x the peak memory; the features agree with direct's within ~1e-6 relative L2, so both add to the same extraction. direct: every convolution direct (bf16 and int8 always are).",
+        "How fp32 convolutions compute. auto: oneDNN runs dense 3x3 stride-1 convolutions (not the image's own) of batches of 4 or more as Winograd where it has the kernel (AVX-512 CPUs): ResNet50 1.19-1.23x and VGG16 2.25-2.28x the speed of direct on the 2-core AMD EPYC of README's benchmarks, at 1.4x and 2.1x the peak memory; the features agree with direct's within ~1e-6 relative L2, so both add to the same extraction. direct: every convolution direct (bf16 and int8 always are).",
         valueName: "auto|direct")
 }
 
