@@ -168,12 +168,20 @@ public struct PrecisionDecision: Equatable, Sendable {
 
 /// A short measurement of bf16 against fp32 on this CPU: convolutions of a backbone's middle stages
 /// (batch 8 at 28x28: 3x3 64 -> 64, 1x1 64 -> 256, 1x1 256 -> 64, 3x3 64 -> 64, pooled; 1.3 GFLOP per run),
-/// compiled in both precisions and run alternately; the ratio is fp32's best CPU time over bf16's.
-/// CPU time and best-of-runs keep it stable when other processes share the cores. `WORKBENCH_BF16_RATIO=R`
-/// skips the measurement and uses R (tests, and experiments that pretend to be another CPU).
+/// compiled in both precisions and run alternately; the ratio is fp32's best wall time over bf16's.
+/// Best-of-runs keeps it stable when other processes share the cores for part of the probe; a
+/// machine loaded throughout pulls the ratio towards 1, where `PrecisionDecision.conclusive` leaves
+/// the choice to the table. Not CPU time: Linux adds a thread's time to the process CPU clock only
+/// at scheduler ticks and switches, so a run of ~1.5 ms read 1.4 or 2.9 ms of CPU time for the same
+/// 1.45 ms of wall time (the other OpenMP thread counted or not), and the probe's ratio jumped
+/// between 0.52 and 3.6 from one process to the next where wall times gave 1.9-2.0 (2-core AMD
+/// EPYC Zen 5; `WORKBENCH_BF16_PROBE_TRACE=1` prints every run's times on stderr).
+/// `WORKBENCH_BF16_RATIO=R` skips the measurement and uses R (tests, and experiments that pretend
+/// to be another CPU).
 public enum BF16Probe {
-    public static func ratio(runs: Int = 10) throws -> Double {
-        if let forced = ProcessInfo.processInfo.environment["WORKBENCH_BF16_RATIO"] {
+    public static func ratio(runs: Int = 20) throws -> Double {
+        let env = ProcessInfo.processInfo.environment
+        if let forced = env["WORKBENCH_BF16_RATIO"] {
             guard let r = Double(forced), r > 0 else { throw EngineError("WORKBENCH_BF16_RATIO=\(forced) is not a positive number") }
             return r
         }
@@ -197,23 +205,21 @@ public enum BF16Probe {
             for i in 0..<n.inputCount { n.input[i] = value(i) }
             try n.run()   // warm-up: first-touch of buffers and JIT caches
         }
-        var best = [Double.infinity, .infinity]
+        let trace = env["WORKBENCH_BF16_PROBE_TRACE"] == "1"
+        var best = [UInt64.max, .max]
         let deadline = DispatchTime.now().uptimeNanoseconds + 300_000_000   // at most ~0.3 s when the cores are busy
         for run in 0..<runs where run < 2 || DispatchTime.now().uptimeNanoseconds < deadline {
             for (i, n) in nets.enumerated() {
-                let t0 = cpuSeconds()
+                let t0 = DispatchTime.now().uptimeNanoseconds
                 try n.run()
-                best[i] = min(best[i], cpuSeconds() - t0)
+                let t = DispatchTime.now().uptimeNanoseconds - t0
+                best[i] = min(best[i], t)
+                if trace {
+                    let line = String(format: "bf16 probe: run %d %@ %.3f ms\n", run, i == 0 ? "fp32" : "bf16", Double(t) / 1e6)
+                    FileHandle.standardError.write(Data(line.utf8))
+                }
             }
         }
-        return best[0] / best[1]
-    }
-
-    /// CPU time of the whole process (all threads): unlike wall time, it does not count the time
-    /// the engine's threads wait for a core that other processes hold.
-    static func cpuSeconds() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        return Double(best[0]) / Double(best[1])
     }
 }
