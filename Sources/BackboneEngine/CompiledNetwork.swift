@@ -215,6 +215,8 @@ struct Builder {
     var weightMDs: [dnnl_memory_desc_t] = []
     var implementations: [String] = []
     var winogradConvolutions = 0
+    /// Float convolutions of an int8 network that keep the float layout (`keepsFloatLayout`).
+    var floatAheadLayers: Set<String> = []
     var outputShapes: [String: [Int]] = [:]
     /// Tensor name -> output name, for tensors that live in a user output buffer.
     var userOutputs: [String: String] = [:]
@@ -304,11 +306,15 @@ struct Builder {
         // An int8 convolution reads and writes nhwc (fp32 outputs too: oneDNN 2.6 has no int8 kernel
         // from nhwc to channel-blocked, `ref_int8` would run).
         // Under int8 the float convolutions between them (depthwise) use nhwc too, saving two reorders
-        // of the widest tensors per block.
-        let tag = precision == .int8 ? Self.int8Tag : layout.tag
-        // Under int8 the first convolution writes what its kernel prefers (nhwc has no AVX2 fp32 kernel
-        // there: `ref:any`); a reorder gives the next layer nhwc.
-        let dstTag = precision == .int8 && ci < 8 ? dnnl_format_tag_any : tag
+        // of the widest tensors per block. Those ahead of every int8 one (the image's own, and what
+        // reads its output in the float layout: EfficientNet's `b0.depthwise`) keep the float
+        // network's layout (`floatAhead`).
+        let floatAhead = keepsFloatLayout(layer, inputDims: src.dims, outputDims: [n, c.outChannels, oh, ow])
+        if floatAhead { floatAheadLayers.insert(layer.name) }
+        let tag = precision == .int8 && !floatAhead ? Self.int8Tag : layout.tag
+        // Under int8 a first convolution that is not `floatAhead` writes what its kernel prefers
+        // (nhwc has no AVX2 fp32 kernel there: `ref:any`); a reorder gives the next layer nhwc.
+        let dstTag = precision == .int8 && ci < 8 && !floatAhead ? dnnl_format_tag_any : tag
         // The residual the sum post-op adds can be added in place when it dies here, with dst's layout.
         let residualDies = c.residual.map { r in
             lastUse[r] == index && r != layer.inputs[0] && r != Self.userInput && tensors.values.allSatisfy({ $0.aliasOf != r })
@@ -395,6 +401,33 @@ struct Builder {
                                      (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
                    reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name,
                    type: precision == .int8 ? (q == nil ? "fp32" : "int8") : nil)
+    }
+
+    /// Whether `layer`, a float convolution of an int8 network, keeps the float network's layout
+    /// (`floatAheadLayers`) instead of nhwc: the image's own convolution (reading the plain input
+    /// with no reorder, as the fp32 network does) when every reader of its output is a float
+    /// convolution that keeps it too; such a reader when every reader of its own output is a
+    /// convolution (which reorders it once, quantizing). EfficientNet-Lite's `stem` and
+    /// `b0.depthwise`; not B0's `b0.depthwise` (its squeeze-excite scale would mix layouts) nor
+    /// ResNet's or VGG's first convolution (a pool or an int8 convolution reads it). Lite0 int8 per
+    /// batch of 16 (`ONEDNN_VERBOSE=1 extract bench --precision int8`): input reorder 0.56 ms +
+    /// `brgconv` 1.46 ms, against `jit:avx512_core` reading the plain input, 0.93-0.99 ms in
+    /// `tools/bench/stem_layout_probe.c`.
+    func keepsFloatLayout(_ layer: Layer, inputDims: [Int], outputDims: [Int]) -> Bool {
+        guard precision == .int8, !runsInt8(layer, inputDims: inputDims) else { return false }
+        func convolutionsOnly(_ name: String) -> Bool {
+            guard lastUse[name] != Int.max, let rs = readers[name], !rs.isEmpty else { return false }
+            return rs.allSatisfy { r in
+                if case .conv(let rc) = r.op { return r.inputs[0] == name && rc.residual == nil }
+                return false
+            }
+        }
+        if layer.inputs[0] == Self.userInput || layer.inputs[0] == Self.normalizedInput {
+            return convolutionsOnly(layer.name) && (readers[layer.name] ?? []).allSatisfy { r in
+                !runsInt8(r, inputDims: outputDims) && convolutionsOnly(r.name)
+            }
+        }
+        return floatAheadLayers.contains(layer.inputs[0]) && convolutionsOnly(layer.name)
     }
 
     /// Whether 1x1 + depthwise pairs are fused (`fusableDepthwise`); `WORKBENCH_FUSE_DEPTHWISE=0`

@@ -31,6 +31,11 @@ final class Int8Tests: XCTestCase {
         XCTAssertEqual(cal.depthwise, true)
         XCTAssertEqual(types["stem"], "fp32")
         XCTAssertEqual(types["b0.depthwise"], "fp32")
+        // Both keep the fp32 network's layout (`Builder.keepsFloatLayout`): the stem reads the input
+        // as given, with no reorder, and only b0.project's input is reordered (quantized).
+        XCTAssertFalse(int8Extractor.implementations.contains { $0.hasPrefix("stem input:") || $0.hasPrefix("b0.depthwise input:") },
+                       "\(int8Extractor.implementations)")
+        XCTAssertTrue(int8Extractor.implementations.contains { $0.hasPrefix("b0.project input:") })
         for b in 1...15 { XCTAssertEqual(types["b\(b).depthwise"], "int8", "b\(b).depthwise") }
         XCTAssertEqual(types["b1.expand"], "int8")
         let int8 = try int8Extractor.run(rgb: pixels, count: count)["features"]!
