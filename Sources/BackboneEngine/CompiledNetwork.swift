@@ -309,7 +309,7 @@ struct Builder {
         // of the widest tensors per block. Those ahead of every int8 one (the image's own, and what
         // reads its output in the float layout: EfficientNet's `b0.depthwise`) keep the float
         // network's layout (`floatAhead`).
-        let floatAhead = keepsFloatLayout(layer, inputDims: src.dims, outputDims: [n, c.outChannels, oh, ow])
+        let floatAhead = keepsFloatLayout(layer, inputDims: src.dims, outputDims: outDims)
         if floatAhead { floatAheadLayers.insert(layer.name) }
         let tag = precision == .int8 && !floatAhead ? Self.int8Tag : layout.tag
         // Under int8 a first convolution that is not `floatAhead` writes what its kernel prefers

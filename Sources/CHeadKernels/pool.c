@@ -11,8 +11,9 @@
 // so each thread keeps its rows in its own caches instead of fetching them from the other core.
 // That matters where the two cores share no cache: on the project's 2-core VM the host sometimes
 // places its two vCPUs on cores a 375 ns cache-line round trip apart (80-90 ns at other times;
-// tools/bench/core_latency.c), and with chunks claimed first come, first served an epoch then
-// took 0.088 s instead of 0.060 (README: Benchmarks).
+// tools/bench/core_latency.c); an epoch of `train-head bench-epoch --threads 2` then took
+// 0.086-0.094 s with chunks claimed first come, first served, 0.077-0.081 s with homes, and
+// 0.059-0.063 either way on near cores (README: Benchmarks, eighth session).
 // Up to 32 chunks (a mask of claims tagged with the job's generation, so a thread late for one
 // job cannot take a chunk of the next); more are claimed in order, without homes.
 #include "CHeadKernels.h"
