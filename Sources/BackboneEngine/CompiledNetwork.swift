@@ -508,7 +508,7 @@ struct Builder {
     /// the first one, `b0.depthwise`, which reads the fp32 first convolution's output through a
     /// quantizing reorder, lost the most in int8 (a session's exploratory build, not kept; its
     /// numbers are in issue 14's notes); with the others in int8 `tools/bench/int8_quality.sh` gives
-    /// a lowest cosine of 0.9941 on the 2,400 scenes6 images (signed tensors clipped,
+    /// a lowest cosine of 0.9938 on the 2,400 scenes6 images (signed tensors clipped,
     /// `Int8Calibration.signedClipBound`).
     func runsInt8(_ layer: Layer, inputDims: [Int]) -> Bool {
         guard precision == .int8, case .conv(let c) = layer.op, let calibration else { return false }

@@ -60,7 +60,7 @@ struct Run: ParsableCommand {
     var cacheDType: FeatureDType = .f16
     @Flag(help: ArgumentHelp("Also store the images of DIR/\(DatasetScan.unlabeledFolder)/ (any sub-folders), without a class, as split unlabeled: what `train-head --pseudo-label` labels. Needs a store of schema 7 (older stores are migrated)."))
     var unlabeled = false
-    @Flag(inversion: .prefixedNo, help: ArgumentHelp("With --precision int8: depthwise convolutions in int8 (the default) or, with --no-int8-depthwise, in fp32: slower, and a little closer to fp32. EfficientNet-Lite on all 2,400 scenes6 images (tools/bench/int8_quality.sh), lowest cosine of int8 to fp32 features with / without int8 depthwise: Lite0 0.9941 / 0.9945, Lite1 0.9925 / 0.9933, Lite2 0.9913 / 0.9922 (README: speed). Recorded with the calibration: each choice is its own extraction."))
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp("With --precision int8: depthwise convolutions in int8 (the default) or, with --no-int8-depthwise, in fp32: slower, and a little closer to fp32. EfficientNet-Lite on all 2,400 scenes6 images (tools/bench/int8_quality.sh), lowest cosine of int8 to fp32 features with / without int8 depthwise: Lite0 0.9938 / 0.9948, Lite1 0.9928 / 0.9937, Lite2 0.9913 / 0.9923 (README: speed). Recorded with the calibration: each choice is its own extraction."))
     var int8Depthwise = true
     @Flag(help: "No progress output.") var quiet = false
     @Flag(help: "Print the summary as JSON.") var json = false
