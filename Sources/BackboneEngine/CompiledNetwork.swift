@@ -195,6 +195,8 @@ struct Builder {
     static let userInput = "input"
     /// The input after `Network.inputAffine`.
     static let normalizedInput = "input~affine"
+    /// Whether `tensor` is the image: the network's input, or that input after its normalization.
+    static func isImage(_ tensor: String) -> Bool { tensor == userInput || tensor == normalizedInput }
 
     enum ArgRef { case tensor(String), weights(Int), scratchpad(dnnl_memory_desc_t) }
     struct Step { let layer: String; let pd: OpaquePointer; var args: [(Int32, ArgRef)]; let reads: [String]; let writes: String }
@@ -422,7 +424,7 @@ struct Builder {
                 return false
             }
         }
-        if layer.inputs[0] == Self.userInput || layer.inputs[0] == Self.normalizedInput {
+        if Self.isImage(layer.inputs[0]) {
             return convolutionsOnly(layer.name) && (readers[layer.name] ?? []).allSatisfy { r in
                 !runsInt8(r, inputDims: outputDims) && convolutionsOnly(r.name)
             }
@@ -513,7 +515,7 @@ struct Builder {
     func runsInt8(_ layer: Layer, inputDims: [Int]) -> Bool {
         guard precision == .int8, case .conv(let c) = layer.op, let calibration else { return false }
         let x = layer.inputs[0], ranges = calibration.ranges
-        guard x != Self.userInput && x != Self.normalizedInput && inputDims[2] * inputDims[3] > 1
+        guard !Self.isImage(x) && inputDims[2] * inputDims[3] > 1
               && ranges[x] != nil && ranges[layer.name] != nil else { return false }
         guard c.groups > 1 else { return true }
         guard calibration.depthwise == true, c.isDepthwise(inputChannels: inputDims[1]),
