@@ -10,10 +10,10 @@
 // regions give chunk c the same rows of the first layer's weights and Adam moments every time,
 // so each thread keeps its rows in its own caches instead of fetching them from the other core.
 // That matters where the two cores share no cache: on the project's 2-core VM the host sometimes
-// places its two vCPUs on cores a 375 ns cache-line round trip apart (80-90 ns at other times;
-// tools/bench/core_latency.c); an epoch of `train-head bench-epoch --threads 2` then took
-// 0.086-0.094 s with chunks claimed first come, first served, 0.077-0.081 s with homes, and
-// 0.059-0.063 either way on near cores (README: Benchmarks, eighth session).
+// places its two vCPUs on cores a 367-417 ns cache-line round trip apart (75-119 ns at other
+// times; tools/bench/core_latency.c); an epoch of `train-head bench-epoch --threads 2` then took
+// a median 0.090 s with chunks claimed first come, first served, 0.081 s with homes, and 0.061
+// either way on near cores (tools/bench/core_placement.sh; README: Benchmarks, eighth session).
 // Up to 32 chunks (a mask of claims tagged with the job's generation, so a thread late for one
 // job cannot take a chunk of the next); more are claimed in order, without homes.
 #include "CHeadKernels.h"

@@ -2,8 +2,9 @@
  * and forth through one shared cache line, 2,000,000 times, and prints the mean round trip.
  *
  * On a VM it tells where the host put the two vCPUs: on the project's 2-core AMD EPYC VM it read
- * 76-97 ns at some times and 368-392 ns at others (cores that share an L3, and cores that do not),
- * and `train-head bench-epoch --threads 2` moved with it (README: Benchmarks; CHeadKernels/pool.c).
+ * 75-119 ns at some times and 367-417 ns at others (cores that share a cache, and cores that do
+ * not), and `train-head bench-epoch --threads 2` moved with it (tools/bench/core_placement.sh;
+ * README: Benchmarks, eighth session; CHeadKernels/pool.c).
  *
  * Build and run:
  *   gcc -O2 tools/bench/core_latency.c -o /tmp/core_latency -lpthread && /tmp/core_latency
