@@ -292,10 +292,8 @@ struct Builder {
         let src = tensors[layer.inputs[0]]!
         let (n, ci, h, w) = (src.dims[0], src.dims[1], src.dims[2], src.dims[3])
         let (kh, kw) = c.kernel
-        let (pt, pb) = c.padding.amounts(input: h, kernel: kh, stride: c.stride, vertical: true)
-        let (pl, pr) = c.padding.amounts(input: w, kernel: kw, stride: c.stride, vertical: false)
-        let oh = (h + pt + pb - kh) / c.stride + 1
-        let ow = (w + pl + pr - kw) / c.stride + 1
+        let window = c.padding.window(input: (h, w), kernel: c.kernel, stride: c.stride)
+        let (pt, pl, pb, pr, oh, ow) = (window.top, window.left, window.bottom, window.right, window.height, window.width)
         let g = c.groups
         guard ci % g == 0, c.outChannels % g == 0 else {
             throw EngineError("\(network.name): layer \(layer.name) has \(ci) input and \(c.outChannels) output channels, not divisible into \(g) groups")
@@ -450,11 +448,10 @@ struct Builder {
         guard case .conv(let d) = next.op, next.inputs == [layer.name], d.residual == nil, d.kernel == (3, 3),
               d.stride == 1 || d.stride == 2, d.groups == c.outChannels, d.outChannels == c.outChannels else { return nil }
         let (h, w) = (outDims[2], outDims[3])
-        let (pt, pb) = d.padding.amounts(input: h, kernel: 3, stride: d.stride, vertical: true)
-        let (pl, pr) = d.padding.amounts(input: w, kernel: 3, stride: d.stride, vertical: false)
+        let window = d.padding.window(input: (h, w), kernel: (3, 3), stride: d.stride)
         // The fused output is ceil(input / stride), padded by 1 before: it must be the layer's own.
-        guard pt == 1, pl == 1, (h + pt + pb - 3) / d.stride + 1 == (h + d.stride - 1) / d.stride,
-              (w + pl + pr - 3) / d.stride + 1 == (w + d.stride - 1) / d.stride else { return nil }
+        guard window.top == 1, window.left == 1, window.height == (h + d.stride - 1) / d.stride,
+              window.width == (w + d.stride - 1) / d.stride else { return nil }
         return (next, d)
     }
 
@@ -585,10 +582,8 @@ struct Builder {
                                   padding: Padding) throws {
         let src = tensors[layer.inputs[0]]!
         let (n, c, h, w) = (src.dims[0], src.dims[1], src.dims[2], src.dims[3])
-        let (pt, pb) = padding.amounts(input: h, kernel: kernel.0, stride: stride, vertical: true)
-        let (pl, pr) = padding.amounts(input: w, kernel: kernel.1, stride: stride, vertical: false)
-        let oh = (h + pt + pb - kernel.0) / stride + 1
-        let ow = (w + pl + pr - kernel.1) / stride + 1
+        let window = padding.window(input: (h, w), kernel: kernel, stride: stride)
+        let (pt, pl, pb, pr, oh, ow) = (window.top, window.left, window.bottom, window.right, window.height, window.width)
         var srcMD = src.md
         var dstMD = try MD.make([n, c, oh, ow], dt, dnnl_format_tag_any)
         var desc = dnnl_pooling_desc_t()

@@ -74,28 +74,25 @@ extension Network {
             guard let x = layer.inputs.first.flatMap({ shapes[$0] }) else { continue }
             switch layer.op {
             case .conv(let c):
-                let (pt, pb) = c.padding.amounts(input: x.h, kernel: c.kernel.h, stride: c.stride, vertical: true)
-                let (pl, pr) = c.padding.amounts(input: x.w, kernel: c.kernel.w, stride: c.stride, vertical: false)
-                let oh = (x.h + pt + pb - c.kernel.h) / c.stride + 1, ow = (x.w + pl + pr - c.kernel.w) / c.stride + 1
-                shapes[layer.name] = (c.outChannels, oh, ow)
-                let macs = Double(batch * c.outChannels * oh * ow * (x.c / c.groups) * c.kernel.h * c.kernel.w)
+                let window = c.padding.window(input: (x.h, x.w), kernel: c.kernel, stride: c.stride)
+                shapes[layer.name] = (c.outChannels, window.height, window.width)
+                let macs = Double(batch * c.outChannels * window.height * window.width * (x.c / c.groups) * c.kernel.h * c.kernel.w)
                 var winograd = false
                 if ConvolutionAlgorithm.winogradAvailable,
                    ConvolutionAlgorithm.mayUseWinograd(.auto, precision: .fp32, groups: c.groups, inChannels: x.c),
                    c.kernel == (3, 3), c.stride == 1 {
-                    let key = "\(x.c) \(c.outChannels) \(x.h) \(x.w) \(pt) \(pl) \(pb) \(pr) \(c.residual != nil) \(c.activation)"
+                    let key = "\(x.c) \(c.outChannels) \(x.h) \(x.w) \(window) \(c.residual != nil) \(c.activation)"
                     if answers[key] == nil {
                         answers[key] = (try? ConvolutionAlgorithm.winograd(batch: batch, inChannels: x.c, outChannels: c.outChannels,
-                                                                           height: x.h, width: x.w, padding: (pt, pl, pb, pr),
+                                                                           height: x.h, width: x.w, padding: (window.top, window.left, window.bottom, window.right),
                                                                            residual: c.residual != nil, activation: c.activation)) == true
                     }
                     winograd = answers[key]!
                 }
                 work.append((layer.name, macs, winograd))
             case .maxPool(let k, let s, let p), .averagePool(let k, let s, let p):
-                let (pt, pb) = p.amounts(input: x.h, kernel: k, stride: s, vertical: true)
-                let (pl, pr) = p.amounts(input: x.w, kernel: k, stride: s, vertical: false)
-                shapes[layer.name] = (x.c, (x.h + pt + pb - k) / s + 1, (x.w + pl + pr - k) / s + 1)
+                let window = p.window(input: (x.h, x.w), kernel: (k, k), stride: s)
+                shapes[layer.name] = (x.c, window.height, window.width)
             case .globalAveragePool: shapes[layer.name] = (x.c, 1, 1)
             case .dense(let d): shapes[layer.name] = (d.outFeatures, 1, 1)
             case .activation, .add, .multiply: shapes[layer.name] = x

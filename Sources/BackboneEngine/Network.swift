@@ -112,6 +112,27 @@ public enum Padding: Equatable {
             return (total / 2, total - total / 2)
         }
     }
+
+    /// The padding on each side and the output size of a window (convolution or pool) of `kernel`
+    /// moving by `stride` over an input of `input` rows and columns: what the engine, the Winograd
+    /// prediction and the ONNX export each compute for a layer.
+    public func window(input: (h: Int, w: Int), kernel: (h: Int, w: Int), stride: Int) -> Window {
+        let (top, bottom) = amounts(input: input.h, kernel: kernel.h, stride: stride, vertical: true)
+        let (left, right) = amounts(input: input.w, kernel: kernel.w, stride: stride, vertical: false)
+        return Window(top: top, left: left, bottom: bottom, right: right,
+                      height: (input.h + top + bottom - kernel.h) / stride + 1,
+                      width: (input.w + left + right - kernel.w) / stride + 1)
+    }
+}
+
+/// A window's padding on each side and its output rows and columns (`Padding.window`).
+public struct Window: Equatable, Hashable {
+    public let top: Int, left: Int, bottom: Int, right: Int
+    public let height: Int, width: Int
+
+    public init(top: Int, left: Int, bottom: Int, right: Int, height: Int, width: Int) {
+        (self.top, self.left, self.bottom, self.right, self.height, self.width) = (top, left, bottom, right, height, width)
+    }
 }
 
 public enum Activation: Equatable {

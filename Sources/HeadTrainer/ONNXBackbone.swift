@@ -10,16 +10,9 @@ extension ONNXGraphBuilder {
             guard let t = names[name] else { throw ONNXExportError("layer input \(name) of \(network.name) is produced by no earlier layer") }
             return t
         }
-        func pads(_ p: Padding, _ x: String, kernel: (h: Int, w: Int), stride: Int) -> (top: Int, left: Int, bottom: Int, right: Int) {
-            let s = shapes[x]!
-            let v = p.amounts(input: s[1], kernel: kernel.h, stride: stride, vertical: true)
-            let h = p.amounts(input: s[2], kernel: kernel.w, stride: stride, vertical: false)
-            return (v.0, h.0, v.1, h.1)
-        }
         func pool(_ op: String, _ x: String, name: String, kernel: Int, stride: Int, padding: Padding, extra: [ONNX.Attribute]) -> String {
-            let s = shapes[x]!, p = pads(padding, x, kernel: (kernel, kernel), stride: stride)
-            let oh = (s[1] + p.top + p.bottom - kernel) / stride + 1, ow = (s[2] + p.left + p.right - kernel) / stride + 1
-            return node(op, [x], name: name, shape: [s[0], oh, ow],
+            let s = shapes[x]!, p = padding.window(input: (s[1], s[2]), kernel: (kernel, kernel), stride: stride)
+            return node(op, [x], name: name, shape: [s[0], p.height, p.width],
                         [.ints("kernel_shape", [kernel, kernel]), .ints("strides", [stride, stride]),
                          .ints("pads", [p.top, p.left, p.bottom, p.right])] + extra)
         }
@@ -31,7 +24,7 @@ extension ONNXGraphBuilder {
             switch layer.op {
             case .conv(let c):
                 y = conv(x, name: name, weights: c.weights, bias: c.bias, outChannels: c.outChannels, kernel: c.kernel,
-                         stride: c.stride, groups: c.groups, pads: pads(c.padding, x, kernel: c.kernel, stride: c.stride))
+                         stride: c.stride, groups: c.groups, padding: c.padding)
                 if let r = c.residual { y = node("Add", [y, try tensor(r)], name: name + ".residual", shape: shapes[y]!) }
                 y = activation(ONNXGraphBuilder.ActivationKind(c.activation), y, name: name)
             case .maxPool(let k, let s, let p):

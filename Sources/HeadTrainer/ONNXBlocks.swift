@@ -1,3 +1,4 @@
+import BackboneEngine
 import FineTuneCore
 
 extension ONNXGraphBuilder {
@@ -29,20 +30,14 @@ extension ONNXGraphBuilder {
                     let bias = l.bias == true ? try weight("\(l.name).bias").values : nil
                     let k = l.kernel ?? 1, stride = l.stride ?? 1, s = shapes[x]!
                     let groups = l.op == .depthwise ? s[0] : 1
-                    let pads: (Int, Int, Int, Int)
+                    let padding: BackboneEngine.Padding
                     switch l.padding ?? .symmetric {
-                    case _ where k == 1: pads = (0, 0, 0, 0)
-                    case .symmetric: pads = (k / 2, k / 2, k / 2, k / 2)
-                    case .tfSame:
-                        func same(_ n: Int) -> (Int, Int) {
-                            let out = (n + stride - 1) / stride, total = max((out - 1) * stride + k - n, 0)
-                            return (total / 2, total - total / 2)
-                        }
-                        let (t, b) = same(s[1]), (left, r) = same(s[2])
-                        pads = (t, left, b, r)
+                    case _ where k == 1: padding = .valid
+                    case .symmetric: padding = .symmetric(k / 2)
+                    case .tfSame: padding = .same
                     }
                     x = conv(x, name: name, weights: w.values, bias: bias, outChannels: w.dims[0], kernel: (k, k), stride: stride,
-                             groups: groups, pads: pads)
+                             groups: groups, padding: padding)
                 case .batchNorm:
                     let p = try ["weight", "bias", "running_mean", "running_var"].map {
                         constant("\(name).\($0)", dims: [shapes[x]![0]], try weight("\(l.name).\($0)").values)
@@ -56,10 +51,10 @@ extension ONNXGraphBuilder {
                     let e = try weight("\(expand).weight"), eb = try weight("\(expand).bias")
                     var g = globalAveragePool(x, name: name + ".pool")
                     g = conv(g, name: name + ".reduce", weights: r.values, bias: rb.values, outChannels: r.dims[0], kernel: (1, 1),
-                             stride: 1, groups: 1, pads: (0, 0, 0, 0))
+                             stride: 1, groups: 1, padding: .valid)
                     g = activation(ActivationKind(l.activation ?? .relu), g, name: name + ".reduce")
                     g = conv(g, name: name + ".expand", weights: e.values, bias: eb.values, outChannels: e.dims[0], kernel: (1, 1),
-                             stride: 1, groups: 1, pads: (0, 0, 0, 0))
+                             stride: 1, groups: 1, padding: .valid)
                     g = activation(.sigmoid, g, name: name + ".expand")
                     x = node("Mul", [x, g], name: name, shape: shapes[x]!)
                 case .residualAdd:

@@ -1,4 +1,5 @@
 import Foundation
+import BackboneEngine
 import HeadTrainerCore
 
 /// Builds the ONNX graph of `train-head export --format onnx`: image bytes -> the backbone's
@@ -71,17 +72,17 @@ struct ONNXGraphBuilder {
         }
     }
 
-    /// A convolution (weights [out, in / groups, kh, kw]) with explicit pads (top, left, bottom, right).
+    /// A convolution (weights [out, in / groups, kh, kw]), its `padding` written as explicit pads
+    /// (top, left, bottom, right).
     mutating func conv(_ x: String, name: String, weights: [Float], bias: [Float]?, outChannels: Int, kernel: (h: Int, w: Int),
-                       stride: Int, groups: Int, pads: (top: Int, left: Int, bottom: Int, right: Int)) -> String {
+                       stride: Int, groups: Int, padding: BackboneEngine.Padding) -> String {
         let s = shapes[x]!, inChannels = s[0]
         let w = constant(name + ".weight", dims: [outChannels, inChannels / groups, kernel.h, kernel.w], weights)
         let b = bias.map { constant(name + ".bias", dims: [outChannels], $0) }
-        let oh = (s[1] + pads.top + pads.bottom - kernel.h) / stride + 1
-        let ow = (s[2] + pads.left + pads.right - kernel.w) / stride + 1
-        return node("Conv", [x, w] + (b.map { [$0] } ?? []), name: name, shape: [outChannels, oh, ow],
+        let p = padding.window(input: (s[1], s[2]), kernel: kernel, stride: stride)
+        return node("Conv", [x, w] + (b.map { [$0] } ?? []), name: name, shape: [outChannels, p.height, p.width],
                     [.ints("kernel_shape", [kernel.h, kernel.w]), .ints("strides", [stride, stride]),
-                     .ints("pads", [pads.top, pads.left, pads.bottom, pads.right]), .int("group", groups)])
+                     .ints("pads", [p.top, p.left, p.bottom, p.right]), .int("group", groups)])
     }
 
     mutating func globalAveragePool(_ x: String, name: String) -> String {

@@ -44,6 +44,18 @@ final class EngineOpsTests: XCTestCase {
         XCTAssertTrue(Padding.same.amounts(input: 14, kernel: 5, stride: 1, vertical: false) == (2, 2))
     }
 
+    func testWindowGivesEachSidesPaddingAndTheOutputSize() {
+        // SAME: ceil(input / stride) whatever the kernel; VALID: no padding; PyTorch's symmetric padding.
+        XCTAssertEqual(Padding.same.window(input: (224, 225), kernel: (3, 3), stride: 2),
+                       Window(top: 0, left: 1, bottom: 1, right: 1, height: 112, width: 113))
+        XCTAssertEqual(Padding.valid.window(input: (7, 7), kernel: (3, 3), stride: 2),
+                       Window(top: 0, left: 0, bottom: 0, right: 0, height: 3, width: 3))
+        XCTAssertEqual(Padding.symmetric(3).window(input: (224, 224), kernel: (7, 7), stride: 2),
+                       Window(top: 3, left: 3, bottom: 3, right: 3, height: 112, width: 112))
+        XCTAssertEqual(Padding.explicit(top: 1, left: 0, bottom: 2, right: 0).window(input: (5, 5), kernel: (3, 1), stride: 1),
+                       Window(top: 1, left: 0, bottom: 2, right: 0, height: 6, width: 5))
+    }
+
     func testConvolutionsMatchNaiveLoops() throws {
         var rng = Rng(s: 7)
         for (k, stride, groups, cin, cout, size) in [(3, 2, 1, 3, 16, 9), (5, 2, 24, 24, 24, 10), (1, 1, 1, 20, 36, 7), (3, 1, 4, 16, 32, 8)] {
