@@ -320,6 +320,8 @@ struct Builder {
             lastUse[r] == index && r != layer.inputs[0] && r != Self.userInput && tensors.values.allSatisfy({ $0.aliasOf != r })
         } ?? false
         let q = try int8Plan(layer, c, inputDims: src.dims, outputDims: outDims, residualDies: residualDies, dstTag: dstTag)
+        let fp32InBF16 = staysFP32InBF16(layer, c, inputDims: src.dims)
+        let dt = fp32InBF16 ? dnnl_f32 : self.dt
         // The first convolution reads the 3-channel image in whatever layout its kernel prefers.
         var srcMD = try MD.make([n, ci, h, w], q?.srcType ?? dt, ci < 8 ? dnnl_format_tag_any : tag)
         var wMD = try MD.make(wDims, q == nil ? dt : dnnl_s8, dnnl_format_tag_any)
@@ -333,7 +335,7 @@ struct Builder {
                                                      &srcMD, &wMD, &bMD, &dstMD, [c.stride, c.stride].map(Int64.init),
                                                      [pt, pl].map(Int64.init), [pb, pr].map(Int64.init)),
                   "describe convolution \(layer.name)")
-        if q == nil, let (next, d) = fusableDepthwise(layer, c, index: index, outDims: outDims),
+        if q == nil, !fp32InBF16, let (next, d) = fusableDepthwise(layer, c, index: index, outDims: outDims),
            try convolution(layer, c, fusing: next, d, index: index, desc: &desc) { return }
         var weights = c.weights
         var bias = c.bias ?? [Float](repeating: 0, count: c.outChannels)
@@ -400,7 +402,43 @@ struct Builder {
         try append(layer.name, pd, [(DNNL_ARG_SRC, .tensor(input)), (DNNL_ARG_WEIGHTS, .weights(wIndex)),
                                      (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
                    reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name,
-                   type: precision == .int8 ? (q == nil ? "fp32" : "int8") : nil)
+                   type: precision == .int8 ? (q == nil ? "fp32" : "int8") : fp32InBF16 ? "fp32" : nil)
+    }
+
+    /// `WORKBENCH_BF16_IMAGE_FP32=0` runs them in bf16 too, as builds before the ninth session did
+    /// (for measuring; the extraction records bf16 either way).
+    static let imageConvolutionsFP32InBF16 = ProcessInfo.processInfo.environment["WORKBENCH_BF16_IMAGE_FP32"] != "0"
+
+    /// Whether `layer`, a convolution of a bf16 network, runs in fp32 (reading and writing fp32): the
+    /// image's convolution when a depthwise convolution reads its output, and that depthwise
+    /// convolution, when only convolutions read either output (EfficientNet-Lite's `stem` and
+    /// `b0.depthwise`; not B0's, whose squeeze-excite pool reads `b0.depthwise`). Stored in bf16, the
+    /// tensor between them keeps 8 of fp32's 24 mantissa bits, and the depthwise filters, whose 9 taps
+    /// nearly cancel on flat regions (sky, sea), turn that rounding into most of the features' error
+    /// (in an exploratory build, either convolution alone in fp32 did not help: the tensor is rounded
+    /// either way). `tools/bench/int8_quality.sh --backbone efficientnet_lite2 --precision bf16` on the
+    /// 2,400 scenes6 images: lowest cosine to fp32 features 0.9932, none below 0.99; with
+    /// `WORKBENCH_BF16_IMAGE_FP32=0`, 0.9598 and 173 images below 0.99. PyTorch's CPU autocast on the
+    /// worst of those (`tools/goldens/bf16_autocast.py`): 0.963-0.988. The cost and the other
+    /// variants' figures are in README ("Correctness", bf16).
+    func staysFP32InBF16(_ layer: Layer, _ c: Convolution, inputDims: [Int]) -> Bool {
+        guard precision == .bf16, Self.imageConvolutionsFP32InBF16 else { return false }
+        /// Every reader of `name`'s output is a convolution (which reads fp32 through a reorder).
+        func convolutionsRead(_ name: String) -> Bool {
+            guard lastUse[name] != Int.max, let rs = readers[name], !rs.isEmpty else { return false }
+            return rs.allSatisfy { if case .conv = $0.op { return true }; return false }
+        }
+        /// `reader` is a depthwise convolution of the image convolution `image`'s output that stays fp32.
+        func depthwiseStays(_ reader: Layer, after image: Convolution) -> Bool {
+            guard case .conv(let d) = reader.op, d.isDepthwise(inputChannels: image.outChannels) else { return false }
+            return convolutionsRead(reader.name)
+        }
+        if Self.isImage(layer.inputs[0]) {
+            return convolutionsRead(layer.name) && readers[layer.name]!.contains { depthwiseStays($0, after: c) }
+        }
+        guard let p = producer[layer.inputs[0]], Self.isImage(p.inputs[0]), case .conv(let image) = p.op,
+              convolutionsRead(p.name) else { return false }
+        return depthwiseStays(layer, after: image)
     }
 
     /// Whether `layer`, a float convolution of an int8 network, keeps the float network's layout

@@ -41,7 +41,7 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("image-size"), help: "Input size (default: the backbone's own).") var imageSize: Int?
     @Option(help: "pad (keep aspect ratio, zero-pad), stretch or center-crop.") var fit: Fit = .pad
     @Option(help: "Images per forward pass.") var batch = 16
-    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, fp32 features; cosine to fp32 >= 0.999) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). Under --convolution auto the probe's ratio (and the table's 2x) is first weighed by the share of the network's fp32 work that runs as Winograd at an assumed 2x (VGG16: 99%, so fp32 on Zen 5). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. int8 (never picked by auto): int8 convolutions (u8/s8 activations, s8 weights per output channel) calibrated on \(Int8Calibration.defaultImages) images spread over the run's dataset; the image's convolution, the depthwise convolution reading its output, squeeze-excite convolutions, pools and dense layers stay fp32 (`extract bench --precision int8 --verbose` names each convolution's type); a resumed int8 extraction reuses its stored calibration. The extraction records the precision used (int8: with its calibration).",
+    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, but an image convolution that a depthwise one reads stays fp32 with it; fp32 features; on scenes6, EfficientNet-Lite0/1/2's lowest cosine to fp32 features is 0.9987/0.9974/0.9932) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). Under --convolution auto the probe's ratio (and the table's 2x) is first weighed by the share of the network's fp32 work that runs as Winograd at an assumed 2x (VGG16: 99%, so fp32 on Zen 5). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. int8 (never picked by auto): int8 convolutions (u8/s8 activations, s8 weights per output channel) calibrated on \(Int8Calibration.defaultImages) images spread over the run's dataset; the image's convolution, the depthwise convolution reading its output, squeeze-excite convolutions, pools and dense layers stay fp32 (`extract bench --precision int8 --verbose` names each convolution's type); a resumed int8 extraction reuses its stored calibration. The extraction records the precision used (int8: with its calibration).",
                                valueName: "auto|fp32|bf16|int8"))
     var precision: PrecisionRequest = .auto
     @Option(help: ConvolutionAlgorithm.help) var convolution: ConvolutionAlgorithm = .auto
@@ -221,6 +221,10 @@ struct Run: ParsableCommand {
             blockInputs += lacksBlock.filter { $0 }.count
             missing.append(copies)
         }
+        if extractor.implementations.contains(where: { $0.hasSuffix(" (fp32)") }),   // under bf16: what tool 0.1.0 ran in bf16
+           let warning = Self.olderBF16Warning(extraction, reused: reused, new: missing.reduce(0) { $0 + $1.count }, store: store) {
+            FileHandle.standardError.write(Data((warning + "\n").utf8))
+        }
         let blockBytes = cache.map { blockInputs * extractor.dimension($0.output) * $0.dtype.bytesPerValue } ?? 0
         if blockBytes > 2_000_000_000 {
             FileHandle.standardError.write(Data(String(format: "--cache-blocks: this run writes %.1f GB of block inputs (%d copies x %d bytes) into %@\n",
@@ -320,6 +324,21 @@ struct Run: ParsableCommand {
                                      reason: "--cache-blocks: fine-tuning recomputes the cached blocks in fp32")
         }
         return nil
+    }
+
+    /// What a run says when it adds features to a bf16 extraction that tool 0.1.0 started: that build
+    /// ran every convolution in bf16, this one keeps the image's convolution and the depthwise one
+    /// reading it in fp32 (`Builder.staysFP32InBF16`), so the extraction's features would mix two
+    /// computations (on scenes6, Lite2's lowest cosine to fp32 went from 0.9598 to 0.9932). The caller
+    /// asks only for networks with such convolutions (EfficientNet-Lite; not B0, ResNet or VGG16).
+    /// Nil when nothing mixes.
+    static func olderBF16Warning(_ extraction: ExtractionRecord, reused: Int, new: Int, store: String) -> String? {
+        guard extraction.settings.precision == Precision.bf16.rawValue, extraction.settings.toolVersion == "0.1.0",
+              reused > 0, new > 0 else { return nil }
+        return "warning: extraction \(extraction.id) in \(store) was started by tool 0.1.0, whose bf16 ran the image's "
+            + "convolution and the first depthwise one in bf16 (EfficientNet-Lite on scenes6: cosine to fp32 down to 0.96); "
+            + "this run adds \(new) feature rows computed with them in fp32 (down to 0.993) beside its \(reused). "
+            + "For uniform features, extract into a new --store"
     }
 
     /// The calibration of the latest int8 extraction in the store whose settings equal these but for
@@ -617,7 +636,9 @@ final class StopFlag {
 }
 
 /// Recorded with every extraction (provenance only: a new version resumes an old extraction).
-let toolVersion = "0.1.0"
+/// 0.2.0 (ninth session): bf16 runs the image's convolution and the depthwise one reading it in fp32
+/// (`olderBF16Warning`).
+let toolVersion = "0.2.0"
 
 extension FeatureDType: ExpressibleByArgument {}
 extension ConflictPolicy: ExpressibleByArgument {}

@@ -89,15 +89,15 @@ final class Lite12ParityTests: XCTestCase {
             XCTAssertLessThan(relativeL2(l, image.logits), 1e-4, "lite\(n) logits of \(image.name)")
             XCTAssertEqual(topK(logits: Array(l), classes: 1000, k: 1)[0][0].index, image.top5[0], image.name)
         }
-        // bf16: cosine to our fp32 features. Measured: Lite1 0.99980 / 0.99860, Lite2 0.99977 /
-        // 0.99647 (chelsea / coffee); PyTorch's CPU autocast on the same crops (in the fixture):
-        // 0.99985 / 0.99933, 0.99979 / 0.99873. Lite0's 0.999 bound does not hold for coffee here,
-        // so the bound is 0.995.
+        // bf16: cosine to our fp32 features. Measured (ninth session, `stem` and `b0.depthwise` in fp32,
+        // `Builder.staysFP32InBF16`): Lite1 0.99989 / 0.99962, Lite2 0.99987 / 0.99916 (chelsea /
+        // coffee); PyTorch's CPU autocast on the same crops (in the fixture): 0.99985 / 0.99933,
+        // 0.99979 / 0.99873. With every convolution in bf16 ours were 0.99980 / 0.99860, 0.99977 / 0.99647.
         let bf16 = try FeatureExtractor(lb, batch: v.images.count, precision: .bf16).run(rgb: pixels, count: v.images.count)["features"]!
         for (i, image) in v.images.enumerated() {
             let c = cosine(out["features"]![i * 1280 ..< (i + 1) * 1280], bf16[i * 1280 ..< (i + 1) * 1280])
             print(String(format: "lite%d bf16 %@: cosine %.6f (PyTorch autocast %.6f)", n, image.name, c, image.bf16_autocast_cosine))
-            XCTAssertGreaterThanOrEqual(c, 0.995, "lite\(n) bf16 \(image.name)")
+            XCTAssertGreaterThanOrEqual(c, 0.998, "lite\(n) bf16 \(image.name)")
         }
 
         let one = try FeatureExtractor(lb, batch: 1, outputs: ["logits"])
@@ -109,6 +109,37 @@ final class Lite12ParityTests: XCTestCase {
                          top.probability, image.whole_photo.top5[0], image.whole_photo.top5_prob[0]))
             XCTAssertEqual(top.index, image.whole_photo.top5[0], "lite\(n) \(image.name)")
             XCTAssertEqual(top.probability, image.whole_photo.top5_prob[0], accuracy: 0.05, "lite\(n) \(image.name)")
+        }
+    }
+
+    /// bf16 on the scenes6 photos where it lost the most (flat sea and sky), as `extract` renders
+    /// them (`--fit pad`): Lite2's `stem` and `b0.depthwise` run in fp32 (`--verbose` says so), and
+    /// the features keep cosine >= 0.99 to fp32's. With every convolution in bf16 they were 0.9598,
+    /// 0.9612, 0.9638 (`tools/bench/int8_quality.sh --backbone efficientnet_lite2 --precision bf16`,
+    /// the lowest three of the 2,400 images); now 0.9932 is the lowest of all 2,400.
+    func testLite2BF16OnFlatScenes() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = repo.deletingLastPathComponent().appendingPathComponent("shared/datasets/scenes6")
+        guard FileManager.default.fileExists(atPath: root.path) else { throw XCTSkip("scenes6 not beside the repo") }
+        let files = ["train/sea/16067.jpg", "train/mountain/5422.jpg", "test/mountain/20941.jpg"]
+        let lb = try installedBackbone("efficientnet_lite2")
+        var pixels: [UInt8] = []
+        for file in files {
+            let photo = try ImageCodec.decode(file: root.appendingPathComponent(file))
+            pixels += try Geometry.render(photo, size: lb.spec.inputSize, fit: .pad, contentHash: "").pixels
+        }
+        let fp32 = try FeatureExtractor(lb, batch: files.count).run(rgb: pixels, count: files.count)["features"]!
+        let extractor = try FeatureExtractor(lb, batch: files.count, precision: .bf16)
+        for layer in ["stem", "b0.depthwise"] {
+            XCTAssertTrue(extractor.implementations.contains { $0.hasPrefix("\(layer): ") && $0.hasSuffix(" (fp32)") },
+                          "\(layer) in \(extractor.implementations.prefix(4))")
+        }
+        XCTAssertFalse(extractor.implementations.contains { $0.hasPrefix("b0.project: ") && $0.hasSuffix(" (fp32)") })
+        let bf16 = try extractor.run(rgb: pixels, count: files.count)["features"]!
+        for (i, file) in files.enumerated() {
+            let c = cosine(fp32[i * 1280 ..< (i + 1) * 1280], bf16[i * 1280 ..< (i + 1) * 1280])
+            print(String(format: "lite2 bf16 %@: cosine %.6f", file, c))
+            XCTAssertGreaterThanOrEqual(c, 0.99, file)
         }
     }
 

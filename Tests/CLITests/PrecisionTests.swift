@@ -1,4 +1,5 @@
 import FeatureStore
+import GRDB
 import Foundation
 import XCTest
 
@@ -100,5 +101,28 @@ extension ExtractTests {
         let report = try JSONDecoder().decode(Report.self, from: Data(r.stdout.utf8))
         XCTAssertEqual(report.precision, "fp32")
         XCTAssertEqual(report.precision_reason, "probe: bf16 convolutions 0.50x fp32's speed")
+    }
+}
+
+extension ExtractTests {
+    /// Adding features to a bf16 extraction that tool 0.1.0 started (every convolution in bf16) says
+    /// that the extraction's features will mix two computations, and proceeds; one this tool started
+    /// says nothing.
+    func testResumingABF16ExtractionOfToolZeroOneWarns() throws {
+        let data = try makeDataset(perClass: 1, testPerClass: 0)
+        let store = data.deletingLastPathComponent().appendingPathComponent("older.sqlite")
+        let (a, _) = try extractAt(data, store: store, ratio: "2", ["--precision", "bf16", "--quiet"])
+        let (same, sameErr) = try extractAt(data, store: store, ratio: "2", ["--precision", "bf16", "--quiet", "--augment", "1"])
+        XCTAssertEqual([same.extraction_id, Int64(same.new_features)], [a.extraction_id, 2])
+        XCTAssertFalse(sameErr.contains("warning"), sameErr)
+        // As a 0.1.0 build would have recorded it.
+        try DatabaseQueue(path: store.path).write { try $0.execute(sql: "UPDATE extractions SET tool_version = '0.1.0'") }
+        let (b, err) = try extractAt(data, store: store, ratio: "2", ["--precision", "bf16", "--quiet", "--augment", "2"])
+        XCTAssertEqual([b.extraction_id, Int64(b.new_features), Int64(b.reused_features)], [a.extraction_id, 2, 4])
+        XCTAssertTrue(err.contains("warning: extraction \(a.extraction_id) in \(store.path) was started by tool 0.1.0")
+                      && err.contains("adds 2 feature rows") && err.contains("new --store"), err)
+        // Nothing to add: nothing mixes, nothing said.
+        let (_, again) = try extractAt(data, store: store, ratio: "2", ["--precision", "bf16", "--quiet", "--augment", "2"])
+        XCTAssertFalse(again.contains("warning"), again)
     }
 }
