@@ -410,17 +410,23 @@ struct Builder {
     static let imageConvolutionsFP32InBF16 = ProcessInfo.processInfo.environment["WORKBENCH_BF16_IMAGE_FP32"] != "0"
 
     /// Whether `layer`, a convolution of a bf16 network, runs in fp32 (reading and writing fp32): the
-    /// image's convolution when a depthwise convolution reads its output, and that depthwise
-    /// convolution, when only convolutions read either output (EfficientNet-Lite's `stem` and
-    /// `b0.depthwise`; not B0's, whose squeeze-excite pool reads `b0.depthwise`). Stored in bf16, the
-    /// tensor between them keeps 8 of fp32's 24 mantissa bits, and the depthwise filters, whose 9 taps
-    /// nearly cancel on flat regions (sky, sea), turn that rounding into most of the features' error
-    /// (in an exploratory build, either convolution alone in fp32 did not help: the tensor is rounded
-    /// either way). `tools/bench/int8_quality.sh --backbone efficientnet_lite2 --precision bf16` on the
-    /// 2,400 scenes6 images: lowest cosine to fp32 features 0.9932, none below 0.99; with
+    /// image's convolution when a depthwise convolution reads its output, that depthwise convolution,
+    /// and a 1 x 1 convolution without residual reading the depthwise one's output, each when only
+    /// convolutions read its output (EfficientNet-Lite's `stem`, `b0.depthwise` and `b0.project`;
+    /// not B0's, whose squeeze-excite pool reads `b0.depthwise`).
+    /// Stored in bf16, the tensor between the first two keeps 8 of fp32's 24 mantissa bits, and the
+    /// depthwise filters, whose 9 taps nearly cancel on flat regions (sky, sea), turn that rounding
+    /// into most of the features' error (in an exploratory build, either convolution alone in fp32
+    /// did not help: the tensor is rounded either way). The third is for speed: the tensor reordered
+    /// to bf16 is then its output (16 channels in Lite) instead of the depthwise one's (32), and on
+    /// this project's Zen 5 its fp32 kernel is about as fast as the bf16 one. Lite0 bf16 `extract
+    /// bench --seconds 4`, 3 alternating rounds of exploratory builds: with the third in fp32 too,
+    /// 1.7-4.4% faster than with only the first two.
+    /// `tools/bench/int8_quality.sh --backbone efficientnet_lite2 --precision bf16` on the 2,400
+    /// scenes6 images: lowest cosine to fp32 features 0.9937, none below 0.99; with
     /// `WORKBENCH_BF16_IMAGE_FP32=0`, 0.9598 and 173 images below 0.99. PyTorch's CPU autocast on the
     /// worst of those (`tools/goldens/bf16_autocast.py`): 0.963-0.988. The cost and the other
-    /// variants' figures are in README ("Correctness", bf16).
+    /// backbones' figures are in README ("Correctness", bf16).
     func staysFP32InBF16(_ layer: Layer, _ c: Convolution, inputDims: [Int]) -> Bool {
         guard precision == .bf16, Self.imageConvolutionsFP32InBF16 else { return false }
         /// Every reader of `name`'s output is a convolution (which reads fp32 through a reorder).
@@ -436,9 +442,14 @@ struct Builder {
         if Self.isImage(layer.inputs[0]) {
             return convolutionsRead(layer.name) && readers[layer.name]!.contains { depthwiseStays($0, after: c) }
         }
-        guard let p = producer[layer.inputs[0]], Self.isImage(p.inputs[0]), case .conv(let image) = p.op,
-              convolutionsRead(p.name) else { return false }
-        return depthwiseStays(layer, after: image)
+        guard let p = producer[layer.inputs[0]], case .conv(let pc) = p.op else { return false }
+        if Self.isImage(p.inputs[0]) {   // the depthwise one
+            return convolutionsRead(p.name) && depthwiseStays(layer, after: pc)
+        }
+        // The 1 x 1 one after it.
+        guard c.groups == 1, c.kernel == (1, 1), c.residual == nil, pc.groups > 1, convolutionsRead(layer.name),
+              let pInput = tensors[p.inputs[0]] else { return false }
+        return staysFP32InBF16(p, pc, inputDims: pInput.dims)
     }
 
     /// Whether `layer`, a float convolution of an int8 network, keeps the float network's layout

@@ -172,9 +172,11 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
     /// average out in the features, while clipping falls on the few values past the bound, in a few
     /// images, and sets their error; the quality bar is per image.
     /// `tools/bench/int8_quality.sh --backbone B` on the 2,400 scenes6 images, lowest cosine of int8
-    /// to fp32 features, with this code (weight 4): Lite0 0.9941, Lite1 0.9925, Lite2 0.9913, no
-    /// image below 0.99; with plain min and max (commit 4ac8351): 0.9935, 0.9906, 0.9814 (6 images
-    /// below 0.99). Weight 1 gave 0.9904, 0.9926, 0.9914 (a build not kept, same images).
+    /// to fp32 features, with weight 4: Lite0 0.9941, Lite1 0.9925, Lite2 0.9913 when it came (sixth
+    /// session), 0.9938, 0.9928, 0.9913 with this code (ninth session: the int8 network's first two
+    /// convolutions have since changed kernels, `Builder.keepsFloatLayout`), no image below 0.99; with
+    /// plain min and max (commit 4ac8351): 0.9935, 0.9906, 0.9814 (6 images below 0.99). Weight 1
+    /// gave 0.9904, 0.9926, 0.9914 on the sixth session's network (an exploratory build, not kept).
     static func signedClipBound(histogram h: [Int], bound: Float, levels: Double = 127, clipWeight: Double = 4) -> Float {
         let bins = h.count, width = Double(bound) / Double(bins)
         // Beyond bin k: count, sum of x and of x^2 of the values (at their bins' centres) from bin k on.

@@ -2,8 +2,8 @@ import Foundation
 
 /// What a command asks for: a precision, or `auto` (bf16 only where it is measured or known faster;
 /// never int8, which changes the features more: on the 2,400 scenes6 images the lowest cosine to fp32's
-/// features is 0.9913-0.9938 for EfficientNet-Lite0/1/2 in int8, 0.9932-0.9987 in bf16, and the median
-/// 0.9989-0.9990 against 0.9996-0.9998; `tools/bench/int8_quality.sh --precision int8|bf16`).
+/// features is 0.9913-0.9938 for EfficientNet-Lite0/1/2 in int8, 0.9937-0.9988 in bf16, and the median
+/// 0.9989-0.9990 against 0.9997-0.9998; `tools/bench/int8_quality.sh --precision int8|bf16`).
 public enum PrecisionRequest: String, CaseIterable, Sendable {
     case auto, fp32, bf16, int8
 }

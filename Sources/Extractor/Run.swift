@@ -41,7 +41,7 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("image-size"), help: "Input size (default: the backbone's own).") var imageSize: Int?
     @Option(help: "pad (keep aspect ratio, zero-pad), stretch or center-crop.") var fit: Fit = .pad
     @Option(help: "Images per forward pass.") var batch = 16
-    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, but an image convolution that a depthwise one reads stays fp32 with it; fp32 features; on scenes6, EfficientNet-Lite0/1/2's lowest cosine to fp32 features is 0.9987/0.9974/0.9932) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). Under --convolution auto the probe's ratio (and the table's 2x) is first weighed by the share of the network's fp32 work that runs as Winograd at an assumed 2x (VGG16: 99%, so fp32 on Zen 5). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. int8 (never picked by auto): int8 convolutions (u8/s8 activations, s8 weights per output channel) calibrated on \(Int8Calibration.defaultImages) images spread over the run's dataset; the image's convolution, the depthwise convolution reading its output, squeeze-excite convolutions, pools and dense layers stay fp32 (`extract bench --precision int8 --verbose` names each convolution's type); a resumed int8 extraction reuses its stored calibration. The extraction records the precision used (int8: with its calibration).",
+    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, but an image convolution that a depthwise one reads stays fp32 with it and the 1x1 one after it; `extract bench --precision bf16 --verbose` marks them; fp32 features; on scenes6, EfficientNet-Lite0/1/2's lowest cosine to fp32 features is 0.9988/0.9982/0.9937) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). Under --convolution auto the probe's ratio (and the table's 2x) is first weighed by the share of the network's fp32 work that runs as Winograd at an assumed 2x (VGG16: 99%, so fp32 on Zen 5). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. int8 (never picked by auto): int8 convolutions (u8/s8 activations, s8 weights per output channel) calibrated on \(Int8Calibration.defaultImages) images spread over the run's dataset; the image's convolution, the depthwise convolution reading its output, squeeze-excite convolutions, pools and dense layers stay fp32 (`extract bench --precision int8 --verbose` names each convolution's type); a resumed int8 extraction reuses its stored calibration. The extraction records the precision used (int8: with its calibration).",
                                valueName: "auto|fp32|bf16|int8"))
     var precision: PrecisionRequest = .auto
     @Option(help: ConvolutionAlgorithm.help) var convolution: ConvolutionAlgorithm = .auto
@@ -237,7 +237,7 @@ struct Run: ParsableCommand {
             items: images.map(\.0), size: size, fit: fit, policy: policyValue,
             copiesFor: { _ in plan.next()! }, seed: seed, batchSize: batch,
             threads: ProcessInfo.processInfo.activeProcessorCount, maxPixels: maxPixels,
-            prefetchBatches: Self.prefetchBatches(batch: batch, size: size))
+            prefetchBatches: ImagePipeline.batchesAhead(memory: ImagePipeline.extractionPrefetchMemory, batchSize: batch, size: size))
         pipeline.knownHashes = images.map(\.1)
         let written = try run(pipeline: pipeline, imageIDs: images.map(\.2), extractor: extractor,
                               extractionID: extraction.id, db: db, failures: failures, cache: cache)
@@ -265,19 +265,6 @@ struct Run: ParsableCommand {
                          source.storedName, written.features, reused, failures.count, seconds, extraction.id, store))
             if let cache { print("\(written.blockInputs) new inputs of the last \(cache.blocks) block(s) cached") }
         }
-    }
-
-    /// How many batches of rendered images the pipeline may hold ahead of the engine: 64 MiB of
-    /// them (26 batches of 16 at 224x224), at least 2. The workers run at idle priority, in the
-    /// cycles the forward pass leaves (its threads sleeping at barriers); the further ahead they may
-    /// run, the more of those cycles they use instead of stopping at the limit. Lite0 fp32 on
-    /// scenes6, 4 alternating runs each (2-core AMD EPYC Zen 5; a build reading the count from an
-    /// environment variable, not kept), median wall time of `extract`: 7.46 s with 2 batches, 7.44 s
-    /// with 8, 7.35 s with 32. `tools/bench/extract_e2e.sh` measures the committed rule (README).
-    /// The cost is memory: that run's peak resident set went from 250 to 314 MB (`/usr/bin/time -f
-    /// %M extract ...`, one run each of the builds before and after).
-    static func prefetchBatches(batch: Int, size: Int) -> Int {
-        max(2, (64 << 20) / max(1, batch * size * size * 3))
     }
 
     /// The backbone as loaded (and, when compiled ahead, compiled) on another thread; each error is
@@ -327,17 +314,17 @@ struct Run: ParsableCommand {
     }
 
     /// What a run says when it adds features to a bf16 extraction that tool 0.1.0 started: that build
-    /// ran every convolution in bf16, this one keeps the image's convolution and the depthwise one
-    /// reading it in fp32 (`Builder.staysFP32InBF16`), so the extraction's features would mix two
-    /// computations (on scenes6, Lite2's lowest cosine to fp32 went from 0.9598 to 0.9932). The caller
+    /// ran every convolution in bf16, this one keeps the image's convolution, the depthwise one
+    /// reading it and the 1 x 1 one after that in fp32 (`Builder.staysFP32InBF16`), so the extraction's features would mix two
+    /// computations (on scenes6, Lite2's lowest cosine to fp32 went from 0.9598 to 0.9937). The caller
     /// asks only for networks with such convolutions (EfficientNet-Lite; not B0, ResNet or VGG16).
     /// Nil when nothing mixes.
     static func olderBF16Warning(_ extraction: ExtractionRecord, reused: Int, new: Int, store: String) -> String? {
         guard extraction.settings.precision == Precision.bf16.rawValue, extraction.settings.toolVersion == "0.1.0",
               reused > 0, new > 0 else { return nil }
         return "warning: extraction \(extraction.id) in \(store) was started by tool 0.1.0, whose bf16 ran the image's "
-            + "convolution and the first depthwise one in bf16 (EfficientNet-Lite on scenes6: cosine to fp32 down to 0.96); "
-            + "this run adds \(new) feature rows computed with them in fp32 (down to 0.993) beside its \(reused). "
+            + "convolution and the two after it in bf16 (EfficientNet-Lite on scenes6: cosine to fp32 down to 0.96); "
+            + "this run adds \(new) feature rows computed with them in fp32 (down to 0.994) beside its \(reused). "
             + "For uniform features, extract into a new --store"
     }
 
@@ -636,7 +623,7 @@ final class StopFlag {
 }
 
 /// Recorded with every extraction (provenance only: a new version resumes an old extraction).
-/// 0.2.0 (ninth session): bf16 runs the image's convolution and the depthwise one reading it in fp32
+/// 0.2.0 (ninth session): bf16 runs the image's convolution and the two after it in fp32
 /// (`olderBF16Warning`).
 let toolVersion = "0.2.0"
 

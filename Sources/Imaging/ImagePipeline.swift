@@ -73,6 +73,23 @@ public final class ImagePipeline {
     /// start[i] = number of images produced by items before i (before skips); start[n] = total.
     private let start: [Int]
 
+    /// What `extract` lets its pipeline hold ahead of the engine: 64 MiB of rendered images (26
+    /// batches of 16 at 224x224). The workers run at idle priority, in the cycles the forward pass
+    /// leaves (its threads sleeping at barriers); the further ahead they may run, the more of those
+    /// cycles they use instead of stopping at the limit. Lite0 fp32 on scenes6, 4 alternating runs
+    /// each (2-core AMD EPYC Zen 5; a build reading the count from an environment variable, not
+    /// kept), median wall time of `extract`: 7.46 s with 2 batches, 7.44 s with 8, 7.35 s with 32.
+    /// `tools/bench/extract_e2e.sh` measures the committed rule (README). The cost is memory: that
+    /// run's peak resident set went from 250 to 314 MB (`/usr/bin/time -f %M extract ...`, one run
+    /// each of the builds before and after).
+    public static let extractionPrefetchMemory = 64 << 20
+
+    /// The `prefetchBatches` that hold at most `memory` bytes of rendered `size` x `size` RGB images
+    /// in batches of `batchSize`, at least 2.
+    public static func batchesAhead(memory: Int, batchSize: Int, size: Int) -> Int {
+        max(2, memory / max(1, batchSize * size * size * 3))
+    }
+
     /// `copies` = K renders copies 0..<K of every item (copy 0 is the plain image).
     public convenience init(items: [DatasetItem], size: Int = 224, fit: Fit = .pad, policy: AugmentationPolicy = .none,
                             copies: Int = 1, seed: UInt64 = 0, batchSize: Int = 32,
