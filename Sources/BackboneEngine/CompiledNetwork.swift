@@ -320,7 +320,7 @@ struct Builder {
             lastUse[r] == index && r != layer.inputs[0] && r != Self.userInput && tensors.values.allSatisfy({ $0.aliasOf != r })
         } ?? false
         let q = try int8Plan(layer, c, inputDims: src.dims, outputDims: outDims, residualDies: residualDies, dstTag: dstTag)
-        let fp32InBF16 = staysFP32InBF16(layer, c, inputDims: src.dims)
+        let fp32InBF16 = staysFP32InBF16(layer, c)
         let dt = fp32InBF16 ? dnnl_f32 : self.dt
         // The first convolution reads the 3-channel image in whatever layout its kernel prefers.
         var srcMD = try MD.make([n, ci, h, w], q?.srcType ?? dt, ci < 8 ? dnnl_format_tag_any : tag)
@@ -418,16 +418,15 @@ struct Builder {
     /// depthwise filters, whose 9 taps nearly cancel on flat regions (sky, sea), turn that rounding
     /// into most of the features' error (in an exploratory build, either convolution alone in fp32
     /// did not help: the tensor is rounded either way). The third is for speed: the tensor reordered
-    /// to bf16 is then its output (16 channels in Lite) instead of the depthwise one's (32), and on
-    /// this project's Zen 5 its fp32 kernel is about as fast as the bf16 one. Lite0 bf16 `extract
-    /// bench --seconds 4`, 3 alternating rounds of exploratory builds: with the third in fp32 too,
-    /// 1.7-4.4% faster than with only the first two.
+    /// to bf16 is then its output (16 channels in Lite) instead of the depthwise one's (32). Lite0
+    /// bf16 `extract bench --seconds 4`, 3 alternating rounds of exploratory builds: with the third in
+    /// fp32 too, 1.7-4.4% faster than with only the first two (Lite2, 2 rounds: 1.4% and 3.0%).
     /// `tools/bench/int8_quality.sh --backbone efficientnet_lite2 --precision bf16` on the 2,400
     /// scenes6 images: lowest cosine to fp32 features 0.9937, none below 0.99; with
     /// `WORKBENCH_BF16_IMAGE_FP32=0`, 0.9598 and 173 images below 0.99. PyTorch's CPU autocast on the
     /// worst of those (`tools/goldens/bf16_autocast.py`): 0.963-0.988. The cost and the other
     /// backbones' figures are in README ("Correctness", bf16).
-    func staysFP32InBF16(_ layer: Layer, _ c: Convolution, inputDims: [Int]) -> Bool {
+    func staysFP32InBF16(_ layer: Layer, _ c: Convolution) -> Bool {
         guard precision == .bf16, Self.imageConvolutionsFP32InBF16 else { return false }
         /// Every reader of `name`'s output is a convolution (which reads fp32 through a reorder).
         func convolutionsRead(_ name: String) -> Bool {
@@ -447,9 +446,8 @@ struct Builder {
             return convolutionsRead(p.name) && depthwiseStays(layer, after: pc)
         }
         // The 1 x 1 one after it.
-        guard c.groups == 1, c.kernel == (1, 1), c.residual == nil, pc.groups > 1, convolutionsRead(layer.name),
-              let pInput = tensors[p.inputs[0]] else { return false }
-        return staysFP32InBF16(p, pc, inputDims: pInput.dims)
+        guard c.groups == 1, c.kernel == (1, 1), c.residual == nil, pc.groups > 1, convolutionsRead(layer.name) else { return false }
+        return staysFP32InBF16(p, pc)
     }
 
     /// Whether `layer`, a float convolution of an int8 network, keeps the float network's layout

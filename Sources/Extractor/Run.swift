@@ -315,10 +315,10 @@ struct Run: ParsableCommand {
 
     /// What a run says when it adds features to a bf16 extraction that tool 0.1.0 started: that build
     /// ran every convolution in bf16, this one keeps the image's convolution, the depthwise one
-    /// reading it and the 1 x 1 one after that in fp32 (`Builder.staysFP32InBF16`), so the extraction's features would mix two
-    /// computations (on scenes6, Lite2's lowest cosine to fp32 went from 0.9598 to 0.9937). The caller
-    /// asks only for networks with such convolutions (EfficientNet-Lite; not B0, ResNet or VGG16).
-    /// Nil when nothing mixes.
+    /// reading it and the 1 x 1 one after that in fp32 (`Builder.staysFP32InBF16`), so the
+    /// extraction's features would mix two computations (on scenes6, Lite2's lowest cosine to fp32
+    /// went from 0.9598 to 0.9937). The caller asks only for networks with such convolutions
+    /// (EfficientNet-Lite; not B0, ResNet or VGG16). Nil when nothing mixes.
     static func olderBF16Warning(_ extraction: ExtractionRecord, reused: Int, new: Int, store: String) -> String? {
         guard extraction.settings.precision == Precision.bf16.rawValue, extraction.settings.toolVersion == "0.1.0",
               reused > 0, new > 0 else { return nil }
