@@ -41,7 +41,7 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("image-size"), help: "Input size (default: the backbone's own).") var imageSize: Int?
     @Option(help: "pad (keep aspect ratio, zero-pad), stretch or center-crop.") var fit: Fit = .pad
     @Option(help: "Images per forward pass.") var batch = 16
-    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, but an image convolution that a depthwise one reads stays fp32 with it and the 1x1 one after it; `extract bench --precision bf16 --verbose` marks them; fp32 features; on scenes6, EfficientNet-Lite0/1/2's lowest cosine to fp32 features is 0.9988/0.9982/0.9937) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). Under --convolution auto the probe's ratio (and the table's 2x) is first weighed by the share of the network's fp32 work that runs as Winograd at an assumed 2x (VGG16: 99%, so fp32 on Zen 5). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. int8 (never picked by auto): int8 convolutions (u8/s8 activations, s8 weights per output channel) calibrated on \(Int8Calibration.defaultImages) images spread over the run's dataset; the image's convolution, the depthwise convolution reading its output, squeeze-excite convolutions, pools and dense layers stay fp32 (`extract bench --precision int8 --verbose` names each convolution's type); a resumed int8 extraction reuses its stored calibration. The extraction records the precision used (int8: with its calibration).",
+    @Option(help: ArgumentHelp("fp32, bf16 (bf16 convolutions, but an image convolution that a depthwise one reads stays fp32 with it and the 1x1 one after it; `extract bench --precision bf16 --verbose` marks them; fp32 features; on scenes6, EfficientNet-Lite0/1/2's lowest cosine to fp32 features is 0.9988/0.9982/0.9937) or auto: bf16 only where it is measured or known faster on this CPU. auto resumes the precision of an extraction in --store with otherwise equal settings; else a probe times a few convolutions (runs stop after 0.3 s) in both precisions and picks bf16 at >= 1.2x fp32's speed, fp32 at <= 0.75x; in between, or if the probe fails, a table of /proc/cpuinfo decides (bf16 with AMX and on AMD Zen 4/5 with avx512_bf16, fp32 elsewhere). Under --convolution auto the probe's ratio (and the table's 2x) is first weighed by the share of the network's fp32 work that runs as Winograd at an assumed 2x (VGG16: 99%, so fp32 on Zen 5). The run says which and why. A new extraction with --cache-blocks is fp32 under auto: fine-tuning recomputes the cached blocks in fp32. int8 (never picked by auto): int8 convolutions (u8/s8 activations, s8 weights per output channel) calibrated on \(Int8Calibration.defaultImages) images spread over the run's dataset; the image's convolution, the depthwise convolution reading its output, squeeze-excite convolutions, pools and dense layers stay fp32 (`extract bench --precision int8 --verbose` names each convolution's type); a resumed int8 extraction reuses its stored calibration. A new calibration is checked on its images: their int8 features against fp32 ones (lowest and median cosine on stderr and in --json's int8_check; a warning below 0.99). The extraction records the precision used (int8: with its calibration).",
                                valueName: "auto|fp32|bf16|int8"))
     var precision: PrecisionRequest = .auto
     @Option(help: ConvolutionAlgorithm.help) var convolution: ConvolutionAlgorithm = .auto
@@ -125,6 +125,18 @@ struct Run: ParsableCommand {
         /// `--convolution`, and how many of the backbone's convolutions oneDNN runs as Winograd under it
         /// (not part of the extraction's identity: both algorithms give the same features to ~1e-6).
         let convolution: String, winograd_convolutions: Int
+        /// int8 run that calibrated: its features against fp32's on the calibration images (`Int8Check`).
+        let int8_check: Int8Check?
+    }
+
+    /// How far a new int8 calibration moves the features: the cosine of each calibration image's int8
+    /// features to its fp32 features (the same rendered images, both networks compiled here), lowest
+    /// and median. A resumed int8 run, reusing a stored calibration, does not check again.
+    struct Int8Check: Encodable {
+        let images: Int, cosine_min: Double, cosine_median: Double
+        /// Below this lowest cosine a run warns: the int8 bar of issue 14 (EfficientNet-Lite0/1/2 on all
+        /// 2,400 scenes6 images: 0.9913-0.9938).
+        static let warnBelow = 0.99
     }
 
     func run() throws {
@@ -174,7 +186,7 @@ struct Run: ParsableCommand {
                 toolVersion: toolVersion, seed: Int64(bitPattern: seed))
         }
         let extractor: FeatureExtractor, decision: PrecisionDecision
-        var calibration: Int8Calibration?
+        var calibration: Int8Calibration?, int8Check: Int8Check?
         do {   // scoped so the loaded weights are freed once compiled (the extractor keeps the backbone without them)
             let prepared = preparation.take()!
             let full = try prepared.backbone.get()
@@ -182,15 +194,28 @@ struct Run: ParsableCommand {
                 full.winogradShare(batch: batch, size: size, outputs: outputs, algorithm: convolution)
             }
             decision.announce(quiet: quiet)
+            var calibrated: (pixels: [UInt8], count: Int)?
             if decision.precision == .int8 {
-                calibration = try storedCalibration(db: db) { settings(full, $0, $1) }
-                    ?? calibrate(full, items: images.map(\.0), size: size)
+                if let stored = try storedCalibration(db: db, settings: { settings(full, $0, $1) }) {
+                    calibration = stored
+                } else {
+                    let c = try calibrate(full, items: images.map(\.0), size: size)
+                    calibration = c.calibration
+                    calibrated = (c.pixels, c.count)
+                }
             }
             if let compiled = prepared.compiled, compiled.precision == decision.precision, calibration == nil {
                 extractor = try compiled.extractor.get()
             } else {
                 extractor = try FeatureExtractor(full, batch: batch, size: size, precision: decision.precision, calibration: calibration,
                                                  outputs: outputs, algorithm: convolution)
+            }
+            if let calibrated {
+                let checkStarted = Date()
+                let fp32 = try FeatureExtractor(full, batch: batch, size: size, precision: .fp32, outputs: outputs, algorithm: convolution)
+                int8Check = try Self.checkInt8(extractor, against: fp32, pixels: calibrated.pixels, count: calibrated.count,
+                                               output: feature, size: size)
+                reportInt8Check(int8Check!, seconds: Date().timeIntervalSince(checkStarted))
             }
         }
         let loaded = extractor.backbone
@@ -257,7 +282,7 @@ struct Run: ParsableCommand {
                               precision: decision.precision.rawValue, precision_source: decision.source.rawValue,
                               precision_reason: decision.reason, bf16_probe_ratio: decision.probeRatio,
                               convolution: convolution.rawValue,
-                              winograd_convolutions: extractor.winogradConvolutions)
+                              winograd_convolutions: extractor.winogradConvolutions, int8_check: int8Check)
         if json {
             try printJSON(summary)
         } else if !quiet {
@@ -345,7 +370,8 @@ struct Run: ParsableCommand {
     /// (item i * n / k in scan order: a dataset in class folders gets every class, where the first k
     /// would all be of one), un-augmented, rendered as the extraction renders them; unreadable ones are
     /// left out.
-    private func calibrate(_ backbone: LoadedBackbone, items: [DatasetItem], size: Int) throws -> Int8Calibration {
+    private func calibrate(_ backbone: LoadedBackbone, items: [DatasetItem], size: Int) throws
+        -> (calibration: Int8Calibration, pixels: [UInt8], count: Int) {
         let k = min(Int8Calibration.defaultImages, items.count)
         let chosen = (0..<k).map { items[$0 * items.count / k] }
         let pipeline = try ImagePipeline(items: chosen, size: size, fit: fit,
@@ -359,8 +385,46 @@ struct Run: ParsableCommand {
         }, onSkip: { _ in })
         guard count > 0 else { throw ValidationError("--precision int8: none of the \(k) images chosen to calibrate on could be read") }
         if !quiet { FileHandle.standardError.write(Data("int8: calibrating on \(count) images spread over the dataset\n".utf8)) }
-        return try pixels.withUnsafeBufferPointer {
+        let calibration = try pixels.withUnsafeBufferPointer {
             try backbone.calibrateInt8(rgb: $0.baseAddress!, count: count, size: size, depthwise: int8Depthwise)
+        }
+        return (calibration, pixels, count)
+    }
+
+    /// `Int8Check` of `int8` against `fp32` on `count` rendered images (`pixels`), for `output`.
+    static func checkInt8(_ int8: FeatureExtractor, against fp32: FeatureExtractor, pixels: [UInt8], count: Int,
+                          output: String, size: Int) throws -> Int8Check {
+        let per = size * size * 3
+        func features(_ ex: FeatureExtractor) throws -> [Float] {
+            var all: [Float] = []
+            for start in stride(from: 0, to: count, by: ex.batch) {
+                let n = min(ex.batch, count - start)
+                let out = try pixels.withUnsafeBufferPointer { try ex.run(rgb: $0.baseAddress! + start * per, count: n) }
+                guard let f = out[output] else { throw ValidationError("int8 check: the network has no output \(output)") }
+                all += f.prefix(f.count / ex.batch * n)
+            }
+            return all
+        }
+        let a = try features(int8), b = try features(fp32), d = a.count / count
+        let cosines = (0..<count).map { i -> Double in
+            var ab = 0.0, aa = 0.0, bb = 0.0
+            for j in i * d ..< (i + 1) * d { ab += Double(a[j]) * Double(b[j]); aa += Double(a[j] * a[j]); bb += Double(b[j] * b[j]) }
+            return aa > 0 && bb > 0 ? ab / (aa * bb).squareRoot() : (aa == bb ? 1 : 0)
+        }.sorted()
+        let median = count % 2 == 1 ? cosines[count / 2] : (cosines[count / 2 - 1] + cosines[count / 2]) / 2
+        return Int8Check(images: count, cosine_min: cosines[0], cosine_median: median)
+    }
+
+    /// Says what `check` measured (unless --quiet), and warns (always) when the lowest cosine is below
+    /// `Int8Check.warnBelow`.
+    private func reportInt8Check(_ check: Int8Check, seconds: Double) {
+        if !quiet {
+            FileHandle.standardError.write(Data(String(format: "int8: on the %d calibration images, cosine of int8 to fp32 features: lowest %.4f, median %.4f (checked in %.2f s)\n",
+                                                       check.images, check.cosine_min, check.cosine_median, seconds).utf8))
+        }
+        if check.cosine_min < Int8Check.warnBelow {
+            FileHandle.standardError.write(Data(String(format: "warning: --precision int8 moves this backbone's features more than on EfficientNet-Lite: lowest cosine to fp32 %.4f on the calibration images (Lite0/1/2 on scenes6: >= 0.991). Compare heads trained on both (tools/bench/int8_quality.sh does it for a dataset), or use --precision fp32\n",
+                                                       check.cosine_min).utf8))
         }
     }
 

@@ -14,6 +14,12 @@ extension ExtractTests {
         XCTAssertEqual([first.precision, first.precision_source], ["int8", "requested"])
         XCTAssertEqual(first.new_features, 4)
         XCTAssertTrue(err.contains("int8: calibrating on 4 images spread over the dataset"), err)
+        // It checks its features against fp32's on those images, says so, and reports it.
+        let check = try XCTUnwrap(first.int8_check)
+        XCTAssertEqual(check.images, 4)
+        XCTAssertTrue(check.cosine_min <= check.cosine_median && check.cosine_median <= 1.0001 && check.cosine_min > -1.0001, "\(check)")
+        XCTAssertTrue(err.contains(String(format: "int8: on the 4 calibration images, cosine of int8 to fp32 features: lowest %.4f, median %.4f",
+                                          check.cosine_min, check.cosine_median)), err)
         let stored = try storedPrecisions(a)
         XCTAssertEqual(stored.count, 1)
         XCTAssertTrue(stored[0].hasPrefix("int8:{"), stored[0])
@@ -37,6 +43,8 @@ extension ExtractTests {
         let (all, allErr) = try extractAt(data, store: c, ratio: "2", ["--precision", "int8"])
         XCTAssertTrue(allErr.contains("int8: the calibration of extraction \(half.extraction_id)"), allErr)
         XCTAssertFalse(allErr.contains("calibrating"), allErr)
+        XCTAssertNil(all.int8_check)   // a stored calibration is not checked again
+        XCTAssertNil(f.int8_check)
         XCTAssertEqual([all.extraction_id, Int64(all.reused_features), Int64(all.new_features)], [half.extraction_id, Int64(half.new_features), Int64(4 - half.new_features)])
         XCTAssertEqual(try storedPrecisions(c), halfPrecision)
     }

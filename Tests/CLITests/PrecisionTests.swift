@@ -9,6 +9,8 @@ extension ExtractTests {
     struct PrecisionSummary: Decodable {
         let extraction_id: Int64, new_features: Int, reused_features: Int
         let precision: String, precision_source: String, precision_reason: String, bf16_probe_ratio: Double?
+        struct Int8Check: Decodable { let images: Int, cosine_min: Double, cosine_median: Double }
+        let int8_check: Int8Check?
     }
 
     func extractAt(_ data: URL, store: URL, ratio: String, _ extra: [String] = []) throws -> (PrecisionSummary, stderr: String) {
