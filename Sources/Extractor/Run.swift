@@ -401,11 +401,14 @@ struct Run: ParsableCommand {
                 let n = min(ex.batch, count - start)
                 let out = try pixels.withUnsafeBufferPointer { try ex.run(rgb: $0.baseAddress! + start * per, count: n) }
                 guard let f = out[output] else { throw ValidationError("int8 check: the network has no output \(output)") }
-                all += f.prefix(f.count / ex.batch * n)
+                all += f   // n rows
             }
             return all
         }
-        let a = try features(int8), b = try features(fp32), d = a.count / count
+        let a = try features(int8), b = try features(fp32), d = int8.dimension(output)
+        guard a.count == count * d, b.count == count * d else {
+            throw ValidationError("int8 check: \(a.count) int8 and \(b.count) fp32 values for \(count) images of \(d)")
+        }
         let cosines = (0..<count).map { i -> Double in
             var ab = 0.0, aa = 0.0, bb = 0.0
             for j in i * d ..< (i + 1) * d { ab += Double(a[j]) * Double(b[j]); aa += Double(a[j] * a[j]); bb += Double(b[j] * b[j]) }

@@ -20,6 +20,14 @@ extension ExtractTests {
         XCTAssertTrue(check.cosine_min <= check.cosine_median && check.cosine_median <= 1.0001 && check.cosine_min > -1.0001, "\(check)")
         XCTAssertTrue(err.contains(String(format: "int8: on the 4 calibration images, cosine of int8 to fp32 features: lowest %.4f, median %.4f",
                                           check.cosine_min, check.cosine_median)), err)
+        // In batches of 3 (a full one and a partial one) the check sees the same 4 images and cosines.
+        let r3 = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", dir.appendingPathComponent("b3.sqlite").path,
+                                         "--batch", "3", "--precision", "int8", "--quiet", "--json"])
+        XCTAssertEqual(r3.status, 0, r3.stderr)
+        let check3 = try XCTUnwrap(try JSONDecoder().decode(PrecisionSummary.self, from: Data(r3.stdout.utf8)).int8_check)
+        XCTAssertEqual(check3.images, 4)
+        XCTAssertEqual(check3.cosine_min, check.cosine_min, accuracy: 1e-5)
+        XCTAssertEqual(check3.cosine_median, check.cosine_median, accuracy: 1e-5)
         let stored = try storedPrecisions(a)
         XCTAssertEqual(stored.count, 1)
         XCTAssertTrue(stored[0].hasPrefix("int8:{"), stored[0])
