@@ -59,10 +59,13 @@ public final class CompiledNetwork {
     /// Shape of each named output, flattened to [batch, features].
     public private(set) var outputShapes: [String: [Int]] = [:]
     /// One line per primitive: layer name and the oneDNN implementation chosen (e.g. `brgconv:avx512_core`);
-    /// in an int8 network, each convolution's type after it (`(int8)` or `(fp32)`).
+    /// in an int8 network, each convolution's type after it (`(int8)` or `(fp32)`); in a bf16 one,
+    /// `(fp32)` after those of `fp32InBF16Layers`.
     public private(set) var implementations: [String] = []
     /// Convolutions oneDNN runs as Winograd (`ConvolutionAlgorithm.auto`).
     public private(set) var winogradConvolutions = 0
+    /// Convolutions of a bf16 network that run in fp32 (`Builder.staysFP32InBF16`), in order.
+    public private(set) var fp32InBF16Layers: [String] = []
     /// Bytes held for activations (after buffer reuse), weights and the shared scratchpad.
     public private(set) var activationBytes = 0
     public private(set) var weightBytes = 0
@@ -128,6 +131,7 @@ public final class CompiledNetwork {
         let ctx = DNNLContext.shared
         implementations = b.implementations
         winogradConvolutions = b.winogradConvolutions
+        fp32InBF16Layers = b.fp32InBF16Layers
         outputShapes = b.outputShapes
         owned = b.weightBuffers
         weightBytes = b.weightBuffers.reduce(0) { $0 + $1.byteCount }
@@ -217,6 +221,7 @@ struct Builder {
     var weightMDs: [dnnl_memory_desc_t] = []
     var implementations: [String] = []
     var winogradConvolutions = 0
+    var fp32InBF16Layers: [String] = []
     /// Float convolutions of an int8 network that keep the float layout (`keepsFloatLayout`).
     var floatAheadLayers: Set<String> = []
     var outputShapes: [String: [Int]] = [:]
@@ -321,6 +326,7 @@ struct Builder {
         } ?? false
         let q = try int8Plan(layer, c, inputDims: src.dims, outputDims: outDims, residualDies: residualDies, dstTag: dstTag)
         let fp32InBF16 = staysFP32InBF16(layer, c)
+        if fp32InBF16 { fp32InBF16Layers.append(layer.name) }
         let dt = fp32InBF16 ? dnnl_f32 : self.dt
         // The first convolution reads the 3-channel image in whatever layout its kernel prefers.
         var srcMD = try MD.make([n, ci, h, w], q?.srcType ?? dt, ci < 8 ? dnnl_format_tag_any : tag)
@@ -428,11 +434,7 @@ struct Builder {
     /// backbones' figures are in README ("Correctness", bf16).
     func staysFP32InBF16(_ layer: Layer, _ c: Convolution) -> Bool {
         guard precision == .bf16, Self.imageConvolutionsFP32InBF16 else { return false }
-        /// Every reader of `name`'s output is a convolution (which reads fp32 through a reorder).
-        func convolutionsRead(_ name: String) -> Bool {
-            guard lastUse[name] != Int.max, let rs = readers[name], !rs.isEmpty else { return false }
-            return rs.allSatisfy { if case .conv = $0.op { return true }; return false }
-        }
+        func convolutionsRead(_ name: String) -> Bool { onlyConvolutionsRead(name) }   // each through a reorder to bf16
         /// `reader` is a depthwise convolution of the image convolution `image`'s output that stays fp32.
         func depthwiseStays(_ reader: Layer, after image: Convolution) -> Bool {
             guard case .conv(let d) = reader.op, d.isDepthwise(inputChannels: image.outChannels) else { return false }
@@ -450,6 +452,16 @@ struct Builder {
         return staysFP32InBF16(p, pc)
     }
 
+    /// Whether `name`'s output has readers and all are convolutions (with `asInputOnly`, reading it as
+    /// their input, not as a residual); false for a network output.
+    func onlyConvolutionsRead(_ name: String, asInputOnly: Bool = false) -> Bool {
+        guard lastUse[name] != Int.max, let rs = readers[name], !rs.isEmpty else { return false }
+        return rs.allSatisfy { r in
+            guard case .conv(let rc) = r.op else { return false }
+            return !asInputOnly || (r.inputs[0] == name && rc.residual == nil)
+        }
+    }
+
     /// Whether `layer`, a float convolution of an int8 network, keeps the float network's layout
     /// (`floatAheadLayers`) instead of nhwc: the image's own convolution (reading the plain input
     /// with no reorder, as the fp32 network does) when every reader of its output is a float
@@ -462,13 +474,7 @@ struct Builder {
     /// `tools/bench/stem_layout_probe.c`.
     func keepsFloatLayout(_ layer: Layer, inputDims: [Int], outputDims: [Int]) -> Bool {
         guard precision == .int8, !runsInt8(layer, inputDims: inputDims) else { return false }
-        func convolutionsOnly(_ name: String) -> Bool {
-            guard lastUse[name] != Int.max, let rs = readers[name], !rs.isEmpty else { return false }
-            return rs.allSatisfy { r in
-                if case .conv(let rc) = r.op { return r.inputs[0] == name && rc.residual == nil }
-                return false
-            }
-        }
+        func convolutionsOnly(_ name: String) -> Bool { onlyConvolutionsRead(name, asInputOnly: true) }
         if Self.isImage(layer.inputs[0]) {
             return convolutionsOnly(layer.name) && (readers[layer.name] ?? []).allSatisfy { r in
                 !runsInt8(r, inputDims: outputDims) && convolutionsOnly(r.name)

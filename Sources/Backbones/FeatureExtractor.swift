@@ -30,6 +30,8 @@ public final class FeatureExtractor {
     public var implementations: [String] { net.implementations }
     /// Convolutions oneDNN runs as Winograd (`ConvolutionAlgorithm`).
     public var winogradConvolutions: Int { net.winogradConvolutions }
+    /// Convolutions of a bf16 network that run in fp32 (`CompiledNetwork.fp32InBF16Layers`).
+    public var fp32InBF16Layers: [String] { net.fp32InBF16Layers }
 
     /// Runs `count` (<= batch) square images, `size` x `size` x 3 RGB bytes each, contiguous.
     /// Returns, per output, `count` rows of that output's dimension, row-major.

@@ -246,7 +246,7 @@ struct Run: ParsableCommand {
             blockInputs += lacksBlock.filter { $0 }.count
             missing.append(copies)
         }
-        if extractor.implementations.contains(where: { $0.hasSuffix(" (fp32)") }),   // under bf16: what tool 0.1.0 ran in bf16
+        if !extractor.fp32InBF16Layers.isEmpty,   // what tool 0.1.0 ran in bf16
            let warning = Self.olderBF16Warning(extraction, reused: reused, new: missing.reduce(0) { $0 + $1.count }, store: store) {
             FileHandle.standardError.write(Data((warning + "\n").utf8))
         }

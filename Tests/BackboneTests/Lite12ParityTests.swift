@@ -136,6 +136,7 @@ final class Lite12ParityTests: XCTestCase {
                           "\(layer) in \(extractor.implementations.prefix(5))")
         }
         XCTAssertEqual(extractor.implementations.filter { $0.hasSuffix(" (fp32)") }.count, 3, "\(extractor.implementations)")
+        XCTAssertEqual(extractor.fp32InBF16Layers, ["stem", "b0.depthwise", "b0.project"])
         let bf16 = try extractor.run(rgb: pixels, count: files.count)["features"]!
         for (i, file) in files.enumerated() {
             let c = cosine(fp32[i * 1280 ..< (i + 1) * 1280], bf16[i * 1280 ..< (i + 1) * 1280])
