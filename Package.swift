@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "BackboneTests", dependencies: ["Backbones", "FineTuneCore", "WeightFormats", "BackboneEngine", "Imaging"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HeadTrainerTests", dependencies: ["HeadTrainerCore", "HeadModel", "FineTuneCore", "WeightFormats"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLITests", dependencies: ["FeatureStore", "FineTuneCore", "HeadTrainerCore", .product(name: "Yams", package: "Yams"),
+        .testTarget(name: "CLITests", dependencies: ["BackboneEngine", "FeatureStore", "FineTuneCore", "HeadTrainerCore", .product(name: "Yams", package: "Yams"),
                                                  .product(name: "GRDB", package: "GRDB.swift")],
                     resources: [.copy("Fixtures")]),
         // Fine-tuning the last blocks from cached block inputs: gradients against PyTorch fixtures.

@@ -9,12 +9,6 @@ import Foundation
 public enum ActivationLayout: String, Sendable {
     case blocked, nhwc, any
 
-    /// Whether oneDNN dispatches AVX-512 kernels here (its effective ISA, which `ONEDNN_MAX_CPU_ISA` caps).
-    static let avx512: Bool = {
-        let isa = dnnl_get_effective_cpu_isa().rawValue, core = dnnl_cpu_isa_avx512_core.rawValue
-        return isa & core == core
-    }()
-
     public static var preferred: ActivationLayout {
         ProcessInfo.processInfo.environment["WORKBENCH_LAYOUT"].flatMap(ActivationLayout.init(rawValue:)) ?? .blocked
     }
@@ -24,7 +18,7 @@ public enum ActivationLayout: String, Sendable {
     /// pool fell back to `ref:any`, as `ONEDNN_MAX_CPU_ISA=AVX2 extract bench --verbose` showed).
     var tag: dnnl_format_tag_t {
         switch self {
-        case .blocked: return Self.avx512 ? dnnl_aBcd16b : dnnl_aBcd8b
+        case .blocked: return EngineISA.current.avx512 ? dnnl_aBcd16b : dnnl_aBcd8b
         case .nhwc: return dnnl_acdb
         case .any: return dnnl_format_tag_any
         }
@@ -86,6 +80,9 @@ public final class CompiledNetwork {
                 algorithm: ConvolutionAlgorithm = .auto) throws {
         guard precision != .int8 || calibration != nil else {
             throw EngineError("\(network.name): int8 needs the activation ranges of a calibration (Int8Calibration.measure)")
+        }
+        if precision == .bf16, let why = EngineISA.current.bf16Unavailable {
+            throw EngineError("\(network.name) in bf16: \(why); run it in fp32 (--precision fp32 or auto)")
         }
         name = network.name
         self.batch = batch
@@ -343,8 +340,6 @@ struct Builder {
                   "describe convolution \(layer.name)")
         if q == nil, !fp32InBF16, let (next, d) = fusableDepthwise(layer, c, index: index, outDims: outDims),
            try convolution(layer, c, fusing: next, d, index: index, desc: &desc) { return }
-        var weights = c.weights
-        var bias = c.bias ?? [Float](repeating: 0, count: c.outChannels)
         let dstScale = q?.dstScale ?? 1
         // The residual the sum post-op adds: in place in dst when it dies here with dst's layout and
         // type (then at its own scale), else copied into dst at dst's scale.
@@ -361,33 +356,61 @@ struct Builder {
                 throw EngineError("\(network.name): layer \(layer.name) was planned to add \(r) in place as s8, and cannot")
             }
         }
-        var outputScales: [Float]?
-        if let q {
-            // Accumulators are sums of (x * srcScale) * (w * weightScale): output scales bring them
-            // back to real values (and to dst's scale when no activation follows); the bias is added
-            // to the accumulator before the output scale, so it is scaled up like the products. With
-            // the input's channel means, it is corrected for the rounding of the weights first.
-            let (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels, search: calibration?.depthwise == true)
-            if let means = calibration?.means?[layer.inputs[0]] {
-                guard means.count == ci else {
-                    throw EngineError("\(network.name): the int8 calibration has \(means.count) channel means for \(layer.inputs[0]), which has \(ci) channels; calibrate again (a new extraction)")
+        let original = c.weights, originalBias = c.bias ?? [Float](repeating: 0, count: c.outChannels)
+        /// The int8 weights, bias and output scales, and the primitive; `halved`: oneDNN halves the
+        /// weights as it reorders them (below).
+        func create(halved: Bool) throws -> (pd: OpaquePointer, weights: [Float], bias: [Float]) {
+            var weights = original, bias = originalBias
+            var outputScales: [Float]?
+            if let q {
+                // Accumulators are sums of (x * srcScale) * (w * weightScale): output scales bring them
+                // back to real values (and to dst's scale when no activation follows); the bias is added
+                // to the accumulator before the output scale, so it is scaled up like the products. With
+                // the input's channel means, it is corrected for the rounding of the weights first.
+                // Depthwise kernels widen u8 and s8 to 32 bits before multiplying: 127 levels unless halved.
+                let stored = g == 1 ? calibration?.convolutionWeightLevels ?? 127 : 127, isa = EngineISA.current
+                guard g > 1 || stored <= isa.int8WeightLevels else {
+                    throw EngineError("\(network.name): this int8 calibration rounds \(layer.name)'s weights to \(stored) levels, which oneDNN's int8 kernels on this CPU (\(isa.name), no VNNI) would saturate; calibrate here instead (a new extraction: another --store), run it on a CPU with VNNI, or use --precision fp32")
                 }
-                let correction = Int8Calibration.biasCorrection(weights: weights, values: values, scales: scales, inputMeans: means, groups: g)
-                for o in bias.indices { bias[o] += correction[o] }
+                let levels = halved ? min(stored, 63) : stored
+                var (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels, search: calibration?.depthwise == true,
+                                                                       levels: levels)
+                if let means = calibration?.means?[layer.inputs[0]] {
+                    guard means.count == ci else {
+                        throw EngineError("\(network.name): the int8 calibration has \(means.count) channel means for \(layer.inputs[0]), which has \(ci) channels; calibrate again (a new extraction)")
+                    }
+                    let correction = Int8Calibration.biasCorrection(weights: weights, values: values, scales: scales, inputMeans: means, groups: g)
+                    for o in bias.indices { bias[o] += correction[o] }
+                }
+                // Even values, so oneDNN's halving is exact: it computes with `levels` levels.
+                if halved { values = values.map { 2 * $0 }; scales = scales.map { 2 * $0 } }
+                weights = values
+                let toDst: Float = c.activation == .none ? dstScale : 1
+                outputScales = scales.map { toDst / (q.srcScale * $0) }
+                for o in bias.indices { bias[o] *= q.srcScale * scales[o] }
             }
-            weights = values
-            let toDst: Float = c.activation == .none ? dstScale : 1
-            outputScales = scales.map { toDst / (q.srcScale * $0) }
-            for o in bias.indices { bias[o] *= q.srcScale * scales[o] }
+            let linear: Float = c.activation == .none ? dstScale : 1
+            let attr = try Attributes(residual: c.residual != nil, activation: c.activation, outputScales: outputScales,
+                                      sumScale: linear / contentScale, sumType: q?.sumType, activationScale: dstScale / linear)
+            defer { attr.destroy() }
+            var pdOut: OpaquePointer?
+            try check(dnnl_primitive_desc_create(&pdOut, &desc, attr.handle, DNNLContext.shared.engine, nil),
+                      "create convolution \(layer.name) (\(ci)->\(c.outChannels), \(kh)x\(kw)/\(c.stride), groups \(g)\(q == nil ? "" : ", int8"))")
+            return (pdOut!, weights, bias)
         }
-        let linear: Float = c.activation == .none ? dstScale : 1
-        let attr = try Attributes(residual: c.residual != nil, activation: c.activation, outputScales: outputScales,
-                                  sumScale: linear / contentScale, sumType: q?.sumType, activationScale: dstScale / linear)
-        defer { attr.destroy() }
-        var pdOut: OpaquePointer?
-        try check(dnnl_primitive_desc_create(&pdOut, &desc, attr.handle, DNNLContext.shared.engine, nil),
-                  "create convolution \(layer.name) (\(ci)->\(c.outChannels), \(kh)x\(kw)/\(c.stride), groups \(g)\(q == nil ? "" : ", int8"))")
-        let pd = pdOut!
+        // Without VNNI, oneDNN's int8 kernels for s8 inputs halve the weights as they reorder them
+        // (the weights' `scale_adjust` 0.5) and double the sums, so odd weights lose their last bit
+        // (Lite0 under `ONEDNN_MAX_CPU_ISA=AVX2`: b1.expand, the first s8-input convolution, 2% off
+        // the VNNI kernels' output; features at cosine 0.982-0.995). The weights are then
+        // quantized to at most 63 levels and doubled: the halving is exact.
+        var (pd, weights, bias) = try create(halved: false)
+        if q != nil, Self.halvesWeights(MD.query(pd, dnnl_query_weights_md)!) {
+            dnnl_primitive_desc_destroy(pd)
+            (pd, weights, bias) = try create(halved: true)
+            guard Self.halvesWeights(MD.query(pd, dnnl_query_weights_md)!) else {
+                throw EngineError("\(network.name): oneDNN changed its mind about halving \(layer.name)'s int8 weights")
+            }
+        }
         let input = try conform(layer.inputs[0], to: MD.query(pd, dnnl_query_src_md)!, layer: layer.name, scale: q?.srcScale)
         let wIndex = try addWeights(weights, dims: wDims, to: MD.query(pd, dnnl_query_weights_md)!, layer: layer.name)
         let bIndex = try addWeights(bias, dims: [c.outChannels], to: bMD, layer: layer.name)
@@ -409,6 +432,11 @@ struct Builder {
                                      (DNNL_ARG_BIAS, .weights(bIndex)), (DNNL_ARG_DST, .tensor(layer.name))],
                    reads: [input] + (c.residual.map { [$0] } ?? []), writes: layer.name,
                    type: precision == .int8 ? (q == nil ? "fp32" : "int8") : fp32InBF16 ? "fp32" : nil)
+    }
+
+    /// Whether oneDNN halves int8 weights as it reorders them into `md` (its `scale_adjust`).
+    static func halvesWeights(_ md: dnnl_memory_desc_t) -> Bool {
+        md.extra.flags & UInt64(dnnl_memory_extra_flag_scale_adjust.rawValue) != 0 && md.extra.scale_adjust == 0.5
     }
 
     /// `WORKBENCH_BF16_IMAGE_FP32=0` runs them in bf16 too, as builds before the ninth session did
@@ -705,7 +733,16 @@ struct Builder {
         guard layer.inputs.count == 2 else {
             throw EngineError("\(network.name): layer \(layer.name) needs two inputs")
         }
-        let a = tensors[layer.inputs[0]]!, b = tensors[layer.inputs[1]]!
+        let a = tensors[layer.inputs[0]]!
+        // A broadcast operand (EfficientNet's squeeze-excite gate, [n, c, 1, 1]) in another layout than
+        // the tensor it scales sends oneDNN to `ref:any` (B0 int8 on AVX2, whose depthwise kernels write nhwc):
+        // it is reordered into the tensor's layout, a few hundred values.
+        var second = layer.inputs[1]
+        if let b = tensors[second], b.dims != a.dims, b.scale == nil, b.md.data_type == a.md.data_type, let tag = MD.tag(of: a.md, dims: a.dims),
+           MD.tag(of: b.md, dims: b.dims) != tag {
+            second = try conform(second, to: MD.make(b.dims, b.md.data_type, tag), layer: layer.name)
+        }
+        let b = tensors[second]!
         var aMD = a.md, bMD = b.md, dstMD = a.md
         var desc = dnnl_binary_desc_t()
         try check(dnnl_binary_desc_init(&desc, alg, &aMD, &bMD, &dstMD), "describe \(layer.name)")
@@ -715,9 +752,9 @@ struct Builder {
         try check(dnnl_primitive_desc_create(&pd, &desc, attr.handle, DNNLContext.shared.engine, nil),
                   "create \(layer.name)")
         tensors[layer.name] = Tensor(dims: a.dims, md: a.md)
-        try append(layer.name, pd!, [(DNNL_ARG_SRC_0, .tensor(layer.inputs[0])), (DNNL_ARG_SRC_1, .tensor(layer.inputs[1])),
+        try append(layer.name, pd!, [(DNNL_ARG_SRC_0, .tensor(layer.inputs[0])), (DNNL_ARG_SRC_1, .tensor(second)),
                                      (DNNL_ARG_DST, .tensor(layer.name))],
-                   reads: layer.inputs, writes: layer.name)
+                   reads: [layer.inputs[0], second], writes: layer.name)
     }
 
     // MARK: Helpers

@@ -83,6 +83,15 @@ enum MD {
         }
     }
 
+    /// Which of the 4-d layouts the engine uses `md` (of `dims`) is in, nil for another: so a tensor
+    /// of other dims can be described in the same one.
+    static func tag(of md: dnnl_memory_desc_t, dims: [Int]) -> dnnl_format_tag_t? {
+        guard dims.count == 4 else { return nil }
+        return [dnnl_abcd, dnnl_acdb, dnnl_aBcd8b, dnnl_aBcd16b].first { t in
+            (try? make(dims, md.data_type, t)).map { equal($0, md) } ?? false
+        }
+    }
+
     static func size(_ md: dnnl_memory_desc_t) -> Int {
         var m = md
         return dnnl_memory_desc_get_size(&m)

@@ -37,19 +37,35 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
     /// stored before it, whose ranges are the plain min and max (all ranges are stored, so those
     /// compile as they were computed, and their text is unchanged).
     public var signedClip: String?
+    /// The largest |quantized weight| of its non-depthwise convolutions: `EngineISA.int8WeightLevels`
+    /// of the CPU that calibrated, 63 where oneDNN has no VNNI; nil for 127 (with VNNI, and in
+    /// calibrations stored before this field: their text is unchanged). Features from 63 and 127
+    /// differ, so they belong to different extractions; a CPU without VNNI cannot compile 127
+    /// (`CompiledNetwork` says so).
+    public var weightLevels: Int?
 
     /// Images a run calibrates on (spread evenly over the dataset in scan order, copy 0).
     public static let defaultImages = 32
     static let storedPrefix = "int8:"
 
     public init(images: Int, ranges: [String: [Float]], means: [String: [Float]]? = nil, depthwise: Bool? = nil,
-                signedClip: String? = nil) {
+                signedClip: String? = nil, weightLevels: Int? = nil) {
         self.images = images
         self.ranges = ranges
         self.means = means
         self.depthwise = depthwise
         self.signedClip = signedClip
+        self.weightLevels = weightLevels
     }
+
+    /// `weightLevels` for a calibration made on this CPU: nil (127) with VNNI, else 63.
+    public static var localWeightLevels: Int? {
+        let levels = EngineISA.current.int8WeightLevels
+        return levels == 127 ? nil : levels
+    }
+
+    /// `weightLevels`, 127 when nil.
+    public var convolutionWeightLevels: Int { weightLevels ?? 127 }
 
     /// The extraction's precision text: `int8:` and the calibration (ranges, means) as JSON with
     /// sorted keys (so equal calibrations give equal extraction identities, and different ones
@@ -129,7 +145,7 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
         let means = sums.mapValues { s in s.map { Float(String(format: "%.4g", $0 / Double(count)))! } }
         // Without int8 depthwise the key is left out, as in calibrations stored before it.
         var calibration = Int8Calibration(images: count, ranges: ranges, means: means, depthwise: depthwise ? true : nil,
-                                          signedClip: clipSigned ? signedClipMethod : nil)
+                                          signedClip: clipSigned ? signedClipMethod : nil, weightLevels: localWeightLevels)
         // Signed tensors (min < 0: in EfficientNet-Lite the project convolutions' linear outputs,
         // their residual added) get the clipping bound of least squared error (`signedClipBound`);
         // unsigned ones (after ReLU or ReLU6) keep their max.
@@ -240,9 +256,10 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
         return (unsigned ? dnnl_u8 : dnnl_s8, bound > 0 ? levels / bound : 1)
     }
 
-    /// Weights `[out, ...]` rounded to integers in [-127, 127] per output channel, and each channel's
-    /// scale (quantized = weight * scale): 127 levels for the channel's largest |weight|, or with
-    /// `search` the number of levels in 64...127 whose rounding has the least squared error
+    /// Weights `[out, ...]` rounded to integers in [-levels, levels] per output channel, and each channel's
+    /// scale (quantized = weight * scale): `levels` (127, or 63 for `weightLevels`) for the channel's
+    /// largest |weight|, or with `search` the number of levels in levels / 2 + 1...levels (64...127)
+    /// whose rounding has the least squared error
     /// (channels in parallel). `tools/bench/int8_quality.sh`, lowest cosine of int8 to fp32 features
     /// on the 2,400 scenes6 images, with the search on every int8 convolution (this code) against on
     /// the depthwise ones only (commit 7d37831): Lite0 0.9935 / 0.9917, Lite1 0.9906 / 0.9887, Lite2
@@ -253,7 +270,7 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
     /// the longest row of EfficientNet-Lite0 and Lite1 (their last project convolutions).
     static let searchedWeightsPerChannel = 1152
 
-    static func quantizeWeights(_ weights: [Float], outChannels: Int, search: Bool = false) -> (values: [Float], scales: [Float]) {
+    static func quantizeWeights(_ weights: [Float], outChannels: Int, search: Bool = false, levels: Int = 127) -> (values: [Float], scales: [Float]) {
         let per = weights.count / outChannels, search = search && per <= searchedWeightsPerChannel
         var values = weights, scales = [Float](repeating: 1, count: outChannels)
         weights.withUnsafeBufferPointer { w in
@@ -263,10 +280,10 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
                     DispatchQueue.concurrentPerform(iterations: outChannels) { o in
                         let chunk = UnsafeBufferPointer(start: w + o * per, count: per)
                         let bound = chunk.reduce(Float(0)) { max($0, abs($1)) }
-                        var s: Float = bound > 0 ? 127 / bound : 1
+                        var s: Float = bound > 0 ? Float(levels) / bound : 1
                         if search && bound > 0 {
                             var least = Double.infinity
-                            for levels in 64...127 {
+                            for levels in levels / 2 + 1...levels {
                                 let t = Float(levels) / bound
                                 var error = 0.0
                                 for x in chunk { let d = Double((x * t).rounded() / t - x); error += d * d }

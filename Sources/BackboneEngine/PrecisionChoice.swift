@@ -37,12 +37,15 @@ public struct CPUFeatures: Equatable, Sendable {
     /// This machine's CPU (empty features where /proc/cpuinfo cannot be read).
     public static let current = CPUFeatures(cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
 
-    /// Which int8 dot product oneDNN's kernels use here: VNNI (`vpdpbusd`, one instruction per 4 products)
-    /// with avx512_vnni or avx_vnni; without, two-step AVX-512/AVX2 sequences (slower, the same results).
-    public var int8Kernels: String {
-        if flags.contains("avx512_vnni") { return "avx512_vnni int8 kernels" }
-        if flags.contains("avx_vnni") { return "avx_vnni int8 kernels" }
-        return "no VNNI on this CPU: int8 runs oneDNN's AVX-512/AVX2 kernels without it (slower than with VNNI)"
+    /// Which int8 dot product oneDNN's kernels use here (`isa`: what oneDNN runs, which
+    /// `ONEDNN_MAX_CPU_ISA` can cap below the CPU's flags): VNNI (`vpdpbusd`, one instruction per 4
+    /// products) with avx512_vnni or avx_vnni; without, two-step AVX-512/AVX2 sequences whose 16-bit
+    /// sums would saturate with 8-bit weights, so weights get 7 bits (`EngineISA.int8WeightLevels`).
+    public func int8Kernels(_ isa: EngineISA = .current) -> String {
+        if isa.vnni, flags.contains("avx512_vnni") { return "avx512_vnni int8 kernels" }
+        if isa.vnni, flags.contains("avx_vnni") { return "avx_vnni int8 kernels" }
+        if isa.vnni { return "VNNI int8 kernels" }
+        return "no VNNI for oneDNN here (\(isa.name)): int8 runs its AVX-512/AVX2 kernels without it, slower, and with 7-bit weights (a little further from fp32)"
     }
 
     public var name: String {
@@ -125,14 +128,19 @@ public struct PrecisionDecision: Equatable, Sendable {
 
     /// The decision for `requested`. `probe` is called only for `auto` (the probe decides when its
     /// ratio, weighed by `winogradShare` (`networkRatio`), is clear; `nil` or an error falls back to
-    /// the table); `--precision fp32|bf16` is kept.
-    public static func decide(_ requested: PrecisionRequest, cpu: CPUFeatures, winogradShare: Double = 0,
+    /// the table); `--precision fp32|bf16` is kept. `isa`: what oneDNN runs here; where it has no
+    /// bf16 convolutions `auto` is fp32 without probing (`--precision bf16` is refused before, by
+    /// the commands' validation and by `CompiledNetwork`).
+    public static func decide(_ requested: PrecisionRequest, cpu: CPUFeatures, isa: EngineISA = .current, winogradShare: Double = 0,
                               probe: () throws -> Double?) -> PrecisionDecision {
         switch requested {
         case .fp32: return PrecisionDecision(precision: .fp32, source: .requested, probeRatio: nil, reason: "--precision fp32")
         case .bf16: return PrecisionDecision(precision: .bf16, source: .requested, probeRatio: nil, reason: "--precision bf16")
-        case .int8: return PrecisionDecision(precision: .int8, source: .requested, probeRatio: nil, reason: "--precision int8: \(cpu.int8Kernels)")
+        case .int8: return PrecisionDecision(precision: .int8, source: .requested, probeRatio: nil, reason: "--precision int8: \(cpu.int8Kernels(isa))")
         case .auto: break
+        }
+        if let why = isa.bf16Unavailable {
+            return PrecisionDecision(precision: .fp32, source: .rule, probeRatio: nil, reason: "\(why), on \(cpu.name)")
         }
         let ratio: Double?, failure: String?
         do { ratio = try probe(); failure = nil } catch { ratio = nil; failure = "\(error)" }

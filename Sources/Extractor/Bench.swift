@@ -39,6 +39,7 @@ struct Bench: ParsableCommand {
         }
         guard batch >= 1, batch <= 1024 else { throw ValidationError("--batch must be between 1 and 1024") }
         if let s = imageSize, s < 32 || s > 1024 { throw ValidationError("--image-size must be between 32 and 1024") }
+        try precision.validate()
     }
 
     struct Report: Encodable {

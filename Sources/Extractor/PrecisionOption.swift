@@ -12,6 +12,15 @@ extension ConvolutionAlgorithm {
         valueName: "auto|direct")
 }
 
+extension PrecisionRequest {
+    /// Refuses `--precision bf16` where oneDNN has no bf16 convolutions, before any work starts.
+    func validate() throws {
+        if self == .bf16, let why = EngineISA.current.bf16Unavailable {
+            throw ValidationError("--precision bf16: \(why). Use --precision fp32, or auto (fp32 here)")
+        }
+    }
+}
+
 extension PrecisionDecision {
     /// Resolves `--precision` on this machine: `auto` runs `BF16Probe` (the table when it cannot
     /// decide); an explicit `bf16` runs it too, to say on stderr when bf16 is slower here and by how

@@ -72,6 +72,7 @@ struct Run: ParsableCommand {
         guard maxPixels > 0 else { throw ValidationError("--max-pixels must be > 0") }
         guard maxFileBytes > 0 else { throw ValidationError("--max-file-bytes must be > 0") }
         if let shard { _ = try Shard(shard) }
+        try precision.validate()
         if precision != .int8, !int8Depthwise {
             throw ValidationError("--no-int8-depthwise applies to --precision int8 only")
         }
@@ -328,7 +329,9 @@ struct Run: ParsableCommand {
         let resumable = try db.extractions(backbone: mine.backbone, datasetID: mine.datasetID).filter {
             try FeatureStore.settingsKey(settings($0.settings.precision, $0.settings.featureDim)) == $0.settingsKey
         }
-        if resumable.count == 1, let e = resumable.first, let p = Precision(rawValue: e.settings.precision), p != .int8 {
+        // A bf16 extraction is resumed only where oneDNN has bf16 convolutions (else auto is fp32, a new extraction).
+        if resumable.count == 1, let e = resumable.first, let p = Precision(rawValue: e.settings.precision), p != .int8,
+           p != .bf16 || EngineISA.current.bf16Convolutions {
             return PrecisionDecision(precision: p, source: .rule, probeRatio: nil, reason: "resumes extraction \(e.id) in \(store)")
         }
         guard cacheBlocks == nil else {
@@ -361,6 +364,14 @@ struct Run: ParsableCommand {
         return try db.extractions(backbone: mine.backbone, datasetID: mine.datasetID).reversed().lazy.compactMap { e -> Int8Calibration? in
             guard let c = Int8Calibration(storedPrecision: e.settings.precision), (c.depthwise == true) == int8Depthwise,
                   try FeatureStore.settingsKey(settings(e.settings.precision, e.settings.featureDim)) == e.settingsKey else { return nil }
+            let isa = EngineISA.current
+            guard c.convolutionWeightLevels <= isa.int8WeightLevels else {
+                if !quiet {
+                    FileHandle.standardError.write(Data(("int8: extraction \(e.id)'s calibration rounds weights to \(c.convolutionWeightLevels) levels, which oneDNN's "
+                        + "int8 kernels here (\(isa.name), no VNNI) would saturate; calibrating again with \(isa.int8WeightLevels) (a new extraction)\n").utf8))
+                }
+                return nil
+            }
             if !quiet { FileHandle.standardError.write(Data("int8: the calibration of extraction \(e.id) (\(c.images) images)\n".utf8)) }
             return c
         }.first

@@ -36,6 +36,7 @@ final class BF16Tests: XCTestCase {
     }
 
     func check(_ id: String, _ shapes: [String: [Int]]) throws {
+        try skipWithoutBF16()
         let spec = try XCTUnwrap(Backbones.experiment.first { $0.id == id })
         let pixels = try Self.scenes(spec.inputSize)
         let count = pixels.count / (spec.inputSize * spec.inputSize * 3)

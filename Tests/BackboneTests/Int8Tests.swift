@@ -95,7 +95,7 @@ final class Int8Tests: XCTestCase {
         for c in 0..<hidden { XCTAssertEqual(Double(stored[c]), meansA[c], accuracy: 1e-3 * max(1e-3, abs(meansA[c])), "mean of a, channel \(c)") }
         XCTAssertEqual(cal.means?.keys.sorted(), ["a"], "means of what non-grouped convolutions read (not the image)")
         let shift = (0..<out).map { o -> Double in
-            let row = weightsB[o * hidden ..< (o + 1) * hidden], s = 127 / row.map(abs).max()!
+            let row = weightsB[o * hidden ..< (o + 1) * hidden], s = Float(cal.convolutionWeightLevels) / row.map(abs).max()!
             return zip(row, meansA).reduce(0.0) { $0 + Double(($1.0 * s).rounded() / s - $1.0) * $1.1 }
         }
         let largest = shift.map(abs).max()!
@@ -158,6 +158,10 @@ final class Int8Tests: XCTestCase {
         XCTAssertFalse(new.storedPrecision.contains("signedClip"))
         new.signedClip = Int8Calibration.signedClipMethod
         XCTAssertEqual(Int8Calibration(storedPrecision: new.storedPrecision), new)
+        XCTAssertFalse(new.storedPrecision.contains("weightLevels"), "127-level weights keep the text")
+        new.weightLevels = 63
+        XCTAssertEqual(Int8Calibration(storedPrecision: new.storedPrecision), new)
+        XCTAssertEqual(new.convolutionWeightLevels, 63)
     }
 
     /// Under a calibration with int8 depthwise, 1 x 1 convolutions get the weight-level search too,
@@ -290,7 +294,8 @@ final class Int8Tests: XCTestCase {
         let ranges: [String: [Float]] = ["a": [0, 1], "b": [0, 1], "c": [0, 1], "d": [-1, 1]]
         for (depthwise, type) in [(nil, "fp32"), (true, "int8")] as [(Bool?, String)] {
             let net = try CompiledNetwork(network, batch: 2, height: 8, width: 8, precision: .int8,
-                                          calibration: Int8Calibration(images: 1, ranges: ranges, depthwise: depthwise))
+                                          calibration: Int8Calibration(images: 1, ranges: ranges, depthwise: depthwise,
+                                                                       weightLevels: Int8Calibration.localWeightLevels))
             XCTAssertTrue(net.implementations.contains { $0.hasPrefix("c: ") && $0.hasSuffix("(\(type))") }, "\(net.implementations)")
             XCTAssertTrue(net.implementations.contains { $0.hasPrefix("b: ") && $0.hasSuffix("(int8)") }, "\(net.implementations)")
         }

@@ -92,6 +92,7 @@ final class Lite0ParityTests: XCTestCase {
 
     /// bf16 convolutions keep features close to fp32 (cosine >= 0.999).
     func testBF16FeaturesStayCloseToFP32() throws {
+        try skipWithoutBF16()
         let ref = try Self.reference
         let lb = try backbone()
         var pixels: [UInt8] = []

@@ -1,5 +1,11 @@
+import BackboneEngine
 import Foundation
 import XCTest
+
+/// Skips a test that needs bf16 where oneDNN has none (`ONEDNN_MAX_CPU_ISA=AVX2`, or an AVX2-only CPU).
+func skipWithoutBF16() throws {
+    if let why = EngineISA.current.bf16Unavailable { throw XCTSkip(why) }
+}
 
 /// Runs the built command-line programs (`make test` builds them before the tests run).
 enum CLI {

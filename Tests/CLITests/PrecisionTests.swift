@@ -1,3 +1,4 @@
+import BackboneEngine
 import FeatureStore
 import GRDB
 import Foundation
@@ -24,6 +25,28 @@ extension ExtractTests {
         try FeatureStore(path: store.path, mode: .readOnly).extractions().map(\.settings.precision)
     }
 
+    /// Where oneDNN has no bf16 convolutions (AVX2: Haswell to Zen 3, here `ONEDNN_MAX_CPU_ISA=AVX2`)
+    /// `--precision bf16` is refused before any work, naming the fix; `auto` is fp32 without probing,
+    /// whatever the CPU's flags (this CPU's table would pick bf16), and runs.
+    func testBF16WithoutAVX512IsRefusedAndAutoIsFP32() throws {
+        let data = try makeDataset(perClass: 2, testPerClass: 0)
+        let store = data.deletingLastPathComponent().appendingPathComponent("avx2.sqlite")
+        let avx2 = ["ONEDNN_MAX_CPU_ISA": "AVX2"]
+        for args in [["--data", data.path, "--store", store.path], ["bench", "--seconds", "0.01"]] {
+            let r = try CLI.run("extract", args + ["--backbone", "efficientnet_lite0", "--precision", "bf16"], environment: avx2)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains("--precision bf16: oneDNN has no bf16 convolutions on this CPU (its instruction set here: AVX2; bf16 needs AVX-512). Use --precision fp32, or auto (fp32 here)"), r.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store.path), "refused before the store is created")
+        let r = try CLI.run("extract", ["--backbone", "efficientnet_lite0", "--data", data.path, "--store", store.path, "--batch", "4", "--json"],
+                            environment: avx2.merging(["WORKBENCH_BF16_RATIO": "2"]) { $1 })
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let s = try JSONDecoder().decode(PrecisionSummary.self, from: Data(r.stdout.utf8))
+        XCTAssertEqual([s.precision, s.precision_source], ["fp32", "rule"])
+        XCTAssertNil(s.bf16_probe_ratio)
+        XCTAssertTrue(s.precision_reason.hasPrefix("oneDNN has no bf16 convolutions on this CPU (its instruction set here: AVX2"), s.precision_reason)
+    }
+
     /// `--convolution direct|auto` is reported, and both add to one extraction (the algorithm is not
     /// part of its identity: the features agree to ~1e-6). Lite0 has no convolution that runs as Winograd.
     func testConvolutionAlgorithmIsReportedAndSharesTheExtraction() throws {
@@ -46,6 +69,7 @@ extension ExtractTests {
     }
 
     func testAutoRecordsTheProbedPrecisionAndResumesIt() throws {
+        try skipWithoutBF16()
         let data = try makeDataset(perClass: 2, testPerClass: 0)
         let dir = data.deletingLastPathComponent()
         let fast = dir.appendingPathComponent("fast.sqlite"), slow = dir.appendingPathComponent("slow.sqlite")
@@ -74,6 +98,7 @@ extension ExtractTests {
     }
 
     func testExplicitBF16WarnsWhereSlowerAndProceeds() throws {
+        try skipWithoutBF16()
         let data = try makeDataset(perClass: 1, testPerClass: 0)
         let store = data.deletingLastPathComponent().appendingPathComponent("f.sqlite")
         let (s, stderr) = try extractAt(data, store: store, ratio: "0.5", ["--precision", "bf16", "--quiet"])
@@ -95,6 +120,7 @@ extension ExtractTests {
     }
 
     func testBenchReportsTheResolvedPrecision() throws {
+        try skipWithoutBF16()
         let r = try CLI.run("extract", ["bench", "--backbone", "efficientnet_lite0", "--precision", "auto", "--batch", "1",
                                         "--seconds", "0.01", "--json"], environment: ["WORKBENCH_BF16_RATIO": "0.5"])
         if r.stderr.contains("weights") && r.status != 0 { throw XCTSkip("Lite0 weights not installed (run scripts/setup): \(r.stderr)") }
@@ -111,6 +137,7 @@ extension ExtractTests {
     /// that the extraction's features will mix two computations, and proceeds; one this tool started
     /// says nothing.
     func testResumingABF16ExtractionOfToolZeroOneWarns() throws {
+        try skipWithoutBF16()
         let data = try makeDataset(perClass: 1, testPerClass: 0)
         let store = data.deletingLastPathComponent().appendingPathComponent("older.sqlite")
         let (a, _) = try extractAt(data, store: store, ratio: "2", ["--precision", "bf16", "--quiet"])
