@@ -52,6 +52,17 @@ public struct EngineISA: Equatable, Sendable {
         return known.first { has($0.0) }?.1 ?? "ALL"
     }
 
+    /// Why a network in `precision` (int8: its convolutions' weights rounded to `weightLevels` levels)
+    /// cannot compile here, nil when it can.
+    public func cannotRun(_ precision: Precision, weightLevels: Int = 127) -> String? {
+        switch precision {
+        case .bf16: return bf16Unavailable
+        case .int8 where weightLevels > int8WeightLevels:
+            return "its int8 weights have \(weightLevels) levels, which oneDNN's int8 kernels on this CPU (\(name), no VNNI) would saturate"
+        default: return nil
+        }
+    }
+
     /// Why `--precision bf16` cannot run here, nil when it can.
     public var bf16Unavailable: String? {
         bf16Convolutions ? nil

@@ -47,6 +47,35 @@ extension ExtractTests {
         XCTAssertTrue(s.precision_reason.hasPrefix("oneDNN has no bf16 convolutions on this CPU (its instruction set here: AVX2"), s.precision_reason)
     }
 
+    /// `extract predict` with a head on a bf16 extraction, where oneDNN has no bf16 convolutions
+    /// (`ONEDNN_MAX_CPU_ISA=AVX2`): the features are computed in fp32, which it says, and the
+    /// prediction is the bf16 one's (same ranking, probabilities within 0.02).
+    func testPredictOnABF16ExtractionWithoutBF16UsesFP32() throws {
+        try skipWithoutBF16()
+        let data = try makeDataset(perClass: 3, testPerClass: 1)
+        let store = data.deletingLastPathComponent().appendingPathComponent("predict.sqlite")
+        let (e, _) = try extractAt(data, store: store, ratio: "2", ["--precision", "bf16", "--quiet"])
+        struct Trained: Decodable { let head_id: Int64 }
+        let t = try CLI.run("train-head", ["--store", store.path, "--backbone", "efficientnet_lite0", "--json", "--hidden", "0", "--val-split", "0", "--l2", "1"])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        let head = try JSONDecoder().decode(Trained.self, from: Data(t.stdout.utf8)).head_id
+        let folder = data.appendingPathComponent("test/forest")
+        let image = folder.appendingPathComponent(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()[0])
+        struct Ranked: Decodable { struct Guess: Decodable { let index: Int; let probability: Float }; let top: [Guess] }
+        func predict(_ environment: [String: String]) throws -> ([Ranked.Guess], stderr: String) {
+            let r = try CLI.run("extract", ["predict", "--store", store.path, "--head", "\(head)", "--top", "2", "--json", image.path],
+                                environment: environment)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return (try JSONDecoder().decode([Ranked].self, from: Data(r.stdout.utf8))[0].top, r.stderr)
+        }
+        let (bf16, hereErr) = try predict([:])
+        let (fp32, avx2Err) = try predict(["ONEDNN_MAX_CPU_ISA": "AVX2"])
+        XCTAssertFalse(hereErr.contains("in fp32 instead"), hereErr)
+        XCTAssertTrue(avx2Err.contains("predict: extraction \(e.extraction_id) is bf16, but oneDNN has no bf16 convolutions on this CPU (its instruction set here: AVX2; bf16 needs AVX-512); computing its features in fp32 instead"), avx2Err)
+        XCTAssertEqual(bf16.map(\.index), fp32.map(\.index))
+        for (a, b) in zip(bf16, fp32) { XCTAssertEqual(a.probability, b.probability, accuracy: 0.02) }
+    }
+
     /// `--convolution direct|auto` is reported, and both add to one extraction (the algorithm is not
     /// part of its identity: the features agree to ~1e-6). Lite0 has no convolution that runs as Winograd.
     func testConvolutionAlgorithmIsReportedAndSharesTheExtraction() throws {
