@@ -367,14 +367,16 @@ struct Builder {
                 // back to real values (and to dst's scale when no activation follows); the bias is added
                 // to the accumulator before the output scale, so it is scaled up like the products. With
                 // the input's channel means, it is corrected for the rounding of the weights first.
-                // Depthwise kernels widen u8 and s8 to 32 bits before multiplying: 127 levels unless halved.
-                let stored = g == 1 ? calibration?.convolutionWeightLevels ?? 127 : 127, isa = EngineISA.current
-                guard g > 1 || stored <= isa.int8WeightLevels else {
-                    throw EngineError("\(network.name): this int8 calibration rounds \(layer.name)'s weights to \(stored) levels, which oneDNN's int8 kernels on this CPU (\(isa.name), no VNNI) would saturate; calibrate here instead (a new extraction: another --store), run it on a CPU with VNNI, or use --precision fp32")
+                // `Int8WeightRule`; depthwise kernels widen u8 and s8 to 32 bits before multiplying, so
+                // they keep 127 levels unless halved.
+                let rule = calibration?.weights ?? .full, isa = EngineISA.current
+                guard g > 1 || rule.runs(on: isa) else {
+                    throw EngineError("\(network.name): this int8 calibration rounds \(layer.name)'s weights to 8 bits, whose sums oneDNN's int8 kernels on this CPU (\(isa.name), no VNNI) would saturate; calibrate here instead (a new extraction: another --store), run it on a CPU with VNNI, or use --precision fp32")
                 }
-                let levels = halved ? min(stored, 63) : stored
+                let signedInput = q.srcType == dnnl_s8, pairs = rule == .pairs16
+                let pairStride = g == 1 && pairs && !signedInput && !halved ? kh * kw : nil
                 var (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels, search: calibration?.depthwise == true,
-                                                                       levels: levels)
+                                                                       levels: halved || (pairs && signedInput) ? 63 : 127, pairStride: pairStride)
                 if let means = calibration?.means?[layer.inputs[0]] {
                     guard means.count == ci else {
                         throw EngineError("\(network.name): the int8 calibration has \(means.count) channel means for \(layer.inputs[0]), which has \(ci) channels; calibrate again (a new extraction)")
@@ -402,7 +404,8 @@ struct Builder {
         // (the weights' `scale_adjust` 0.5) and double the sums, so odd weights lose their last bit
         // (Lite0 under `ONEDNN_MAX_CPU_ISA=AVX2`: b1.expand, the first s8-input convolution, 2% off
         // the VNNI kernels' output; features at cosine 0.982-0.995). The weights are then
-        // quantized to at most 63 levels and doubled: the halving is exact.
+        // quantized to at most 63 levels and doubled: the halving is exact. Kernels that halve would
+        // also saturate with more: 255 x 2 x 63 = 32,130 fits 16 bits.
         var (pd, weights, bias) = try create(halved: false)
         if q != nil, Self.halvesWeights(MD.query(pd, dnnl_query_weights_md)!) {
             dnnl_primitive_desc_destroy(pd)

@@ -33,13 +33,11 @@ public struct EngineISA: Equatable, Sendable {
     /// int8 dot products in one instruction (`vpdpbusd`: avx512_core_vnni, avx2_vnni, AMX).
     /// Without, oneDNN multiplies u8 by s8 with `vpmaddubsw`, which adds pairs of products into a
     /// saturating 16-bit integer: 2 x 255 x 127 = 64,770 overflows 32,767, so 8-bit weights lose
-    /// large sums (oneDNN's "Nuances of int8 Computations"). See `int8WeightLevels`.
+    /// large sums (oneDNN's "Nuances of int8 Computations"); see `Int8WeightRule`.
     public var vnni: Bool { has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni) }
 
-    /// The largest |quantized weight| an int8 (non-depthwise) convolution can use here without
-    /// saturating: 127 with VNNI; 63 without (2 x 255 x 63 = 32,130 fits 16 bits). Lite0's int8 features
-    /// under `ONEDNN_MAX_CPU_ISA=AVX2` with 127: cosine to fp32 0.88-0.99 on the `Int8Tests` fixtures.
-    public var int8WeightLevels: Int { vnni ? 127 : 63 }
+    /// How int8 convolutions round their weights here (`Int8WeightRule`).
+    public var int8WeightRule: Int8WeightRule { vnni ? .full : .pairs16 }
 
     /// oneDNN's name for it, as `ONEDNN_MAX_CPU_ISA` spells it.
     public var name: String {
@@ -52,13 +50,13 @@ public struct EngineISA: Equatable, Sendable {
         return known.first { has($0.0) }?.1 ?? "ALL"
     }
 
-    /// Why a network in `precision` (int8: its convolutions' weights rounded to `weightLevels` levels)
-    /// cannot compile here, nil when it can.
-    public func cannotRun(_ precision: Precision, weightLevels: Int = 127) -> String? {
+    /// Why a network in `precision` (int8: its convolutions' weights rounded by `weights`) cannot
+    /// compile here, nil when it can.
+    public func cannotRun(_ precision: Precision, weights: Int8WeightRule = .full) -> String? {
         switch precision {
         case .bf16: return bf16Unavailable
-        case .int8 where weightLevels > int8WeightLevels:
-            return "its int8 weights have \(weightLevels) levels, which oneDNN's int8 kernels on this CPU (\(name), no VNNI) would saturate"
+        case .int8 where !weights.runs(on: self):
+            return "its int8 weights use 8 bits, whose sums oneDNN's int8 kernels on this CPU (\(name), no VNNI) would saturate"
         default: return nil
         }
     }
@@ -68,4 +66,28 @@ public struct EngineISA: Equatable, Sendable {
         bf16Convolutions ? nil
             : "oneDNN has no bf16 convolutions on this CPU (its instruction set here: \(name); bf16 needs AVX-512)"
     }
+}
+
+/// How an int8 network rounds the weights of its non-depthwise convolutions, for the kernels that run it.
+public enum Int8WeightRule: String, Codable, Sendable {
+    /// Up to 127 levels per output channel: VNNI kernels add products in 32 bits.
+    case full
+    /// For kernels without VNNI, which add each pair of u8 x s8 products (adjacent input channels,
+    /// at one kernel position) into a saturating 16-bit integer: the positive weights of a pair,
+    /// and the negative ones, sum to at most 128 levels (255 x 128 = 32,640 fits), up to 127 each;
+    /// convolutions of s8 inputs get 63 levels, which oneDNN's kernels without VNNI halve as they
+    /// reorder them (`scale_adjust` 0.5; doubled first, so the halving is exact). Depthwise ones of
+    /// u8 inputs keep 127 (their kernels widen to 32 bits). The same rule on VNNI kernels gives
+    /// the same features, bit for bit on the 2-core AMD EPYC Zen 5 (`Int8ExtractTests`). Lite1 on the 2,400 scenes6 images, lowest cosine of int8 to fp32
+    /// features: 0.9714 with 63 levels everywhere, 0.9869 (VNNI kernels) with 63 levels for the
+    /// u8-input convolutions only, 0.9912 with 63 for the s8-input ones only, 0.9928 with `full`
+    /// (exploratory switches, tenth session).
+    case pairs16
+
+    /// Whether a network compiled with this rule computes exactly on `isa`'s kernels: `pairs16`
+    /// everywhere (VNNI too: the same features), `full` only with VNNI.
+    public func runs(on isa: EngineISA) -> Bool { self == .pairs16 || isa.vnni }
+
+    /// The most a positive (or negative) pair may sum to under `pairs16`.
+    static let pairLimit: Float = 128
 }

@@ -37,35 +37,35 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
     /// stored before it, whose ranges are the plain min and max (all ranges are stored, so those
     /// compile as they were computed, and their text is unchanged).
     public var signedClip: String?
-    /// The largest |quantized weight| of its non-depthwise convolutions: `EngineISA.int8WeightLevels`
-    /// of the CPU that calibrated, 63 where oneDNN has no VNNI; nil for 127 (with VNNI, and in
-    /// calibrations stored before this field: their text is unchanged). Features from 63 and 127
-    /// differ, so they belong to different extractions; a CPU without VNNI cannot compile 127
-    /// (`CompiledNetwork` says so).
-    public var weightLevels: Int?
+    /// How its non-depthwise convolutions round their weights: `EngineISA.int8WeightRule` of the
+    /// CPU that calibrated, `pairs16` where oneDNN has no VNNI; nil for `full` (with VNNI, and in
+    /// calibrations stored before this field: their text is unchanged). The two give different
+    /// features, so they are different extractions; a CPU without VNNI cannot compile `full`
+    /// (`CompiledNetwork` says so), a CPU with VNNI computes `pairs16` as one without does.
+    public var weightRule: Int8WeightRule?
 
     /// Images a run calibrates on (spread evenly over the dataset in scan order, copy 0).
     public static let defaultImages = 32
     static let storedPrefix = "int8:"
 
     public init(images: Int, ranges: [String: [Float]], means: [String: [Float]]? = nil, depthwise: Bool? = nil,
-                signedClip: String? = nil, weightLevels: Int? = nil) {
+                signedClip: String? = nil, weightRule: Int8WeightRule? = nil) {
         self.images = images
         self.ranges = ranges
         self.means = means
         self.depthwise = depthwise
         self.signedClip = signedClip
-        self.weightLevels = weightLevels
+        self.weightRule = weightRule
     }
 
-    /// `weightLevels` for a calibration made on this CPU: nil (127) with VNNI, else 63.
-    public static var localWeightLevels: Int? {
-        let levels = EngineISA.current.int8WeightLevels
-        return levels == 127 ? nil : levels
+    /// `weightRule` for a calibration made on this CPU: nil (`full`) with VNNI, else `pairs16`.
+    public static var localWeightRule: Int8WeightRule? {
+        let rule = EngineISA.current.int8WeightRule
+        return rule == .full ? nil : rule
     }
 
-    /// `weightLevels`, 127 when nil.
-    public var convolutionWeightLevels: Int { weightLevels ?? 127 }
+    /// `weightRule`, `full` when nil.
+    public var weights: Int8WeightRule { weightRule ?? .full }
 
     /// The extraction's precision text: `int8:` and the calibration (ranges, means) as JSON with
     /// sorted keys (so equal calibrations give equal extraction identities, and different ones
@@ -145,7 +145,7 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
         let means = sums.mapValues { s in s.map { Float(String(format: "%.4g", $0 / Double(count)))! } }
         // Without int8 depthwise the key is left out, as in calibrations stored before it.
         var calibration = Int8Calibration(images: count, ranges: ranges, means: means, depthwise: depthwise ? true : nil,
-                                          signedClip: clipSigned ? signedClipMethod : nil, weightLevels: localWeightLevels)
+                                          signedClip: clipSigned ? signedClipMethod : nil, weightRule: localWeightRule)
         // Signed tensors (min < 0: in EfficientNet-Lite the project convolutions' linear outputs,
         // their residual added) get the clipping bound of least squared error (`signedClipBound`);
         // unsigned ones (after ReLU or ReLU6) keep their max.
@@ -257,9 +257,12 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
     }
 
     /// Weights `[out, ...]` rounded to integers in [-levels, levels] per output channel, and each channel's
-    /// scale (quantized = weight * scale): `levels` (127, or 63 for `weightLevels`) for the channel's
-    /// largest |weight|, or with `search` the number of levels in levels / 2 + 1...levels (64...127)
-    /// whose rounding has the least squared error
+    /// scale (quantized = weight * scale): `levels` for the channel's largest |weight|, or with
+    /// `search` the number of levels in levels / 2 + 1...levels (64...127) whose rounding has the
+    /// least squared error. `pairStride` (`Int8WeightRule.pairs16`; the kernel positions per input
+    /// channel): only levels whose rounded weights keep each pair of adjacent input channels' positive,
+    /// and negative, sum within 128 qualify (the largest such, or with `search` the best of them; if
+    /// none of levels / 2 + 1...levels does, those of levels / 4 + 1...levels / 2 do, as 2 x 63 <= 128)
     /// (channels in parallel). `tools/bench/int8_quality.sh`, lowest cosine of int8 to fp32 features
     /// on the 2,400 scenes6 images, with the search on every int8 convolution (this code) against on
     /// the depthwise ones only (commit 7d37831): Lite0 0.9935 / 0.9917, Lite1 0.9906 / 0.9887, Lite2
@@ -270,7 +273,8 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
     /// the longest row of EfficientNet-Lite0 and Lite1 (their last project convolutions).
     static let searchedWeightsPerChannel = 1152
 
-    static func quantizeWeights(_ weights: [Float], outChannels: Int, search: Bool = false, levels: Int = 127) -> (values: [Float], scales: [Float]) {
+    static func quantizeWeights(_ weights: [Float], outChannels: Int, search: Bool = false, levels: Int = 127,
+                                pairStride: Int? = nil) -> (values: [Float], scales: [Float]) {
         let per = weights.count / outChannels, search = search && per <= searchedWeightsPerChannel
         var values = weights, scales = [Float](repeating: 1, count: outChannels)
         weights.withUnsafeBufferPointer { w in
@@ -281,13 +285,32 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
                         let chunk = UnsafeBufferPointer(start: w + o * per, count: per)
                         let bound = chunk.reduce(Float(0)) { max($0, abs($1)) }
                         var s: Float = bound > 0 ? Float(levels) / bound : 1
-                        if search && bound > 0 {
-                            var least = Double.infinity
-                            for levels in levels / 2 + 1...levels {
-                                let t = Float(levels) / bound
-                                var error = 0.0
-                                for x in chunk { let d = Double((x * t).rounded() / t - x); error += d * d }
-                                if error < least { least = error; s = t }
+                        /// Whether the weights rounded at scale t keep every pair's sums within the limit.
+                        func fits(_ t: Float) -> Bool {
+                            guard let p = pairStride else { return true }
+                            let inputs = per / p, limit = Int8WeightRule.pairLimit
+                            for c in stride(from: 0, to: inputs, by: 2) {
+                                for k in 0..<p {
+                                    let a = (chunk[c * p + k] * t).rounded(), b = c + 1 < inputs ? (chunk[(c + 1) * p + k] * t).rounded() : 0
+                                    if max(a, 0) + max(b, 0) > limit || min(a, 0) + min(b, 0) < -limit { return false }
+                                }
+                            }
+                            return true
+                        }
+                        if bound > 0 {
+                            let upper = levels / 2 + 1...levels
+                            let candidates = upper.filter { fits(Float($0) / bound) }
+                            let range = candidates.isEmpty ? Array(levels / 4 + 1...levels / 2) : candidates
+                            if search {
+                                var least = Double.infinity
+                                for levels in range {
+                                    let t = Float(levels) / bound
+                                    var error = 0.0
+                                    for x in chunk { let d = Double((x * t).rounded() / t - x); error += d * d }
+                                    if error < least { least = error; s = t }
+                                }
+                            } else {
+                                s = Float(range.last!) / bound
                             }
                         }
                         sc[o] = s

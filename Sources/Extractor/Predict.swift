@@ -76,7 +76,7 @@ struct Predict: ParsableCommand {
                 var calibration = Int8Calibration(storedPrecision: s.precision)
                 // An extraction made on a CPU with more than this one (bf16 kernels, VNNI): its features in fp32,
                 // close to what it stored (scenes6, lowest cosine to fp32: bf16 0.9937, int8 0.9913; README).
-                if let why = EngineISA.current.cannotRun(precision, weightLevels: calibration?.convolutionWeightLevels ?? 127) {
+                if let why = EngineISA.current.cannotRun(precision, weights: calibration?.weights ?? .full) {
                     FileHandle.standardError.write(Data("predict: extraction \(e.id) is \(precision.rawValue), but \(why); computing its features in fp32 instead\n".utf8))
                     (precision, calibration) = (.fp32, nil)
                 }

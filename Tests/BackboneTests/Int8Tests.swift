@@ -94,9 +94,10 @@ final class Int8Tests: XCTestCase {
         let stored = try XCTUnwrap(cal.means?["a"])
         for c in 0..<hidden { XCTAssertEqual(Double(stored[c]), meansA[c], accuracy: 1e-3 * max(1e-3, abs(meansA[c])), "mean of a, channel \(c)") }
         XCTAssertEqual(cal.means?.keys.sorted(), ["a"], "means of what non-grouped convolutions read (not the image)")
+        // b reads u8 (after ReLU): 127 levels, or under `pairs16` (no VNNI) the pair-limited ones.
+        let (values, scales) = Int8Calibration.quantizeWeights(weightsB, outChannels: out, pairStride: cal.weights == .pairs16 ? 1 : nil)
         let shift = (0..<out).map { o -> Double in
-            let row = weightsB[o * hidden ..< (o + 1) * hidden], s = Float(cal.convolutionWeightLevels) / row.map(abs).max()!
-            return zip(row, meansA).reduce(0.0) { $0 + Double(($1.0 * s).rounded() / s - $1.0) * $1.1 }
+            (0..<hidden).reduce(0.0) { $0 + Double(values[o * hidden + $1] / scales[o] - weightsB[o * hidden + $1]) * meansA[$1] }
         }
         let largest = shift.map(abs).max()!
         XCTAssertGreaterThan(largest, 1e-3, "the rounding of b's weights shifts its mean")
@@ -158,10 +159,11 @@ final class Int8Tests: XCTestCase {
         XCTAssertFalse(new.storedPrecision.contains("signedClip"))
         new.signedClip = Int8Calibration.signedClipMethod
         XCTAssertEqual(Int8Calibration(storedPrecision: new.storedPrecision), new)
-        XCTAssertFalse(new.storedPrecision.contains("weightLevels"), "127-level weights keep the text")
-        new.weightLevels = 63
+        XCTAssertFalse(new.storedPrecision.contains("weightRule"), "full 8-bit weights keep the text")
+        new.weightRule = .pairs16
+        XCTAssertTrue(new.storedPrecision.contains(#""weightRule":"pairs16""#))
         XCTAssertEqual(Int8Calibration(storedPrecision: new.storedPrecision), new)
-        XCTAssertEqual(new.convolutionWeightLevels, 63)
+        XCTAssertEqual(new.weights, .pairs16)
     }
 
     /// Under a calibration with int8 depthwise, 1 x 1 convolutions get the weight-level search too,
@@ -282,6 +284,32 @@ final class Int8Tests: XCTestCase {
         }
     }
 
+    /// `Int8WeightRule.pairs16` on weights at its limit: a 1 x 1 convolution over 8 channels of u8
+    /// inputs at the top of their range (255), whose rounded weights pair (0, 1) and (2, 3) at
+    /// exactly 128 (1 + 127, 127 + 1), positive in one output channel and negative in the other.
+    /// Its int8 output equals the sum of the rounded weights times the inputs on this CPU's kernels;
+    /// if oneDNN paired channels (1, 2) instead, 255 x 254 would overflow 16 bits. `make test` runs it
+    /// on VNNI kernels and again under `ONEDNN_MAX_CPU_ISA=AVX2` and `AVX512_CORE`, without.
+    func testPairedWeightsAtTheLimitComputeExactly() throws {
+        let row: [Float] = [0.01, 1, 1, 0.01, 0.01, 1, 1, 0.01]
+        var network = Network(name: "pairs", inputChannels: 3)
+        network.add("a", .conv(Convolution(outChannels: 8, kernel: 1, padding: .valid, weights: [Float](repeating: 0, count: 24),
+                                           bias: [Float](repeating: 6, count: 8), activation: .relu6)), inputs: ["input"])
+        network.add("b", .conv(Convolution(outChannels: 2, kernel: 1, padding: .valid, weights: row + row.map { -$0 }, bias: nil, activation: .none)),
+                    inputs: ["a"])
+        network.outputs = ["features": "b"]
+        let (values, scales) = Int8Calibration.quantizeWeights(row + row.map { -$0 }, outChannels: 2, pairStride: 1)
+        XCTAssertEqual(Array(values.prefix(4)), [1, 127, 127, 1], "the rule keeps 127 levels: every pair sums to 128")
+        for rule in [Int8WeightRule.pairs16] + (EngineISA.current.vnni ? [.full] : []) {
+            let calibration = Int8Calibration(images: 1, ranges: ["a": [0, 6], "b": [-10, 10]], weightRule: rule)
+            let out = try Self.outputs(of: network, images: 2, size: 4, inputs: [Float](repeating: 0, count: 2 * 3 * 16), .int8, calibration)["features"]!
+            for o in 0..<2 {
+                let exact = (0..<8).reduce(Float(0)) { $0 + 6 * values[o * 8 + $1] / scales[o] }
+                for v in out[(o * 16)..<(o * 16 + 16)] { XCTAssertEqual(v, exact, accuracy: 1e-4 * abs(exact), "\(rule), output channel \(o) on \(EngineISA.current.name)") }
+            }
+        }
+    }
+
     /// A calibration stored without `depthwise` (before int8 depthwise) compiles its depthwise
     /// convolutions in fp32, as its features were computed; with it they run in int8.
     func testDepthwiseRunsInt8OnlyWithCalibrationsThatSayIt() throws {
@@ -295,7 +323,7 @@ final class Int8Tests: XCTestCase {
         for (depthwise, type) in [(nil, "fp32"), (true, "int8")] as [(Bool?, String)] {
             let net = try CompiledNetwork(network, batch: 2, height: 8, width: 8, precision: .int8,
                                           calibration: Int8Calibration(images: 1, ranges: ranges, depthwise: depthwise,
-                                                                       weightLevels: Int8Calibration.localWeightLevels))
+                                                                       weightRule: Int8Calibration.localWeightRule))
             XCTAssertTrue(net.implementations.contains { $0.hasPrefix("c: ") && $0.hasSuffix("(\(type))") }, "\(net.implementations)")
             XCTAssertTrue(net.implementations.contains { $0.hasPrefix("b: ") && $0.hasSuffix("(int8)") }, "\(net.implementations)")
         }

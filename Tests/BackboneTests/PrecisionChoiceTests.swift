@@ -116,20 +116,20 @@ final class PrecisionChoiceTests: XCTestCase {
 
     /// What oneDNN runs decides what can run: on AVX2 (Haswell to Zen 3, or `ONEDNN_MAX_CPU_ISA=AVX2`)
     /// oneDNN 2.6 has no bf16 convolutions, so `auto` is fp32 without probing, whatever /proc/cpuinfo
-    /// says; without VNNI int8 weights get 63 levels.
+    /// says; without VNNI int8 weights are limited (`Int8WeightRule.pairs16`).
     func testEngineISADecidesWhatCanRun() {
         XCTAssertEqual(EngineISA.avx2.name, "AVX2")
         XCTAssertEqual(EngineISA.avx512CoreBF16.name, "AVX512_CORE_BF16")
         XCTAssertEqual(EngineISA.avx2VNNI.name, "AVX2_VNNI")
         XCTAssertEqual([EngineISA.avx2, .avx2VNNI, .avx512Core, .avx512CoreBF16].map(\.bf16Convolutions), [false, false, true, true])
         XCTAssertEqual([EngineISA.avx2, .avx2VNNI, .avx512Core, .avx512CoreBF16].map(\.vnni), [false, true, false, true])
-        XCTAssertEqual([EngineISA.avx2, .avx2VNNI, .avx512Core, .avx512CoreBF16].map(\.int8WeightLevels), [63, 127, 63, 127])
+        XCTAssertEqual([EngineISA.avx2, .avx2VNNI, .avx512Core, .avx512CoreBF16].map(\.int8WeightRule), [.pairs16, .full, .pairs16, .full])
         let d = PrecisionDecision.decide(.auto, cpu: zen5, isa: .avx2) { XCTFail("probed"); return 2 }
         XCTAssertEqual(d.precision, .fp32)
         XCTAssertEqual(d.source, .rule)
         XCTAssertEqual(d.reason, "oneDNN has no bf16 convolutions on this CPU (its instruction set here: AVX2; bf16 needs AVX-512), on AuthenticAMD (family 26, model 2)")
-        XCTAssertTrue(PrecisionDecision.decide(.int8, cpu: zen5, isa: .avx512Core) { nil }.reason.contains("7-bit weights"))
-        XCTAssertFalse(PrecisionDecision.decide(.int8, cpu: zen5, isa: .avx512CoreBF16) { nil }.reason.contains("7-bit"))
+        XCTAssertTrue(PrecisionDecision.decide(.int8, cpu: zen5, isa: .avx512Core) { nil }.reason.contains("weights limited"))
+        XCTAssertFalse(PrecisionDecision.decide(.int8, cpu: zen5, isa: .avx512CoreBF16) { nil }.reason.contains("limited"))
     }
 
     /// The real probe returns a finite positive ratio (its value depends on the CPU and its load).

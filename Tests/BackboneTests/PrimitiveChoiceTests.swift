@@ -49,7 +49,7 @@ final class PrimitiveChoiceTests: XCTestCase {
             let pruned = network.pruned(to: Array(network.outputs.keys))
             let calibration = Int8Calibration(images: 0, ranges: Dictionary(uniqueKeysWithValues: pruned.layers.enumerated().map {
                 ($1.name, [$0 % 2 == 0 ? 0 : -1, 1])
-            }), depthwise: true, weightLevels: Int8Calibration.localWeightLevels)
+            }), depthwise: true, weightRule: Int8Calibration.localWeightRule)
             let net = try CompiledNetwork(pruned, batch: Self.batch, height: spec.inputSize, width: spec.inputSize,
                                           precision: precision, calibration: calibration)
             let reference = net.implementations.filter { $0.contains(": ref") }

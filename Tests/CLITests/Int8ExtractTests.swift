@@ -100,8 +100,8 @@ extension ExtractTests {
     }
 
     /// Without VNNI (oneDNN capped at `AVX512_CORE`, Skylake-X's kernels; on a CPU without AVX-512,
-    /// AVX2's) int8 weights get 63 levels, which the calibration records: the run's own check keeps
-    /// cosine >= 0.99 to fp32 (with 127 levels Lite0 fell to 0.88 on `Int8Tests`' images). The same
+    /// AVX2's) int8 weights are limited (`Int8WeightRule.pairs16`), which the calibration records: the
+    /// run's own check keeps cosine >= 0.99 to fp32 (with full 8-bit weights Lite0 fell to 0.88 on `Int8Tests`' images). The same
     /// calibration on the CPU's own kernels (VNNI here) gives the same features: a copy of the store
     /// without its features, resumed uncapped, recomputes them (bit for bit on the 2-core AMD EPYC Zen 5).
     /// A store calibrated with VNNI (127 levels) is not resumed without it: a new calibration, a new extraction.
@@ -117,11 +117,11 @@ extension ExtractTests {
             return (try JSONDecoder().decode(PrecisionSummary.self, from: Data(r.stdout.utf8)), r.stderr)
         }
         let (capped, err) = try extract(a, "AVX512_CORE")
-        XCTAssertTrue(err.contains("without it, slower, and with 7-bit weights"), err)
+        XCTAssertTrue(err.contains("without it, slower, and with weights limited"), err)
         let check = try XCTUnwrap(capped.int8_check)
         print(String(format: "int8 without VNNI: cosine to fp32 lowest %.4f, median %.4f", check.cosine_min, check.cosine_median))
         XCTAssertGreaterThanOrEqual(check.cosine_min, 0.99)
-        XCTAssertTrue(try storedPrecisions(a)[0].contains("\"weightLevels\":63"))
+        XCTAssertTrue(try storedPrecisions(a)[0].contains("\"weightRule\":\"pairs16\""))
 
         try FileManager.default.copyItem(at: a, to: b)
         try DatabaseQueue(path: b.path).write { try $0.execute(sql: "DELETE FROM features") }
@@ -147,9 +147,9 @@ extension ExtractTests {
         guard EngineISA.current.vnni else { return }
         let c = dir.appendingPathComponent("vnni.sqlite")
         let (withVNNI, _) = try extract(c, nil)
-        XCTAssertFalse(try storedPrecisions(c)[0].contains("weightLevels"))
+        XCTAssertFalse(try storedPrecisions(c)[0].contains("weightRule"))
         let (without, withoutErr) = try extract(c, "AVX512_CORE")
-        XCTAssertTrue(withoutErr.contains("int8: extraction \(withVNNI.extraction_id)'s calibration rounds weights to 127 levels, which oneDNN's int8 kernels here (AVX512_CORE, no VNNI) would saturate; calibrating again with 63 (a new extraction)"), withoutErr)
+        XCTAssertTrue(withoutErr.contains("int8: extraction \(withVNNI.extraction_id)'s calibration rounds weights to 8 bits, whose sums oneDNN's int8 kernels here (AVX512_CORE, no VNNI) would saturate; calibrating again for them (a new extraction)"), withoutErr)
         XCTAssertNotEqual(without.extraction_id, withVNNI.extraction_id)
         XCTAssertNotNil(without.int8_check)
     }
