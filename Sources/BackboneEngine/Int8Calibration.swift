@@ -104,9 +104,12 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
     /// them to `quantile`.
     /// `depthwise`: whether depthwise convolutions run in int8 (`Int8Calibration.depthwise`).
     /// `clipSigned`: whether signed tensors get `signedClipBound` (`Int8Calibration.signedClip`).
+    /// `observe`: called in the first pass with each layer's name and fp32 outputs of a batch of the
+    /// real images (what an int8 run's check compares its features with, computed once).
     public static func measure(_ network: Network, height: Int, width: Int, batch: Int = 8,
                                inputs: UnsafePointer<Float>, count: Int, quantile: Double = defaultQuantile,
-                               depthwise: Bool = true, clipSigned: Bool = true) throws -> Int8Calibration {
+                               depthwise: Bool = true, clipSigned: Bool = true,
+                               observe: ((String, UnsafeBufferPointer<Float>) -> Void)? = nil) throws -> Int8Calibration {
         guard count >= 1 else { throw EngineError("int8 calibration needs at least one image") }
         var observed = network
         observed.outputs = Dictionary(uniqueKeysWithValues: network.layers.map { ($0.name, $0.name) })
@@ -136,6 +139,7 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
         }
         var ranges: [String: [Float]] = [:], sums: [String: [Double]] = [:]
         try pass { name, values, n in
+            observe?(name, values)
             var lo = Float.infinity, hi = -Float.infinity
             for v in values { lo = min(lo, v); hi = max(hi, v) }
             let r = ranges[name] ?? [.infinity, -.infinity]

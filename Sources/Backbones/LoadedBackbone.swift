@@ -104,9 +104,23 @@ public struct LoadedBackbone {
     /// output observed (`Int8Calibration.measure`); `depthwise`: whether depthwise convolutions run in int8.
     public func calibrateInt8(rgb: UnsafePointer<UInt8>, count: Int, size: Int? = nil,
                               outputs: [String] = ["features"], depthwise: Bool = true) throws -> Int8Calibration {
+        try calibrateInt8Keeping(rgb: rgb, count: count, size: size, outputs: outputs, depthwise: depthwise).calibration
+    }
+
+    /// `calibrateInt8`, and the fp32 values of `outputs[0]` for the `count` images (count x its size)
+    /// as the calibration computed them: what a run's int8 check compares with, without a second
+    /// fp32 network.
+    public func calibrateInt8Keeping(rgb: UnsafePointer<UInt8>, count: Int, size: Int? = nil, outputs: [String] = ["features"],
+                                     depthwise: Bool = true) throws -> (calibration: Int8Calibration, fp32: [Float]) {
         let s = size ?? spec.inputSize, per = 3 * s * s
         var input = [Float](repeating: 0, count: count * per)
         input.withUnsafeMutableBufferPointer { inputPreprocessing.apply(rgb: rgb, count: count, size: s, into: $0.baseAddress!) }
-        return try Int8Calibration.measure(engineNetwork(outputs), height: s, width: s, inputs: input, count: count, depthwise: depthwise)
+        let network = engineNetwork(outputs)
+        guard let layer = network.outputs[outputs[0]] else { throw BackboneError.missingOutput("\(spec.id) has no output \(outputs[0])") }
+        var kept: [Float] = []
+        let calibration = try Int8Calibration.measure(network, height: s, width: s, inputs: input, count: count, depthwise: depthwise) {
+            if $0 == layer { kept += $1 }
+        }
+        return (calibration, kept)
     }
 }

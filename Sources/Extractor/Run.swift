@@ -195,14 +195,14 @@ struct Run: ParsableCommand {
                 full.winogradShare(batch: batch, size: size, outputs: outputs, algorithm: convolution)
             }
             decision.announce(quiet: quiet)
-            var calibrated: (pixels: [UInt8], count: Int)?
+            var calibrated: (pixels: [UInt8], count: Int, fp32: [Float])?
             if decision.precision == .int8 {
                 if let stored = try storedCalibration(db: db, settings: { settings(full, $0, $1) }) {
                     calibration = stored
                 } else {
                     let c = try calibrate(full, items: images.map(\.0), size: size)
                     calibration = c.calibration
-                    calibrated = (c.pixels, c.count)
+                    calibrated = (c.pixels, c.count, c.fp32)
                 }
             }
             if let compiled = prepared.compiled, compiled.precision == decision.precision, calibration == nil {
@@ -213,8 +213,7 @@ struct Run: ParsableCommand {
             }
             if let calibrated {
                 let checkStarted = Date()
-                let fp32 = try FeatureExtractor(full, batch: batch, size: size, precision: .fp32, outputs: outputs, algorithm: convolution)
-                int8Check = try Self.checkInt8(extractor, against: fp32, pixels: calibrated.pixels, count: calibrated.count,
+                int8Check = try Self.checkInt8(extractor, against: calibrated.fp32, pixels: calibrated.pixels, count: calibrated.count,
                                                output: feature, size: size)
                 reportInt8Check(int8Check!, seconds: Date().timeIntervalSince(checkStarted))
             }
@@ -381,8 +380,9 @@ struct Run: ParsableCommand {
     /// (item i * n / k in scan order: a dataset in class folders gets every class, where the first k
     /// would all be of one), un-augmented, rendered as the extraction renders them; unreadable ones are
     /// left out.
+    /// Also returns the rendered images and their fp32 features (`feature`), from the calibration's own pass.
     private func calibrate(_ backbone: LoadedBackbone, items: [DatasetItem], size: Int) throws
-        -> (calibration: Int8Calibration, pixels: [UInt8], count: Int) {
+        -> (calibration: Int8Calibration, pixels: [UInt8], count: Int, fp32: [Float]) {
         let k = min(Int8Calibration.defaultImages, items.count)
         let chosen = (0..<k).map { items[$0 * items.count / k] }
         let pipeline = try ImagePipeline(items: chosen, size: size, fit: fit,
@@ -396,14 +396,15 @@ struct Run: ParsableCommand {
         }, onSkip: { _ in })
         guard count > 0 else { throw ValidationError("--precision int8: none of the \(k) images chosen to calibrate on could be read") }
         if !quiet { FileHandle.standardError.write(Data("int8: calibrating on \(count) images spread over the dataset\n".utf8)) }
-        let calibration = try pixels.withUnsafeBufferPointer {
-            try backbone.calibrateInt8(rgb: $0.baseAddress!, count: count, size: size, depthwise: int8Depthwise)
+        let c = try pixels.withUnsafeBufferPointer {
+            try backbone.calibrateInt8Keeping(rgb: $0.baseAddress!, count: count, size: size, outputs: [feature], depthwise: int8Depthwise)
         }
-        return (calibration, pixels, count)
+        return (c.calibration, pixels, count, c.fp32)
     }
 
-    /// `Int8Check` of `int8` against `fp32` on `count` rendered images (`pixels`), for `output`.
-    static func checkInt8(_ int8: FeatureExtractor, against fp32: FeatureExtractor, pixels: [UInt8], count: Int,
+    /// `Int8Check` of `int8` on `count` rendered images (`pixels`), for `output`, against their fp32
+    /// features (`fp32`: count x the output's size, from the calibration's pass).
+    static func checkInt8(_ int8: FeatureExtractor, against fp32: [Float], pixels: [UInt8], count: Int,
                           output: String, size: Int) throws -> Int8Check {
         let per = size * size * 3
         func features(_ ex: FeatureExtractor) throws -> [Float] {
@@ -416,7 +417,7 @@ struct Run: ParsableCommand {
             }
             return all
         }
-        let a = try features(int8), b = try features(fp32), d = int8.dimension(output)
+        let a = try features(int8), b = fp32, d = int8.dimension(output)
         guard a.count == count * d, b.count == count * d else {
             throw ValidationError("int8 check: \(a.count) int8 and \(b.count) fp32 values for \(count) images of \(d)")
         }
