@@ -11,9 +11,9 @@
 # Env:   PYTHON  interpreter with numpy (default /work/venv/bin/python if present, else python3);
 #        BIN_DIR another build folder.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-DATA=../shared/datasets/scenes6; BACKBONE=efficientnet_lite0; ISA=AVX512_CORE; BUILD=1
-while [ $# -gt 0 ]; do
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+DATA="$ROOT/../shared/datasets/scenes6"; BACKBONE=efficientnet_lite0; ISA=AVX512_CORE; BUILD=1
+while [[ $# -gt 0 ]]; do
     case "$1" in
         --data) DATA="$2"; shift 2 ;;
         --backbone) BACKBONE="$2"; shift 2 ;;
@@ -23,9 +23,9 @@ while [ $# -gt 0 ]; do
         *) echo "int8_isa_agreement.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-PYTHON="${PYTHON:-$( [ -x /work/venv/bin/python ] && echo /work/venv/bin/python || echo python3 )}"
-BIN="${BIN_DIR:-.build/release}"
-[ "$BUILD" = 1 ] && swift build -c release -Xswiftc -enable-testing >&2
+source "$ROOT/tools/bench/common.sh"
+bench_setup
+bench_python PYTHON /work/venv
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 echo "== extract --backbone $BACKBONE --precision int8 with ONEDNN_MAX_CPU_ISA=$ISA"
 ONEDNN_MAX_CPU_ISA="$ISA" "$BIN/extract" --backbone "$BACKBONE" --data "$DATA" --store "$TMP/capped.sqlite" --precision int8 --quiet
