@@ -5,7 +5,8 @@ import Foundation
 /// `ONEDNN_MAX_CPU_ISA`). The one place the engine asks; /proc/cpuinfo (`CPUFeatures`) says what the
 /// CPU is, this says what oneDNN 2.6 will run on it. `ONEDNN_MAX_CPU_ISA=AVX2` makes a CPU with
 /// AVX-512 behave as an AVX2-only one (Haswell to Zen 3), `AVX512_CORE` as an AVX-512 one without
-/// VNNI or bf16 (Skylake-X); `make test` runs the suite so as well.
+/// VNNI or bf16 (Skylake-X); `make test` runs the backbone and command-line tests again under
+/// `AVX2`, and the int8 ones under `AVX512_CORE`.
 public struct EngineISA: Equatable, Sendable {
     /// oneDNN's `dnnl_cpu_isa_t` bits.
     public let bits: UInt32
