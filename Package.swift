@@ -43,7 +43,9 @@ let package = Package(
         // The extractor: images, engine, weight formats, backbone definitions, command line.
         .target(name: "Imaging", dependencies: ["CImageCodec", "WorkbenchSupport"],
                 path: "Sources/Imaging", swiftSettings: release),
-        .target(name: "BackboneEngine", dependencies: ["CDNNL"],
+        // TensorFlow SAME padding, shared by the inference and the fine-tuning engines.
+        .target(name: "ConvolutionWindow", path: "Sources/ConvolutionWindow", swiftSettings: release),
+        .target(name: "BackboneEngine", dependencies: ["CDNNL", "ConvolutionWindow"],
                 path: "Sources/BackboneEngine", swiftSettings: release),
         .target(name: "WeightFormats", dependencies: ["CHDF5"],
                 path: "Sources/WeightFormats", swiftSettings: release),
@@ -77,7 +79,7 @@ let package = Package(
                           path: "Sources/HeadTrainer", swiftSettings: release),
 
         // Fine-tuning the last blocks of a backbone on cached block inputs (issue #12): oneDNN / OpenBLAS GEMMs.
-        .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL", "CHeadKernels"], path: "Sources/FineTuneCore", swiftSettings: release),
+        .target(name: "FineTuneCore", dependencies: ["COpenBLAS", "CDNNL", "CHeadKernels", "ConvolutionWindow"], path: "Sources/FineTuneCore", swiftSettings: release),
         // A fine-tuned head's blocks as stored, for both programs (predict, ONNX export, report).
         .target(name: "StoredFineTune", dependencies: ["FeatureStore", "FineTuneCore"], path: "Sources/StoredFineTune", swiftSettings: release),
 

@@ -1,3 +1,5 @@
+import ConvolutionWindow
+
 /// A backbone as data: an ordered list of layers over named tensors, plus the weights each layer needs.
 ///
 /// The engine (`CompiledNetwork`) turns a `Network` into oneDNN primitives; backbone files build
@@ -107,9 +109,8 @@ public enum Padding: Equatable {
         case .symmetric(let p): return (p, p)
         case .explicit(let t, let l, let b, let r): return vertical ? (t, b) : (l, r)
         case .same:
-            let out = (input + stride - 1) / stride
-            let total = max((out - 1) * stride + kernel - input, 0)
-            return (total / 2, total - total / 2)
+            let p = tfSamePadding(input: input, kernel: kernel, stride: stride)
+            return (p.before, p.after)
         }
     }
 

@@ -1,6 +1,7 @@
 import CDNNL
 import CHeadKernels
 import COpenBLAS
+import ConvolutionWindow
 import Foundation
 
 /// A float buffer owned by the trainer (activations, gradients, Adam moments).
@@ -89,9 +90,8 @@ struct DepthwiseGeometry {
         self.channels = channels; self.kernel = kernel; self.stride = stride; self.inH = inH; self.inW = inW
         switch padding {
         case .tfSame:
-            outH = (inH + stride - 1) / stride; outW = (inW + stride - 1) / stride
-            padTop = max((outH - 1) * stride + kernel - inH, 0) / 2
-            padLeft = max((outW - 1) * stride + kernel - inW, 0) / 2
+            let v = tfSamePadding(input: inH, kernel: kernel, stride: stride), h = tfSamePadding(input: inW, kernel: kernel, stride: stride)
+            (outH, padTop, outW, padLeft) = (v.output, v.before, h.output, h.before)
         case .symmetric:
             padTop = kernel / 2; padLeft = kernel / 2
             outH = (inH + 2 * padTop - kernel) / stride + 1; outW = (inW + 2 * padLeft - kernel) / stride + 1
