@@ -7,19 +7,22 @@
 # Under pairs16 no 16-bit pair sum can overflow, so on a CPU with AVX-512 they should all be equal
 # (a saturating sum, or a rounding that differs between kernels, would show here).
 #
-# Usage: tools/bench/int8_isa_agreement.sh [--data DIR] [--backbone B] [--isa AVX512_CORE|AVX2] [--no-build]
+# Usage: tools/bench/int8_isa_agreement.sh [--data DIR] [--backbone B] [--weights FILE] [--isa AVX512_CORE|AVX2] [--no-build]
+# (--weights: any file of the backbone's format, e.g. the generated ones of tools/goldens/experiment.py:
+#  agreement needs no trained weights)
 # Env:   PYTHON  interpreter with numpy (default /work/venv/bin/python if present, else python3);
 #        BIN_DIR another build folder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DATA="$ROOT/../shared/datasets/scenes6"; BACKBONE=efficientnet_lite0; ISA=AVX512_CORE; BUILD=1
+DATA="$ROOT/../shared/datasets/scenes6"; BACKBONE=efficientnet_lite0; ISA=AVX512_CORE; BUILD=1; WEIGHTS=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --data) DATA="$2"; shift 2 ;;
         --backbone) BACKBONE="$2"; shift 2 ;;
         --isa) ISA="$2"; shift 2 ;;
+        --weights) WEIGHTS=(--weights "$2"); shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "int8_isa_agreement.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -28,11 +31,11 @@ bench_setup
 bench_python PYTHON /work/venv
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
 echo "== extract --backbone $BACKBONE --precision int8 with ONEDNN_MAX_CPU_ISA=$ISA"
-ONEDNN_MAX_CPU_ISA="$ISA" "$BIN/extract" --backbone "$BACKBONE" --data "$DATA" --store "$TMP/capped.sqlite" --precision int8 --quiet
+ONEDNN_MAX_CPU_ISA="$ISA" "$BIN/extract" --backbone "$BACKBONE" "${WEIGHTS[@]}" --data "$DATA" --store "$TMP/capped.sqlite" --precision int8 --quiet
 cp "$TMP/capped.sqlite" "$TMP/own.sqlite"
 "$PYTHON" -c 'import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute("DELETE FROM features"); db.commit()' "$TMP/own.sqlite"
 echo "== the same calibration, resumed on this CPU's own kernels (${ONEDNN_MAX_CPU_ISA:-uncapped})"
-"$BIN/extract" --backbone "$BACKBONE" --data "$DATA" --store "$TMP/own.sqlite" --precision int8
+"$BIN/extract" --backbone "$BACKBONE" "${WEIGHTS[@]}" --data "$DATA" --store "$TMP/own.sqlite" --precision int8
 "$PYTHON" - "$TMP/capped.sqlite" "$TMP/own.sqlite" <<'PYEOF'
 import sqlite3, sys
 import numpy as np
