@@ -302,19 +302,18 @@ public struct Int8Calibration: Equatable, Sendable, Codable {
                             return true
                         }
                         if bound > 0 {
-                            let upper = levels / 2 + 1...levels
-                            let candidates = upper.filter { fits(Float($0) / bound) }
-                            let range = candidates.isEmpty ? Array(levels / 4 + 1...levels / 2) : candidates
+                            let upper = Array(levels / 2 + 1...levels), lower = Array(levels / 4 + 1...levels / 2)
                             if search {
+                                let candidates = upper.filter { fits(Float($0) / bound) }
                                 var least = Double.infinity
-                                for levels in range {
+                                for levels in candidates.isEmpty ? lower : candidates {
                                     let t = Float(levels) / bound
                                     var error = 0.0
                                     for x in chunk { let d = Double((x * t).rounded() / t - x); error += d * d }
                                     if error < least { least = error; s = t }
                                 }
-                            } else {
-                                s = Float(range.last!) / bound
+                            } else {   // the largest that fits, tried from the top (long rows: VGG16's 4,608 weights)
+                                s = Float(upper.reversed().first { fits(Float($0) / bound) } ?? lower.last!) / bound
                             }
                         }
                         sc[o] = s
