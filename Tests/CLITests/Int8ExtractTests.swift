@@ -105,7 +105,7 @@ extension ExtractTests {
     /// calibration on the CPU's own kernels (VNNI here) gives the same features: a copy of the store
     /// without its features, resumed uncapped, recomputes them (bit for bit on the 2-core AMD EPYC Zen 5).
     /// A store calibrated with VNNI (127 levels) is not resumed without it: a new calibration, a new extraction.
-    func testInt8WithoutVNNIRoundsWeightsToSevenBits() throws {
+    func testInt8WithoutVNNILimitsItsWeights() throws {
         let data = try makeDataset(perClass: 2, testPerClass: 0)   // 4 images
         let dir = data.deletingLastPathComponent()
         let a = dir.appendingPathComponent("novnni.sqlite"), b = dir.appendingPathComponent("resumed.sqlite")
