@@ -81,8 +81,9 @@ public final class CompiledNetwork {
         guard precision != .int8 || calibration != nil else {
             throw EngineError("\(network.name): int8 needs the activation ranges of a calibration (Int8Calibration.measure)")
         }
-        if precision == .bf16, let why = EngineISA.current.bf16Unavailable {
-            throw EngineError("\(network.name) in bf16: \(why); run it in fp32 (--precision fp32 or auto)")
+        if let why = EngineISA.current.cannotRun(precision, weights: calibration?.weights ?? .full) {
+            throw EngineError("\(network.name) in \(precision.rawValue): \(why); run it in fp32 (--precision fp32 or auto)"
+                              + (precision == .int8 ? ", or calibrate on this CPU (a new extraction: another --store)" : ""))
         }
         name = network.name
         self.batch = batch
@@ -367,12 +368,9 @@ struct Builder {
                 // back to real values (and to dst's scale when no activation follows); the bias is added
                 // to the accumulator before the output scale, so it is scaled up like the products. With
                 // the input's channel means, it is corrected for the rounding of the weights first.
-                // `Int8WeightRule`; depthwise kernels widen u8 and s8 to 32 bits before multiplying, so
-                // they keep 127 levels unless halved.
-                let rule = calibration?.weights ?? .full, isa = EngineISA.current
-                guard g > 1 || rule.runs(on: isa) else {
-                    throw EngineError("\(network.name): this int8 calibration rounds \(layer.name)'s weights to 8 bits, whose sums oneDNN's int8 kernels on this CPU (\(isa.name), no VNNI) would saturate; calibrate here instead (a new extraction: another --store), run it on a CPU with VNNI, or use --precision fp32")
-                }
+                // `Int8WeightRule` (whether this CPU can run it: checked in `init`); depthwise kernels
+                // widen u8 and s8 to 32 bits before multiplying, so they keep 127 levels unless halved.
+                let rule = calibration?.weights ?? .full
                 let signedInput = q.srcType == dnnl_s8, pairs = rule == .pairs16
                 let pairStride = g == 1 && pairs && !signedInput && !halved ? kh * kw : nil
                 var (values, scales) = Int8Calibration.quantizeWeights(weights, outChannels: c.outChannels, search: calibration?.depthwise == true,
@@ -465,21 +463,21 @@ struct Builder {
     /// backbones' figures are in README ("Correctness", bf16).
     func staysFP32InBF16(_ layer: Layer, _ c: Convolution) -> Bool {
         guard precision == .bf16, Self.imageConvolutionsFP32InBF16 else { return false }
-        func convolutionsRead(_ name: String) -> Bool { onlyConvolutionsRead(name) }   // each through a reorder to bf16
+        // Each reader takes the fp32 output through a reorder to bf16 (`onlyConvolutionsRead`).
         /// `reader` is a depthwise convolution of the image convolution `image`'s output that stays fp32.
         func depthwiseStays(_ reader: Layer, after image: Convolution) -> Bool {
             guard case .conv(let d) = reader.op, d.isDepthwise(inputChannels: image.outChannels) else { return false }
-            return convolutionsRead(reader.name)
+            return onlyConvolutionsRead(reader.name)
         }
         if Self.isImage(layer.inputs[0]) {
-            return convolutionsRead(layer.name) && readers[layer.name]!.contains { depthwiseStays($0, after: c) }
+            return onlyConvolutionsRead(layer.name) && readers[layer.name]!.contains { depthwiseStays($0, after: c) }
         }
         guard let p = producer[layer.inputs[0]], case .conv(let pc) = p.op else { return false }
         if Self.isImage(p.inputs[0]) {   // the depthwise one
-            return convolutionsRead(p.name) && depthwiseStays(layer, after: pc)
+            return onlyConvolutionsRead(p.name) && depthwiseStays(layer, after: pc)
         }
         // The 1 x 1 one after it.
-        guard c.groups == 1, c.kernel == (1, 1), c.residual == nil, pc.groups > 1, convolutionsRead(layer.name) else { return false }
+        guard c.groups == 1, c.kernel == (1, 1), c.residual == nil, pc.groups > 1, onlyConvolutionsRead(layer.name) else { return false }
         return staysFP32InBF16(p, pc)
     }
 

@@ -37,6 +37,14 @@ public struct EngineISA: Equatable, Sendable {
     /// large sums (oneDNN's "Nuances of int8 Computations"); see `Int8WeightRule`.
     public var vnni: Bool { has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni) }
 
+    /// Which int8 kernels oneDNN runs here, for `--precision int8`'s reason: with VNNI (`vpdpbusd`,
+    /// one instruction per 4 products), or two-step AVX-512/AVX2 sequences whose 16-bit sums
+    /// would saturate with 8-bit weights, so weights are limited (`Int8WeightRule.pairs16`).
+    public var int8Kernels: String {
+        vnni ? "oneDNN's VNNI int8 kernels (\(name))"
+            : "no VNNI for oneDNN here (\(name)): int8 runs its AVX-512/AVX2 kernels without it, slower, and with weights limited to 7 bits or to pairs summing to 128 levels (a little further from fp32)"
+    }
+
     /// How int8 convolutions round their weights here (`Int8WeightRule`).
     public var int8WeightRule: Int8WeightRule { vnni ? .full : .pairs16 }
 

@@ -37,16 +37,6 @@ public struct CPUFeatures: Equatable, Sendable {
     /// This machine's CPU (empty features where /proc/cpuinfo cannot be read).
     public static let current = CPUFeatures(cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
 
-    /// Which int8 dot product oneDNN's kernels use here (`isa`: what oneDNN runs, which
-    /// `ONEDNN_MAX_CPU_ISA` can cap below the CPU's flags): VNNI (`vpdpbusd`, one instruction per 4
-    /// products) with avx512_vnni or avx_vnni; without, two-step AVX-512/AVX2 sequences whose 16-bit
-    /// sums would saturate with 8-bit weights, so weights are limited (`Int8WeightRule.pairs16`).
-    public func int8Kernels(_ isa: EngineISA = .current) -> String {
-        if isa.vnni, flags.contains("avx512_vnni") { return "avx512_vnni int8 kernels" }
-        if isa.vnni, flags.contains("avx_vnni") { return "avx_vnni int8 kernels" }
-        if isa.vnni { return "VNNI int8 kernels" }
-        return "no VNNI for oneDNN here (\(isa.name)): int8 runs its AVX-512/AVX2 kernels without it, slower, and with weights limited to 7 bits or to pairs summing to 128 levels (a little further from fp32)"
-    }
 
     public var name: String {
         let n = modelName.isEmpty ? vendor : modelName
@@ -136,7 +126,7 @@ public struct PrecisionDecision: Equatable, Sendable {
         switch requested {
         case .fp32: return PrecisionDecision(precision: .fp32, source: .requested, probeRatio: nil, reason: "--precision fp32")
         case .bf16: return PrecisionDecision(precision: .bf16, source: .requested, probeRatio: nil, reason: "--precision bf16")
-        case .int8: return PrecisionDecision(precision: .int8, source: .requested, probeRatio: nil, reason: "--precision int8: \(cpu.int8Kernels(isa))")
+        case .int8: return PrecisionDecision(precision: .int8, source: .requested, probeRatio: nil, reason: "--precision int8: \(isa.int8Kernels)")
         case .auto: break
         }
         if let why = isa.bf16Unavailable {

@@ -131,8 +131,8 @@ struct Run: ParsableCommand {
     }
 
     /// How far a new int8 calibration moves the features: the cosine of each calibration image's int8
-    /// features to its fp32 features (the same rendered images, both networks compiled here), lowest
-    /// and median. A resumed int8 run, reusing a stored calibration, does not check again.
+    /// features to its fp32 features (the same rendered images; the fp32 ones from the calibration's
+    /// own pass), lowest and median. A resumed int8 run, reusing a stored calibration, does not check again.
     struct Int8Check: Encodable {
         let images: Int, cosine_min: Double, cosine_median: Double
         /// Below this lowest cosine a run warns: the int8 bar of issue 14 (EfficientNet-Lite0/1/2 on all

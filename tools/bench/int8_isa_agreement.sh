@@ -7,22 +7,26 @@
 # Under pairs16 no 16-bit pair sum can overflow, so on a CPU with AVX-512 they should all be equal
 # (a saturating sum, or a rounding that differs between kernels, would show here).
 #
-# Usage: tools/bench/int8_isa_agreement.sh [--data DIR] [--backbone B] [--weights FILE] [--isa AVX512_CORE|AVX2] [--no-build]
+# Usage: tools/bench/int8_isa_agreement.sh [--data DIR] [--per-class N] [--backbone B] [--weights FILE]
+#                                          [--isa AVX512_CORE|AVX2] [--no-build]
+# (--per-class N: only the first N files, by name, of each class folder of DIR/train, linked into a
+#  temporary folder: a quicker run for the slower backbones)
 # (--weights: any file of the backbone's format, e.g. the generated ones of tools/goldens/experiment.py:
 #  agreement needs no trained weights)
 # Env:   PYTHON  interpreter with numpy (default /work/venv/bin/python if present, else python3);
 #        BIN_DIR another build folder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DATA="$ROOT/../shared/datasets/scenes6"; BACKBONE=efficientnet_lite0; ISA=AVX512_CORE; BUILD=1; WEIGHTS=()
+DATA="$ROOT/../shared/datasets/scenes6"; BACKBONE=efficientnet_lite0; ISA=AVX512_CORE; BUILD=1; WEIGHTS=(); PER_CLASS=
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --data) DATA="$2"; shift 2 ;;
         --backbone) BACKBONE="$2"; shift 2 ;;
         --isa) ISA="$2"; shift 2 ;;
+        --per-class) PER_CLASS="$2"; shift 2 ;;
         --weights) WEIGHTS=(--weights "$2"); shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "int8_isa_agreement.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -30,6 +34,14 @@ source "$ROOT/tools/bench/common.sh"
 bench_setup
 bench_python PYTHON /work/venv
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
+if [[ -n "$PER_CLASS" ]]; then
+    for class in "$DATA"/train/*/; do
+        mkdir -p "$TMP/data/$(basename "$class")"
+        files=("$class"*)
+        for f in "${files[@]:0:$PER_CLASS}"; do ln -s "$f" "$TMP/data/$(basename "$class")/"; done
+    done
+    DATA="$TMP/data"
+fi
 echo "== extract --backbone $BACKBONE --precision int8 with ONEDNN_MAX_CPU_ISA=$ISA"
 ONEDNN_MAX_CPU_ISA="$ISA" "$BIN/extract" --backbone "$BACKBONE" "${WEIGHTS[@]}" --data "$DATA" --store "$TMP/capped.sqlite" --precision int8 --quiet
 cp "$TMP/capped.sqlite" "$TMP/own.sqlite"
